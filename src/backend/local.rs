@@ -1,0 +1,182 @@
+//! The local-directory backend: one file per object under `<dir>/objects/ab/cd/`.
+//! Writes are atomic: a temporary file is written, fsynced and renamed.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::{BackendError, ObjectInfo, ObjectStore};
+use crate::crypto::ObjectName;
+
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn open(root: &Path) -> Result<Self, BackendError> {
+        std::fs::create_dir_all(root.join("objects"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, name: &ObjectName) -> PathBuf {
+        self.root.join(name.relative_path())
+    }
+}
+
+fn map_io(name: &ObjectName, e: std::io::Error) -> BackendError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => BackendError::NotFound(name.to_string()),
+        _ if e.raw_os_error() == Some(28) => BackendError::InsufficientStorage,
+        _ => BackendError::Io(e),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalDirStore {
+    async fn put(&self, name: &ObjectName, data: Bytes) -> Result<(), BackendError> {
+        let path = self.path_of(name);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| map_io(name, e))?;
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}", name, uuid::Uuid::new_v4().simple()));
+        let write = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            f.write_all(&data).await?;
+            f.sync_all().await?;
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await?;
+            if let Some(dir) = path.parent() {
+                tokio::fs::File::open(dir).await?.sync_all().await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        if let Err(e) = write.await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(map_io(name, e));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        tokio::fs::read(self.path_of(name))
+            .await
+            .map(Bytes::from)
+            .map_err(|e| map_io(name, e))
+    }
+
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+        match tokio::fs::remove_file(self.path_of(name)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(map_io(name, e)),
+        }
+    }
+
+    async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError> {
+        Ok(tokio::fs::try_exists(self.path_of(name)).await?)
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        // Walk the two fan-out levels lazily: only one folder's names are in
+        // memory at a time.
+        let top = self.root.join("objects");
+        let dirs = stream::once(async move { read_names(&top).await })
+            .flat_map(|r| stream::iter(flatten(r)))
+            .then(|r| async move {
+                match r {
+                    Ok(p) => read_names(&p).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .flat_map(|r| stream::iter(flatten(r)))
+            .then(|r| async move {
+                match r {
+                    Ok(p) => read_objects(&p).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .flat_map(|r| stream::iter(flatten(r)));
+        dirs.boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+}
+
+fn flatten<T>(r: Result<Vec<T>, BackendError>) -> Vec<Result<T, BackendError>> {
+    match r {
+        Ok(v) => v.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+async fn read_names(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
+    let mut out = Vec::new();
+    let mut rd = tokio::fs::read_dir(dir).await?;
+    while let Some(e) = rd.next_entry().await? {
+        if e.file_type().await?.is_dir() {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn read_objects(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
+    let mut out = Vec::new();
+    let mut rd = tokio::fs::read_dir(dir).await?;
+    while let Some(e) = rd.next_entry().await? {
+        let Some(name) = e.file_name().to_str().and_then(ObjectName::parse) else {
+            continue;
+        };
+        out.push(ObjectInfo {
+            name,
+            size: e.metadata().await?.len(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{ChunkId, MasterKey};
+
+    #[tokio::test]
+    async fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).unwrap();
+        let keys = MasterKey::from_bytes([3; 32]).derive();
+        let names: Vec<_> = (0u8..5)
+            .map(|i| ObjectName::for_chunk(&keys, &ChunkId([i; 32])))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            store.put(n, Bytes::from(vec![i as u8; i + 1])).await.unwrap();
+            store.put(n, Bytes::from(vec![i as u8; i + 1])).await.unwrap();
+        }
+        assert_eq!(&store.get(&names[3]).await.unwrap()[..], &[3, 3, 3, 3]);
+        let listed: Vec<_> = store.list().collect().await;
+        assert_eq!(listed.len(), 5);
+        assert!(store.exists(&names[0]).await.unwrap());
+        store.delete(&names[0]).await.unwrap();
+        store.delete(&names[0]).await.unwrap();
+        assert!(!store.exists(&names[0]).await.unwrap());
+        assert!(matches!(store.get(&names[0]).await, Err(BackendError::NotFound(_))));
+        let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        assert_eq!(tmp_left, 0);
+    }
+}

@@ -1,0 +1,70 @@
+//! Object backends: where sealed objects live.
+//!
+//! The content store only ever talks to an [`ObjectStore`]: a flat key/value
+//! store of immutable objects addressed by [`ObjectName`]. Two kinds exist:
+//! a local directory (the embedded default) and an upstream ownCloud account
+//! reached over WebDAV.
+
+pub mod local;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::crypto::ObjectName;
+
+/// Errors of an object backend, classified so callers know whether a retry
+/// can help and which HTTP status the client should see.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("object {0} not found in the backend")]
+    NotFound(String),
+    #[error("backend is out of space")]
+    InsufficientStorage,
+    #[error("backend {backend} is unreachable: {cause}")]
+    Unreachable { backend: String, cause: String },
+    #[error("backend {backend} failed transiently: {cause}")]
+    Transient { backend: String, cause: String },
+    #[error("backend {backend} refused the request: {cause}")]
+    Permanent { backend: String, cause: String },
+    #[error("backend returned a short or corrupt object {name}: {cause}")]
+    Corrupt { name: String, cause: String },
+    #[error("local backend I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BackendError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Transient { .. })
+    }
+}
+
+/// One object seen in a listing.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub name: ObjectName,
+    pub size: u64,
+}
+
+/// A store of immutable, idempotently written objects.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Stores `data` under `name`. Returns only once the object is durable.
+    /// Writing the same name twice with the same bytes is harmless.
+    async fn put(&self, name: &ObjectName, data: Bytes) -> Result<(), BackendError>;
+    /// Reads a whole object.
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError>;
+    /// Removes an object; removing a missing object is not an error.
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
+    /// Whether an object exists.
+    async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError>;
+    /// Streams every object with its size, without holding the listing in memory.
+    fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
+    /// A short description for logs ("local:/var/lib/..", "webdav:https://..").
+    fn describe(&self) -> String;
+}
+
+pub type SharedObjectStore = Arc<dyn ObjectStore>;

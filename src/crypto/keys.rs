@@ -1,0 +1,153 @@
+//! The master key file and the purpose keys derived from it with HKDF.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use hkdf::Hkdf;
+use rand::RngCore;
+use sha2::Sha256;
+
+use super::CryptoError;
+
+/// Length of the master key and of every derived key.
+pub const KEY_LEN: usize = 32;
+
+/// The one secret every stored byte depends on.
+#[derive(Clone)]
+pub struct MasterKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn generate() -> Self {
+        let mut k = [0u8; KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    /// Parses the key file format: 64 hex digits, surrounding white space ignored.
+    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let raw = hex::decode(text.trim()).map_err(|_| CryptoError::BadKeyFile)?;
+        let bytes: [u8; KEY_LEN] = raw.try_into().map_err(|_| CryptoError::BadKeyFile)?;
+        Ok(Self(bytes))
+    }
+
+    /// Reads the key at `path`, or creates it (mode 0600) when it does not exist.
+    /// Returns the key and whether it was created now.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
+        match fs::read_to_string(path) {
+            Ok(text) => Ok((Self::parse(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                write_private(path, format!("{}\n", hex::encode(key.0)).as_bytes())?;
+                Ok((key, true))
+            }
+            Err(e) => Err(CryptoError::KeyFile(e)),
+        }
+    }
+
+    /// Derives the purpose keys.
+    pub fn derive(&self) -> Keys {
+        let hk = Hkdf::<Sha256>::new(Some(b"dedupdav key derivation v1"), &self.0);
+        let expand = |info: &[u8]| {
+            let mut out = [0u8; KEY_LEN];
+            // A 32-byte output is always within HKDF-SHA256's limit.
+            hk.expand(info, &mut out).map(|_| out).unwrap_or(out)
+        };
+        let id = expand(b"key id");
+        let mut gear = [0u64; 256];
+        let mut raw = [0u8; 256 * 8];
+        // 2048 bytes is below HKDF-SHA256's limit of 255 * 32 bytes.
+        let _ = hk.expand(b"chunker gear table", &mut raw);
+        for (i, g) in gear.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+            *g = u64::from_le_bytes(b);
+        }
+        Keys {
+            key_id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
+            chunk_id: expand(b"chunk id"),
+            object_name: expand(b"object name"),
+            object_seal: expand(b"object encryption"),
+            metadata: expand(b"metadata backup"),
+            auth_cache: expand(b"auth cache"),
+            gear: Box::new(gear),
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(CryptoError::KeyFile)?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(CryptoError::KeyFile)?;
+    f.write_all(bytes).map_err(CryptoError::KeyFile)?;
+    f.sync_all().map_err(CryptoError::KeyFile)?;
+    Ok(())
+}
+
+/// Purpose keys, each derived from the master key and used for one thing only.
+pub struct Keys {
+    /// Identifies the master key in object headers (for later rotation).
+    pub key_id: u32,
+    /// HMAC key of chunk ids.
+    pub chunk_id: [u8; KEY_LEN],
+    /// HMAC key of object names.
+    pub object_name: [u8; KEY_LEN],
+    /// AES-256-GCM-SIV key of sealed objects.
+    pub object_seal: [u8; KEY_LEN],
+    /// Key of sealed metadata backups.
+    pub metadata: [u8; KEY_LEN],
+    /// HMAC key of the in-memory credential cache.
+    pub auth_cache: [u8; KEY_LEN],
+    /// The content-defined chunker's gear table.
+    pub gear: Box<[u64; 256]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/master.key");
+        let (k1, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(created);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (k2, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(k1.0, k2.0);
+    }
+
+    #[test]
+    fn purposes_get_different_keys() {
+        let keys = MasterKey::from_bytes([7; 32]).derive();
+        assert_ne!(keys.chunk_id, keys.object_name);
+        assert_ne!(keys.object_seal, keys.chunk_id);
+        assert_ne!(keys.gear[0], keys.gear[1]);
+    }
+
+    #[test]
+    fn bad_key_file_is_refused() {
+        assert!(MasterKey::parse("abc").is_err());
+        assert!(MasterKey::parse(&"zz".repeat(32)).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Keys, chunk ids, object names and the sealed object format.
+//!
+//! Everything that leaves the gateway for the backend passes through here:
+//! a chunk is named by a keyed MAC of its keyed id, compressed when that
+//! shrinks it, and sealed with AES-256-GCM-SIV under a nonce derived from its
+//! id (deterministic, so a retried or concurrent upload writes the same bytes).
+
+mod keys;
+mod object;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use keys::{Keys, MasterKey, KEY_LEN};
+pub use object::{ObjectKind, Sealer, HEADER_LEN};
+
+/// Errors of key handling and of sealing / opening objects.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the master key file is not 64 hex digits")]
+    BadKeyFile,
+    #[error("cannot read or write the master key file: {0}")]
+    KeyFile(#[source] std::io::Error),
+    #[error("object is not in the dedupdav format (bad magic or too short)")]
+    NotAnObject,
+    #[error("object format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    #[error("object was sealed with key id {found:08x}, this gateway has {expected:08x}")]
+    WrongKey { expected: u32, found: u32 },
+    #[error("object failed authentication (tampered or corrupted)")]
+    Tampered,
+    #[error("object content does not match its id")]
+    IdMismatch,
+    #[error("object is larger than allowed when decompressed")]
+    TooLarge,
+    #[error("compression failed: {0}")]
+    Compression(#[source] std::io::Error),
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// The identity of a chunk: HMAC-SHA256 of its plaintext under the chunk-id key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    pub fn of(keys: &Keys, plaintext: &[u8]) -> Self {
+        Self(mac(&keys.chunk_id, &[plaintext]))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..16])
+    }
+}
+
+/// The name of an object in the backend: a keyed MAC, so it reveals nothing.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    /// The object holding a chunk.
+    pub fn for_chunk(keys: &Keys, id: &ChunkId) -> Self {
+        Self(hex::encode(mac(&keys.object_name, &[b"chunk", &id.0])))
+    }
+
+    /// Accepts a name read back from a backend listing (64 lowercase hex digits).
+    pub fn parse(name: &str) -> Option<Self> {
+        let ok = name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Path relative to the backend root: `objects/ab/cd/<name>`.
+    pub fn relative_path(&self) -> String {
+        format!("objects/{}/{}/{}", &self.0[0..2], &self.0[2..4], self.0)
+    }
+
+    /// The fan-out folders above the object, outermost first.
+    pub fn fanout_dirs(&self) -> [String; 3] {
+        [
+            "objects".to_string(),
+            format!("objects/{}", &self.0[0..2]),
+            format!("objects/{}/{}", &self.0[0..2], &self.0[2..4]),
+        ]
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A MAC under the auth-cache key (used to remember verified credentials
+/// without keeping passwords in memory).
+pub fn auth_cache_tag(keys: &Keys, parts: &[&[u8]]) -> [u8; 32] {
+    mac(&keys.auth_cache, parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    #[test]
+    fn ids_and_names_are_keyed() {
+        let k1 = MasterKey::from_bytes([1; 32]).derive();
+        let k2 = MasterKey::from_bytes([2; 32]).derive();
+        let data = b"hello world";
+        assert_ne!(ChunkId::of(&k1, data), ChunkId::of(&k2, data));
+        let id = ChunkId::of(&k1, data);
+        let plain: [u8; 32] = sha2::Sha256::digest(data).into();
+        assert_ne!(id.0, plain);
+        let name = ObjectName::for_chunk(&k1, &id);
+        assert_ne!(name.as_str(), hex::encode(plain));
+        assert_ne!(name.as_str(), id.to_hex());
+        assert_eq!(ObjectName::parse(name.as_str()), Some(name.clone()));
+        assert!(name.relative_path().starts_with(&format!("objects/{}/", &name.as_str()[..2])));
+        assert_eq!(ObjectName::parse("../etc/passwd"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! dedupdav: a WebDAV gateway that deduplicates every upload at chunk level,
+//! stores each unique chunk once (compressed, encrypted) in an object backend
+//! and shows every user a private tree.
+//!
+//! Layers, top to bottom:
+//! - [`front`]: the HTTP service (auth, routing, ownCloud endpoints).
+//! - [`dav`]: the WebDAV file system over one user's namespace.
+//! - [`namespace`]: the per-user tree of folders and files (redb index).
+//! - [`store`]: the content store (chunking, dedup, sealing, reading).
+//! - [`crypto`]: keys, chunk ids, object names, the sealed object format.
+//! - [`backend`]: where sealed objects live (local directory, upstream WebDAV).
+//! - [`admin`]: users, stats and other operator jobs.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod crypto;
+pub mod dav;
+pub mod front;
+pub mod index;
+pub mod namespace;
+pub mod store;
