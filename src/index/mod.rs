@@ -1,1 +1,188 @@
-//! (being written)
+//! The metadata index: one redb database holding users, the per-user trees,
+//! file manifests, chunk refcounts and counters.
+//!
+//! Only this module and [`crate::namespace`] see redb types. Everything else
+//! uses the typed records in [`records`] and the operations on [`Index`] and
+//! [`crate::namespace::Namespace`], so a later multi-node deployment can put
+//! the same tables on a shared engine.
+
+pub mod records;
+pub(crate) mod tables;
+pub(crate) mod tx;
+mod users;
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+
+pub use records::{ChunkRecord, ManifestEntry, Node, NodeKind, UserRecord};
+pub(crate) use tables::*;
+pub use users::{valid_user_name, NewUser};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Errors of the metadata index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the index {path} is in use by another process (is `dedupdav serve` running? stop it first)")]
+    InUse { path: String },
+    #[error("the index has schema version {found}, this build understands {expected}; refusing to open it")]
+    SchemaMismatch { found: u64, expected: u64 },
+    #[error("index storage error: {0}")]
+    Storage(String),
+    #[error("corrupt index record in {table}: {cause}")]
+    Corrupt { table: &'static str, cause: String },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    #[error("invalid user name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
+    BadUserName(String),
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IndexError {
+            fn from(e: $t) -> Self {
+                IndexError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_from!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Usage figures for `dedupdav stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub users: u64,
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunks: u64,
+}
+
+/// The open index.
+pub struct Index {
+    pub(crate) db: Database,
+}
+
+impl Index {
+    /// Opens (or creates) the index at `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::InUse {
+                path: path.display().to_string(),
+            },
+            other => IndexError::Storage(other.to_string()),
+        })?;
+        let index = Self { db };
+        index.init_schema()?;
+        Ok(index)
+    }
+
+    fn init_schema(&self) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get(KEY_SCHEMA)?.map(|v| v.value());
+            match found {
+                Some(v) if v != SCHEMA_VERSION => {
+                    return Err(IndexError::SchemaMismatch {
+                        found: v,
+                        expected: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                    meta.insert(KEY_NEXT_ID, 1)?;
+                    meta.insert(KEY_CHANGE, 1)?;
+                    meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
+                }
+            }
+            // Create every table so read transactions never miss one.
+            tx.open_table(USERS)?;
+            tx.open_table(NODES)?;
+            tx.open_table(DIRENTS)?;
+            tx.open_table(MANIFESTS)?;
+            tx.open_table(CHUNKS)?;
+            tx.open_table(PROPS)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A short random id of this installation (part of `oc:id`).
+    pub fn instance_id(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_INSTANCE)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Whether the chunk is known (stored, possibly awaiting deletion).
+    pub fn chunk_known(&self, id: &[u8; 32]) -> Result<bool, IndexError> {
+        let tx = self.db.begin_read()?;
+        let chunks = tx.open_table(CHUNKS)?;
+        Ok(chunks.get(id.as_slice())?.is_some())
+    }
+
+    /// Overall usage figures.
+    pub fn stats(&self) -> Result<Stats, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let get = |k: &str| -> Result<u64, IndexError> {
+            Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+        };
+        let users = tx.open_table(USERS)?;
+        let mut logical = 0;
+        for row in users.iter()? {
+            let (_, v) = row?;
+            logical += UserRecord::decode(v.value())?.used;
+        }
+        Ok(Stats {
+            users: users.len()?,
+            files: get(KEY_FILES)?,
+            logical_bytes: logical,
+            stored_bytes: get(KEY_STORED_BYTES)?,
+            chunks: tx.open_table(CHUNKS)?.len()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        drop(Index::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 99).unwrap();
+            tx.commit().unwrap();
+        }
+        match Index::open(&path) {
+            Err(IndexError::SchemaMismatch { found: 99, .. }) => {}
+            other => panic!("expected a schema mismatch, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn second_open_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let _first = Index::open(&path).unwrap();
+        let err = Index::open(&path).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

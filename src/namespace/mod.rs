@@ -1,1 +1,487 @@
-//! (being written)
+//! The per-user namespace: folders and files as an inode-style tree in the
+//! index. Directory entries are keyed by (parent id, name), so moving a folder
+//! rewrites one entry whatever lies below it. Every operation here is one
+//! write transaction: it applies completely or not at all.
+
+mod path;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::ReadableTable;
+
+use crate::crypto::ChunkId;
+use crate::index::records::encode_manifest;
+use crate::index::tables::KEY_FILES;
+use crate::index::tables::KEY_STORED_BYTES;
+use crate::index::tx::{get_child, get_manifest, get_node, get_user, ReadTables, WriteTables};
+use crate::index::{ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind, UserRecord};
+
+pub use path::{split_path, NamePath};
+
+/// Errors of namespace operations.
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Exists,
+    #[error("a parent folder does not exist")]
+    ParentMissing,
+    #[error("not a folder")]
+    NotADirectory,
+    #[error("is a folder")]
+    IsADirectory,
+    #[error("folder is not empty")]
+    NotEmpty,
+    #[error("invalid name: {0}")]
+    BadName(String),
+    #[error("a folder cannot be moved into itself")]
+    IntoItself,
+    #[error("the root folder cannot be changed that way")]
+    Root,
+    #[error("quota exceeded: {needed} bytes needed, {available} available")]
+    QuotaExceeded { needed: u64, available: u64 },
+    #[error("chunk {0:?} is not stored")]
+    MissingChunk(ChunkId),
+    #[error("the account no longer exists")]
+    NoUser,
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The user a request acts for.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub id: u64,
+    pub name: String,
+    pub root: u64,
+}
+
+impl From<&UserRecord> for Owner {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            root: u.root,
+        }
+    }
+}
+
+/// A finished upload, ready to become the file's new version.
+#[derive(Debug, Clone)]
+pub struct FileCommit {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub chunks: Vec<ManifestEntry>,
+    /// Chunks this upload stored in the backend, with their object sizes.
+    pub uploaded: Vec<(ChunkId, u32)>,
+    /// Modification time to record (Unix ns); now when absent.
+    pub mtime: Option<i64>,
+    pub checksums: Option<String>,
+}
+
+/// A dead property as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredProp {
+    pub name: String,
+    pub prefix: Option<String>,
+    pub namespace: Option<String>,
+    pub xml: Option<Vec<u8>>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn prop_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}\0{}", namespace.unwrap_or(""), name)
+}
+
+/// The tree operations, over the shared index.
+#[derive(Clone)]
+pub struct Namespace {
+    index: Arc<Index>,
+}
+
+fn resolve_in<T: ReadableTable<(u64, &'static str), u64>>(
+    dirents: &T,
+    root: u64,
+    path: &[String],
+) -> Result<u64, NsError> {
+    let mut id = root;
+    for seg in path {
+        id = get_child(dirents, id, seg)?.ok_or(NsError::NotFound)?;
+    }
+    Ok(id)
+}
+
+impl Namespace {
+    pub fn new(index: Arc<Index>) -> Self {
+        Self { index }
+    }
+
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// The node at `path` in the owner's tree.
+    pub fn lookup(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
+        self.index.read(|t: &ReadTables| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            get_node(&t.nodes, id)?.ok_or(NsError::NotFound)
+        })
+    }
+
+    /// The entries of the folder at `path`, sorted by name.
+    pub fn list(&self, owner: &Owner, path: &[String]) -> Result<Vec<(String, Node)>, NsError> {
+        self.index.read(|t: &ReadTables| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let dir = get_node(&t.nodes, id)?.ok_or(NsError::NotFound)?;
+            if !dir.is_dir() {
+                return Err(NsError::NotADirectory);
+            }
+            let mut out = Vec::new();
+            for row in t.dirents.range((id, "")..(id + 1, ""))? {
+                let (k, v) = row.map_err(IndexError::from)?;
+                let node = get_node(&t.nodes, v.value())?.ok_or_else(|| {
+                    IndexError::Corrupt {
+                        table: "dirents",
+                        cause: format!("entry points at missing node {}", v.value()),
+                    }
+                })?;
+                out.push((k.value().1.to_string(), node));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The manifest of a file node.
+    pub fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError> {
+        Ok(self.index.read(|t: &ReadTables| get_manifest(&t.manifests, node))?)
+    }
+
+    /// The owner's (logical bytes used, quota).
+    pub fn usage(&self, owner: &Owner) -> Result<(u64, Option<u64>), NsError> {
+        self.index.read(|t: &ReadTables| {
+            let u = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
+            Ok((u.used, u.quota))
+        })
+    }
+
+    /// Creates a folder.
+    pub fn mkdir(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
+        let (name, parent_path) = path.split_last().ok_or(NsError::Exists)?;
+        self.index.write(|t| {
+            let parent = parent_dir(t, owner, parent_path)?;
+            if get_child(&t.dirents, parent.id, name)?.is_some() {
+                return Err(NsError::Exists);
+            }
+            let version = t.next_change()?;
+            let node = Node {
+                id: t.next_id()?,
+                parent: parent.id,
+                owner: owner.id,
+                kind: NodeKind::Dir,
+                size: 0,
+                mtime: now_ns(),
+                created: now_ns() / 1_000_000_000,
+                version,
+                sha256: None,
+                checksums: None,
+            };
+            t.put_node(&node)?;
+            t.dirents.insert((parent.id, name.as_str()), node.id)?;
+            t.touch_up(parent.id, version)?;
+            Ok(node)
+        })
+    }
+
+    /// Makes `commit` the content of the file at `path` (creating it or
+    /// replacing the previous version) in one transaction: chunk references
+    /// are taken (each re-checked to be stored), the old version's released,
+    /// the quota checked. Returns the node and whether it was created.
+    pub fn commit_file(
+        &self,
+        owner: &Owner,
+        path: &[String],
+        commit: &FileCommit,
+    ) -> Result<(Node, bool), NsError> {
+        let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
+        let now = now_ns();
+        self.index.write(|t| {
+            let parent = parent_dir(t, owner, parent_path)?;
+            let existing = match get_child(&t.dirents, parent.id, name)? {
+                Some(id) => Some(t.node(id)?.ok_or(NsError::NotFound)?),
+                None => None,
+            };
+            if existing.as_ref().is_some_and(|n| n.is_dir()) {
+                return Err(NsError::IsADirectory);
+            }
+            let old_size = existing.as_ref().map_or(0, |n| n.size);
+            charge_quota(t, owner, old_size, commit.size)?;
+            take_chunks(t, &commit.chunks, &commit.uploaded)?;
+            let version = t.next_change()?;
+            let node = match existing {
+                Some(mut n) => {
+                    let old = get_manifest(&t.manifests, n.id)?;
+                    t.release_chunks(&old, (now / 1_000_000_000) as u64)?;
+                    n.size = commit.size;
+                    n.sha256 = Some(commit.sha256);
+                    n.checksums = commit.checksums.clone();
+                    n.mtime = commit.mtime.unwrap_or(now);
+                    n.version = version;
+                    n
+                }
+                None => {
+                    t.add_counter(KEY_FILES, 1)?;
+                    Node {
+                        id: t.next_id()?,
+                        parent: parent.id,
+                        owner: owner.id,
+                        kind: NodeKind::File,
+                        size: commit.size,
+                        mtime: commit.mtime.unwrap_or(now),
+                        created: now / 1_000_000_000,
+                        version,
+                        sha256: Some(commit.sha256),
+                        checksums: commit.checksums.clone(),
+                    }
+                }
+            };
+            let created = get_child(&t.dirents, parent.id, name)?.is_none();
+            t.put_node(&node)?;
+            t.manifests
+                .insert(node.id, encode_manifest(&commit.chunks).as_slice())?;
+            t.dirents.insert((parent.id, name.as_str()), node.id)?;
+            t.touch_up(parent.id, version)?;
+            Ok((node, created))
+        })
+    }
+
+    /// Removes a file, or an empty folder.
+    pub fn remove(&self, owner: &Owner, path: &[String]) -> Result<(), NsError> {
+        let (name, parent_path) = path.split_last().ok_or(NsError::Root)?;
+        let now = (now_ns() / 1_000_000_000) as u64;
+        self.index.write(|t| {
+            let parent = parent_dir(t, owner, parent_path)?;
+            let id = get_child(&t.dirents, parent.id, name)?.ok_or(NsError::NotFound)?;
+            let node = t.node(id)?.ok_or(NsError::NotFound)?;
+            if node.is_dir() {
+                if t.dirents.range((id, "")..(id + 1, ""))?.next().is_some() {
+                    return Err(NsError::NotEmpty);
+                }
+            } else {
+                let m = get_manifest(&t.manifests, id)?;
+                t.release_chunks(&m, now)?;
+                credit_quota(t, owner, node.size)?;
+                t.add_counter(KEY_FILES, -1)?;
+            }
+            t.dirents.remove((parent.id, name.as_str()))?;
+            t.drop_node(id)?;
+            let version = t.next_change()?;
+            t.touch_up(parent.id, version)?;
+            Ok(())
+        })
+    }
+
+    /// Moves a node to `to` (which must not exist). The node keeps its id.
+    pub fn rename(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError> {
+        let (from_name, from_parent) = from.split_last().ok_or(NsError::Root)?;
+        let (to_name, to_parent) = to.split_last().ok_or(NsError::Root)?;
+        self.index.write(|t| {
+            let src_parent = parent_dir(t, owner, from_parent)?;
+            let id = get_child(&t.dirents, src_parent.id, from_name)?.ok_or(NsError::NotFound)?;
+            let dst_parent = parent_dir(t, owner, to_parent)?;
+            if get_child(&t.dirents, dst_parent.id, to_name)?.is_some() {
+                return Err(NsError::Exists);
+            }
+            // Refuse to move a folder below itself.
+            let mut cur = dst_parent.id;
+            while cur != 0 {
+                if cur == id {
+                    return Err(NsError::IntoItself);
+                }
+                cur = t.node(cur)?.map_or(0, |n| n.parent);
+            }
+            let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
+            let version = t.next_change()?;
+            t.dirents.remove((src_parent.id, from_name.as_str()))?;
+            t.dirents.insert((dst_parent.id, to_name.as_str()), id)?;
+            node.parent = dst_parent.id;
+            node.version = version;
+            t.put_node(&node)?;
+            t.touch_up(src_parent.id, version)?;
+            t.touch_up(dst_parent.id, version)?;
+            Ok(node)
+        })
+    }
+
+    /// Copies a file: the copy shares the source's chunks (references go up,
+    /// nothing is uploaded). An existing destination file is replaced.
+    pub fn copy_file(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError> {
+        let src = self.lookup(owner, from)?;
+        if src.is_dir() {
+            return Err(NsError::IsADirectory);
+        }
+        let chunks = self.manifest(src.id)?;
+        let commit = FileCommit {
+            size: src.size,
+            sha256: src.sha256.unwrap_or_default(),
+            chunks,
+            uploaded: Vec::new(),
+            mtime: Some(src.mtime),
+            checksums: src.checksums.clone(),
+        };
+        // The source's chunks are referenced by the source itself; if it
+        // changed meanwhile, the commit's own re-check still guarantees
+        // every chunk it references is stored.
+        self.commit_file(owner, to, &commit).map(|(n, _)| n)
+    }
+
+    /// Sets a node's modification time (Unix ns).
+    pub fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError> {
+        self.index.write(|t| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
+            node.mtime = mtime;
+            t.put_node(&node)?;
+            Ok(node)
+        })
+    }
+
+    /// Whether the node at `path` has dead properties.
+    pub fn has_props(&self, owner: &Owner, path: &[String]) -> Result<bool, NsError> {
+        self.index.read(|t: &ReadTables| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            Ok(t.props.range((id, "")..(id + 1, ""))?.next().is_some())
+        })
+    }
+
+    /// The dead properties of the node at `path`.
+    pub fn props(&self, owner: &Owner, path: &[String]) -> Result<Vec<StoredProp>, NsError> {
+        self.index.read(|t: &ReadTables| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let mut out = Vec::new();
+            for row in t.props.range((id, "")..(id + 1, ""))? {
+                let (_, v) = row.map_err(IndexError::from)?;
+                let p: StoredProp = bincode::deserialize(v.value()).map_err(|e| {
+                    IndexError::Corrupt {
+                        table: "props",
+                        cause: e.to_string(),
+                    }
+                })?;
+                out.push(p);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None` xml with `set == false`) dead
+    /// properties, all in one transaction.
+    pub fn patch_props(
+        &self,
+        owner: &Owner,
+        path: &[String],
+        patch: &[(bool, StoredProp)],
+    ) -> Result<(), NsError> {
+        self.index.write(|t| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            for (set, p) in patch {
+                let key = prop_key(p.namespace.as_deref(), &p.name);
+                if *set {
+                    let v = bincode::serialize(p).unwrap_or_default();
+                    t.props.insert((id, key.as_str()), v.as_slice())?;
+                } else {
+                    t.props.remove((id, key.as_str()))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies dead properties from one node to another (COPY keeps them).
+    pub fn copy_props(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<(), NsError> {
+        let props = self.props(owner, from)?;
+        if props.is_empty() {
+            return Ok(());
+        }
+        let patch: Vec<_> = props.into_iter().map(|p| (true, p)).collect();
+        self.patch_props(owner, to, &patch)
+    }
+}
+
+/// Resolves the parent folder of an entry being created or removed.
+fn parent_dir(t: &WriteTables<'_>, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
+    let id = resolve_in(&t.dirents, owner.root, path).map_err(|e| match e {
+        NsError::NotFound => NsError::ParentMissing,
+        e => e,
+    })?;
+    let node = t.node(id)?.ok_or(NsError::ParentMissing)?;
+    if !node.is_dir() {
+        return Err(NsError::ParentMissing);
+    }
+    Ok(node)
+}
+
+/// Replaces `old` logical bytes by `new` in the owner's usage, refusing to
+/// go over their quota.
+fn charge_quota(t: &mut WriteTables<'_>, owner: &Owner, old: u64, new: u64) -> Result<(), NsError> {
+    let mut user = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
+    let used = user.used.saturating_sub(old);
+    if let Some(q) = user.quota {
+        if new > old && used + new > q {
+            return Err(NsError::QuotaExceeded {
+                needed: new,
+                available: q.saturating_sub(used),
+            });
+        }
+    }
+    user.used = used + new;
+    t.put_user(&user)?;
+    Ok(())
+}
+
+fn credit_quota(t: &mut WriteTables<'_>, owner: &Owner, size: u64) -> Result<(), NsError> {
+    charge_quota(t, owner, size, 0)
+}
+
+/// Takes one reference per manifest entry. A chunk must either be known to
+/// the index (and not yet collected) or have been uploaded by this commit;
+/// otherwise the commit fails and nothing changes.
+fn take_chunks(
+    t: &mut WriteTables<'_>,
+    chunks: &[ManifestEntry],
+    uploaded: &[(ChunkId, u32)],
+) -> Result<(), NsError> {
+    let uploaded: HashMap<ChunkId, u32> = uploaded.iter().copied().collect();
+    for e in chunks {
+        let rec = match t.chunk(&e.id.0)? {
+            Some(mut rec) => {
+                rec.refs += 1;
+                rec.unreferenced_since = 0;
+                rec
+            }
+            None => {
+                let stored = *uploaded.get(&e.id).ok_or(NsError::MissingChunk(e.id))?;
+                t.add_counter(KEY_STORED_BYTES, stored as i64)?;
+                ChunkRecord {
+                    refs: 1,
+                    stored,
+                    unreferenced_since: 0,
+                }
+            }
+        };
+        t.put_chunk(&e.id.0, &rec)?;
+    }
+    Ok(())
+}
+
+impl From<redb::StorageError> for NsError {
+    fn from(e: redb::StorageError) -> Self {
+        NsError::Index(IndexError::from(e))
+    }
+}

@@ -1,0 +1,182 @@
+//! Typed records stored in the index, and their encodings.
+//!
+//! Users and nodes are bincode-encoded serde structs; manifests and chunk
+//! records use fixed-size packed layouts because they are read on every
+//! upload and download.
+
+use serde::{Deserialize, Serialize};
+
+use super::IndexError;
+use crate::crypto::ChunkId;
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> IndexError {
+    IndexError::Corrupt {
+        table,
+        cause: e.to_string(),
+    }
+}
+
+/// A gateway account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: u64,
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub admin: bool,
+    /// Limit on the user's logical bytes, if any.
+    pub quota: Option<u64>,
+    /// The user's logical bytes: the sum of their files' sizes.
+    pub used: u64,
+    /// The user's root folder node.
+    pub root: u64,
+    pub created: i64,
+}
+
+impl UserRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        bincode::deserialize(b).map_err(|e| corrupt("users", e))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    Dir,
+    File,
+}
+
+/// A folder or file of one user's tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    /// Stable for the node's life, kept across renames and moves (`oc:fileid`).
+    pub id: u64,
+    /// Parent folder, 0 for a user's root.
+    pub parent: u64,
+    pub owner: u64,
+    pub kind: NodeKind,
+    /// Logical size in bytes (files); 0 for folders.
+    pub size: u64,
+    /// Modification time, Unix nanoseconds.
+    pub mtime: i64,
+    pub created: i64,
+    /// Change counter value of the last change at or below this node (etag).
+    pub version: u64,
+    /// Whole-file SHA-256 (files).
+    pub sha256: Option<[u8; 32]>,
+    /// Client-supplied checksums, ownCloud style ("SHA1:… MD5:…").
+    pub checksums: Option<String>,
+}
+
+impl Node {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        bincode::deserialize(b).map_err(|e| corrupt("nodes", e))
+    }
+    pub fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Dir
+    }
+    /// The entity tag (unquoted): changes whenever the node or anything
+    /// below it changes.
+    pub fn etag(&self) -> String {
+        format!("{:x}-{:x}", self.id, self.version)
+    }
+}
+
+/// One chunk of a file, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+const ENTRY_LEN: usize = 36;
+
+/// Packs a manifest: 32-byte id then little-endian u32 length, per chunk.
+pub fn encode_manifest(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    for e in entries {
+        out.extend_from_slice(&e.id.0);
+        out.extend_from_slice(&e.len.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_manifest(b: &[u8]) -> Result<Vec<ManifestEntry>, IndexError> {
+    if b.len() % ENTRY_LEN != 0 {
+        return Err(corrupt("manifests", "length is not a multiple of 36"));
+    }
+    Ok(b.chunks_exact(ENTRY_LEN)
+        .map(|c| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&c[..32]);
+            let len = u32::from_le_bytes([c[32], c[33], c[34], c[35]]);
+            ManifestEntry {
+                id: ChunkId(id),
+                len,
+            }
+        })
+        .collect())
+}
+
+/// What the index knows of one stored chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// How many manifest entries point at the chunk.
+    pub refs: u64,
+    /// Size of the sealed object in the backend.
+    pub stored: u32,
+    /// 0 while referenced; else the Unix time (s) the last reference went
+    /// away. A collector deletes the object after a grace period.
+    pub unreferenced_since: u64,
+}
+
+impl ChunkRecord {
+    pub fn encode(&self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..8].copy_from_slice(&self.refs.to_le_bytes());
+        out[8..12].copy_from_slice(&self.stored.to_le_bytes());
+        out[12..].copy_from_slice(&self.unreferenced_since.to_le_bytes());
+        out
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        if b.len() != 20 {
+            return Err(corrupt("chunks", "record is not 20 bytes"));
+        }
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Ok(Self {
+            refs: u64_at(0),
+            stored: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            unreferenced_since: u64_at(12),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip() {
+        let m = vec![
+            ManifestEntry { id: ChunkId([1; 32]), len: 7 },
+            ManifestEntry { id: ChunkId([2; 32]), len: u32::MAX },
+        ];
+        assert_eq!(decode_manifest(&encode_manifest(&m)).unwrap(), m);
+        assert!(decode_manifest(&[0; 35]).is_err());
+    }
+
+    #[test]
+    fn chunk_record_round_trip() {
+        let r = ChunkRecord { refs: 3, stored: 99, unreferenced_since: 12345 };
+        assert_eq!(ChunkRecord::decode(&r.encode()).unwrap(), r);
+    }
+}

@@ -1,0 +1,25 @@
+//! redb table definitions and the keys of the `meta` table.
+
+use redb::TableDefinition;
+
+/// Counters and settings: schema version, id and change counters, totals.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// User name → encoded [`super::UserRecord`].
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Node id → encoded [`super::Node`] (folders and files of every user).
+pub(crate) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
+/// (parent node id, entry name) → child node id.
+pub(crate) const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
+/// File node id → packed manifest (36 bytes per chunk: id, length).
+pub(crate) const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests");
+/// Chunk id → encoded [`super::ChunkRecord`] (refcount, stored size, state).
+pub(crate) const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
+/// (node id, "namespace\0name") → encoded dead property.
+pub(crate) const PROPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("props");
+
+pub(crate) const KEY_SCHEMA: &str = "schema_version";
+pub(crate) const KEY_NEXT_ID: &str = "next_id";
+pub(crate) const KEY_CHANGE: &str = "change_counter";
+pub(crate) const KEY_INSTANCE: &str = "instance_id";
+pub(crate) const KEY_FILES: &str = "files";
+pub(crate) const KEY_STORED_BYTES: &str = "stored_bytes";

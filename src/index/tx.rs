@@ -1,0 +1,224 @@
+//! Transactions over all tables at once: `Index::write` runs a closure with
+//! every table open and commits only when it returns `Ok`, so each logical
+//! change is exactly one redb write transaction.
+
+use redb::{ReadOnlyTable, ReadableTable, Table};
+
+use super::records::{decode_manifest, ChunkRecord, ManifestEntry, Node, UserRecord};
+use super::tables::*;
+use super::{Index, IndexError};
+
+pub(crate) struct WriteTables<'t> {
+    pub meta: Table<'t, &'static str, u64>,
+    pub users: Table<'t, &'static str, &'static [u8]>,
+    pub nodes: Table<'t, u64, &'static [u8]>,
+    pub dirents: Table<'t, (u64, &'static str), u64>,
+    pub manifests: Table<'t, u64, &'static [u8]>,
+    pub chunks: Table<'t, &'static [u8], &'static [u8]>,
+    pub props: Table<'t, (u64, &'static str), &'static [u8]>,
+}
+
+pub(crate) struct ReadTables {
+    pub users: ReadOnlyTable<&'static str, &'static [u8]>,
+    pub nodes: ReadOnlyTable<u64, &'static [u8]>,
+    pub dirents: ReadOnlyTable<(u64, &'static str), u64>,
+    pub manifests: ReadOnlyTable<u64, &'static [u8]>,
+    pub chunks: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pub props: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+}
+
+impl Index {
+    /// Runs `f` in one write transaction; commits only if it returns `Ok`.
+    pub(crate) fn write<R, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        let tx = self.db.begin_write().map_err(IndexError::from)?;
+        let result = {
+            let mut t = WriteTables {
+                meta: tx.open_table(META).map_err(IndexError::from)?,
+                users: tx.open_table(USERS).map_err(IndexError::from)?,
+                nodes: tx.open_table(NODES).map_err(IndexError::from)?,
+                dirents: tx.open_table(DIRENTS).map_err(IndexError::from)?,
+                manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
+                chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
+                props: tx.open_table(PROPS).map_err(IndexError::from)?,
+            };
+            f(&mut t)
+        };
+        match result {
+            Ok(r) => {
+                tx.commit().map_err(IndexError::from)?;
+                Ok(r)
+            }
+            Err(e) => {
+                // Dropping the transaction aborts it: nothing is applied.
+                let _ = tx.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` over a consistent snapshot of every table.
+    pub(crate) fn read<R, E>(&self, f: impl FnOnce(&ReadTables) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        let tx = self.db.begin_read().map_err(IndexError::from)?;
+        let t = ReadTables {
+            users: tx.open_table(USERS).map_err(IndexError::from)?,
+            nodes: tx.open_table(NODES).map_err(IndexError::from)?,
+            dirents: tx.open_table(DIRENTS).map_err(IndexError::from)?,
+            manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
+            chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
+            props: tx.open_table(PROPS).map_err(IndexError::from)?,
+        };
+        f(&t)
+    }
+}
+
+pub(crate) fn get_node(
+    nodes: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<Node>, IndexError> {
+    match nodes.get(id)? {
+        Some(v) => Ok(Some(Node::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn get_child(
+    dirents: &impl ReadableTable<(u64, &'static str), u64>,
+    parent: u64,
+    name: &str,
+) -> Result<Option<u64>, IndexError> {
+    Ok(dirents.get((parent, name))?.map(|v| v.value()))
+}
+
+pub(crate) fn get_user(
+    users: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Option<UserRecord>, IndexError> {
+    match users.get(name)? {
+        Some(v) => Ok(Some(UserRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn get_manifest(
+    manifests: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Vec<ManifestEntry>, IndexError> {
+    match manifests.get(id)? {
+        Some(v) => decode_manifest(v.value()),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub(crate) fn get_chunk(
+    chunks: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: &[u8; 32],
+) -> Result<Option<ChunkRecord>, IndexError> {
+    match chunks.get(id.as_slice())? {
+        Some(v) => Ok(Some(ChunkRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+impl WriteTables<'_> {
+    pub fn counter(&self, key: &str) -> Result<u64, IndexError> {
+        Ok(self.meta.get(key)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn add_counter(&mut self, key: &str, delta: i64) -> Result<(), IndexError> {
+        let v = self.counter(key)?.saturating_add_signed(delta);
+        self.meta.insert(key, v)?;
+        Ok(())
+    }
+
+    /// Allocates a node or user id.
+    pub fn next_id(&mut self) -> Result<u64, IndexError> {
+        let id = self.counter(KEY_NEXT_ID)?.max(1);
+        self.meta.insert(KEY_NEXT_ID, id + 1)?;
+        Ok(id)
+    }
+
+    /// Allocates the next value of the change counter (used for etags).
+    pub fn next_change(&mut self) -> Result<u64, IndexError> {
+        let v = self.counter(KEY_CHANGE)?.max(1);
+        self.meta.insert(KEY_CHANGE, v + 1)?;
+        Ok(v)
+    }
+
+    pub fn node(&self, id: u64) -> Result<Option<Node>, IndexError> {
+        get_node(&self.nodes, id)
+    }
+
+    pub fn put_node(&mut self, node: &Node) -> Result<(), IndexError> {
+        self.nodes.insert(node.id, node.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_user(&mut self, user: &UserRecord) -> Result<(), IndexError> {
+        self.users.insert(user.name.as_str(), user.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
+        get_chunk(&self.chunks, id)
+    }
+
+    pub fn put_chunk(&mut self, id: &[u8; 32], rec: &ChunkRecord) -> Result<(), IndexError> {
+        self.chunks.insert(id.as_slice(), rec.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Drops one reference from each manifest entry; a chunk whose count
+    /// reaches zero is marked unreferenced (kept for the grace period).
+    pub fn release_chunks(&mut self, entries: &[ManifestEntry], now: u64) -> Result<(), IndexError> {
+        for e in entries {
+            let Some(mut rec) = self.chunk(&e.id.0)? else {
+                return Err(IndexError::Corrupt {
+                    table: "chunks",
+                    cause: format!("manifest references unknown chunk {:?}", e.id),
+                });
+            };
+            rec.refs = rec.refs.saturating_sub(1);
+            if rec.refs == 0 {
+                rec.unreferenced_since = now.max(1);
+            }
+            self.put_chunk(&e.id.0, &rec)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `version` on the node and every ancestor up to the user's root,
+    /// so every folder's etag changes when anything below it changes.
+    pub fn touch_up(&mut self, mut id: u64, version: u64) -> Result<(), IndexError> {
+        while id != 0 {
+            let Some(mut n) = self.node(id)? else { break };
+            n.version = version;
+            self.put_node(&n)?;
+            id = n.parent;
+        }
+        Ok(())
+    }
+
+    /// Deletes a node's record, manifest and dead properties (not its dirent).
+    pub fn drop_node(&mut self, id: u64) -> Result<(), IndexError> {
+        self.nodes.remove(id)?;
+        self.manifests.remove(id)?;
+        let keys: Vec<String> = self
+            .props
+            .range((id, "")..(id + 1, ""))?
+            .map(|r| r.map(|(k, _)| k.value().1.to_string()))
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            self.props.remove((id, k.as_str()))?;
+        }
+        Ok(())
+    }
+}
