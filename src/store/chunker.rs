@@ -1,0 +1,212 @@
+//! Content-defined chunking: FastCDC (gear hash, normalized chunking) with a
+//! gear table derived from the master key, so chunk boundaries reveal nothing
+//! to someone without the key.
+//!
+//! [`Chunker`] is streaming: bytes go in as they arrive, whole chunks come
+//! out. It buffers at most one maximum-size chunk plus the last input.
+
+use bytes::{Bytes, BytesMut};
+
+/// Chunk size bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSizes {
+    pub min: usize,
+    pub avg: usize,
+    pub max: usize,
+}
+
+impl ChunkSizes {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.min >= 64 && self.min < self.avg && self.avg < self.max) {
+            return Err("chunk sizes must satisfy 64 <= min < avg < max".into());
+        }
+        if !self.avg.is_power_of_two() {
+            return Err("the average chunk size must be a power of two".into());
+        }
+        if self.max > 64 << 20 {
+            return Err("the maximum chunk size must be at most 64 MiB".into());
+        }
+        Ok(())
+    }
+}
+
+/// A mask with `bits` one-bits in the top of a u64: the top bits of a gear
+/// hash depend on the most recent 64 bytes.
+fn top_mask(bits: u32) -> u64 {
+    if bits == 0 {
+        0
+    } else {
+        !0u64 << (64 - bits)
+    }
+}
+
+/// The cut-point finder.
+#[derive(Clone)]
+pub struct Cdc {
+    gear: Box<[u64; 256]>,
+    sizes: ChunkSizes,
+    mask_small: u64,
+    mask_large: u64,
+}
+
+impl Cdc {
+    pub fn new(gear: Box<[u64; 256]>, sizes: ChunkSizes) -> Self {
+        let bits = sizes.avg.trailing_zeros();
+        Self {
+            gear,
+            sizes,
+            // Normalized chunking (level 2): harder to cut before the
+            // average, easier after, so sizes cluster around the average.
+            mask_small: top_mask(bits + 2),
+            mask_large: top_mask(bits.saturating_sub(2)),
+        }
+    }
+
+    pub fn sizes(&self) -> ChunkSizes {
+        self.sizes
+    }
+
+    /// The length of the first chunk of `buf`; `buf.len()` when no cut point
+    /// lies within it (the caller decides whether more data may follow).
+    pub fn cut(&self, buf: &[u8]) -> usize {
+        let n = buf.len().min(self.sizes.max);
+        if n <= self.sizes.min {
+            return n;
+        }
+        let center = self.sizes.avg.min(n);
+        let mut h = 0u64;
+        let mut i = self.sizes.min;
+        while i < center {
+            h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
+            if h & self.mask_small == 0 {
+                return i + 1;
+            }
+            i += 1;
+        }
+        while i < n {
+            h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
+            if h & self.mask_large == 0 {
+                return i + 1;
+            }
+            i += 1;
+        }
+        n
+    }
+}
+
+/// Streaming chunker over [`Cdc`].
+pub struct Chunker {
+    cdc: Cdc,
+    buf: BytesMut,
+}
+
+impl Chunker {
+    pub fn new(cdc: Cdc) -> Self {
+        Self {
+            cdc,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Adds input and returns the chunks that are now complete.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        // Only cut once a whole maximum-size window is buffered: then the
+        // cut point cannot depend on how the input was split into pieces.
+        while self.buf.len() >= self.cdc.sizes.max {
+            let n = self.cdc.cut(&self.buf);
+            out.push(self.buf.split_to(n).freeze());
+        }
+        out
+    }
+
+    /// Ends the input and returns the remaining chunks.
+    pub fn finish(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while !self.buf.is_empty() {
+            let n = self.cdc.cut(&self.buf);
+            out.push(self.buf.split_to(n).freeze());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn cdc(key: u8) -> Cdc {
+        let keys = MasterKey::from_bytes([key; 32]).derive();
+        Cdc::new(keys.gear, ChunkSizes { min: 2048, avg: 8192, max: 32768 })
+    }
+
+    fn chunk_all(cdc: &Cdc, data: &[u8], piece: usize) -> Vec<Bytes> {
+        let mut c = Chunker::new(cdc.clone());
+        let mut out = Vec::new();
+        for p in data.chunks(piece) {
+            out.extend(c.push(p));
+        }
+        out.extend(c.finish());
+        out
+    }
+
+    #[test]
+    fn chunks_reassemble_and_respect_bounds() {
+        let data = pseudo_random(1 << 20, 42);
+        let chunks = chunk_all(&cdc(1), &data, 1000);
+        assert_eq!(chunks.concat(), data);
+        for c in &chunks[..chunks.len() - 1] {
+            assert!(c.len() >= 2048 && c.len() <= 32768, "{}", c.len());
+        }
+        let avg = data.len() / chunks.len();
+        assert!((4096..=16384).contains(&avg), "average {avg}");
+    }
+
+    #[test]
+    fn boundaries_do_not_depend_on_input_pieces() {
+        let data = pseudo_random(300_000, 7);
+        let a: Vec<usize> = chunk_all(&cdc(1), &data, 1).iter().map(|c| c.len()).collect();
+        let b: Vec<usize> = chunk_all(&cdc(1), &data, 65536).iter().map(|c| c.len()).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn boundaries_depend_on_the_key() {
+        let data = pseudo_random(300_000, 7);
+        let a: Vec<usize> = chunk_all(&cdc(1), &data, 4096).iter().map(|c| c.len()).collect();
+        let b: Vec<usize> = chunk_all(&cdc(2), &data, 4096).iter().map(|c| c.len()).collect();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_insertion_changes_only_nearby_chunks() {
+        let data = pseudo_random(1 << 20, 9);
+        let mut edited = data[..500_000].to_vec();
+        edited.extend_from_slice(b"inserted bytes");
+        edited.extend_from_slice(&data[500_000..]);
+        let c = cdc(3);
+        let before: std::collections::HashSet<_> = chunk_all(&c, &data, 4096).into_iter().collect();
+        let after = chunk_all(&c, &edited, 4096);
+        let new = after.iter().filter(|x| !before.contains(*x)).count();
+        assert!(new <= 3, "{new} of {} chunks changed", after.len());
+    }
+
+    #[test]
+    fn empty_input_gives_no_chunks() {
+        assert!(chunk_all(&cdc(1), &[], 10).is_empty());
+    }
+}
