@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod crypto;
 pub mod dav;
+pub mod error;
 pub mod front;
 pub mod index;
 pub mod namespace;

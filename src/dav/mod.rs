@@ -1,1 +1,340 @@
-//! (being written)
+//! The WebDAV file system: dav-server's `GuardedFileSystem` over one user's
+//! namespace and the shared content store.
+//!
+//! dav-server speaks the protocol; this module answers its file-system
+//! calls. Two of its gaps are closed here together with the front:
+//! errors it would swallow (a failing directory read becoming an empty
+//! listing) or blur (every storage error becoming a generic status) are
+//! recorded in the request's [`FailureSlot`], and the front answers with the
+//! precise error instead.
+
+mod file;
+mod meta;
+
+use std::sync::Arc;
+
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavMetaData, DavProp, FsError, FsFuture, FsStream, GuardedFileSystem,
+    OpenOptions, ReadDirMeta,
+};
+use futures_util::{stream, FutureExt};
+use http::StatusCode;
+use parking_lot::Mutex;
+
+use crate::error::GatewayError;
+use crate::namespace::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
+use crate::store::ContentStore;
+
+pub use file::{ReadFile, UploadFile};
+pub use meta::NodeMeta;
+
+/// Per-request hints from ownCloud clients for an upload.
+#[derive(Debug, Clone, Default)]
+pub struct UploadHints {
+    /// `X-OC-Mtime`, as Unix nanoseconds.
+    pub mtime: Option<i64>,
+    /// `OC-Checksum`, e.g. `SHA1:0a4d…`.
+    pub checksum: Option<String>,
+}
+
+/// Where the file system leaves the error a request really failed with.
+#[derive(Debug, Clone, Default)]
+pub struct FailureSlot(Arc<Mutex<Option<Arc<GatewayError>>>>);
+
+impl FailureSlot {
+    pub fn record(&self, e: GatewayError) -> Arc<GatewayError> {
+        let e = Arc::new(e);
+        if e.status().is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        } else {
+            tracing::info!(error = %e, "request refused");
+        }
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(e.clone());
+        }
+        e
+    }
+
+    pub fn take(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().take()
+    }
+
+    pub fn get(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().clone()
+    }
+}
+
+/// What the file system knows of the request it serves.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub owner: Owner,
+    pub hints: UploadHints,
+    pub failure: FailureSlot,
+}
+
+impl RequestCtx {
+    pub fn new(owner: Owner) -> Self {
+        Self {
+            owner,
+            hints: UploadHints::default(),
+            failure: FailureSlot::default(),
+        }
+    }
+
+    /// Turns any layer's error into dav-server's, remembering it when the
+    /// front must report it precisely.
+    pub(crate) fn fail(&self, e: impl Into<GatewayError>) -> FsError {
+        let e: GatewayError = e.into();
+        let fs = e.fs_error();
+        if e.overrides_dav_status() {
+            self.failure.record(e);
+        }
+        fs
+    }
+}
+
+/// The deduplicating file system shared by every request.
+#[derive(Clone)]
+pub struct DedupFs {
+    ns: Namespace,
+    store: Arc<ContentStore>,
+}
+
+impl DedupFs {
+    pub fn new(ns: Namespace, store: Arc<ContentStore>) -> Self {
+        Self { ns, store }
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    fn names(&self, path: &DavPath, ctx: &RequestCtx) -> Result<NamePath, FsError> {
+        split_path(path.as_bytes()).map_err(|e| ctx.fail(e))
+    }
+}
+
+fn to_stored(p: DavProp) -> StoredProp {
+    StoredProp {
+        name: p.name,
+        prefix: p.prefix,
+        namespace: p.namespace,
+        xml: p.xml,
+    }
+}
+
+fn from_stored(p: StoredProp) -> DavProp {
+    DavProp {
+        name: p.name,
+        prefix: p.prefix,
+        namespace: p.namespace,
+        xml: p.xml,
+    }
+}
+
+impl GuardedFileSystem<RequestCtx> for DedupFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if options.write {
+                file::open_for_write(self, names, options, ctx).await
+            } else {
+                file::open_for_read(self, names, ctx)
+            }
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let entries = self.ns.list(&ctx.owner, &names).map_err(|e| match e {
+                // A listing that fails for a reason other than "no such
+                // folder" must fail the request, not look empty.
+                NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
+                e => ctx.fail(e),
+            })?;
+            let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
+                .into_iter()
+                .map(|(name, node)| Ok(Box::new(meta::Entry::new(name, node)) as Box<dyn DavDirEntry>))
+                .collect();
+            Ok(Box::pin(stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            match self.ns.lookup(&ctx.owner, &names) {
+                Ok(node) => Ok(Box::new(NodeMeta(node)) as Box<dyn DavMetaData>),
+                Err(NsError::NotFound) => Err(FsError::NotFound),
+                Err(e) => Err(ctx.fail(e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if names.is_empty() {
+                return Err(FsError::Exists);
+            }
+            self.ns
+                .mkdir(&ctx.owner, &names)
+                .map(|_| ())
+                .map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        self.remove_file(path, ctx)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        async move {
+            let names = self.names(path, ctx)?;
+            self.ns.remove(&ctx.owner, &names).map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
+            self.ns
+                .rename(&ctx.owner, &f, &t)
+                .map(|_| ())
+                .map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn copy<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
+            self.ns.copy_file(&ctx.owner, &f, &t).map_err(|e| ctx.fail(e))?;
+            self.ns.copy_props(&ctx.owner, &f, &t).map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        async move {
+            match split_path(path.as_bytes()) {
+                // Dead properties can be stored on any existing node.
+                Ok(names) => self.ns.lookup(&ctx.owner, &names).is_ok(),
+                Err(_) => false,
+            }
+        }
+        .boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let stored: Vec<(bool, StoredProp)> = patch
+                .iter()
+                .map(|(set, p)| (*set, to_stored(p.clone())))
+                .collect();
+            self.ns
+                .patch_props(&ctx.owner, &names, &stored)
+                .map_err(|e| ctx.fail(e))?;
+            Ok(patch
+                .into_iter()
+                .map(|(_, mut p)| {
+                    p.xml = None;
+                    (StatusCode::OK, p)
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        do_content: bool,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<DavProp>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let props = self.ns.props(&ctx.owner, &names).map_err(|e| ctx.fail(e))?;
+            Ok(props
+                .into_iter()
+                .map(|p| {
+                    let mut p = from_stored(p);
+                    if !do_content {
+                        p.xml = None;
+                    }
+                    p
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_prop<'a>(
+        &'a self,
+        path: &'a DavPath,
+        prop: DavProp,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<u8>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let props = self.ns.props(&ctx.owner, &names).map_err(|e| ctx.fail(e))?;
+            props
+                .into_iter()
+                .find(|p| p.name == prop.name && p.namespace == prop.namespace)
+                .and_then(|p| p.xml)
+                .ok_or(FsError::NotFound)
+        }
+        .boxed()
+    }
+
+    fn get_quota<'a>(&'a self, ctx: &'a RequestCtx) -> FsFuture<'a, (u64, Option<u64>)> {
+        async move {
+            let (used, quota) = self.ns.usage(&ctx.owner).map_err(|e| ctx.fail(e))?;
+            // dav-server wants (used, total) and computes what is available.
+            Ok((used, quota))
+        }
+        .boxed()
+    }
+}

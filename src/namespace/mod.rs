@@ -159,6 +159,30 @@ impl Namespace {
         })
     }
 
+    /// A file node and its manifest, read in one snapshot.
+    pub fn open_file(
+        &self,
+        owner: &Owner,
+        path: &[String],
+    ) -> Result<(Node, Vec<ManifestEntry>), NsError> {
+        self.index.read(|t: &ReadTables| {
+            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let node = get_node(&t.nodes, id)?.ok_or(NsError::NotFound)?;
+            if node.is_dir() {
+                return Err(NsError::IsADirectory);
+            }
+            let manifest = get_manifest(&t.manifests, id)?;
+            let total: u64 = manifest.iter().map(|e| e.len as u64).sum();
+            if total != node.size {
+                return Err(NsError::Index(IndexError::Corrupt {
+                    table: "manifests",
+                    cause: format!("file {} has {} bytes but its manifest {}", id, node.size, total),
+                }));
+            }
+            Ok((node, manifest))
+        })
+    }
+
     /// The manifest of a file node.
     pub fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError> {
         Ok(self.index.read(|t: &ReadTables| get_manifest(&t.manifests, node))?)

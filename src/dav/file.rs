@@ -1,0 +1,228 @@
+//! Open files: an upload that commits on flush, or a verified reader.
+
+use std::io::SeekFrom;
+
+use bytes::{Buf, Bytes};
+use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, OpenOptions};
+use futures_util::FutureExt;
+
+use super::{DedupFs, NodeMeta, RequestCtx};
+use crate::error::GatewayError;
+use crate::index::Node;
+use crate::namespace::{NamePath, NsError};
+use crate::store::{FileReader, Upload};
+
+/// A PUT in progress. The new version becomes visible only when `flush`
+/// has stored every chunk and committed the manifest; an upload dropped
+/// before that (client gone, body short) changes nothing.
+pub struct UploadFile {
+    fs: DedupFs,
+    ctx: RequestCtx,
+    names: NamePath,
+    upload: Option<Upload>,
+    committed: Option<Node>,
+}
+
+impl std::fmt::Debug for UploadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UploadFile({:?})", self.names)
+    }
+}
+
+pub(super) async fn open_for_write(
+    fs: &DedupFs,
+    names: NamePath,
+    options: OpenOptions,
+    ctx: &RequestCtx,
+) -> Result<Box<dyn DavFile>, FsError> {
+    if names.is_empty() {
+        return Err(FsError::Forbidden);
+    }
+    let existing = match fs.ns.lookup(&ctx.owner, &names) {
+        Ok(n) => Some(n),
+        Err(NsError::NotFound) => None,
+        Err(e) => return Err(ctx.fail(e)),
+    };
+    match &existing {
+        Some(n) if n.is_dir() => return Err(FsError::Forbidden),
+        Some(_) if options.create_new => return Err(FsError::Exists),
+        None if !options.create => return Err(FsError::NotFound),
+        _ => {}
+    }
+    if !options.truncate || options.append {
+        return Err(ctx.fail(GatewayError::NotImplemented(
+            "partial updates (Content-Range, append) are not supported",
+        )));
+    }
+    // The parent must be a folder (dav-server answers 409 on NotFound).
+    let parent = &names[..names.len() - 1];
+    match fs.ns.lookup(&ctx.owner, parent) {
+        Ok(p) if p.is_dir() => {}
+        Ok(_) | Err(NsError::NotFound) => return Err(FsError::NotFound),
+        Err(e) => return Err(ctx.fail(e)),
+    }
+    // Refuse an announced size over the quota before reading the body.
+    if let Some(size) = options.size {
+        let (used, quota) = fs.ns.usage(&ctx.owner).map_err(|e| ctx.fail(e))?;
+        let old = existing.as_ref().map_or(0, |n| n.size);
+        if let Some(q) = quota {
+            if size > old && used.saturating_sub(old) + size > q {
+                return Err(ctx.fail(NsError::QuotaExceeded {
+                    needed: size,
+                    available: q.saturating_sub(used.saturating_sub(old)),
+                }));
+            }
+        }
+    }
+    Ok(Box::new(UploadFile {
+        fs: fs.clone(),
+        ctx: ctx.clone(),
+        names,
+        upload: Some(fs.store.begin_upload(options.size)),
+        committed: None,
+    }))
+}
+
+impl UploadFile {
+    async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
+        let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
+        upload.write(data).await.map_err(|e| self.ctx.fail(e))
+    }
+
+    async fn commit(&mut self) -> Result<(), FsError> {
+        let Some(upload) = self.upload.take() else {
+            return Ok(());
+        };
+        let finished = upload.finish().await.map_err(|e| self.ctx.fail(e))?;
+        let commit = finished.to_commit(self.ctx.hints.mtime, self.ctx.hints.checksum.clone());
+        let (node, _created) = self
+            .fs
+            .ns
+            .commit_file(&self.ctx.owner, &self.names, &commit)
+            .map_err(|e| self.ctx.fail(e))?;
+        // The chunks stay pinned until here: the commit holds references now.
+        drop(finished);
+        self.committed = Some(node);
+        Ok(())
+    }
+}
+
+impl DavFile for UploadFile {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        async move {
+            match &self.committed {
+                Some(n) => Ok(Box::new(NodeMeta(n.clone())) as Box<dyn DavMetaData>),
+                None => Err(FsError::NotFound),
+            }
+        }
+        .boxed()
+    }
+
+    fn write_buf(&'_ mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        async move {
+            while buf.has_remaining() {
+                let chunk = buf.chunk().to_vec();
+                buf.advance(chunk.len());
+                self.write(&chunk).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move { self.write(&buf).await }.boxed()
+    }
+
+    fn read_bytes(&'_ mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        async move { Err(FsError::Forbidden) }.boxed()
+    }
+
+    fn seek(&'_ mut self, _pos: SeekFrom) -> FsFuture<'_, u64> {
+        async move { Err(FsError::NotImplemented) }.boxed()
+    }
+
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        async move { self.commit().await }.boxed()
+    }
+}
+
+/// A file opened for reading.
+pub struct ReadFile {
+    node: Node,
+    reader: FileReader,
+    ctx: RequestCtx,
+}
+
+impl std::fmt::Debug for ReadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadFile({})", self.node.id)
+    }
+}
+
+pub(super) fn open_for_read(
+    fs: &DedupFs,
+    names: NamePath,
+    ctx: &RequestCtx,
+) -> Result<Box<dyn DavFile>, FsError> {
+    let (node, manifest) = match fs.ns.open_file(&ctx.owner, &names) {
+        Ok(x) => x,
+        Err(NsError::NotFound) => return Err(FsError::NotFound),
+        Err(NsError::IsADirectory) => return Err(FsError::Forbidden),
+        Err(e) => return Err(ctx.fail(e)),
+    };
+    Ok(Box::new(ReadFile {
+        node,
+        reader: FileReader::new(fs.store.clone(), manifest),
+        ctx: ctx.clone(),
+    }))
+}
+
+impl DavFile for ReadFile {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let m: Box<dyn DavMetaData> = Box::new(NodeMeta(self.node.clone()));
+        async move { Ok(m) }.boxed()
+    }
+
+    fn write_buf(&'_ mut self, _buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        async move { Err(FsError::Forbidden) }.boxed()
+    }
+
+    fn write_bytes(&'_ mut self, _buf: Bytes) -> FsFuture<'_, ()> {
+        async move { Err(FsError::Forbidden) }.boxed()
+    }
+
+    fn read_bytes(&'_ mut self, count: usize) -> FsFuture<'_, Bytes> {
+        async move {
+            let at = self.reader.position();
+            let data = self.reader.read(count).await.map_err(|e| self.ctx.fail(e))?;
+            if data.is_empty() && count > 0 && at < self.reader.size() {
+                // Never let an early empty read look like the end of the file.
+                return Err(FsError::GeneralFailure);
+            }
+            Ok(data)
+        }
+        .boxed()
+    }
+
+    fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        async move {
+            let size = self.reader.size() as i128;
+            let target = match pos {
+                SeekFrom::Start(p) => p as i128,
+                SeekFrom::Current(d) => self.reader.position() as i128 + d as i128,
+                SeekFrom::End(d) => size + d as i128,
+            };
+            if target < 0 {
+                return Err(FsError::GeneralFailure);
+            }
+            self.reader.seek(target as u64);
+            Ok(target as u64)
+        }
+        .boxed()
+    }
+
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        async move { Ok(()) }.boxed()
+    }
+}
