@@ -1,1 +1,290 @@
-//! (being written)
+//! Configuration: built-in defaults < TOML file (`--config`) < `DEDUPDAV_*`
+//! environment variables (nested keys joined with `__`, e.g.
+//! `DEDUPDAV_BACKEND__KIND=webdav`). Unknown keys and bad values are start-up
+//! errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ChunkSizes, StoreSettings};
+
+/// Errors of loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Invalid(String),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's message names the key and where its value came from.
+        let mut msg = String::new();
+        for err in e {
+            if !msg.is_empty() {
+                msg.push_str("; ");
+            }
+            msg.push_str(&err.to_string());
+        }
+        ConfigError::Invalid(msg)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP front listens on.
+    pub listen: String,
+    /// Where the index, the master key and (by default) local objects live.
+    pub data_dir: PathBuf,
+    /// Master key file; default `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself as 64 hex digits (takes precedence over the file).
+    pub master_key: Option<String>,
+    /// "human" or "json".
+    pub log_format: LogFormat,
+    /// A tracing filter such as "info" or "dedupdav=debug".
+    pub log_level: String,
+    pub chunking: ChunkingConfig,
+    pub auth: AuthConfig,
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkingConfig {
+    pub min_size: usize,
+    pub avg_size: usize,
+    pub max_size: usize,
+    /// zstd level for chunks (1 = fastest; chunks that do not shrink stay raw).
+    pub zstd_level: i32,
+    /// Chunk uploads in flight per PUT.
+    pub uploads_in_flight: usize,
+    /// Chunks fetched ahead of a sequential download.
+    pub read_ahead: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long verified credentials are remembered (seconds; 0 = never).
+    pub cache_seconds: u64,
+    /// Failed logins from one address before answers are slowed down.
+    pub failures_before_delay: u32,
+    /// Longest delay imposed on a client that keeps failing (milliseconds).
+    pub max_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Local,
+    Webdav,
+}
+
+/// Where objects are stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// "local" (a directory) or "webdav" (an ownCloud account).
+    pub kind: BackendKind,
+    /// local: the object directory; default `<data_dir>/objects`.
+    pub path: Option<PathBuf>,
+    /// webdav: the account's WebDAV root, e.g.
+    /// `https://cloud.example.com/remote.php/dav/files/dedupsvc/`.
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// webdav: folder inside the account that holds the objects.
+    pub root: String,
+    pub connect_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    /// How long transient upstream failures are retried.
+    pub retry_deadline_secs: u64,
+    /// Upstream requests in flight at most.
+    pub parallelism: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let s = StoreSettings::default();
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./dedupdav-data"),
+            master_key_file: None,
+            master_key: None,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            chunking: ChunkingConfig {
+                min_size: s.chunk_sizes.min,
+                avg_size: s.chunk_sizes.avg,
+                max_size: s.chunk_sizes.max,
+                zstd_level: s.zstd_level,
+                uploads_in_flight: s.uploads_in_flight,
+                read_ahead: s.read_ahead,
+            },
+            auth: AuthConfig {
+                cache_seconds: 300,
+                failures_before_delay: 3,
+                max_delay_ms: 5000,
+            },
+            backend: BackendConfig {
+                kind: BackendKind::Local,
+                path: None,
+                url: None,
+                username: None,
+                password: None,
+                password_file: None,
+                root: "dedupdav".into(),
+                connect_timeout_secs: 10,
+                request_timeout_secs: 120,
+                retry_deadline_secs: 60,
+                parallelism: 8,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, Env::prefixed("DEDUPDAV_").split("__"))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::MissingFile(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let cfg: Config = fig.merge(env).extract()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.chunk_sizes()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("chunking: {e}")))?;
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "listen: {:?} is not an address such as 127.0.0.1:8080",
+                self.listen
+            )));
+        }
+        if self.backend.kind == BackendKind::Webdav && self.backend.url.is_none() {
+            return Err(ConfigError::Invalid(
+                "backend.url is required when backend.kind = \"webdav\"".into(),
+            ));
+        }
+        if !(1..=22).contains(&self.chunking.zstd_level) {
+            return Err(ConfigError::Invalid(
+                "chunking.zstd_level must be 1..=22".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn chunk_sizes(&self) -> ChunkSizes {
+        ChunkSizes {
+            min: self.chunking.min_size,
+            avg: self.chunking.avg_size,
+            max: self.chunking.max_size,
+        }
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            chunk_sizes: self.chunk_sizes(),
+            zstd_level: self.chunking.zstd_level,
+            uploads_in_flight: self.chunking.uploads_in_flight.max(1),
+            read_ahead: self.chunking.read_ahead,
+        }
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.data_dir.join("index.redb")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    pub fn local_objects_path(&self) -> PathBuf {
+        self.backend
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("objects"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("DEDUPDAV_TEST_NOTHING_SET_")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_with_env(None, no_env()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.backend.kind, BackendKind::Local);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "listen = \"127.0.0.1:9000\"\n[backend]\nkind = \"local\"\nroot = \"x\"\n",
+            )?;
+            jail.set_env("DEDUPDAV_LISTEN", "127.0.0.1:9001");
+            jail.set_env("DEDUPDAV_CHUNKING__ZSTD_LEVEL", "3");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "127.0.0.1:9001");
+            assert_eq!(c.chunking.zstd_level, 3);
+            assert_eq!(c.backend.root, "x");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_and_bad_value_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[backend]\nkindd = \"local\"\n")?;
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("kindd"), "{e}");
+            jail.create_file("d.toml", "[backend]\nkind = \"ftp\"\n")?;
+            let e = Config::load(Some(Path::new("d.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("kind"), "{e}");
+            jail.create_file("e.toml", "listen = \"nowhere\"\n")?;
+            let e = Config::load(Some(Path::new("e.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("listen"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -49,9 +49,7 @@ fn namespace_status(e: &NsError) -> StatusCode {
     match e {
         NsError::NotFound => StatusCode::NOT_FOUND,
         NsError::Exists => StatusCode::METHOD_NOT_ALLOWED,
-        NsError::ParentMissing | NsError::NotADirectory | NsError::NotEmpty => {
-            StatusCode::CONFLICT
-        }
+        NsError::ParentMissing | NsError::NotADirectory | NsError::NotEmpty => StatusCode::CONFLICT,
         NsError::IsADirectory => StatusCode::CONFLICT,
         NsError::BadName(_) => StatusCode::BAD_REQUEST,
         NsError::IntoItself | NsError::Root => StatusCode::FORBIDDEN,

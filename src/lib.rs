@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod backend;
 pub mod config;
 pub mod crypto;

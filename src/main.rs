@@ -1,1 +1,260 @@
-fn main(){}
+//! The `dedupdav` command line.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dedupdav::admin;
+use dedupdav::app::App;
+use dedupdav::config::{Config, LogFormat};
+use dedupdav::front::Gateway;
+use dedupdav::index::Index;
+
+/// A WebDAV gateway that stores every unique chunk of every upload once,
+/// compressed and encrypted, in a local directory or an ownCloud account,
+/// and shows every user their own private tree.
+#[derive(Parser)]
+#[command(name = "dedupdav", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables DEDUPDAV_* override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (index, master key, local objects). Default ./dedupdav-data
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. On a fresh data directory this creates the master key
+    /// and a first user `admin` whose password is printed once.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Manage accounts (stop `serve` first: the index belongs to one process).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
+    Stats {
+        /// Print JSON (keys users, files, logical_bytes, stored_bytes, chunks).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. Without --password-stdin a random password is printed.
+    Add {
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Limit on the user's stored file sizes, e.g. 500M, 10GiB.
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with their usage.
+    List,
+    /// Remove a user and all their files.
+    Remove { name: String },
+    /// Set a user's password. Without --password-stdin a random one is printed.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dedupdav: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn load_config(cli: &Cli) -> Result<Config, AnyError> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+fn init_logs(config: &Config, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json || config.log_format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> Result<(), AnyError> {
+    let mut config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { listen, log_json } => {
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            init_logs(&config, log_json);
+            serve(config)
+        }
+        Command::User(cmd) => {
+            init_logs(&config, false);
+            user_command(config, cmd)
+        }
+        Command::Stats { json } => {
+            init_logs(&config, false);
+            let app = App::open(config)?;
+            let stats = app.index.stats()?;
+            if json {
+                println!("{}", admin::stats_json(&stats));
+            } else {
+                print!("{}", admin::render_stats(&stats));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), AnyError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listen = config.listen.clone();
+        let app = App::open(config)?;
+        if let Some(pw) = admin::ensure_first_admin(&app.index)? {
+            println!(
+                "\nCreated the first user: admin\n  password: {pw}\n\
+                 (shown only now; change it with `dedupdav user passwd admin`)\n"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        println!("dedupdav listening on http://{addr}/");
+        println!("  WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)");
+        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
+        let gateway = Gateway::new(&app);
+        gateway.serve(listener, shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok::<(), AnyError>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn read_password_stdin() -> Result<String, AnyError> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn open_index(config: &Config) -> Result<Index, AnyError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    Ok(Index::open(&config.index_path())?)
+}
+
+fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
+    let index = open_index(&config)?;
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin: is_admin,
+            quota,
+            password_stdin,
+        } => {
+            let quota = quota.map(|q| admin::parse_size(&q)).transpose()?;
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, false)
+            } else {
+                (admin::generate_password(), true)
+            };
+            admin::add_user(&index, &name, &password, is_admin, quota)?;
+            println!("created user {name}");
+            if generated {
+                println!("  password: {password}");
+            }
+        }
+        UserCommand::List => {
+            println!(
+                "{:<24} {:>6} {:>16} {:>16}",
+                "NAME", "ADMIN", "USED", "QUOTA"
+            );
+            for u in index.users()? {
+                let quota = u.quota.map_or("-".to_string(), |q| q.to_string());
+                let admin_flag = if u.admin { "yes" } else { "no" };
+                println!(
+                    "{:<24} {:>6} {:>16} {:>16}",
+                    u.name, admin_flag, u.used, quota
+                );
+            }
+        }
+        UserCommand::Remove { name } => {
+            index.remove_user(&name)?;
+            println!("removed user {name} and their files");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, false)
+            } else {
+                (admin::generate_password(), true)
+            };
+            admin::set_password(&index, &name, &password)?;
+            println!("password of {name} changed");
+            if generated {
+                println!("  password: {password}");
+            }
+        }
+    }
+    Ok(())
+}

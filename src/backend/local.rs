@@ -46,7 +46,9 @@ impl ObjectStore for LocalDirStore {
     async fn put(&self, name: &ObjectName, data: Bytes) -> Result<(), BackendError> {
         let path = self.path_of(name);
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| map_io(name, e))?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| map_io(name, e))?;
         }
         let tmp = self
             .root
@@ -165,8 +167,14 @@ mod tests {
             .map(|i| ObjectName::for_chunk(&keys, &ChunkId([i; 32])))
             .collect();
         for (i, n) in names.iter().enumerate() {
-            store.put(n, Bytes::from(vec![i as u8; i + 1])).await.unwrap();
-            store.put(n, Bytes::from(vec![i as u8; i + 1])).await.unwrap();
+            store
+                .put(n, Bytes::from(vec![i as u8; i + 1]))
+                .await
+                .unwrap();
+            store
+                .put(n, Bytes::from(vec![i as u8; i + 1]))
+                .await
+                .unwrap();
         }
         assert_eq!(&store.get(&names[3]).await.unwrap()[..], &[3, 3, 3, 3]);
         let listed: Vec<_> = store.list().collect().await;
@@ -175,7 +183,10 @@ mod tests {
         store.delete(&names[0]).await.unwrap();
         store.delete(&names[0]).await.unwrap();
         assert!(!store.exists(&names[0]).await.unwrap());
-        assert!(matches!(store.get(&names[0]).await, Err(BackendError::NotFound(_))));
+        assert!(matches!(
+            store.get(&names[0]).await,
+            Err(BackendError::NotFound(_))
+        ));
         let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
         assert_eq!(tmp_left, 0);
     }

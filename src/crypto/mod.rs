@@ -133,7 +133,9 @@ mod tests {
         assert_ne!(name.as_str(), hex::encode(plain));
         assert_ne!(name.as_str(), id.to_hex());
         assert_eq!(ObjectName::parse(name.as_str()), Some(name.clone()));
-        assert!(name.relative_path().starts_with(&format!("objects/{}/", &name.as_str()[..2])));
+        assert!(name
+            .relative_path()
+            .starts_with(&format!("objects/{}/", &name.as_str()[..2])));
         assert_eq!(ObjectName::parse("../etc/passwd"), None);
     }
 }

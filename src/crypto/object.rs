@@ -91,7 +91,13 @@ impl Sealer {
         let nonce = self.nonce(id);
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: payload, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: payload,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Tampered)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.extend_from_slice(&header);
@@ -156,14 +162,20 @@ mod tests {
     use std::sync::Arc;
 
     fn sealer() -> Sealer {
-        Sealer::new(Arc::new(MasterKey::from_bytes([9; 32]).derive()), 1, 1 << 24)
+        Sealer::new(
+            Arc::new(MasterKey::from_bytes([9; 32]).derive()),
+            1,
+            1 << 24,
+        )
     }
 
     #[test]
     fn round_trip_compressible_and_random() {
         let s = sealer();
         let text = b"abcabcabc".repeat(1000);
-        let random: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let random: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         for plain in [&text[..], &random[..], &b""[..]] {
             let id = ChunkId::of(s.keys(), plain);
             let name = ObjectName::for_chunk(s.keys(), &id);
@@ -188,10 +200,15 @@ mod tests {
         for i in 0..obj.len() {
             let mut bad = obj.clone();
             bad[i] ^= 0x40;
-            assert!(s.open(ObjectKind::Chunk, &id, &name, &bad).is_err(), "byte {i}");
+            assert!(
+                s.open(ObjectKind::Chunk, &id, &name, &bad).is_err(),
+                "byte {i}"
+            );
         }
         let other = ObjectName::for_chunk(s.keys(), &ChunkId([0; 32]));
         assert!(s.open(ObjectKind::Chunk, &id, &other, &obj).is_err());
-        assert!(s.open(ObjectKind::Chunk, &id, &name, &obj[..obj.len() - 1]).is_err());
+        assert!(s
+            .open(ObjectKind::Chunk, &id, &name, &obj[..obj.len() - 1])
+            .is_err());
     }
 }

@@ -49,17 +49,34 @@ pub(super) async fn open_for_write(
         None if !options.create => return Err(FsError::NotFound),
         _ => {}
     }
-    if !options.truncate || options.append {
-        return Err(ctx.fail(GatewayError::NotImplemented(
-            "partial updates (Content-Range, append) are not supported",
-        )));
-    }
     // The parent must be a folder (dav-server answers 409 on NotFound).
     let parent = &names[..names.len() - 1];
     match fs.ns.lookup(&ctx.owner, parent) {
         Ok(p) if p.is_dir() => {}
         Ok(_) | Err(NsError::NotFound) => return Err(FsError::NotFound),
         Err(e) => return Err(ctx.fail(e)),
+    }
+    if !options.truncate || options.append {
+        // The front refuses partial PUTs, so this is a LOCK of an unmapped
+        // URL: it creates an empty file (RFC 4918, 7.3).
+        if existing.is_some() {
+            return Err(ctx.fail(GatewayError::NotImplemented(
+                "partial updates are not supported",
+            )));
+        }
+        let empty = fs.store.begin_upload(Some(0));
+        let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
+        let (node, _) = fs
+            .ns
+            .commit_file(&ctx.owner, &names, &finished.to_commit(None, None))
+            .map_err(|e| ctx.fail(e))?;
+        return Ok(Box::new(UploadFile {
+            fs: fs.clone(),
+            ctx: ctx.clone(),
+            names,
+            upload: None,
+            committed: Some(node),
+        }));
     }
     // Refuse an announced size over the quota before reading the body.
     if let Some(size) = options.size {
@@ -195,7 +212,11 @@ impl DavFile for ReadFile {
     fn read_bytes(&'_ mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
             let at = self.reader.position();
-            let data = self.reader.read(count).await.map_err(|e| self.ctx.fail(e))?;
+            let data = self
+                .reader
+                .read(count)
+                .await
+                .map_err(|e| self.ctx.fail(e))?;
             if data.is_empty() && count > 0 && at < self.reader.size() {
                 // Never let an early empty read look like the end of the file.
                 return Err(FsError::GeneralFailure);

@@ -168,7 +168,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             })?;
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
                 .into_iter()
-                .map(|(name, node)| Ok(Box::new(meta::Entry::new(name, node)) as Box<dyn DavDirEntry>))
+                .map(|(name, node)| {
+                    Ok(Box::new(meta::Entry::new(name, node)) as Box<dyn DavDirEntry>)
+                })
                 .collect();
             Ok(Box::pin(stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
         }
@@ -241,8 +243,12 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, ()> {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
-            self.ns.copy_file(&ctx.owner, &f, &t).map_err(|e| ctx.fail(e))?;
-            self.ns.copy_props(&ctx.owner, &f, &t).map_err(|e| ctx.fail(e))
+            self.ns
+                .copy_file(&ctx.owner, &f, &t)
+                .map_err(|e| ctx.fail(e))?;
+            self.ns
+                .copy_props(&ctx.owner, &f, &t)
+                .map_err(|e| ctx.fail(e))
         }
         .boxed()
     }

@@ -1,1 +1,351 @@
-//! (being written)
+//! The HTTP front: one hyper service that authenticates, routes and hands
+//! WebDAV requests to dav-server over the user's own tree. It also owns the
+//! per-user lock tables, the request log and metrics, and turns failures the
+//! file system recorded into precise replies.
+
+pub mod auth;
+mod metrics;
+mod respond;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dav_server::davpath::DavPath;
+use dav_server::memls::MemLs;
+use dav_server::DavHandler;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::dav::{DedupFs, RequestCtx, UploadHints};
+use crate::index::{Index, UserRecord};
+use crate::namespace::{split_path, Owner};
+use auth::{AuthError, Authenticator};
+pub use metrics::Metrics;
+pub use respond::GwBody;
+use respond::{error_response, failure_response, full, home_page, unauthorized, GuardedBody};
+use routes::{destination, route, Destination, Route};
+
+/// The gateway's HTTP service.
+pub struct Gateway {
+    fs: DedupFs,
+    index: Arc<Index>,
+    auth: Authenticator,
+    locks: Mutex<HashMap<u64, Box<MemLs>>>,
+    metrics: Metrics,
+    instance: String,
+}
+
+impl Gateway {
+    pub fn new(app: &App) -> Arc<Self> {
+        let instance = format!(
+            "oc{:010x}",
+            app.index.instance_id().unwrap_or(0) & 0xff_ffff_ffff
+        );
+        Arc::new(Self {
+            fs: app.fs.clone(),
+            index: app.index.clone(),
+            auth: Authenticator::new(app.index.clone(), app.keys.clone(), app.config.auth.clone()),
+            locks: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+            instance,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// `oc:id` of a node: the file id and this installation's instance id.
+    pub fn oc_id(&self, fileid: u64) -> String {
+        format!("{fileid:08}{}", self.instance)
+    }
+
+    /// Serves connections until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let gw = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Handles one request; never fails (errors become replies).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<GwBody>, Infallible> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (res, user) = self.dispatch(req, peer).await;
+        let status = res.status();
+        self.metrics.observe(method.as_str(), status.as_u16());
+        tracing::info!(
+            %peer,
+            method = %method,
+            path = %path,
+            user = user.as_deref().unwrap_or("-"),
+            status = status.as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        Ok(res)
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Response<GwBody>, Option<String>) {
+        match route(req.uri().path()) {
+            Route::Home => (home_page(), None),
+            Route::NotFound => (
+                error_response(StatusCode::NOT_FOUND, "no such endpoint"),
+                None,
+            ),
+            Route::Status | Route::Ocs { .. } => (
+                error_response(StatusCode::NOT_FOUND, "ownCloud endpoints are not enabled"),
+                None,
+            ),
+            Route::Metrics => match self.login(&req, peer).await {
+                Ok(u) if u.admin => (self.metrics_response(), Some(u.name)),
+                Ok(u) => (
+                    error_response(StatusCode::FORBIDDEN, "metrics are for administrators"),
+                    Some(u.name),
+                ),
+                Err(res) => (res, None),
+            },
+            Route::Dav { user, prefix } => {
+                let me = match self.login(&req, peer).await {
+                    Ok(u) => u,
+                    Err(res) => return (res, None),
+                };
+                let name = me.name.clone();
+                if user.as_deref().is_some_and(|u| u != me.name) {
+                    // The same answer whether or not that user exists.
+                    let res =
+                        error_response(StatusCode::FORBIDDEN, "you can only access your own files");
+                    return (res, Some(name));
+                }
+                (self.dav(req, me, prefix).await, Some(name))
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<UserRecord, Response<GwBody>> {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.auth.authenticate(header, peer.ip()).await {
+            Ok(u) => Ok(u),
+            Err(AuthError::Hash(e)) => {
+                tracing::error!(error = %e, "authentication backend failed");
+                Err(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "authentication is unavailable",
+                ))
+            }
+            Err(_) => Err(unauthorized()),
+        }
+    }
+
+    fn lock_table(&self, user: u64) -> Box<MemLs> {
+        self.locks
+            .lock()
+            .entry(user)
+            .or_insert_with(MemLs::new)
+            .clone()
+    }
+
+    async fn dav(
+        &self,
+        mut req: Request<Incoming>,
+        me: UserRecord,
+        prefix: String,
+    ) -> Response<GwBody> {
+        if let Err(res) = rewrite_destination(&mut req, &me.name, &prefix) {
+            return res;
+        }
+        if let Some(res) = refuse_partial_update(&req) {
+            return res;
+        }
+        let owner = Owner::from(&me);
+        let mut ctx = RequestCtx::new(owner.clone());
+        ctx.hints = upload_hints(&req);
+        let method = req.method().clone();
+        let target = dav_target(req.uri(), &prefix);
+        let handler = DavHandler::builder()
+            .filesystem(Box::new(self.fs.clone()))
+            .locksystem(self.lock_table(me.id))
+            .strip_prefix(prefix.clone())
+            .build_handler();
+        let res = handler
+            .handle_guarded(req, me.name.clone(), ctx.clone())
+            .await;
+        if let Some(e) = ctx.failure.take() {
+            return failure_response(&e);
+        }
+        let (mut parts, body) = res.into_parts();
+        if parts.status.is_success() {
+            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers);
+        }
+        let body = GuardedBody::new(body, ctx.failure.clone()).boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+
+    /// ownCloud clients read the file id and etag of what they just wrote.
+    fn add_oc_headers(
+        &self,
+        method: &Method,
+        owner: &Owner,
+        target: Option<&[String]>,
+        ctx: &RequestCtx,
+        headers: &mut http::HeaderMap,
+    ) {
+        if !(method == Method::PUT || method.as_str() == "MKCOL") {
+            return;
+        }
+        let Some(names) = target else { return };
+        let Ok(node) = self.fs.namespace().lookup(owner, names) else {
+            return;
+        };
+        let etag = format!("\"{}\"", node.etag());
+        if let Ok(v) = HeaderValue::from_str(&self.oc_id(node.id)) {
+            headers.insert("OC-FileId", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            headers.insert("OC-ETag", v.clone());
+            headers.insert(header::ETAG, v);
+        }
+        if method == Method::PUT && ctx.hints.mtime.is_some() {
+            headers.insert("X-OC-MTime", HeaderValue::from_static("accepted"));
+        }
+    }
+
+    fn metrics_response(&self) -> Response<GwBody> {
+        let stats = self.index.stats().ok();
+        let text = self.metrics.render(stats.as_ref());
+        let mut res = Response::new(full(Bytes::from(text)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        res
+    }
+}
+
+/// Partial updates (PUT with Content-Range, Sabre's PATCH) would need a
+/// read-modify-write of deduplicated content; they are refused up front so
+/// nothing is half-applied.
+fn refuse_partial_update(req: &Request<Incoming>) -> Option<Response<GwBody>> {
+    if req.method() == Method::PATCH {
+        return Some(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "partial updates (PATCH) are not supported",
+        ));
+    }
+    if req.method() == Method::PUT && req.headers().contains_key(header::CONTENT_RANGE) {
+        return Some(error_response(
+            StatusCode::BAD_REQUEST,
+            "PUT with Content-Range is not supported; upload the whole file",
+        ));
+    }
+    None
+}
+
+/// The request's path as names inside the user's tree.
+fn dav_target(uri: &http::Uri, prefix: &str) -> Option<Vec<String>> {
+    let mut p = DavPath::from_uri(uri).ok()?;
+    p.set_prefix(prefix).ok()?;
+    split_path(p.as_bytes()).ok()
+}
+
+/// `X-OC-Mtime` (Unix seconds, possibly fractional) and `OC-Checksum`.
+fn upload_hints(req: &Request<Incoming>) -> UploadHints {
+    let h = req.headers();
+    let mtime = h
+        .get("X-OC-Mtime")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
+        .map(|s| (s * 1e9) as i64);
+    let checksum = h
+        .get("OC-Checksum")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    UploadHints { mtime, checksum }
+}
+
+/// Keeps COPY/MOVE inside the user's own tree: a `Destination` in another
+/// user's tree (or anywhere else) is refused; one written with the other URL
+/// form of the same tree is rewritten to this request's form.
+fn rewrite_destination(
+    req: &mut Request<Incoming>,
+    user: &str,
+    prefix: &str,
+) -> Result<(), Response<GwBody>> {
+    let Some(value) = req.headers().get("Destination") else {
+        return Ok(());
+    };
+    let Ok(text) = value.to_str() else {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "Destination is not valid text",
+        ));
+    };
+    match destination(text, user) {
+        Destination::Own(rest) => {
+            let rewritten = format!("{prefix}{rest}");
+            match HeaderValue::from_str(&rewritten) {
+                Ok(v) => {
+                    req.headers_mut().insert("Destination", v);
+                    Ok(())
+                }
+                Err(_) => Err(error_response(StatusCode::BAD_REQUEST, "bad Destination")),
+            }
+        }
+        Destination::Elsewhere => Err(error_response(
+            StatusCode::FORBIDDEN,
+            "the destination must be inside your own files",
+        )),
+    }
+}

@@ -167,8 +167,14 @@ mod tests {
     #[test]
     fn manifest_round_trip() {
         let m = vec![
-            ManifestEntry { id: ChunkId([1; 32]), len: 7 },
-            ManifestEntry { id: ChunkId([2; 32]), len: u32::MAX },
+            ManifestEntry {
+                id: ChunkId([1; 32]),
+                len: 7,
+            },
+            ManifestEntry {
+                id: ChunkId([2; 32]),
+                len: u32::MAX,
+            },
         ];
         assert_eq!(decode_manifest(&encode_manifest(&m)).unwrap(), m);
         assert!(decode_manifest(&[0; 35]).is_err());
@@ -176,7 +182,11 @@ mod tests {
 
     #[test]
     fn chunk_record_round_trip() {
-        let r = ChunkRecord { refs: 3, stored: 99, unreferenced_since: 12345 };
+        let r = ChunkRecord {
+            refs: 3,
+            stored: 99,
+            unreferenced_since: 12345,
+        };
         assert_eq!(ChunkRecord::decode(&r.encode()).unwrap(), r);
     }
 }

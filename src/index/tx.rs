@@ -161,7 +161,8 @@ impl WriteTables<'_> {
     }
 
     pub fn put_user(&mut self, user: &UserRecord) -> Result<(), IndexError> {
-        self.users.insert(user.name.as_str(), user.encode().as_slice())?;
+        self.users
+            .insert(user.name.as_str(), user.encode().as_slice())?;
         Ok(())
     }
 
@@ -176,7 +177,11 @@ impl WriteTables<'_> {
 
     /// Drops one reference from each manifest entry; a chunk whose count
     /// reaches zero is marked unreferenced (kept for the grace period).
-    pub fn release_chunks(&mut self, entries: &[ManifestEntry], now: u64) -> Result<(), IndexError> {
+    pub fn release_chunks(
+        &mut self,
+        entries: &[ManifestEntry],
+        now: u64,
+    ) -> Result<(), IndexError> {
         for e in entries {
             let Some(mut rec) = self.chunk(&e.id.0)? else {
                 return Err(IndexError::Corrupt {

@@ -3,8 +3,8 @@
 use redb::ReadableTable;
 
 use super::records::{Node, NodeKind, UserRecord};
-use super::tx::{get_manifest, get_node, get_user};
 use super::tables::KEY_FILES;
+use super::tx::{get_manifest, get_node, get_user};
 use super::{Index, IndexError};
 
 /// What `user add` supplies.
@@ -158,12 +158,21 @@ mod tests {
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
         let a = index.add_user(new_user("alice")).unwrap();
         index.add_user(new_user("bob")).unwrap();
-        assert!(matches!(index.add_user(new_user("alice")), Err(IndexError::UserExists(_))));
-        assert!(matches!(index.add_user(new_user("../x")), Err(IndexError::BadUserName(_))));
+        assert!(matches!(
+            index.add_user(new_user("alice")),
+            Err(IndexError::UserExists(_))
+        ));
+        assert!(matches!(
+            index.add_user(new_user("../x")),
+            Err(IndexError::BadUserName(_))
+        ));
         assert_eq!(index.users().unwrap().len(), 2);
         assert_eq!(index.user("alice").unwrap().unwrap().root, a.root);
         index.remove_user("alice").unwrap();
         assert!(index.user("alice").unwrap().is_none());
-        assert!(matches!(index.remove_user("alice"), Err(IndexError::NoSuchUser(_))));
+        assert!(matches!(
+            index.remove_user("alice"),
+            Err(IndexError::NoSuchUser(_))
+        ));
     }
 }

@@ -147,11 +147,9 @@ impl Namespace {
             let mut out = Vec::new();
             for row in t.dirents.range((id, "")..(id + 1, ""))? {
                 let (k, v) = row.map_err(IndexError::from)?;
-                let node = get_node(&t.nodes, v.value())?.ok_or_else(|| {
-                    IndexError::Corrupt {
-                        table: "dirents",
-                        cause: format!("entry points at missing node {}", v.value()),
-                    }
+                let node = get_node(&t.nodes, v.value())?.ok_or_else(|| IndexError::Corrupt {
+                    table: "dirents",
+                    cause: format!("entry points at missing node {}", v.value()),
                 })?;
                 out.push((k.value().1.to_string(), node));
             }
@@ -176,7 +174,10 @@ impl Namespace {
             if total != node.size {
                 return Err(NsError::Index(IndexError::Corrupt {
                     table: "manifests",
-                    cause: format!("file {} has {} bytes but its manifest {}", id, node.size, total),
+                    cause: format!(
+                        "file {} has {} bytes but its manifest {}",
+                        id, node.size, total
+                    ),
                 }));
             }
             Ok((node, manifest))
@@ -185,7 +186,9 @@ impl Namespace {
 
     /// The manifest of a file node.
     pub fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError> {
-        Ok(self.index.read(|t: &ReadTables| get_manifest(&t.manifests, node))?)
+        Ok(self
+            .index
+            .read(|t: &ReadTables| get_manifest(&t.manifests, node))?)
     }
 
     /// The owner's (logical bytes used, quota).
@@ -346,7 +349,12 @@ impl Namespace {
 
     /// Copies a file: the copy shares the source's chunks (references go up,
     /// nothing is uploaded). An existing destination file is replaced.
-    pub fn copy_file(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError> {
+    pub fn copy_file(
+        &self,
+        owner: &Owner,
+        from: &[String],
+        to: &[String],
+    ) -> Result<Node, NsError> {
         let src = self.lookup(owner, from)?;
         if src.is_dir() {
             return Err(NsError::IsADirectory);
@@ -392,12 +400,11 @@ impl Namespace {
             let mut out = Vec::new();
             for row in t.props.range((id, "")..(id + 1, ""))? {
                 let (_, v) = row.map_err(IndexError::from)?;
-                let p: StoredProp = bincode::deserialize(v.value()).map_err(|e| {
-                    IndexError::Corrupt {
+                let p: StoredProp =
+                    bincode::deserialize(v.value()).map_err(|e| IndexError::Corrupt {
                         table: "props",
                         cause: e.to_string(),
-                    }
-                })?;
+                    })?;
                 out.push(p);
             }
             Ok(out)

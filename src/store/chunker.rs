@@ -151,7 +151,14 @@ mod tests {
 
     fn cdc(key: u8) -> Cdc {
         let keys = MasterKey::from_bytes([key; 32]).derive();
-        Cdc::new(keys.gear, ChunkSizes { min: 2048, avg: 8192, max: 32768 })
+        Cdc::new(
+            keys.gear,
+            ChunkSizes {
+                min: 2048,
+                avg: 8192,
+                max: 32768,
+            },
+        )
     }
 
     fn chunk_all(cdc: &Cdc, data: &[u8], piece: usize) -> Vec<Bytes> {
@@ -179,16 +186,28 @@ mod tests {
     #[test]
     fn boundaries_do_not_depend_on_input_pieces() {
         let data = pseudo_random(300_000, 7);
-        let a: Vec<usize> = chunk_all(&cdc(1), &data, 1).iter().map(|c| c.len()).collect();
-        let b: Vec<usize> = chunk_all(&cdc(1), &data, 65536).iter().map(|c| c.len()).collect();
+        let a: Vec<usize> = chunk_all(&cdc(1), &data, 1)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        let b: Vec<usize> = chunk_all(&cdc(1), &data, 65536)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert_eq!(a, b);
     }
 
     #[test]
     fn boundaries_depend_on_the_key() {
         let data = pseudo_random(300_000, 7);
-        let a: Vec<usize> = chunk_all(&cdc(1), &data, 4096).iter().map(|c| c.len()).collect();
-        let b: Vec<usize> = chunk_all(&cdc(2), &data, 4096).iter().map(|c| c.len()).collect();
+        let a: Vec<usize> = chunk_all(&cdc(1), &data, 4096)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        let b: Vec<usize> = chunk_all(&cdc(2), &data, 4096)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert_ne!(a, b);
     }
 

@@ -116,8 +116,10 @@ impl FileReader {
         while self.ahead.len() < want && next < self.chunks.len() {
             let store = self.store.clone();
             let id = self.chunks[next].id;
-            self.ahead
-                .push_back((next, tokio::spawn(async move { store.fetch_chunk(id).await })));
+            self.ahead.push_back((
+                next,
+                tokio::spawn(async move { store.fetch_chunk(id).await }),
+            ));
             next += 1;
         }
     }

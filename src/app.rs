@@ -1,0 +1,98 @@
+//! Wiring: builds the gateway's parts (key, index, backend, content store,
+//! file system) from the configuration. Every subcommand starts here.
+
+use std::sync::Arc;
+
+use crate::backend::local::LocalDirStore;
+use crate::backend::{BackendError, SharedObjectStore};
+use crate::config::{BackendKind, Config};
+use crate::crypto::{CryptoError, Keys, MasterKey};
+use crate::dav::DedupFs;
+use crate::index::{Index, IndexError};
+use crate::namespace::Namespace;
+use crate::store::ContentStore;
+
+/// Errors of starting up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] CryptoError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("object backend: {0}")]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The assembled gateway.
+pub struct App {
+    pub config: Config,
+    pub keys: Arc<Keys>,
+    pub index: Arc<Index>,
+    pub store: Arc<ContentStore>,
+    pub fs: DedupFs,
+}
+
+impl App {
+    /// Opens everything. A new master key is generated on first start and
+    /// announced loudly: without it no stored byte can be read.
+    pub fn open(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let master = load_master_key(&config)?;
+        let keys = Arc::new(master.derive());
+        let index = Arc::new(Index::open(&config.index_path())?);
+        let backend = open_backend(&config)?;
+        let store = ContentStore::new(
+            keys.clone(),
+            backend,
+            index.clone(),
+            config.store_settings(),
+        );
+        let fs = DedupFs::new(Namespace::new(index.clone()), store.clone());
+        Ok(Self {
+            config,
+            keys,
+            index,
+            store,
+            fs,
+        })
+    }
+}
+
+fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
+    if let Some(hex) = &config.master_key {
+        return Ok(MasterKey::parse(hex)?);
+    }
+    let path = config.key_path();
+    let (key, created) = MasterKey::load_or_create(&path)?;
+    if created {
+        let shown = std::fs::canonicalize(&path).unwrap_or(path);
+        eprintln!(
+            "\n*** A new master key was written to {} (mode 0600).\n\
+             *** Every stored byte is encrypted under it: if it is lost, ALL DATA IS LOST.\n\
+             *** Back it up now, somewhere other than this machine.\n",
+            shown.display()
+        );
+        tracing::warn!(path = %shown.display(), "generated a new master key; back it up");
+    }
+    Ok(key)
+}
+
+fn open_backend(config: &Config) -> Result<SharedObjectStore, StartError> {
+    match config.backend.kind {
+        BackendKind::Local => Ok(Arc::new(LocalDirStore::open(&config.local_objects_path())?)),
+        BackendKind::Webdav => Err(StartError::Unsupported(
+            "backend.kind = \"webdav\" is not available in this build yet".into(),
+        )),
+    }
+}
