@@ -1,0 +1,217 @@
+//! Starts a real gateway in-process on a loopback port with its own data
+//! directory, and offers a small blocking WebDAV client for tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dedupdav::app::App;
+use dedupdav::config::Config;
+use dedupdav::front::Gateway;
+use dedupdav::index::{Index, Stats};
+use reqwest::blocking::{Client, Response};
+use reqwest::Method;
+
+pub struct TestGateway {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub index: Arc<Index>,
+    pub gateway: Arc<Gateway>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// A gateway on the embedded defaults (local object directory).
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A gateway whose configuration `tweak` may change first.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.data_dir = data.path().to_path_buf();
+        config.listen = "127.0.0.1:0".into();
+        tweak(&mut config);
+        let app = App::open(config).expect("gateway starts");
+        let index = app.index.clone();
+        let gateway = Gateway::new(&app);
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let gw = gateway.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                gw.serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+            });
+            drop(app);
+        });
+        Self {
+            base: format!("http://{addr}"),
+            data,
+            index,
+            gateway,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        dedupdav::admin::add_user(&self.index, name, password, false, None).expect("add user");
+    }
+
+    pub fn add_user_with_quota(&self, name: &str, password: &str, quota: u64) {
+        dedupdav::admin::add_user(&self.index, name, password, false, Some(quota))
+            .expect("add user");
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.index.stats().expect("stats")
+    }
+
+    /// Where the local backend keeps objects.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data.path().join("objects").join("objects")
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data.path().join("master.key")
+    }
+
+    /// Every object file the backend holds.
+    pub fn object_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.objects_dir(), &mut out);
+        out.sort();
+        out
+    }
+
+    pub fn client(&self, user: &str, password: &str) -> Dav {
+        Dav {
+            http: Client::builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .expect("client"),
+            base: self.base.clone(),
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A blocking WebDAV client acting as one user.
+pub struct Dav {
+    pub http: Client,
+    pub base: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl Dav {
+    /// URL of `path` in this user's tree (`path` is already encoded).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/remote.php/dav/files/{}/{}", self.base, self.user, path.trim_start_matches('/'))
+    }
+
+    pub fn request(&self, method: &str, url: &str) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .request(Method::from_bytes(method.as_bytes()).expect("method"), url)
+            .basic_auth(&self.user, Some(&self.password))
+    }
+
+    pub fn put(&self, path: &str, body: Vec<u8>) -> Response {
+        self.request("PUT", &self.url(path)).body(body).send().expect("PUT")
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", &self.url(path)).send().expect("GET")
+    }
+
+    /// GETs and returns the body, or the error reading it.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, String> {
+        let res = self.request("GET", &self.url(path)).send().map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("status {}", res.status()));
+        }
+        res.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string())
+    }
+
+    pub fn mkcol(&self, path: &str) -> Response {
+        self.request("MKCOL", &self.url(path)).send().expect("MKCOL")
+    }
+
+    pub fn propfind(&self, path: &str, depth: &str) -> Response {
+        self.request("PROPFIND", &self.url(path))
+            .header("Depth", depth)
+            .send()
+            .expect("PROPFIND")
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Compressible text-like bytes.
+pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "gateway ", "chunk ", "owncloud ", "secret ", "ledger ", "invoice ", "alpha ", "river ",
+        "mountain ", "report ", "quarterly ", "numbers ", "private ", "budget ", "draft ", "notes\n",
+    ];
+    let r = random_bytes(len / 4 + 16, seed);
+    let mut out = Vec::with_capacity(len + 16);
+    let mut i = 0;
+    while out.len() < len {
+        out.extend_from_slice(WORDS[(r[i % r.len()] & 15) as usize].as_bytes());
+        if i % 7 == 0 {
+            out.extend_from_slice(format!("{} ", r[i % r.len()] as u32 * 37 + i as u32).as_bytes());
+        }
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
