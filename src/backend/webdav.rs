@@ -413,7 +413,11 @@ impl WebDavStore {
             let (err, retry_after) = match outcome {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => {
-                    warn!(upstream = %self.display, "{what} failed: {e}");
+                    if matches!(e, BackendError::NotFound(_)) {
+                        debug!(upstream = %self.display, "{what}: {e}");
+                    } else {
+                        warn!(upstream = %self.display, "{what} failed: {e}");
+                    }
                     return Err(e);
                 }
                 Err(Failure::Retry(e, after)) => (e, after),
@@ -436,7 +440,7 @@ impl WebDavStore {
     /// Classifies a failure to get any answer from the upstream.
     fn transport_failure(&self, what: &str, e: &reqwest::Error) -> Failure {
         let cause = error_chain(e);
-        if looks_like_tls(&cause) {
+        if looks_like_tls(e) {
             return Failure::Fatal(BackendError::Permanent {
                 backend: self.display.clone(),
                 cause: format!(
@@ -736,6 +740,9 @@ impl WebDavStore {
                 match resp.chunk().await {
                     Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
                     Ok(None) => break,
+                    Err(e) if e.is_timeout() => {
+                        return Err(self.transport_failure(&what, &e));
+                    }
                     Err(e) => return Err(short(buf.len(), error_chain(&e))),
                 }
             }
@@ -1140,17 +1147,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn looks_like_tls(cause: &str) -> bool {
-    let c = cause.to_ascii_lowercase();
-    [
+/// Whether a transport error comes from TLS (a bad certificate, or https
+/// spoken to a plain-http port). Only the sources are looked at: the
+/// top-level message holds the URL, whose host name could contain anything.
+fn looks_like_tls(e: &reqwest::Error) -> bool {
+    const SIGNS: &[&str] = &[
         "certificate",
-        "tls",
-        "handshake",
         "invalidcontenttype",
         "corrupt message",
-    ]
-    .iter()
-    .any(|k| c.contains(k))
+        "handshake",
+        "peer is incompatible",
+        "received fatal alert",
+        "unknownissuer",
+    ];
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let msg = err.to_string().to_ascii_lowercase();
+        if SIGNS.iter().any(|k| msg.contains(k)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// One `<d:response>` of a multistatus answer.
