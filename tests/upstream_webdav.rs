@@ -148,7 +148,7 @@ async fn lists_hundreds_of_objects_across_fanout_folders() {
     std::fs::create_dir(leaf.join(some.as_str())).ok();
     std::fs::create_dir(apache.data_dir().join("dedupdav/objects/zz")).unwrap();
     let misplaced = random_name();
-    std::fs::write(leaf.join(misplaced.as_str()), b"x").unwrap_or(());
+    std::fs::write(leaf.join(misplaced.as_str()), b"x").unwrap();
 
     let listed: Vec<_> = store.list().try_collect().await.unwrap();
     let got: HashMap<ObjectName, usize> = listed
@@ -480,4 +480,52 @@ async fn check_explains_common_mistakes() {
     let cfg = config(apache.base_url().replace("http://", "https://"), &apache);
     let err = WebDavStore::new(&cfg).unwrap().check().await.unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn two_gateways_racing_to_create_folders_both_succeed() {
+    let apache = Apache::start();
+    // Separate stores do not share their memory of created folders, like two
+    // gateway processes on one upstream; Apache answers the loser of a MKCOL
+    // race with 403.
+    let stores: Vec<WebDavStore> = (0..4).map(|_| direct(&apache)).collect();
+    let names: Vec<ObjectName> = (0..32).map(|_| random_name()).collect();
+    let puts = stores.iter().flat_map(|store| {
+        names
+            .iter()
+            .map(move |n| async move { store.put(n, Bytes::from(n.as_str().to_string())).await })
+    });
+    let results = futures_util::future::join_all(puts).await;
+    for r in results {
+        r.unwrap_or_else(|e| panic!("{e:?}\n{}", apache.logs()));
+    }
+    for n in &names {
+        assert_eq!(
+            std::fs::read(on_disk(&apache, n)).unwrap(),
+            n.as_str().as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallelism_bounds_requests_in_flight() {
+    let apache = Apache::start();
+    let proxy = FaultProxy::start(&apache.origin()).await;
+    let mut cfg = config(
+        format!("{}{}", proxy.origin(), Apache::base_path()),
+        &apache,
+    );
+    cfg.parallelism = 2;
+    let store = WebDavStore::new(&cfg).unwrap();
+    let names: Vec<ObjectName> = (0..6).map(|_| random_name()).collect();
+    for n in &names {
+        store.put(n, random_bytes(10)).await.unwrap();
+    }
+    proxy.always(Some(Method::GET), Fault::Delay(Duration::from_millis(400)));
+    let started = Instant::now();
+    let gets = futures_util::future::join_all(names.iter().map(|n| store.get(n))).await;
+    let elapsed = started.elapsed();
+    assert!(gets.iter().all(Result::is_ok));
+    // 6 requests, 2 at a time, 400 ms each: at least 3 rounds.
+    assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
 }
