@@ -1,0 +1,1616 @@
+//! The upstream backend: sealed objects stored in one folder of an
+//! ownCloud-compatible WebDAV account.
+//!
+//! This module owns everything about talking to the upstream: the pooled HTTP
+//! client, the URL layout (`<account url>/<root>/objects/ab/cd/<name>`), lazy
+//! creation of the fan-out folders (remembered per process), retries with
+//! backoff on transient failures, classification of upstream answers into
+//! [`BackendError`]s, the streamed PROPFIND listing and its XML parser, and the
+//! `check` probe behind `dedupdav check-upstream`.
+//!
+//! Writes are idempotent (same name, same bytes), so every request may be
+//! retried. A PUT is acknowledged only after the upstream answered 201/204 and,
+//! when `verify_puts` is on (the default), a HEAD shows the stored size equals
+//! the size sent: one extra round trip per *new* chunk, which catches an
+//! upstream or proxy that acknowledges a write it did not keep whole. The
+//! bytes themselves are authenticated on every read (AEAD), so a size check is
+//! enough here.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use parking_lot::Mutex;
+use percent_encoding::percent_decode_str;
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::NsReader;
+use rand::Rng;
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, Url};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::{BackendError, ObjectInfo, ObjectStore};
+use crate::crypto::ObjectName;
+
+/// Largest buffer reserved up front from an upstream's Content-Length; bigger
+/// objects still load, the buffer just grows as bytes arrive.
+const MAX_PREALLOC: usize = 16 << 20;
+/// First retry delay; doubled on every further attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest delay between two attempts (unless the upstream asks for more).
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// Size of the probe object written by [`WebDavStore::check`].
+const PROBE_SIZE: usize = 64 << 10;
+/// The `check` probe gives up on transient failures after this long at most.
+const CHECK_DEADLINE: Duration = Duration::from_secs(15);
+
+const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop></d:propfind>"#;
+
+/// How to reach the upstream WebDAV account (`[backend] kind = "webdav"`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebDavConfig {
+    /// The account's WebDAV root, e.g.
+    /// `https://cloud.example.org/remote.php/dav/files/svc/`.
+    pub url: String,
+    /// Account name for Basic auth; empty means no authentication.
+    #[serde(default)]
+    pub username: String,
+    /// The password (or app password); prefer `password_file`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Folder inside the account that holds every object.
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Limit for one whole request, body included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// How long transient failures are retried before the error is returned.
+    #[serde(default = "default_retry_deadline")]
+    pub retry_deadline_secs: u64,
+    /// Most requests in flight to the upstream at once.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// Check the stored size with a HEAD after every PUT.
+    #[serde(default = "default_true")]
+    pub verify_puts: bool,
+}
+
+fn default_root() -> String {
+    "dedupdav".to_string()
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+fn default_retry_deadline() -> u64 {
+    120
+}
+fn default_parallelism() -> usize {
+    8
+}
+fn default_true() -> bool {
+    true
+}
+
+impl WebDavConfig {
+    /// A configuration with every optional setting at its default.
+    pub fn new(url: impl Into<String>, username: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            username: username.into(),
+            password: None,
+            password_file: None,
+            root: default_root(),
+            connect_timeout_secs: default_connect_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            retry_deadline_secs: default_retry_deadline(),
+            parallelism: default_parallelism(),
+            verify_puts: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebDavConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebDavConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("root", &self.root)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("retry_deadline_secs", &self.retry_deadline_secs)
+            .field("parallelism", &self.parallelism)
+            .field("verify_puts", &self.verify_puts)
+            .finish()
+    }
+}
+
+/// A [`WebDavConfig`] that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WebDavConfigError {
+    #[error("upstream url {url:?} is not usable: {cause}")]
+    Url { url: String, cause: String },
+    #[error("upstream credentials: {0}")]
+    Credentials(String),
+    #[error("cannot read the upstream password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid upstream setting: {0}")]
+    Invalid(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl From<WebDavConfigError> for BackendError {
+    fn from(e: WebDavConfigError) -> Self {
+        BackendError::Permanent {
+            backend: "webdav".to_string(),
+            cause: e.to_string(),
+        }
+    }
+}
+
+/// What [`WebDavStore::check`] measured.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The upstream, as [`ObjectStore::describe`] names it.
+    pub upstream: String,
+    /// The `Server` header of the upstream, if it sent one.
+    pub server: Option<String>,
+    /// The `DAV` compliance classes the upstream announced, if any.
+    pub dav: Option<String>,
+    /// Path of the probe object, relative to the account root.
+    pub probe_path: String,
+    /// Bytes written and read back.
+    pub probe_size: usize,
+    /// PROPFIND of the account root (reachability, credentials, WebDAV).
+    pub propfind_latency: Duration,
+    pub write_latency: Duration,
+    pub read_latency: Duration,
+    pub delete_latency: Duration,
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "upstream   {}", self.upstream)?;
+        if let Some(s) = &self.server {
+            writeln!(f, "server     {s}")?;
+        }
+        if let Some(d) = &self.dav {
+            writeln!(f, "dav        {d}")?;
+        }
+        writeln!(
+            f,
+            "probe      {} ({} bytes)",
+            self.probe_path, self.probe_size
+        )?;
+        writeln!(f, "propfind   {:?}", self.propfind_latency)?;
+        writeln!(f, "write      {:?}", self.write_latency)?;
+        writeln!(f, "read       {:?}", self.read_latency)?;
+        write!(f, "delete     {:?}", self.delete_latency)
+    }
+}
+
+/// The outcome of one failed attempt: retry it, or give up at once.
+enum Failure {
+    Retry(BackendError, Option<Duration>),
+    Fatal(BackendError),
+}
+
+type Attempt<T> = Result<T, Failure>;
+
+/// An [`ObjectStore`] on an upstream WebDAV account.
+pub struct WebDavStore {
+    client: reqwest::Client,
+    /// The account's WebDAV root, always ending in `/`.
+    base: Url,
+    /// The `root` folder, split into path segments.
+    root: Vec<String>,
+    username: String,
+    password: Option<String>,
+    /// "webdav:<url>/<root>", never with credentials.
+    display: String,
+    /// Folders (relative to the account root) known to exist.
+    created: Mutex<HashSet<String>>,
+    /// One gate per folder being created right now.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    permits: Semaphore,
+    retry_deadline: Duration,
+    verify_puts: bool,
+}
+
+impl WebDavStore {
+    /// Builds the store. Nothing is sent upstream until the first request.
+    pub fn new(config: &WebDavConfig) -> Result<Self, WebDavConfigError> {
+        let url_err = |cause: &str| WebDavConfigError::Url {
+            url: config.url.clone(),
+            cause: cause.to_string(),
+        };
+        let mut base = Url::parse(&config.url).map_err(|e| url_err(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(url_err("the scheme must be http or https"));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(url_err("not a server URL"));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(url_err(
+                "put credentials in username and password, not in the URL",
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(url_err("a query or fragment is not allowed"));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let root: Vec<String> = config
+            .root
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if root.iter().any(|s| s == "." || s == "..") {
+            return Err(WebDavConfigError::Invalid(format!(
+                "root {:?} must not contain . or ..",
+                config.root
+            )));
+        }
+        if root.is_empty() {
+            return Err(WebDavConfigError::Invalid(
+                "root must name a folder inside the account".to_string(),
+            ));
+        }
+        let password = match (&config.password, &config.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(WebDavConfigError::Credentials(
+                    "set password or password_file, not both".to_string(),
+                ))
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    WebDavConfigError::PasswordFile {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            (None, None) => None,
+        };
+        if password.is_some() && config.username.is_empty() {
+            return Err(WebDavConfigError::Credentials(
+                "a password is set but username is empty".to_string(),
+            ));
+        }
+        if password.is_none() && !config.username.is_empty() {
+            return Err(WebDavConfigError::Credentials(format!(
+                "username {:?} needs password or password_file",
+                config.username
+            )));
+        }
+        for (name, v) in [
+            ("connect_timeout_secs", config.connect_timeout_secs),
+            ("request_timeout_secs", config.request_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(WebDavConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
+        if config.parallelism == 0 {
+            return Err(WebDavConfigError::Invalid(
+                "parallelism must be > 0".to_string(),
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .timeout(Duration::from_secs(config.request_timeout_secs))
+            .pool_max_idle_per_host(config.parallelism)
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .user_agent(concat!("dedupdav/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(WebDavConfigError::Client)?;
+        let display = format!("webdav:{}{}", base, root.join("/"));
+        Ok(Self {
+            client,
+            base,
+            root,
+            username: config.username.clone(),
+            password,
+            display,
+            created: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(config.parallelism),
+            retry_deadline: Duration::from_secs(config.retry_deadline_secs),
+            verify_puts: config.verify_puts,
+        })
+    }
+
+    /// The URL of `rel` (a `/`-separated path under the root folder; empty
+    /// for the root folder itself), with a trailing `/` when `folder`.
+    fn url(&self, rel: &str, folder: bool) -> Url {
+        let segments = self
+            .root
+            .iter()
+            .map(String::as_str)
+            .chain(rel.split('/').filter(|s| !s.is_empty()));
+        self.account_url(segments, folder)
+    }
+
+    fn account_url<'a>(&self, segments: impl Iterator<Item = &'a str>, folder: bool) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            // `base` always ends in '/', leaving one empty last segment.
+            path.pop_if_empty();
+            path.extend(segments);
+            if folder {
+                path.push("");
+            }
+        }
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let rb = self.client.request(method, url);
+        match &self.password {
+            Some(p) => rb.basic_auth(&self.username, Some(p)),
+            None => rb,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the retry
+    /// deadline would pass. At most `parallelism` attempts run at once.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut attempt: F,
+    ) -> Result<T, BackendError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let give_up_at = Instant::now() + deadline;
+        let mut tries: u32 = 0;
+        loop {
+            tries += 1;
+            let outcome = {
+                let _permit =
+                    self.permits
+                        .acquire()
+                        .await
+                        .map_err(|_| BackendError::Permanent {
+                            backend: self.display.clone(),
+                            cause: "the store is shutting down".to_string(),
+                        })?;
+                attempt().await
+            };
+            let (err, retry_after) = match outcome {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => {
+                    if matches!(e, BackendError::NotFound(_)) {
+                        debug!(upstream = %self.display, "{what}: {e}");
+                    } else {
+                        warn!(upstream = %self.display, "{what} failed: {e}");
+                    }
+                    return Err(e);
+                }
+                Err(Failure::Retry(e, after)) => (e, after),
+            };
+            let wait = retry_after.unwrap_or_else(|| backoff(tries));
+            if Instant::now() + wait > give_up_at {
+                warn!(upstream = %self.display, attempts = tries, "{what} failed, giving up: {err}");
+                return Err(err);
+            }
+            warn!(
+                upstream = %self.display,
+                attempt = tries,
+                retry_in_ms = wait.as_millis() as u64,
+                "{what} failed, retrying: {err}"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Classifies a failure to get any answer from the upstream.
+    fn transport_failure(&self, what: &str, e: &reqwest::Error) -> Failure {
+        let cause = error_chain(e);
+        if looks_like_tls(e) {
+            return Failure::Fatal(BackendError::Permanent {
+                backend: self.display.clone(),
+                cause: format!(
+                    "TLS failure: {cause} (is the certificate valid and trusted, and does the URL's \
+                     scheme match the server: https vs http?)"
+                ),
+            });
+        }
+        if e.is_connect() {
+            return Failure::Retry(
+                BackendError::Unreachable {
+                    backend: self.display.clone(),
+                    cause: format!("cannot connect: {cause}"),
+                },
+                None,
+            );
+        }
+        let cause = if e.is_timeout() {
+            format!("{what}: timed out: {cause}")
+        } else {
+            format!("{what}: {cause}")
+        };
+        Failure::Retry(
+            BackendError::Transient {
+                backend: self.display.clone(),
+                cause,
+            },
+            None,
+        )
+    }
+
+    /// Classifies an answer that is not one the caller handles itself.
+    fn status_failure(&self, what: &str, resp: &Response) -> Failure {
+        let status = resp.status();
+        let backend = self.display.clone();
+        let code = status.as_u16();
+        match code {
+            401 => Failure::Fatal(BackendError::Permanent {
+                backend,
+                cause: format!(
+                    "wrong credentials: {what} answered 401 Unauthorized for user {:?}",
+                    self.username
+                ),
+            }),
+            403 => Failure::Fatal(BackendError::Permanent {
+                backend,
+                cause: format!(
+                    "access forbidden: {what} answered 403 Forbidden for user {:?} (wrong \
+                     credentials, or no write permission on the folder)",
+                    self.username
+                ),
+            }),
+            507 => Failure::Fatal(BackendError::InsufficientStorage),
+            300..=399 => {
+                let to = header_str(resp.headers(), LOCATION).unwrap_or_default();
+                Failure::Fatal(BackendError::Permanent {
+                    backend,
+                    cause: format!(
+                        "bad URL: {what} was redirected ({status}) to {to:?}; configure the final \
+                         WebDAV URL (http vs https, the path up to /remote.php/dav/files/<user>/)"
+                    ),
+                })
+            }
+            408 | 423 | 425 | 429 | 500 | 502 | 503 | 504 => Failure::Retry(
+                BackendError::Transient {
+                    backend,
+                    cause: format!("{what}: {status}"),
+                },
+                retry_after(resp.headers()),
+            ),
+            501 | 405 => Failure::Fatal(BackendError::Permanent {
+                backend,
+                cause: format!("not WebDAV: {what} answered {status}; is the URL a WebDAV folder?"),
+            }),
+            c if c >= 500 && c != 505 && c != 508 && c != 510 => Failure::Retry(
+                BackendError::Transient {
+                    backend,
+                    cause: format!("{what}: {status}"),
+                },
+                retry_after(resp.headers()),
+            ),
+            _ => Failure::Fatal(BackendError::Permanent {
+                backend,
+                cause: format!("{what}: unexpected answer {status}"),
+            }),
+        }
+    }
+
+    /// The folders (relative to the account root) above an object.
+    fn dirs_of(&self, name: &ObjectName) -> Vec<String> {
+        let root = self.root.join("/");
+        let mut dirs = self.root_dirs();
+        dirs.extend(name.fanout_dirs().iter().map(|d| format!("{root}/{d}")));
+        dirs
+    }
+
+    /// The root folder and its parents, outermost first.
+    fn root_dirs(&self) -> Vec<String> {
+        (1..=self.root.len())
+            .map(|n| self.root[..n].join("/"))
+            .collect()
+    }
+
+    /// Creates the missing folders of `dirs` (outermost first) with MKCOL,
+    /// remembering which exist.
+    async fn ensure_dirs(&self, dirs: &[String]) -> Result<(), BackendError> {
+        let mut restarted = false;
+        let mut i = 0;
+        while i < dirs.len() {
+            let dir = &dirs[i];
+            i += 1;
+            if self.created.lock().contains(dir) {
+                continue;
+            }
+            if self.create_dir(dir).await? {
+                continue;
+            }
+            if restarted {
+                return Err(BackendError::Permanent {
+                    backend: self.display.clone(),
+                    cause: format!(
+                        "MKCOL {dir}/ keeps answering 409 Conflict: a parent folder cannot be created"
+                    ),
+                });
+            }
+            debug!(upstream = %self.display, "MKCOL {dir}/: parent missing, re-creating the chain");
+            self.forget_dirs(dirs);
+            restarted = true;
+            i = 0;
+        }
+        Ok(())
+    }
+
+    /// Creates one folder unless it is known to exist; `Ok(false)` when its
+    /// parent is missing. Concurrent callers for the same folder wait for
+    /// one another instead of racing (Apache answers a MKCOL that loses such
+    /// a race with 403).
+    async fn create_dir(&self, dir: &str) -> Result<bool, BackendError> {
+        let gate = self
+            .inflight
+            .lock()
+            .entry(dir.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = gate.lock().await;
+            if self.created.lock().contains(dir) {
+                Ok(true)
+            } else {
+                let r = self.mkcol(dir).await;
+                if matches!(r, Ok(true)) {
+                    self.created.lock().insert(dir.to_string());
+                }
+                r
+            }
+        };
+        let mut inflight = self.inflight.lock();
+        // Clones are only taken under this lock, so the count is stable here:
+        // 2 means nobody else is waiting for this folder.
+        if inflight.get(dir).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) == 2
+        {
+            inflight.remove(dir);
+        }
+        result
+    }
+
+    async fn mkcol(&self, dir: &str) -> Result<bool, BackendError> {
+        let url = self.account_url(dir.split('/'), true);
+        let what = format!("MKCOL {dir}/");
+        self.with_retries(&what, self.retry_deadline, || async {
+            let resp = self
+                .request(mkcol(), url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                // 405: the folder is already there.
+                200 | 201 | 204 | 405 => Ok(true),
+                // 409: a parent vanished since we created it.
+                409 => Ok(false),
+                // Another client may have created it at the same moment.
+                403 if self.is_folder(&url).await => Ok(true),
+                _ => Err(self.status_failure(&what, &resp)),
+            }
+        })
+        .await
+    }
+
+    /// Whether a PROPFIND Depth 0 shows a folder at `url` (one attempt).
+    async fn is_folder(&self, url: &Url) -> bool {
+        let resp = self
+            .request(propfind(), url.clone())
+            .header("Depth", "0")
+            .header(CONTENT_TYPE, "application/xml; charset=utf-8")
+            .body(PROPFIND_BODY)
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status().as_u16() == 207 => match r.bytes().await {
+                Ok(body) => {
+                    parse_multistatus(&body).is_ok_and(|e| e.iter().any(|e| e.is_collection))
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    }
+
+    fn forget_dirs(&self, dirs: &[String]) {
+        let mut created = self.created.lock();
+        for d in dirs {
+            created.remove(d);
+        }
+    }
+
+    /// One PUT with retries; `Ok(false)` when the upstream says the folder is missing.
+    async fn put_once(&self, name: &ObjectName, data: &Bytes) -> Result<bool, BackendError> {
+        let url = self.url(&name.relative_path(), false);
+        let what = format!("PUT {}", name.relative_path());
+        self.with_retries(&what, self.retry_deadline, || async {
+            let resp = self
+                .request(Method::PUT, url.clone())
+                .header(CONTENT_LENGTH, data.len())
+                .body(data.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                200 | 201 | 204 => Ok(true),
+                404 | 409 => Ok(false),
+                _ => Err(self.status_failure(&what, &resp)),
+            }
+        })
+        .await
+    }
+
+    /// HEAD: the stored size (`None` when the object is missing, `Some(None)`
+    /// when the upstream did not say).
+    async fn head(&self, rel: &str) -> Result<Option<Option<u64>>, BackendError> {
+        let url = self.url(rel, false);
+        let what = format!("HEAD {rel}");
+        self.with_retries(&what, self.retry_deadline, || async {
+            let resp = self
+                .request(Method::HEAD, url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                200 | 204 => Ok(Some(content_length(resp.headers()))),
+                404 | 410 => Ok(None),
+                _ => Err(self.status_failure(&what, &resp)),
+            }
+        })
+        .await
+    }
+
+    /// GET of a whole object at `rel`; a body shorter or longer than the
+    /// announced Content-Length is retried, and reported as
+    /// [`BackendError::Corrupt`] if it persists.
+    async fn get_rel(
+        &self,
+        rel: &str,
+        label: &str,
+        deadline: Duration,
+    ) -> Result<Bytes, BackendError> {
+        let url = self.url(rel, false);
+        let what = format!("GET {rel}");
+        self.with_retries(&what, deadline, || async {
+            let mut resp = self
+                .request(Method::GET, url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                200 => {}
+                404 | 410 => return Err(Failure::Fatal(BackendError::NotFound(label.to_string()))),
+                _ => return Err(self.status_failure(&what, &resp)),
+            }
+            let expected = content_length(resp.headers());
+            let prealloc = expected.map_or(0, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PREALLOC)
+            });
+            let mut buf = BytesMut::with_capacity(prealloc);
+            let short = |got: usize, cause: String| {
+                Failure::Retry(
+                    BackendError::Corrupt {
+                        name: label.to_string(),
+                        cause: match expected {
+                            Some(n) => format!("body ended after {got} of {n} bytes: {cause}"),
+                            None => format!("body ended after {got} bytes: {cause}"),
+                        },
+                    },
+                    None,
+                )
+            };
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    Err(e) if e.is_timeout() => {
+                        return Err(self.transport_failure(&what, &e));
+                    }
+                    Err(e) => return Err(short(buf.len(), error_chain(&e))),
+                }
+            }
+            if let Some(n) = expected {
+                if buf.len() as u64 != n {
+                    return Err(short(
+                        buf.len(),
+                        "length differs from Content-Length".to_string(),
+                    ));
+                }
+            }
+            Ok(buf.freeze())
+        })
+        .await
+    }
+
+    /// DELETE; a missing object is fine.
+    async fn delete_rel(&self, rel: &str, deadline: Duration) -> Result<(), BackendError> {
+        let url = self.url(rel, false);
+        let what = format!("DELETE {rel}");
+        self.with_retries(&what, deadline, || async {
+            let resp = self
+                .request(Method::DELETE, url.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                200 | 202 | 204 | 404 | 410 => Ok(()),
+                _ => Err(self.status_failure(&what, &resp)),
+            }
+        })
+        .await
+    }
+
+    /// PROPFIND Depth 1 of a folder under the root: its children (the folder
+    /// itself left out). A missing folder has no children.
+    async fn children(&self, rel: &str) -> Result<Vec<DavEntry>, BackendError> {
+        let url = self.url(rel, true);
+        let what = format!("PROPFIND {rel}/");
+        let body = self
+            .with_retries(&what, self.retry_deadline, || async {
+                let resp = self
+                    .request(propfind(), url.clone())
+                    .header("Depth", "1")
+                    .header(CONTENT_TYPE, "application/xml; charset=utf-8")
+                    .body(PROPFIND_BODY)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_failure(&what, &e))?;
+                match resp.status().as_u16() {
+                    207 => {}
+                    404 | 410 => return Ok(None),
+                    _ => return Err(self.status_failure(&what, &resp)),
+                }
+                match resp.bytes().await {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) => Err(self.transport_failure(&what, &e)),
+                }
+            })
+            .await?;
+        let Some(body) = body else {
+            return Ok(Vec::new());
+        };
+        let entries = parse_multistatus(&body).map_err(|e| BackendError::Permanent {
+            backend: self.display.clone(),
+            cause: format!("{what}: unreadable answer: {e}"),
+        })?;
+        let own_path = normalize(&decode_path(url.path()).unwrap_or_default());
+        let own_suffix = format!(
+            "/{}",
+            normalize(&format!("{}/{}", self.root.join("/"), rel))
+        );
+        Ok(entries
+            .into_iter()
+            .filter(|e| {
+                let p = normalize(&e.path);
+                p != own_path && !p.ends_with(&own_suffix)
+            })
+            .collect())
+    }
+
+    /// Names of the two-hex-digit fan-out folders inside `rel`.
+    async fn fanout_children(&self, rel: String) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .children(&rel)
+            .await?
+            .into_iter()
+            .filter(|e| e.is_collection)
+            .filter_map(|e| {
+                let n = e.name()?;
+                is_fanout_name(n).then(|| format!("{rel}/{n}"))
+            })
+            .collect())
+    }
+
+    /// The objects inside one leaf fan-out folder.
+    async fn objects_in(&self, rel: String) -> Result<Vec<ObjectInfo>, BackendError> {
+        Ok(self
+            .children(&rel)
+            .await?
+            .into_iter()
+            .filter(|e| !e.is_collection)
+            .filter_map(|e| {
+                let name = ObjectName::parse(e.name()?)?;
+                // Objects outside their own fan-out folder are not ours.
+                if !rel.ends_with(&format!("{}/{}", &name.as_str()[..2], &name.as_str()[2..4])) {
+                    return None;
+                }
+                Some(ObjectInfo {
+                    name,
+                    size: e.size.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// Probes the upstream end to end: PROPFIND of the account root, then
+    /// write, read back and remove `<root>/probe-<uuid>`, timing each step.
+    /// Failures come back with a cause meant for an operator.
+    pub async fn check(&self) -> Result<CheckReport, BackendError> {
+        let deadline = self.retry_deadline.min(CHECK_DEADLINE);
+        let account = self.base.clone();
+        let what = "PROPFIND of the account root".to_string();
+        let started = Instant::now();
+        let (server, dav) = self
+            .with_retries(&what, deadline, || async {
+                let resp = self
+                    .request(propfind(), account.clone())
+                    .header("Depth", "0")
+                    .header(CONTENT_TYPE, "application/xml; charset=utf-8")
+                    .body(PROPFIND_BODY)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_failure(&what, &e))?;
+                let status = resp.status();
+                let server = header_str(resp.headers(), reqwest::header::SERVER);
+                let dav = header_str(resp.headers(), "dav");
+                match status.as_u16() {
+                    207 => {}
+                    404 | 410 | 405 | 501 => {
+                        let meaning = if matches!(status.as_u16(), 405 | 501) {
+                            "no WebDAV here"
+                        } else {
+                            "nothing here"
+                        };
+                        return Err(Failure::Fatal(BackendError::Permanent {
+                            backend: self.display.clone(),
+                            cause: format!(
+                                "bad URL: PROPFIND on {account} answered {status} ({meaning}); \
+                                 expected the account's WebDAV root, like \
+                                 https://host/remote.php/dav/files/<user>/"
+                            ),
+                        }));
+                    }
+                    200..=299 => {
+                        let kind = header_str(resp.headers(), CONTENT_TYPE).unwrap_or_default();
+                        return Err(Failure::Fatal(BackendError::Permanent {
+                            backend: self.display.clone(),
+                            cause: format!(
+                                "not WebDAV: PROPFIND on {account} answered {status} ({kind}) \
+                                 instead of 207 Multi-Status; is the URL the WebDAV root?"
+                            ),
+                        }));
+                    }
+                    _ => return Err(self.status_failure(&what, &resp)),
+                }
+                let body = resp.bytes().await.map_err(|e| self.transport_failure(&what, &e))?;
+                if parse_multistatus(&body).is_err() {
+                    return Err(Failure::Fatal(BackendError::Permanent {
+                        backend: self.display.clone(),
+                        cause: format!("not WebDAV: PROPFIND on {account} did not answer a readable multistatus"),
+                    }));
+                }
+                Ok((server, dav))
+            })
+            .await?;
+        let propfind_latency = started.elapsed();
+
+        self.ensure_dirs(&self.root_dirs()).await?;
+        let probe = format!("probe-{}", uuid::Uuid::new_v4().simple());
+        let probe_path = format!("{}/{probe}", self.root.join("/"));
+        let mut data = vec![0u8; PROBE_SIZE];
+        rand::thread_rng().fill(&mut data[..]);
+        let data = Bytes::from(data);
+
+        let started = Instant::now();
+        let url = self.url(&probe, false);
+        let what = format!("PUT {probe_path}");
+        self.with_retries(&what, deadline, || async {
+            let resp = self
+                .request(Method::PUT, url.clone())
+                .header(CONTENT_LENGTH, data.len())
+                .body(data.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport_failure(&what, &e))?;
+            match resp.status().as_u16() {
+                200 | 201 | 204 => Ok(()),
+                404 | 409 => Err(Failure::Fatal(BackendError::Permanent {
+                    backend: self.display.clone(),
+                    cause: format!(
+                        "{what} answered {}: the root folder cannot be written",
+                        resp.status()
+                    ),
+                })),
+                _ => Err(self.status_failure(&what, &resp)),
+            }
+        })
+        .await?;
+        let write_latency = started.elapsed();
+
+        let started = Instant::now();
+        let read = self.get_rel(&probe, &probe_path, deadline).await;
+        let read_latency = started.elapsed();
+        let read_ok = match &read {
+            Ok(back) if back == &data => Ok(()),
+            Ok(back) => Err(BackendError::Corrupt {
+                name: probe_path.clone(),
+                cause: format!(
+                    "the probe read back differs from what was written ({} bytes instead of {})",
+                    back.len(),
+                    data.len()
+                ),
+            }),
+            Err(_) => Ok(()),
+        };
+
+        let started = Instant::now();
+        let deleted = self.delete_rel(&probe, deadline).await;
+        let delete_latency = started.elapsed();
+        read?;
+        read_ok?;
+        deleted?;
+        Ok(CheckReport {
+            upstream: self.display.clone(),
+            server,
+            dav,
+            probe_path,
+            probe_size: data.len(),
+            propfind_latency,
+            write_latency,
+            read_latency,
+            delete_latency,
+        })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for WebDavStore {
+    async fn put(&self, name: &ObjectName, data: Bytes) -> Result<(), BackendError> {
+        let dirs = self.dirs_of(name);
+        self.ensure_dirs(&dirs).await?;
+        let rel = name.relative_path();
+        let mut refolded = false;
+        let mut reput = false;
+        loop {
+            if !self.put_once(name, &data).await? {
+                if refolded {
+                    return Err(BackendError::Permanent {
+                        backend: self.display.clone(),
+                        cause: format!(
+                            "PUT {rel}: the folder is still missing after re-creating it"
+                        ),
+                    });
+                }
+                warn!(upstream = %self.display, "PUT {rel}: folder missing upstream, re-creating it");
+                self.forget_dirs(&dirs);
+                self.ensure_dirs(&dirs).await?;
+                refolded = true;
+                continue;
+            }
+            if !self.verify_puts {
+                return Ok(());
+            }
+            let stored = match self.head(&rel).await? {
+                Some(Some(n)) if n == data.len() as u64 => return Ok(()),
+                // No Content-Length on HEAD: nothing cheap to compare.
+                Some(None) => return Ok(()),
+                Some(Some(n)) => format!("{n} bytes"),
+                None => "nothing".to_string(),
+            };
+            let err = BackendError::Corrupt {
+                name: name.to_string(),
+                cause: format!(
+                    "after a PUT of {} bytes the upstream holds {stored}",
+                    data.len()
+                ),
+            };
+            if reput {
+                warn!(upstream = %self.display, "{err}");
+                return Err(err);
+            }
+            warn!(upstream = %self.display, "{err}; writing it again");
+            reput = true;
+        }
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        self.get_rel(&name.relative_path(), name.as_str(), self.retry_deadline)
+            .await
+    }
+
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+        self.delete_rel(&name.relative_path(), self.retry_deadline)
+            .await
+    }
+
+    async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError> {
+        Ok(self.head(&name.relative_path()).await?.is_some())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        // Walk objects/ → objects/ab/ → objects/ab/cd/ lazily: one folder's
+        // listing is fetched only when the previous one is used up.
+        stream::once(self.fanout_children("objects".to_string()))
+            .flat_map(|r| stream::iter(flatten(r)))
+            .then(move |r| async move {
+                match r {
+                    Ok(dir) => self.fanout_children(dir).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .flat_map(|r| stream::iter(flatten(r)))
+            .then(move |r| async move {
+                match r {
+                    Ok(dir) => self.objects_in(dir).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .flat_map(|r| stream::iter(flatten(r)))
+            .boxed()
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+}
+
+fn flatten<T>(r: Result<Vec<T>, BackendError>) -> Vec<Result<T, BackendError>> {
+    match r {
+        Ok(v) => v.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+fn propfind() -> Method {
+    // A valid token, so this cannot fail.
+    Method::from_bytes(b"PROPFIND").unwrap_or_else(|_| unreachable!())
+}
+
+fn mkcol() -> Method {
+    Method::from_bytes(b"MKCOL").unwrap_or_else(|_| unreachable!())
+}
+
+fn is_fanout_name(n: &str) -> bool {
+    n.len() == 2 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d], d doubling
+/// from [`BACKOFF_BASE`] up to [`BACKOFF_CAP`].
+fn backoff(tries: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << tries.saturating_sub(1).min(16));
+    let full = exp.min(BACKOFF_CAP);
+    let ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX).max(2);
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+/// The delay asked for by `Retry-After` (seconds or an HTTP date).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = header_str(headers, RETRY_AFTER)?;
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn header_str(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_string)
+}
+
+/// The Content-Length header (reqwest's own `content_length()` is 0 for HEAD).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, CONTENT_LENGTH)?.trim().parse().ok()
+}
+
+/// An error and its sources, joined, without repeats.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether a transport error comes from TLS (a bad certificate, or https
+/// spoken to a plain-http port). Only the sources are looked at: the
+/// top-level message holds the URL, whose host name could contain anything.
+fn looks_like_tls(e: &reqwest::Error) -> bool {
+    const SIGNS: &[&str] = &[
+        "certificate",
+        "invalidcontenttype",
+        "corrupt message",
+        "handshake",
+        "peer is incompatible",
+        "received fatal alert",
+        "unknownissuer",
+    ];
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let msg = err.to_string().to_ascii_lowercase();
+        if SIGNS.iter().any(|k| msg.contains(k)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// One `<d:response>` of a multistatus answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DavEntry {
+    /// The href's path, percent-decoded (scheme and host removed).
+    pub path: String,
+    pub is_collection: bool,
+    /// `getcontentlength`, when the server sent it with a 200 propstat.
+    pub size: Option<u64>,
+}
+
+impl DavEntry {
+    /// The last path segment.
+    pub fn name(&self) -> Option<&str> {
+        self.path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// An unreadable multistatus body.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PropfindParseError {
+    #[error("malformed XML: {0}")]
+    Xml(#[from] quick_xml::Error),
+    #[error("no DAV: multistatus element")]
+    NotMultistatus,
+}
+
+const DAV_NS: &[u8] = b"DAV:";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Collect {
+    None,
+    Href,
+    Length,
+    Status,
+}
+
+/// Parses a PROPFIND answer. Elements are matched by namespace, not prefix;
+/// hrefs may be full URLs or paths, percent-encoded or not. Entries whose
+/// response status is not 2xx, or whose href does not decode, are left out.
+pub(crate) fn parse_multistatus(body: &[u8]) -> Result<Vec<DavEntry>, PropfindParseError> {
+    let mut reader = NsReader::from_reader(body);
+    reader.config_mut().expand_empty_elements = true;
+    reader.config_mut().trim_text(true);
+
+    let mut out = Vec::new();
+    let mut saw_multistatus = false;
+    // Current response: href, response-level status ok, collection, size.
+    let mut in_response = false;
+    let mut href = String::new();
+    let mut response_ok = true;
+    let mut is_collection = false;
+    let mut size: Option<u64> = None;
+    // Current propstat.
+    let mut in_propstat = false;
+    let mut ps_collection = false;
+    let mut ps_size: Option<u64> = None;
+    let mut ps_ok = true;
+    let mut in_resourcetype = false;
+    let mut collect = Collect::None;
+    let mut text = String::new();
+
+    loop {
+        let (ns, event) = reader.read_resolved_event()?;
+        let dav = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == DAV_NS);
+        match event {
+            Event::Start(e) => {
+                if !dav {
+                    continue;
+                }
+                match e.local_name().as_ref() {
+                    b"multistatus" => saw_multistatus = true,
+                    b"response" => {
+                        in_response = true;
+                        href.clear();
+                        response_ok = true;
+                        is_collection = false;
+                        size = None;
+                    }
+                    b"propstat" if in_response => {
+                        in_propstat = true;
+                        ps_collection = false;
+                        ps_size = None;
+                        ps_ok = true;
+                    }
+                    b"href" if in_response && !in_propstat => {
+                        collect = Collect::Href;
+                        text.clear();
+                    }
+                    b"resourcetype" if in_propstat => in_resourcetype = true,
+                    b"collection" if in_resourcetype => ps_collection = true,
+                    b"getcontentlength" if in_propstat => {
+                        collect = Collect::Length;
+                        text.clear();
+                    }
+                    b"status" if in_response => {
+                        collect = Collect::Status;
+                        text.clear();
+                    }
+                    _ => {}
+                }
+            }
+            Event::Text(t) if collect != Collect::None => {
+                text.push_str(&t.unescape()?);
+            }
+            Event::CData(t) if collect != Collect::None => {
+                text.push_str(&String::from_utf8_lossy(&t));
+            }
+            Event::End(e) => {
+                if !dav {
+                    continue;
+                }
+                match e.local_name().as_ref() {
+                    b"href" if collect == Collect::Href => {
+                        href = text.trim().to_string();
+                        collect = Collect::None;
+                    }
+                    b"getcontentlength" if collect == Collect::Length => {
+                        ps_size = text.trim().parse().ok();
+                        collect = Collect::None;
+                    }
+                    b"status" if collect == Collect::Status => {
+                        let ok = status_is_success(&text);
+                        if in_propstat {
+                            ps_ok = ok;
+                        } else {
+                            response_ok = ok;
+                        }
+                        collect = Collect::None;
+                    }
+                    b"resourcetype" => in_resourcetype = false,
+                    b"propstat" if in_propstat => {
+                        if ps_ok {
+                            is_collection |= ps_collection;
+                            size = size.or(ps_size);
+                        }
+                        in_propstat = false;
+                    }
+                    b"response" if in_response => {
+                        if response_ok && !href.is_empty() {
+                            if let Some(path) = href_path(&href) {
+                                out.push(DavEntry {
+                                    is_collection: is_collection || path.ends_with('/'),
+                                    path,
+                                    size,
+                                });
+                            }
+                        }
+                        in_response = false;
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_multistatus {
+        return Err(PropfindParseError::NotMultistatus);
+    }
+    Ok(out)
+}
+
+/// "HTTP/1.1 200 OK" → true.
+fn status_is_success(line: &str) -> bool {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .is_some_and(|c| (200..300).contains(&c))
+}
+
+/// The decoded path of an href that is a path or a full URL.
+fn href_path(href: &str) -> Option<String> {
+    let path = match href.find("://") {
+        Some(i) => {
+            let rest = &href[i + 3..];
+            match rest.find('/') {
+                Some(j) => &rest[j..],
+                None => "/",
+            }
+        }
+        None => href,
+    };
+    decode_path(path)
+}
+
+fn decode_path(path: &str) -> Option<String> {
+    percent_decode_str(path)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// A path without trailing slashes and without a leading one.
+fn normalize(path: &str) -> String {
+    path.trim_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APACHE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:" xmlns:ns0="DAV:">
+<D:response xmlns:lp1="DAV:" xmlns:lp2="http://apache.org/dav/props/">
+<D:href>/remote.php/dav/files/svc/dedupdav/objects/ab/</D:href>
+<D:propstat>
+<D:prop>
+<lp1:resourcetype><D:collection/></lp1:resourcetype>
+</D:prop>
+<D:status>HTTP/1.1 200 OK</D:status>
+</D:propstat>
+<D:propstat>
+<D:prop>
+<lp1:getcontentlength/>
+</D:prop>
+<D:status>HTTP/1.1 404 Not Found</D:status>
+</D:propstat>
+</D:response>
+<D:response xmlns:lp1="DAV:" xmlns:lp2="http://apache.org/dav/props/">
+<D:href>/remote.php/dav/files/svc/dedupdav/objects/ab/cd/</D:href>
+<D:propstat>
+<D:prop>
+<lp1:resourcetype><D:collection/></lp1:resourcetype>
+</D:prop>
+<D:status>HTTP/1.1 200 OK</D:status>
+</D:propstat>
+</D:response>
+</D:multistatus>
+"#;
+
+    #[test]
+    fn parses_apache_listing_with_other_prefixes() {
+        let entries = parse_multistatus(APACHE.as_bytes()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[1].path,
+            "/remote.php/dav/files/svc/dedupdav/objects/ab/cd/"
+        );
+        assert!(entries[1].is_collection);
+        assert_eq!(entries[1].name(), Some("cd"));
+        assert_eq!(entries[0].size, None);
+    }
+
+    #[test]
+    fn parses_owncloud_listing_with_encoded_hrefs_and_sizes() {
+        let name = "ab".repeat(32);
+        let body = format!(
+            r#"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns" xmlns:oc="http://owncloud.org/ns">
+ <d:response>
+  <d:href>/remote.php/dav/files/svc%20user/my%20root/objects/ab/ab/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>https://cloud.example.org/remote.php/dav/files/svc%20user/my%20root/objects/ab/ab/{name}</d:href>
+  <d:propstat><d:prop><d:resourcetype/><d:getcontentlength>12345</d:getcontentlength>
+   <oc:getcontentlength>999</oc:getcontentlength></d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response>
+  <d:href>/remote.php/dav/files/svc%20user/my%20root/objects/ab/ab/caf%C3%A9%3F.part</d:href>
+  <d:propstat><d:prop><d:getcontentlength>7</d:getcontentlength></d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+</d:multistatus>"#
+        );
+        let entries = parse_multistatus(body.as_bytes()).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            entries[0].path,
+            "/remote.php/dav/files/svc user/my root/objects/ab/ab/"
+        );
+        assert!(entries[0].is_collection);
+        assert_eq!(entries[1].name(), Some(name.as_str()));
+        assert_eq!(entries[1].size, Some(12345));
+        assert!(!entries[1].is_collection);
+        assert_eq!(entries[2].name(), Some("café?.part"));
+        assert_eq!(entries[2].size, Some(7));
+    }
+
+    #[test]
+    fn default_namespace_and_unusual_prefixes() {
+        let body = r#"<multistatus xmlns="DAV:"><response><href>/a/b%2fc</href>
+            <propstat><prop><getcontentlength>5</getcontentlength></prop><status>HTTP/1.1 200 OK</status></propstat>
+            </response><x:response xmlns:x="DAV:"><x:href>/a/dir/</x:href><x:propstat><x:prop>
+            <x:resourcetype><x:collection></x:collection></x:resourcetype></x:prop>
+            <x:status>HTTP/1.1 200 OK</x:status></x:propstat></x:response></multistatus>"#;
+        let entries = parse_multistatus(body.as_bytes()).unwrap();
+        assert_eq!(entries[0].path, "/a/b/c");
+        assert_eq!(entries[0].size, Some(5));
+        assert!(entries[1].is_collection);
+        assert_eq!(entries[1].name(), Some("dir"));
+    }
+
+    #[test]
+    fn ignores_foreign_namespaces_and_failed_responses() {
+        let body = r#"<d:multistatus xmlns:d="DAV:" xmlns:e="urn:evil">
+            <d:response><d:href>/gone</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>
+            <d:response><d:href>/real</d:href><e:href>/fake</e:href>
+              <d:propstat><d:prop><e:getcontentlength>1</e:getcontentlength><e:collection/></d:prop>
+              <d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+            </d:multistatus>"#;
+        let entries = parse_multistatus(body.as_bytes()).unwrap();
+        assert_eq!(
+            entries,
+            vec![DavEntry {
+                path: "/real".to_string(),
+                is_collection: false,
+                size: None
+            }]
+        );
+    }
+
+    #[test]
+    fn rejects_non_multistatus_and_broken_xml() {
+        assert!(matches!(
+            parse_multistatus(b"<html><body>Login</body></html>"),
+            Err(PropfindParseError::NotMultistatus)
+        ));
+        assert!(
+            parse_multistatus(b"<d:multistatus xmlns:d=\"DAV:\"><d:response></d:multistatus>")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn undecodable_href_is_skipped() {
+        let body = r#"<d:multistatus xmlns:d="DAV:"><d:response><d:href>/bad%FF</d:href></d:response>
+            <d:response><d:href>/ok</d:href></d:response></d:multistatus>"#;
+        let entries = parse_multistatus(body.as_bytes()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].path, "/ok");
+    }
+
+    #[test]
+    fn config_defaults_and_embedding() {
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "lowercase")]
+        #[allow(dead_code)]
+        enum Backend {
+            Local { path: PathBuf },
+            Webdav(WebDavConfig),
+        }
+        let cfg: Backend = toml::from_str(
+            r#"kind = "webdav"
+               url = "https://cloud.example.org/remote.php/dav/files/svc/"
+               username = "svc"
+               password = "secret""#,
+        )
+        .unwrap();
+        let Backend::Webdav(cfg) = cfg else {
+            panic!("wrong variant")
+        };
+        assert_eq!(cfg.root, "dedupdav");
+        assert_eq!(cfg.parallelism, 8);
+        assert!(cfg.verify_puts);
+        assert!(!format!("{cfg:?}").contains("secret"));
+        let bad = toml::from_str::<WebDavConfig>("url = \"http://x/\"\nusernme = \"svc\"");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn config_validation() {
+        let mut cfg = WebDavConfig::new("http://u:p@127.0.0.1:1/dav/", "svc");
+        cfg.password = Some("pw".to_string());
+        assert!(matches!(
+            WebDavStore::new(&cfg),
+            Err(WebDavConfigError::Url { .. })
+        ));
+        cfg.url = "ftp://127.0.0.1/".to_string();
+        assert!(matches!(
+            WebDavStore::new(&cfg),
+            Err(WebDavConfigError::Url { .. })
+        ));
+        cfg.url = "http://127.0.0.1:1/remote.php/dav/files/svc".to_string();
+        let store = WebDavStore::new(&cfg).unwrap();
+        assert_eq!(
+            store.describe(),
+            "webdav:http://127.0.0.1:1/remote.php/dav/files/svc/dedupdav"
+        );
+        cfg.password = None;
+        assert!(matches!(
+            WebDavStore::new(&cfg),
+            Err(WebDavConfigError::Credentials(_))
+        ));
+        cfg.password = Some("pw".to_string());
+        cfg.root = "a/../b".to_string();
+        assert!(matches!(
+            WebDavStore::new(&cfg),
+            Err(WebDavConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn urls_are_encoded_per_segment() {
+        let mut cfg = WebDavConfig::new("http://127.0.0.1:1/remote.php/dav/files/svc%20x/", "svc");
+        cfg.password = Some("pw".to_string());
+        cfg.root = "/my root/sub/".to_string();
+        let store = WebDavStore::new(&cfg).unwrap();
+        let name = ObjectName::parse(&"0f".repeat(32)).unwrap();
+        assert_eq!(
+            store.url(&name.relative_path(), false).as_str(),
+            format!("http://127.0.0.1:1/remote.php/dav/files/svc%20x/my%20root/sub/objects/0f/0f/{name}")
+        );
+        assert_eq!(
+            store.url("objects", true).as_str(),
+            "http://127.0.0.1:1/remote.php/dav/files/svc%20x/my%20root/sub/objects/"
+        );
+        assert_eq!(
+            store.dirs_of(&name),
+            vec![
+                "my root",
+                "my root/sub",
+                "my root/sub/objects",
+                "my root/sub/objects/0f",
+                "my root/sub/objects/0f/0f"
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_after_and_backoff() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        for t in 1..40 {
+            let b = backoff(t);
+            assert!(b <= BACKOFF_CAP && b >= Duration::from_millis(100));
+        }
+        assert!(status_is_success("HTTP/1.1 200 OK"));
+        assert!(!status_is_success("HTTP/1.1 404 Not Found"));
+    }
+}
