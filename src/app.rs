@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::backend::local::LocalDirStore;
+use crate::backend::webdav::WebDavStore;
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::config::{BackendKind, Config};
 use crate::crypto::{CryptoError, Keys, MasterKey};
@@ -88,11 +89,17 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     Ok(key)
 }
 
+/// The upstream WebDAV store the configuration names.
+pub fn open_webdav(config: &Config) -> Result<WebDavStore, StartError> {
+    let w = config
+        .webdav_config()
+        .ok_or_else(|| StartError::Unsupported("backend.url is not set".into()))?;
+    WebDavStore::new(&w).map_err(|e| StartError::Backend(e.into()))
+}
+
 fn open_backend(config: &Config) -> Result<SharedObjectStore, StartError> {
     match config.backend.kind {
         BackendKind::Local => Ok(Arc::new(LocalDirStore::open(&config.local_objects_path())?)),
-        BackendKind::Webdav => Err(StartError::Unsupported(
-            "backend.kind = \"webdav\" is not available in this build yet".into(),
-        )),
+        BackendKind::Webdav => Ok(Arc::new(open_webdav(config)?)),
     }
 }

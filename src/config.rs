@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::webdav::WebDavConfig;
 use crate::store::{ChunkSizes, StoreSettings};
 
 /// Errors of loading the configuration.
@@ -115,6 +116,8 @@ pub struct BackendConfig {
     pub retry_deadline_secs: u64,
     /// Upstream requests in flight at most.
     pub parallelism: usize,
+    /// webdav: after each object PUT, check its size upstream with a HEAD.
+    pub verify_puts: bool,
 }
 
 impl Default for Config {
@@ -152,6 +155,7 @@ impl Default for Config {
                 request_timeout_secs: 120,
                 retry_deadline_secs: 60,
                 parallelism: 8,
+                verify_puts: true,
             },
         }
     }
@@ -224,6 +228,21 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The upstream settings when `backend.kind = "webdav"`.
+    pub fn webdav_config(&self) -> Option<WebDavConfig> {
+        let b = &self.backend;
+        let mut w = WebDavConfig::new(b.url.clone()?, b.username.clone().unwrap_or_default());
+        w.password = b.password.clone();
+        w.password_file = b.password_file.clone();
+        w.root = b.root.clone();
+        w.connect_timeout_secs = b.connect_timeout_secs;
+        w.request_timeout_secs = b.request_timeout_secs;
+        w.retry_deadline_secs = b.retry_deadline_secs;
+        w.parallelism = b.parallelism;
+        w.verify_puts = b.verify_puts;
+        Some(w)
     }
 
     pub fn local_objects_path(&self) -> PathBuf {

@@ -43,6 +43,9 @@ enum Command {
     /// Manage accounts (stop `serve` first: the index belongs to one process).
     #[command(subcommand)]
     User(UserCommand),
+    /// Check the configured upstream: connect, write, read and remove a probe
+    /// object, and print latencies or what is wrong.
+    CheckUpstream,
     /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
     Stats {
         /// Print JSON (keys users, files, logical_bytes, stored_bytes, chunks).
@@ -126,6 +129,10 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             init_logs(&config, false);
             user_command(config, cmd)
         }
+        Command::CheckUpstream => {
+            init_logs(&config, false);
+            check_upstream(config)
+        }
         Command::Stats { json } => {
             init_logs(&config, false);
             let app = App::open(config)?;
@@ -187,6 +194,23 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+fn check_upstream(config: Config) -> Result<(), AnyError> {
+    if config.backend.kind != dedupdav::config::BackendKind::Webdav {
+        return Err("backend.kind is \"local\": there is no upstream to check (set [backend] kind = \"webdav\")".into());
+    }
+    let store = dedupdav::app::open_webdav(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(store.check()) {
+        Ok(report) => {
+            println!("upstream OK\n{report}");
+            Ok(())
+        }
+        Err(e) => Err(format!("upstream check failed: {e}").into()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! readable in the backend, tamper detection — over real HTTP against a
 //! gateway on the embedded defaults.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -13,9 +14,14 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
-#[test]
-fn two_users_same_file_is_stored_once() {
-    let gw = TestGateway::start();
+on_both_backends!(
+    two_users_same_file_is_stored_once,
+    an_insertion_stores_only_nearby_chunks,
+    nothing_in_the_backend_reveals_the_content,
+    a_flipped_byte_fails_reads_that_touch_it_only
+);
+
+fn two_users_same_file_is_stored_once(gw: TestGateway) {
     gw.add_user("alice", "pw-alice");
     gw.add_user("bob", "pw-bob");
     let alice = gw.client("alice", "pw-alice");
@@ -24,7 +30,10 @@ fn two_users_same_file_is_stored_once() {
 
     assert_eq!(alice.put("report.bin", data.clone()).status(), 201);
     let after_first = gw.stats();
-    assert!(after_first.stored_bytes >= (50 * MIB) as u64, "random data does not shrink");
+    assert!(
+        after_first.stored_bytes >= (50 * MIB) as u64,
+        "random data does not shrink"
+    );
     assert!(after_first.stored_bytes < (51 * MIB) as u64);
 
     assert_eq!(bob.put("other-name.bin", data.clone()).status(), 201);
@@ -33,14 +42,15 @@ fn two_users_same_file_is_stored_once() {
     assert_eq!(bob.get_bytes("other-name.bin").unwrap(), data);
 
     let grown = after_second.stored_bytes - after_first.stored_bytes;
-    assert!(grown < (MIB / 10) as u64, "second copy stored {grown} more bytes");
+    assert!(
+        grown < (MIB / 10) as u64,
+        "second copy stored {grown} more bytes"
+    );
     assert_eq!(after_second.logical_bytes, 2 * (50 * MIB) as u64);
     assert_eq!(after_second.files, 2);
 }
 
-#[test]
-fn an_insertion_stores_only_nearby_chunks() {
-    let gw = TestGateway::start();
+fn an_insertion_stores_only_nearby_chunks(gw: TestGateway) {
     gw.add_user("alice", "pw");
     let alice = gw.client("alice", "pw");
     let data = random_bytes(50 * MIB, 2);
@@ -71,9 +81,7 @@ fn chunks_of(gw: &TestGateway, data: &[u8]) -> (dedupdav::crypto::Keys, Vec<Vec<
     (keys, chunks)
 }
 
-#[test]
-fn nothing_in_the_backend_reveals_the_content() {
-    let gw = TestGateway::start();
+fn nothing_in_the_backend_reveals_the_content(gw: TestGateway) {
     gw.add_user("alice", "pw");
     let alice = gw.client("alice", "pw");
     let text = text_bytes(3 * MIB, 5);
@@ -97,7 +105,10 @@ fn nothing_in_the_backend_reveals_the_content() {
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    let mut plain_hashes: Vec<String> = chunks.iter().map(|c| hex::encode(Sha256::digest(c))).collect();
+    let mut plain_hashes: Vec<String> = chunks
+        .iter()
+        .map(|c| hex::encode(Sha256::digest(c)))
+        .collect();
     plain_hashes.push(hex::encode(Sha256::digest(&text)));
     for h in &plain_hashes {
         assert!(!names.contains(h), "an object is named by a plain SHA-256");
@@ -110,24 +121,30 @@ fn nothing_in_the_backend_reveals_the_content() {
     assert_eq!(names, expected);
     // No user or file name appears in any path.
     for f in &files {
-        let rel = f.strip_prefix(gw.data.path()).unwrap().to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(&gw.objects_root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(!rel.contains("alice") && !rel.contains("diary"), "{rel}");
     }
 }
 
-#[test]
-fn a_flipped_byte_fails_reads_that_touch_it_only() {
-    let gw = TestGateway::start();
+fn a_flipped_byte_fails_reads_that_touch_it_only(gw: TestGateway) {
     gw.add_user("alice", "pw");
     let alice = gw.client("alice", "pw");
     let data = random_bytes(8 * MIB, 3);
     assert_eq!(alice.put("f.bin", data.clone()).status(), 201);
 
     let (keys, chunks) = chunks_of(&gw, &data);
-    assert!(chunks.len() >= 3, "need several chunks, got {}", chunks.len());
+    assert!(
+        chunks.len() >= 3,
+        "need several chunks, got {}",
+        chunks.len()
+    );
     // Corrupt the second chunk's object.
     let victim = ObjectName::for_chunk(&keys, &ChunkId::of(&keys, &chunks[1]));
-    let path = gw.data.path().join("objects").join(victim.relative_path());
+    let path = gw.objects_root.join(victim.relative_path());
     let mut obj = std::fs::read(&path).unwrap();
     let mid = obj.len() / 2;
     obj[mid] ^= 0x01;

@@ -1,14 +1,22 @@
 //! Users are isolated: no request of one user reads, lists, changes or
 //! learns the existence of anything of another (invariant 5).
 
+#[macro_use]
 mod common;
 
 use common::gateway::{basic, raw_http, TestGateway};
 
 const SECRET: &[u8] = b"alice's private numbers: 4711";
 
-fn setup() -> TestGateway {
-    let gw = TestGateway::start();
+on_both_backends!(
+    every_method_on_another_users_path_is_refused,
+    destinations_inside_another_tree_are_refused,
+    encoded_traversal_stays_inside_the_own_tree,
+    other_users_and_missing_users_look_the_same,
+    locks_are_per_user
+);
+
+fn setup(gw: TestGateway) -> TestGateway {
     gw.add_user("alice", "pw-a");
     gw.add_user("bob", "pw-b");
     let alice = gw.client("alice", "pw-a");
@@ -26,9 +34,8 @@ fn assert_alice_untouched(gw: &TestGateway) {
     assert_eq!(listing.matches("<D:response>").count(), 2, "{listing}");
 }
 
-#[test]
-fn every_method_on_another_users_path_is_refused() {
-    let gw = setup();
+fn every_method_on_another_users_path_is_refused(gw: TestGateway) {
+    let gw = setup(gw);
     let bob = gw.client("bob", "pw-b");
     let target = format!("{}/remote.php/dav/files/alice/secret/a.txt", gw.base);
     let folder = format!("{}/remote.php/dav/files/alice/secret/", gw.base);
@@ -40,7 +47,13 @@ fn every_method_on_another_users_path_is_refused() {
         ("PUT", &target, Some("overwritten")),
         ("DELETE", &target, None),
         ("PROPFIND", &folder, None),
-        ("PROPPATCH", &target, Some(r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x xmlns="urn:x">1</x></D:prop></D:set></D:propertyupdate>"#)),
+        (
+            "PROPPATCH",
+            &target,
+            Some(
+                r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x xmlns="urn:x">1</x></D:prop></D:set></D:propertyupdate>"#,
+            ),
+        ),
         ("MKCOL", &newdir, None),
         ("LOCK", &target, Some(lock_body)),
         ("UNLOCK", &target, None),
@@ -55,12 +68,18 @@ fn every_method_on_another_users_path_is_refused() {
         let status = res.status().as_u16();
         let text = res.text().unwrap_or_default();
         assert!(status == 403 || status == 404, "{method} {url} -> {status}");
-        assert!(!text.contains("4711") && !text.contains("a.txt"), "{method} leaked: {text}");
+        assert!(
+            !text.contains("4711") && !text.contains("a.txt"),
+            "{method} leaked: {text}"
+        );
     }
     for method in ["MOVE", "COPY"] {
         let res = bob
             .request(method, &target)
-            .header("Destination", format!("{}/remote.php/dav/files/bob/stolen.txt", gw.base))
+            .header(
+                "Destination",
+                format!("{}/remote.php/dav/files/bob/stolen.txt", gw.base),
+            )
             .send()
             .unwrap();
         assert!(matches!(res.status().as_u16(), 403 | 404), "{method}");
@@ -69,9 +88,8 @@ fn every_method_on_another_users_path_is_refused() {
     assert_alice_untouched(&gw);
 }
 
-#[test]
-fn destinations_inside_another_tree_are_refused() {
-    let gw = setup();
+fn destinations_inside_another_tree_are_refused(gw: TestGateway) {
+    let gw = setup(gw);
     let bob = gw.client("bob", "pw-b");
     let dests = [
         format!("{}/remote.php/dav/files/alice/secret/planted.txt", gw.base),
@@ -100,9 +118,8 @@ fn destinations_inside_another_tree_are_refused() {
     assert_alice_untouched(&gw);
 }
 
-#[test]
-fn encoded_traversal_stays_inside_the_own_tree() {
-    let gw = setup();
+fn encoded_traversal_stays_inside_the_own_tree(gw: TestGateway) {
+    let gw = setup(gw);
     let auth = basic("bob", "pw-b");
     let paths = [
         "/remote.php/dav/files/bob/%2e%2e/alice/secret/a.txt",
@@ -130,17 +147,22 @@ fn encoded_traversal_stays_inside_the_own_tree() {
     assert_alice_untouched(&gw);
 }
 
-#[test]
-fn other_users_and_missing_users_look_the_same() {
-    let gw = setup();
+fn other_users_and_missing_users_look_the_same(gw: TestGateway) {
+    let gw = setup(gw);
     let bob = gw.client("bob", "pw-b");
     let a = bob
-        .request("GET", &format!("{}/remote.php/dav/files/alice/secret/a.txt", gw.base))
+        .request(
+            "GET",
+            &format!("{}/remote.php/dav/files/alice/secret/a.txt", gw.base),
+        )
         .send()
         .unwrap();
     let (sa, ba) = (a.status(), a.text().unwrap());
     let c = bob
-        .request("GET", &format!("{}/remote.php/dav/files/carol/secret/a.txt", gw.base))
+        .request(
+            "GET",
+            &format!("{}/remote.php/dav/files/carol/secret/a.txt", gw.base),
+        )
         .send()
         .unwrap();
     let (sc, bc) = (c.status(), c.text().unwrap());
@@ -152,22 +174,33 @@ fn other_users_and_missing_users_look_the_same() {
     assert!(!listing.contains("secret"));
 }
 
-#[test]
-fn locks_are_per_user() {
-    let gw = setup();
+fn locks_are_per_user(gw: TestGateway) {
+    let gw = setup(gw);
     let alice = gw.client("alice", "pw-a");
     let bob = gw.client("bob", "pw-b");
     let body = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>alice</D:owner></D:lockinfo>"#;
     // Both lock a file at the same relative path in their own trees.
     assert_eq!(alice.put("same.txt", b"a".to_vec()).status(), 201);
     assert_eq!(bob.put("same.txt", b"b".to_vec()).status(), 201);
-    let res = alice.request("LOCK", &alice.url("same.txt")).body(body).send().unwrap();
+    let res = alice
+        .request("LOCK", &alice.url("same.txt"))
+        .body(body)
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 200);
     // Alice's lock does not affect Bob, nor appear in his lock discovery.
     let bob_body = body.replace(">alice<", ">bob<");
-    let res = bob.request("LOCK", &bob.url("same.txt")).body(bob_body).send().unwrap();
+    let res = bob
+        .request("LOCK", &bob.url("same.txt"))
+        .body(bob_body)
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(bob.put("same.txt", b"b2".to_vec()).status(), 423, "bob's own lock holds");
+    assert_eq!(
+        bob.put("same.txt", b"b2".to_vec()).status(),
+        423,
+        "bob's own lock holds"
+    );
     let disc = bob.propfind("same.txt", "0").text().unwrap();
     assert!(!disc.contains(">alice<"), "{disc}");
 }

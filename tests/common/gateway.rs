@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dedupdav::app::App;
-use dedupdav::config::Config;
+use dedupdav::config::{BackendKind, Config};
+
+use super::apache::Apache;
 use dedupdav::front::Gateway;
 use dedupdav::index::{Index, Stats};
 use reqwest::blocking::{Client, Response};
@@ -14,17 +16,45 @@ use reqwest::Method;
 
 pub struct TestGateway {
     pub base: String,
+    /// Where the backend keeps its `objects/` tree on disk.
+    pub objects_root: PathBuf,
     pub data: tempfile::TempDir,
     pub index: Arc<Index>,
     pub gateway: Arc<Gateway>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The upstream, when the backend is a real Apache (dropped last).
+    pub apache: Option<Apache>,
 }
 
 impl TestGateway {
     /// A gateway on the embedded defaults (local object directory).
     pub fn start() -> Self {
         Self::start_with(|_| {})
+    }
+
+    /// A gateway whose backend is a real Apache mod_dav at an ownCloud-shaped path.
+    pub fn start_on_apache() -> Self {
+        Self::start_on_apache_with(|_| {})
+    }
+
+    pub fn start_on_apache_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let apache = Apache::start();
+        let url = apache.base_url();
+        let user = apache.user().to_string();
+        let password = apache.password().to_string();
+        let mut gw = Self::start_with(|c| {
+            c.backend.kind = BackendKind::Webdav;
+            c.backend.url = Some(url);
+            c.backend.username = Some(user);
+            c.backend.password = Some(password);
+            c.backend.root = "dedupdav".into();
+            c.backend.retry_deadline_secs = 10;
+            tweak(c);
+        });
+        gw.objects_root = apache.data_dir().join("dedupdav");
+        gw.apache = Some(apache);
+        gw
     }
 
     /// A gateway whose configuration `tweak` may change first.
@@ -59,6 +89,8 @@ impl TestGateway {
         });
         Self {
             base: format!("http://{addr}"),
+            objects_root: data.path().join("objects"),
+            apache: None,
             data,
             index,
             gateway,
@@ -80,9 +112,9 @@ impl TestGateway {
         self.index.stats().expect("stats")
     }
 
-    /// Where the local backend keeps objects.
+    /// The fan-out tree of objects.
     pub fn objects_dir(&self) -> PathBuf {
-        self.data.path().join("objects").join("objects")
+        self.objects_root.join("objects")
     }
 
     pub fn master_key_path(&self) -> PathBuf {
@@ -111,7 +143,9 @@ impl TestGateway {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -144,7 +178,12 @@ pub struct Dav {
 impl Dav {
     /// URL of `path` in this user's tree (`path` is already encoded).
     pub fn url(&self, path: &str) -> String {
-        format!("{}/remote.php/dav/files/{}/{}", self.base, self.user, path.trim_start_matches('/'))
+        format!(
+            "{}/remote.php/dav/files/{}/{}",
+            self.base,
+            self.user,
+            path.trim_start_matches('/')
+        )
     }
 
     pub fn request(&self, method: &str, url: &str) -> reqwest::blocking::RequestBuilder {
@@ -154,7 +193,10 @@ impl Dav {
     }
 
     pub fn put(&self, path: &str, body: Vec<u8>) -> Response {
-        self.request("PUT", &self.url(path)).body(body).send().expect("PUT")
+        self.request("PUT", &self.url(path))
+            .body(body)
+            .send()
+            .expect("PUT")
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -163,7 +205,10 @@ impl Dav {
 
     /// GETs and returns the body, or the error reading it.
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, String> {
-        let res = self.request("GET", &self.url(path)).send().map_err(|e| e.to_string())?;
+        let res = self
+            .request("GET", &self.url(path))
+            .send()
+            .map_err(|e| e.to_string())?;
         if !res.status().is_success() {
             return Err(format!("status {}", res.status()));
         }
@@ -171,7 +216,9 @@ impl Dav {
     }
 
     pub fn mkcol(&self, path: &str) -> Response {
-        self.request("MKCOL", &self.url(path)).send().expect("MKCOL")
+        self.request("MKCOL", &self.url(path))
+            .send()
+            .expect("MKCOL")
     }
 
     pub fn propfind(&self, path: &str, depth: &str) -> Response {
@@ -199,8 +246,22 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// Compressible text-like bytes.
 pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "gateway ", "chunk ", "owncloud ", "secret ", "ledger ", "invoice ", "alpha ", "river ",
-        "mountain ", "report ", "quarterly ", "numbers ", "private ", "budget ", "draft ", "notes\n",
+        "gateway ",
+        "chunk ",
+        "owncloud ",
+        "secret ",
+        "ledger ",
+        "invoice ",
+        "alpha ",
+        "river ",
+        "mountain ",
+        "report ",
+        "quarterly ",
+        "numbers ",
+        "private ",
+        "budget ",
+        "draft ",
+        "notes\n",
     ];
     let r = random_bytes(len / 4 + 16, seed);
     let mut out = Vec::with_capacity(len + 16);
@@ -232,7 +293,10 @@ pub fn raw_http(base: &str, request: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 

@@ -2,6 +2,19 @@
 //! Apache WebDAV upstream, and a fault-injecting proxy to put in front of it.
 #![allow(dead_code)]
 
+/// Runs each scenario (a `fn(TestGateway)` in the calling file) on the embedded defaults and against a real Apache
+/// WebDAV upstream.
+macro_rules! on_both_backends {
+    ($($name:ident),*) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(super::TestGateway::start()) })*
+        }
+        mod upstream {
+            $(#[test] fn $name() { super::$name(super::TestGateway::start_on_apache()) })*
+        }
+    };
+}
+
 pub mod apache;
 pub mod faultproxy;
 pub mod gateway;
