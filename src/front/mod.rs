@@ -205,7 +205,7 @@ impl Gateway {
         if let Err(res) = rewrite_destination(&mut req, &me.name, &prefix) {
             return res;
         }
-        if let Some(res) = refuse_partial_update(&req) {
+        if let Some(res) = refuse_partial_update(&req).or_else(|| refuse_infinite_depth(&req)) {
             return res;
         }
         let owner = Owner::from(&me);
@@ -290,6 +290,21 @@ fn refuse_partial_update(req: &Request<Incoming>) -> Option<Response<GwBody>> {
         ));
     }
     None
+}
+
+/// PROPFIND without a Depth header means Depth: infinity (RFC 4918, 9.1),
+/// which would walk a whole tree in one reply: refused with 403 and the
+/// `propfind-finite-depth` precondition, as Apache's mod_dav does.
+fn refuse_infinite_depth(req: &Request<Incoming>) -> Option<Response<GwBody>> {
+    if req.method().as_str() != "PROPFIND" {
+        return None;
+    }
+    let depth = req.headers().get("Depth").and_then(|v| v.to_str().ok());
+    let infinite = match depth {
+        None => true,
+        Some(d) => d.trim().eq_ignore_ascii_case("infinity"),
+    };
+    infinite.then(respond::finite_depth_required)
 }
 
 /// The request's path as names inside the user's tree.

@@ -88,6 +88,19 @@ pub fn failure_response(e: &GatewayError) -> Response<GwBody> {
     res
 }
 
+/// 403 for PROPFIND with Depth: infinity (RFC 4918, 9.1).
+pub fn finite_depth_required() -> Response<GwBody> {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+                <d:error xmlns:d=\"DAV:\"><d:propfind-finite-depth/></d:error>\n";
+    let mut res = Response::new(full(body));
+    *res.status_mut() = StatusCode::FORBIDDEN;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    res
+}
+
 pub fn unauthorized() -> Response<GwBody> {
     let mut res = error_response(
         StatusCode::UNAUTHORIZED,
