@@ -155,23 +155,33 @@ fn serve(config: Config) -> Result<(), AnyError> {
         let listen = config.listen.clone();
         let app = App::open(config)?;
         if let Some(pw) = admin::ensure_first_admin(&app.index)? {
-            println!(
+            say(&format!(
                 "\nCreated the first user: admin\n  password: {pw}\n\
                  (shown only now; change it with `dedupdav user passwd admin`)\n"
-            );
+            ));
         }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        println!("dedupdav listening on http://{addr}/");
-        println!("  WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)");
+        say(&format!(
+            "dedupdav listening on http://{addr}/\n  \
+             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)"
+        ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
         gateway.serve(listener, shutdown_signal()).await;
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
     })
+}
+
+/// Prints a line for the operator; a closed stdout must not stop the server.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
 async fn shutdown_signal() {

@@ -24,21 +24,46 @@ fn wrong_or_missing_credentials_get_401() {
     let http = reqwest::blocking::Client::new();
     let res = http.get(&url).send().unwrap();
     assert_eq!(res.status(), 401);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
-    let res = http.get(&url).basic_auth("alice", Some("wrong")).send().unwrap();
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    let res = http
+        .get(&url)
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let res = http.get(&url).basic_auth("nobody", Some("x")).send().unwrap();
+    let res = http
+        .get(&url)
+        .basic_auth("nobody", Some("x"))
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let res = http.get(&url).header("Authorization", "Basic %%%").send().unwrap();
+    let res = http
+        .get(&url)
+        .header("Authorization", "Basic %%%")
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 401);
     // Failures from one address are slowed down.
     for _ in 0..4 {
-        http.get(&url).basic_auth("alice", Some("wrong")).send().unwrap();
+        http.get(&url)
+            .basic_auth("alice", Some("wrong"))
+            .send()
+            .unwrap();
     }
     let t = Instant::now();
-    let res = http.get(&url).basic_auth("alice", Some("wrong")).send().unwrap();
+    let res = http
+        .get(&url)
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 401);
-    assert!(t.elapsed() >= Duration::from_millis(200), "repeated failures are delayed");
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "repeated failures are delayed"
+    );
     // The right password still works.
     let res = http
         .request(reqwest::Method::from_bytes(b"PROPFIND").unwrap(), &url)
@@ -56,8 +81,14 @@ fn malformed_xml_is_a_400_and_changes_nothing() {
     let alice = gw.client("alice", "pw");
     assert_eq!(alice.put("f.txt", b"hello".to_vec()).status(), 201);
     for (method, body) in [
-        ("PROPFIND", "<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:getetag>"),
-        ("PROPPATCH", "<D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>"),
+        (
+            "PROPFIND",
+            "<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:getetag>",
+        ),
+        (
+            "PROPPATCH",
+            "<D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>",
+        ),
         ("PROPPATCH", "not xml at all"),
         ("LOCK", "<D:lockinfo xmlns:D=\"DAV:\"><D:lockscope>"),
     ] {
@@ -83,7 +114,10 @@ fn hostile_names_and_shapes_are_refused() {
     assert_eq!(alice.put(&long, b"a".to_vec()).status(), 400);
     assert_eq!(alice.put("missing/parent.txt", b"a".to_vec()).status(), 409);
     assert_eq!(alice.mkcol("dir").status(), 201);
-    assert!(matches!(alice.put("dir", b"a".to_vec()).status().as_u16(), 405 | 409 | 403));
+    assert!(matches!(
+        alice.put("dir", b"a".to_vec()).status().as_u16(),
+        405 | 409 | 403
+    ));
     assert_eq!(alice.mkcol("dir").status(), 405);
     let res = alice.propfind("", "infinity");
     assert_eq!(res.status(), 403, "Depth: infinity is refused");
@@ -135,7 +169,11 @@ fn truncated_put_keeps_the_previous_version(gw: TestGateway) {
     let v2 = random_bytes(9 * MIB, 11);
     truncated_put(&gw, "doc.bin", v2.len(), &v2[..5 * MIB]);
     truncated_put(&gw, "new.bin", v2.len(), &v2[..5 * MIB]);
-    assert_eq!(alice.get_bytes("doc.bin").unwrap(), v1, "previous version intact");
+    assert_eq!(
+        alice.get_bytes("doc.bin").unwrap(),
+        v1,
+        "previous version intact"
+    );
     assert_eq!(alice.get("new.bin").status(), 404, "no half file");
     let after = gw.stats();
     assert_eq!(after.files, before.files);
@@ -159,10 +197,17 @@ fn quota_overrun_gets_507_and_stores_nothing(gw: TestGateway) {
     assert_eq!(alice.get("big.bin").status(), 404);
     // Without a Content-Length the overrun is caught at commit: no file.
     let body = reqwest::blocking::Body::new(std::io::Cursor::new(random_bytes(3 * MIB / 2, 3)));
-    let res = alice.request("PUT", &alice.url("chunked.bin")).body(body).send().unwrap();
+    let res = alice
+        .request("PUT", &alice.url("chunked.bin"))
+        .body(body)
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 507);
     assert_eq!(alice.get("chunked.bin").status(), 404);
     assert_eq!(gw.stats().logical_bytes, before.logical_bytes);
     // Replacing a file within the quota is fine.
-    assert_eq!(alice.put("small.bin", random_bytes(2 * MIB, 4)).status(), 204);
+    assert_eq!(
+        alice.put("small.bin", random_bytes(2 * MIB, 4)).status(),
+        204
+    );
 }

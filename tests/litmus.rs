@@ -18,7 +18,11 @@ fn litmus_passes_every_suite(gw: TestGateway) {
         .output()
         .expect("litmus is not installed: run the README test command, which installs it");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_ne!(out.status.code(), Some(127), "litmus is not installed: {text}");
+    assert_ne!(
+        out.status.code(),
+        Some(127),
+        "litmus is not installed: {text}"
+    );
     for suite in ["basic", "copymove", "props", "locks", "http"] {
         let line = text
             .lines()
