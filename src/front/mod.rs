@@ -202,7 +202,7 @@ impl Gateway {
         me: UserRecord,
         prefix: String,
     ) -> Response<GwBody> {
-        if let Err(res) = rewrite_destination(&mut req, &me.name, &prefix) {
+        if let Some(res) = rewrite_destination(&mut req, &me.name, &prefix) {
             return res;
         }
         if let Some(res) = refuse_partial_update(&req).or_else(|| refuse_infinite_depth(&req)) {
@@ -337,28 +337,23 @@ fn rewrite_destination(
     req: &mut Request<Incoming>,
     user: &str,
     prefix: &str,
-) -> Result<(), Response<GwBody>> {
-    let Some(value) = req.headers().get("Destination") else {
-        return Ok(());
-    };
+) -> Option<Response<GwBody>> {
+    let value = req.headers().get("Destination")?;
     let Ok(text) = value.to_str() else {
-        return Err(error_response(
+        return Some(error_response(
             StatusCode::BAD_REQUEST,
             "Destination is not valid text",
         ));
     };
     match destination(text, user) {
-        Destination::Own(rest) => {
-            let rewritten = format!("{prefix}{rest}");
-            match HeaderValue::from_str(&rewritten) {
-                Ok(v) => {
-                    req.headers_mut().insert("Destination", v);
-                    Ok(())
-                }
-                Err(_) => Err(error_response(StatusCode::BAD_REQUEST, "bad Destination")),
+        Destination::Own(rest) => match HeaderValue::from_str(&format!("{prefix}{rest}")) {
+            Ok(v) => {
+                req.headers_mut().insert("Destination", v);
+                None
             }
-        }
-        Destination::Elsewhere => Err(error_response(
+            Err(_) => Some(error_response(StatusCode::BAD_REQUEST, "bad Destination")),
+        },
+        Destination::Elsewhere => Some(error_response(
             StatusCode::FORBIDDEN,
             "the destination must be inside your own files",
         )),

@@ -107,7 +107,7 @@ pub fn encode_manifest(entries: &[ManifestEntry]) -> Vec<u8> {
 }
 
 pub fn decode_manifest(b: &[u8]) -> Result<Vec<ManifestEntry>, IndexError> {
-    if b.len() % ENTRY_LEN != 0 {
+    if !b.len().is_multiple_of(ENTRY_LEN) {
         return Err(corrupt("manifests", "length is not a multiple of 36"));
     }
     Ok(b.chunks_exact(ENTRY_LEN)

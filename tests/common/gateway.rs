@@ -60,9 +60,11 @@ impl TestGateway {
     /// A gateway whose configuration `tweak` may change first.
     pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.data_dir = data.path().to_path_buf();
-        config.listen = "127.0.0.1:0".into();
+        let mut config = Config {
+            data_dir: data.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
         tweak(&mut config);
         let app = App::open(config).expect("gateway starts");
         let index = app.index.clone();
