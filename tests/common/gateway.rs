@@ -39,8 +39,17 @@ impl TestGateway {
     }
 
     pub fn start_on_apache_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_apache_via(|a| a.base_url(), tweak)
+    }
+
+    /// Like `start_on_apache_with`, reaching Apache at the URL `via` gives
+    /// (e.g. through a fault-injecting proxy).
+    pub fn start_on_apache_via(
+        via: impl FnOnce(&Apache) -> String,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let apache = Apache::start();
-        let url = apache.base_url();
+        let url = via(&apache);
         let user = apache.user().to_string();
         let password = apache.password().to_string();
         let mut gw = Self::start_with(|c| {
