@@ -1,0 +1,147 @@
+//! Crash safety (invariant 2): the gateway process is killed (SIGKILL) at
+//! arbitrary moments while clients upload; after a restart every file is
+//! exactly one version a client sent — never a mix — and every upload that
+//! was acknowledged is there.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::gateway::random_bytes;
+
+fn dedupdav(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dedupdav"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DEDUPDAV_") {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(dir);
+    c
+}
+
+fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut child = dedupdav(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Some(a) = line.strip_prefix("dedupdav listening on ") {
+            return (child, a.trim().trim_end_matches('/').to_string());
+        }
+    }
+    panic!("the gateway did not start");
+}
+
+fn url(base: &str, name: &str) -> String {
+    format!("{base}/remote.php/dav/files/alice/{name}")
+}
+
+#[test]
+fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut add = dedupdav(dir.path())
+        .args(["user", "add", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"pw").unwrap();
+    assert!(add.wait().unwrap().success());
+
+    // Every version ever sent, by file name; and what was acknowledged last.
+    let sent: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>> = Arc::default();
+    let acked: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    for round in 0..6u64 {
+        let (mut child, base) = start(dir.path());
+        // Check what survived the previous crash.
+        verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
+
+        let writers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let (http, base, sent, acked) =
+                    (http.clone(), base.clone(), sent.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        let name = format!("w{w}-f{}.bin", i % 3);
+                        let len = 200_000 + ((round * 7 + i * 13 + w) % 11) as usize * 300_000;
+                        let data = random_bytes(len, round * 10_000 + w * 100 + i);
+                        sent.lock().unwrap().entry(name.clone()).or_default().push(data.clone());
+                        let res = http
+                            .put(url(&base, &name))
+                            .basic_auth("alice", Some("pw"))
+                            .body(data.clone())
+                            .send();
+                        match res {
+                            Ok(r) if r.status().is_success() => {
+                                acked.lock().unwrap().insert(name, data);
+                            }
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150 + round * 130));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+    }
+    let (mut child, base) = start(dir.path());
+    verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
+    assert!(acked.lock().unwrap().len() >= 3, "some uploads were acknowledged");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Every acknowledged file exists and holds one of the versions sent for it
+/// (the acknowledged one or a later one whose answer was lost in the crash).
+fn verify(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    sent: &HashMap<String, Vec<Vec<u8>>>,
+    acked: &HashMap<String, Vec<u8>>,
+) {
+    for (name, versions) in sent {
+        let res = http
+            .get(url(base, name))
+            .basic_auth("alice", Some("pw"))
+            .send()
+            .unwrap();
+        if res.status() == 404 {
+            assert!(!acked.contains_key(name), "acknowledged {name} was lost");
+            continue;
+        }
+        assert_eq!(res.status(), 200, "{name}");
+        let body = res.bytes().unwrap().to_vec();
+        let idx = versions.iter().rposition(|v| *v == body);
+        assert!(idx.is_some(), "{name} holds bytes no client sent ({} bytes)", body.len());
+        if let Some(a) = acked.get(name) {
+            let acked_idx = versions.iter().rposition(|v| v == a).unwrap();
+            assert!(
+                idx.unwrap() >= acked_idx,
+                "{name} went back to a version older than the acknowledged one"
+            );
+        }
+    }
+}
