@@ -84,7 +84,11 @@ fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
                         let name = format!("w{w}-f{}.bin", i % 3);
                         let len = 200_000 + ((round * 7 + i * 13 + w) % 11) as usize * 300_000;
                         let data = random_bytes(len, round * 10_000 + w * 100 + i);
-                        sent.lock().unwrap().entry(name.clone()).or_default().push(data.clone());
+                        sent.lock()
+                            .unwrap()
+                            .entry(name.clone())
+                            .or_default()
+                            .push(data.clone());
                         let res = http
                             .put(url(&base, &name))
                             .basic_auth("alice", Some("pw"))
@@ -109,7 +113,10 @@ fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
     }
     let (mut child, base) = start(dir.path());
     verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
-    assert!(acked.lock().unwrap().len() >= 3, "some uploads were acknowledged");
+    assert!(
+        acked.lock().unwrap().len() >= 3,
+        "some uploads were acknowledged"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -135,7 +142,11 @@ fn verify(
         assert_eq!(res.status(), 200, "{name}");
         let body = res.bytes().unwrap().to_vec();
         let idx = versions.iter().rposition(|v| *v == body);
-        assert!(idx.is_some(), "{name} holds bytes no client sent ({} bytes)", body.len());
+        assert!(
+            idx.is_some(),
+            "{name} holds bytes no client sent ({} bytes)",
+            body.len()
+        );
         if let Some(a) = acked.get(name) {
             let acked_idx = versions.iter().rposition(|v| v == a).unwrap();
             assert!(

@@ -128,9 +128,12 @@ impl Index {
 
     /// Whether the chunk is known (stored, possibly awaiting deletion).
     pub fn chunk_known(&self, id: &[u8; 32]) -> Result<bool, IndexError> {
-        let tx = self.db.begin_read()?;
-        let chunks = tx.open_table(CHUNKS)?;
-        Ok(chunks.get(id.as_slice())?.is_some())
+        Ok(self.chunk(id)?.is_some())
+    }
+
+    /// What the index knows of a chunk.
+    pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
+        self.read(|t| tx::get_chunk(&t.chunks, id))
     }
 
     /// Overall usage figures.

@@ -23,6 +23,7 @@ pub(crate) struct ReadTables {
     pub nodes: ReadOnlyTable<u64, &'static [u8]>,
     pub dirents: ReadOnlyTable<(u64, &'static str), u64>,
     pub manifests: ReadOnlyTable<u64, &'static [u8]>,
+    pub chunks: ReadOnlyTable<&'static [u8], &'static [u8]>,
     pub props: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
 }
 
@@ -72,6 +73,7 @@ impl Index {
             nodes: tx.open_table(NODES).map_err(IndexError::from)?,
             dirents: tx.open_table(DIRENTS).map_err(IndexError::from)?,
             manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
+            chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
             props: tx.open_table(PROPS).map_err(IndexError::from)?,
         };
         f(&t)

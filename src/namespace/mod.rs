@@ -516,3 +516,136 @@ impl From<redb::StorageError> for NsError {
         NsError::Index(IndexError::from(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::NewUser;
+
+    fn setup() -> (tempfile::TempDir, Namespace, Owner) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let u = index
+            .add_user(NewUser {
+                name: "u".into(),
+                password_hash: "x".into(),
+                admin: false,
+                quota: Some(100),
+            })
+            .unwrap();
+        (dir, Namespace::new(index), Owner::from(&u))
+    }
+
+    fn p(s: &str) -> NamePath {
+        split_path(s.as_bytes()).unwrap()
+    }
+
+    fn commit(size: u64, chunk: u8) -> FileCommit {
+        FileCommit {
+            size,
+            sha256: [0; 32],
+            chunks: vec![ManifestEntry {
+                id: ChunkId([chunk; 32]),
+                len: size as u32,
+            }],
+            uploaded: vec![(ChunkId([chunk; 32]), 10)],
+            mtime: None,
+            checksums: None,
+        }
+    }
+
+    #[test]
+    fn moving_a_folder_keeps_ids_and_everything_below() {
+        let (_d, ns, o) = setup();
+        ns.mkdir(&o, &p("a")).unwrap();
+        ns.mkdir(&o, &p("a/b")).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            let name = format!("a/b/f{i}");
+            ids.push(ns.commit_file(&o, &p(&name), &commit(0, 1)).unwrap().0.id);
+        }
+        let root_before = ns.lookup(&o, &[]).unwrap().etag();
+        let moved = ns.rename(&o, &p("a/b"), &p("c")).unwrap();
+        assert_eq!(moved.id, ns.lookup(&o, &p("c")).unwrap().id);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(ns.lookup(&o, &p(&format!("c/f{i}"))).unwrap().id, *id);
+        }
+        assert!(matches!(ns.lookup(&o, &p("a/b")), Err(NsError::NotFound)));
+        assert_ne!(
+            ns.lookup(&o, &[]).unwrap().etag(),
+            root_before,
+            "root etag changes"
+        );
+        assert!(matches!(
+            ns.rename(&o, &p("a"), &p("a/x")),
+            Err(NsError::IntoItself)
+        ));
+        ns.mkdir(&o, &p("c/d")).unwrap();
+        assert!(matches!(
+            ns.rename(&o, &p("c"), &p("c/d/e")),
+            Err(NsError::IntoItself)
+        ));
+    }
+
+    #[test]
+    fn commits_count_references_and_quota() {
+        let (_d, ns, o) = setup();
+        ns.commit_file(&o, &p("f"), &commit(60, 7)).unwrap();
+        assert_eq!(ns.usage(&o).unwrap().0, 60);
+        // Over quota: refused, nothing changes.
+        let err = ns.commit_file(&o, &p("g"), &commit(50, 8)).unwrap_err();
+        assert!(matches!(err, NsError::QuotaExceeded { .. }));
+        assert!(matches!(ns.lookup(&o, &p("g")), Err(NsError::NotFound)));
+        assert!(!ns.index().chunk_known(&[8; 32]).unwrap());
+        // A copy shares the chunk.
+        ns.copy_file(&o, &p("f"), &p("f2")).unwrap_err(); // 120 > 100: quota
+        ns.commit_file(&o, &p("f"), &commit(30, 7)).unwrap();
+        ns.copy_file(&o, &p("f"), &p("f2")).unwrap();
+        assert_eq!(ns.usage(&o).unwrap().0, 60);
+        let chunk = |id: u8| ns.index().chunk(&[id; 32]).unwrap().unwrap();
+        assert_eq!(chunk(7).refs, 2);
+        ns.remove(&o, &p("f")).unwrap();
+        ns.remove(&o, &p("f2")).unwrap();
+        let c = chunk(7);
+        assert_eq!(c.refs, 0);
+        assert!(
+            c.unreferenced_since > 0,
+            "marked for the collector, not deleted"
+        );
+        assert_eq!(ns.usage(&o).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_commit_never_references_a_chunk_that_is_not_stored() {
+        let (_d, ns, o) = setup();
+        let mut c = commit(5, 9);
+        c.uploaded.clear();
+        let err = ns.commit_file(&o, &p("f"), &c).unwrap_err();
+        assert!(matches!(err, NsError::MissingChunk(_)));
+        assert!(matches!(ns.lookup(&o, &p("f")), Err(NsError::NotFound)));
+    }
+
+    #[test]
+    fn folders_and_names() {
+        let (_d, ns, o) = setup();
+        ns.mkdir(&o, &p("d")).unwrap();
+        assert!(matches!(ns.mkdir(&o, &p("d")), Err(NsError::Exists)));
+        assert!(matches!(
+            ns.mkdir(&o, &p("x/y")),
+            Err(NsError::ParentMissing)
+        ));
+        ns.commit_file(&o, &p("d/f"), &commit(1, 1)).unwrap();
+        assert!(matches!(ns.remove(&o, &p("d")), Err(NsError::NotEmpty)));
+        assert!(matches!(
+            ns.commit_file(&o, &p("d"), &commit(1, 1)),
+            Err(NsError::IsADirectory)
+        ));
+        let names: Vec<_> = ns
+            .list(&o, &p("d"))
+            .unwrap()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(names, vec!["f"]);
+    }
+}
