@@ -43,6 +43,8 @@ fn start(dir: &std::path::Path) -> (Child, String) {
             return (child, a.trim().trim_end_matches('/').to_string());
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the gateway did not start");
 }
 
