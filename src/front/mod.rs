@@ -35,6 +35,9 @@ pub use respond::GwBody;
 use respond::{error_response, failure_response, full, home_page, unauthorized, GuardedBody};
 use routes::{destination, route, Destination, Route};
 
+/// Largest piece of a file body handed to hyper at once.
+const READ_PIECE: usize = 256 << 10;
+
 /// The gateway's HTTP service.
 pub struct Gateway {
     fs: DedupFs,
@@ -217,6 +220,8 @@ impl Gateway {
             .filesystem(Box::new(self.fs.clone()))
             .locksystem(self.lock_table(me.id))
             .strip_prefix(prefix.clone())
+            // Reads are slices of whole chunks: hand out big pieces.
+            .read_buf_size(READ_PIECE)
             .build_handler();
         let res = handler
             .handle_guarded(req, me.name.clone(), ctx.clone())
