@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::backend::BackendError;
 use crate::index::IndexError;
-use crate::namespace::NsError;
+use crate::namespace::{NsError, UploadError};
 use crate::store::StoreError;
 
 /// Any error a request can end with.
@@ -24,6 +24,8 @@ pub enum GatewayError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
     #[error("bad request: {0}")]
@@ -59,11 +61,29 @@ fn namespace_status(e: &NsError) -> StatusCode {
     }
 }
 
+fn upload_status(e: &UploadError) -> StatusCode {
+    match e {
+        UploadError::NoSession | UploadError::NoPart => StatusCode::NOT_FOUND,
+        UploadError::SessionExists => StatusCode::METHOD_NOT_ALLOWED,
+        UploadError::BadName(_)
+        | UploadError::DuplicatePosition(..)
+        | UploadError::OverTotal(_)
+        | UploadError::LengthMismatch { .. }
+        | UploadError::Gap(_) => StatusCode::BAD_REQUEST,
+        UploadError::PreconditionFailed | UploadError::DestinationExists => {
+            StatusCode::PRECONDITION_FAILED
+        }
+        UploadError::Changed => StatusCode::CONFLICT,
+        UploadError::Namespace(e) => namespace_status(e),
+    }
+}
+
 impl GatewayError {
     /// The HTTP status a client gets for this error.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Namespace(e) => namespace_status(e),
+            Self::Upload(e) => upload_status(e),
             Self::Store(StoreError::Backend(e)) | Self::Backend(e) => backend_status(e),
             Self::Store(StoreError::TooShort { .. }) | Self::Store(StoreError::TooLong { .. }) => {
                 StatusCode::BAD_REQUEST

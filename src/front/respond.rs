@@ -76,6 +76,7 @@ pub fn failure_response(e: &GatewayError) -> Response<GwBody> {
         503 => "the storage backend is unavailable; try again later".to_string(),
         507 => match e {
             GatewayError::Namespace(n) => n.to_string(),
+            GatewayError::Upload(u) => u.to_string(),
             _ => "the storage backend is out of space".to_string(),
         },
         _ => e.to_string(),

@@ -114,6 +114,8 @@ impl Index {
             tx.open_table(MANIFESTS)?;
             tx.open_table(CHUNKS)?;
             tx.open_table(PROPS)?;
+            tx.open_table(UPLOADS)?;
+            tx.open_table(UPLOAD_PARTS)?;
         }
         tx.commit()?;
         Ok(())

@@ -57,7 +57,8 @@ pub struct Node {
     pub parent: u64,
     pub owner: u64,
     pub kind: NodeKind,
-    /// Logical size in bytes (files); 0 for folders.
+    /// Logical size in bytes: a file's length; for a folder, the sum of the
+    /// files below it (kept up to date by every change, for `oc:size`).
     pub size: u64,
     /// Modification time, Unix nanoseconds.
     pub mtime: i64,

@@ -16,6 +16,11 @@ pub(crate) const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("
 pub(crate) const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
 /// (node id, "namespace\0name") → encoded dead property.
 pub(crate) const PROPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("props");
+/// (user id, transfer id) → encoded chunked-upload session.
+pub(crate) const UPLOADS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("uploads");
+/// (user id, transfer id, part name) → encoded part (size and manifest).
+pub(crate) const UPLOAD_PARTS: TableDefinition<(u64, &str, &str), &[u8]> =
+    TableDefinition::new("upload_parts");
 
 pub(crate) const KEY_SCHEMA: &str = "schema_version";
 pub(crate) const KEY_NEXT_ID: &str = "next_id";

@@ -16,6 +16,8 @@ pub(crate) struct WriteTables<'t> {
     pub manifests: Table<'t, u64, &'static [u8]>,
     pub chunks: Table<'t, &'static [u8], &'static [u8]>,
     pub props: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub uploads: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
 }
 
 pub(crate) struct ReadTables {
@@ -25,6 +27,8 @@ pub(crate) struct ReadTables {
     pub manifests: ReadOnlyTable<u64, &'static [u8]>,
     pub chunks: ReadOnlyTable<&'static [u8], &'static [u8]>,
     pub props: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+    pub uploads: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+    pub upload_parts: ReadOnlyTable<(u64, &'static str, &'static str), &'static [u8]>,
 }
 
 impl Index {
@@ -46,6 +50,8 @@ impl Index {
                 manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
                 chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
                 props: tx.open_table(PROPS).map_err(IndexError::from)?,
+                uploads: tx.open_table(UPLOADS).map_err(IndexError::from)?,
+                upload_parts: tx.open_table(UPLOAD_PARTS).map_err(IndexError::from)?,
             };
             f(&mut t)
         };
@@ -75,6 +81,8 @@ impl Index {
             manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
             chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
             props: tx.open_table(PROPS).map_err(IndexError::from)?,
+            uploads: tx.open_table(UPLOADS).map_err(IndexError::from)?,
+            upload_parts: tx.open_table(UPLOAD_PARTS).map_err(IndexError::from)?,
         };
         f(&t)
     }
@@ -202,10 +210,25 @@ impl WriteTables<'_> {
 
     /// Sets `version` on the node and every ancestor up to the user's root,
     /// so every folder's etag changes when anything below it changes.
-    pub fn touch_up(&mut self, mut id: u64, version: u64) -> Result<(), IndexError> {
+    pub fn touch_up(&mut self, id: u64, version: u64) -> Result<(), IndexError> {
+        self.touch_up_sized(id, version, 0)
+    }
+
+    /// Like [`Self::touch_up`], and adds `delta` bytes to the size of every
+    /// folder on the way (a folder's size is the sum of the files below it,
+    /// `oc:size`), in the same walk.
+    pub fn touch_up_sized(
+        &mut self,
+        mut id: u64,
+        version: u64,
+        delta: i64,
+    ) -> Result<(), IndexError> {
         while id != 0 {
             let Some(mut n) = self.node(id)? else { break };
             n.version = version;
+            if n.is_dir() {
+                n.size = n.size.saturating_add_signed(delta);
+            }
             self.put_node(&n)?;
             id = n.parent;
         }

@@ -4,6 +4,7 @@
 //! write transaction: it applies completely or not at all.
 
 mod path;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use crate::index::tx::{get_child, get_manifest, get_node, get_user, ReadTables, 
 use crate::index::{ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind, UserRecord};
 
 pub use path::{split_path, NamePath};
+pub use uploads::{
+    AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
+};
 
 /// Errors of namespace operations.
 #[derive(Debug, thiserror::Error)]
@@ -237,56 +241,7 @@ impl Namespace {
         path: &[String],
         commit: &FileCommit,
     ) -> Result<(Node, bool), NsError> {
-        let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
-        let now = now_ns();
-        self.index.write(|t| {
-            let parent = parent_dir(t, owner, parent_path)?;
-            let existing = match get_child(&t.dirents, parent.id, name)? {
-                Some(id) => Some(t.node(id)?.ok_or(NsError::NotFound)?),
-                None => None,
-            };
-            if existing.as_ref().is_some_and(|n| n.is_dir()) {
-                return Err(NsError::IsADirectory);
-            }
-            let old_size = existing.as_ref().map_or(0, |n| n.size);
-            charge_quota(t, owner, old_size, commit.size)?;
-            take_chunks(t, &commit.chunks, &commit.uploaded)?;
-            let version = t.next_change()?;
-            let node = match existing {
-                Some(mut n) => {
-                    let old = get_manifest(&t.manifests, n.id)?;
-                    t.release_chunks(&old, (now / 1_000_000_000) as u64)?;
-                    n.size = commit.size;
-                    n.sha256 = Some(commit.sha256);
-                    n.checksums = commit.checksums.clone();
-                    n.mtime = commit.mtime.unwrap_or(now);
-                    n.version = version;
-                    n
-                }
-                None => {
-                    t.add_counter(KEY_FILES, 1)?;
-                    Node {
-                        id: t.next_id()?,
-                        parent: parent.id,
-                        owner: owner.id,
-                        kind: NodeKind::File,
-                        size: commit.size,
-                        mtime: commit.mtime.unwrap_or(now),
-                        created: now / 1_000_000_000,
-                        version,
-                        sha256: Some(commit.sha256),
-                        checksums: commit.checksums.clone(),
-                    }
-                }
-            };
-            let created = get_child(&t.dirents, parent.id, name)?.is_none();
-            t.put_node(&node)?;
-            t.manifests
-                .insert(node.id, encode_manifest(&commit.chunks).as_slice())?;
-            t.dirents.insert((parent.id, name.as_str()), node.id)?;
-            t.touch_up(parent.id, version)?;
-            Ok((node, created))
-        })
+        self.index.write(|t| commit_file_in(t, owner, path, commit))
     }
 
     /// Removes a file, or an empty folder.
@@ -310,7 +265,8 @@ impl Namespace {
             t.dirents.remove((parent.id, name.as_str()))?;
             t.drop_node(id)?;
             let version = t.next_change()?;
-            t.touch_up(parent.id, version)?;
+            // An empty folder has size 0, so this is right for both kinds.
+            t.touch_up_sized(parent.id, version, -(node.size as i64))?;
             Ok(())
         })
     }
@@ -341,8 +297,11 @@ impl Namespace {
             node.parent = dst_parent.id;
             node.version = version;
             t.put_node(&node)?;
-            t.touch_up(src_parent.id, version)?;
-            t.touch_up(dst_parent.id, version)?;
+            // The moved subtree's bytes leave the old ancestors and join the
+            // new ones (shared ancestors get both, so they end unchanged).
+            let bytes = node.size as i64;
+            t.touch_up_sized(src_parent.id, version, -bytes)?;
+            t.touch_up_sized(dst_parent.id, version, bytes)?;
             Ok(node)
         })
     }
@@ -443,6 +402,64 @@ impl Namespace {
         let patch: Vec<_> = props.into_iter().map(|p| (true, p)).collect();
         self.patch_props(owner, to, &patch)
     }
+}
+
+/// [`Namespace::commit_file`] inside a caller's write transaction (the
+/// chunked-upload assembly commits the file and ends its session in one).
+pub(crate) fn commit_file_in(
+    t: &mut WriteTables<'_>,
+    owner: &Owner,
+    path: &[String],
+    commit: &FileCommit,
+) -> Result<(Node, bool), NsError> {
+    let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
+    let now = now_ns();
+    let parent = parent_dir(t, owner, parent_path)?;
+    let existing = match get_child(&t.dirents, parent.id, name)? {
+        Some(id) => Some(t.node(id)?.ok_or(NsError::NotFound)?),
+        None => None,
+    };
+    if existing.as_ref().is_some_and(|n| n.is_dir()) {
+        return Err(NsError::IsADirectory);
+    }
+    let old_size = existing.as_ref().map_or(0, |n| n.size);
+    charge_quota(t, owner, old_size, commit.size)?;
+    take_chunks(t, &commit.chunks, &commit.uploaded)?;
+    let version = t.next_change()?;
+    let node = match existing {
+        Some(mut n) => {
+            let old = get_manifest(&t.manifests, n.id)?;
+            t.release_chunks(&old, (now / 1_000_000_000) as u64)?;
+            n.size = commit.size;
+            n.sha256 = Some(commit.sha256);
+            n.checksums = commit.checksums.clone();
+            n.mtime = commit.mtime.unwrap_or(now);
+            n.version = version;
+            n
+        }
+        None => {
+            t.add_counter(KEY_FILES, 1)?;
+            Node {
+                id: t.next_id()?,
+                parent: parent.id,
+                owner: owner.id,
+                kind: NodeKind::File,
+                size: commit.size,
+                mtime: commit.mtime.unwrap_or(now),
+                created: now / 1_000_000_000,
+                version,
+                sha256: Some(commit.sha256),
+                checksums: commit.checksums.clone(),
+            }
+        }
+    };
+    let created = get_child(&t.dirents, parent.id, name)?.is_none();
+    t.put_node(&node)?;
+    t.manifests
+        .insert(node.id, encode_manifest(&commit.chunks).as_slice())?;
+    t.dirents.insert((parent.id, name.as_str()), node.id)?;
+    t.touch_up_sized(parent.id, version, commit.size as i64 - old_size as i64)?;
+    Ok((node, created))
 }
 
 /// Resolves the parent folder of an entry being created or removed.
