@@ -1,4 +1,7 @@
 //! Open files: an upload that commits on flush, or a verified reader.
+//! Uploads compute SHA1, MD5 and Adler-32 as the bytes stream through,
+//! check the client's `OC-Checksum` against them before committing, and
+//! store them for `oc:checksums`.
 
 use std::io::SeekFrom;
 
@@ -6,6 +9,7 @@ use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, OpenOptions};
 use futures_util::FutureExt;
 
+use super::checksum::{self, Announced, Hashers};
 use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::error::GatewayError;
 use crate::index::Node;
@@ -21,6 +25,8 @@ pub struct UploadFile {
     names: NamePath,
     upload: Option<Upload>,
     committed: Option<Node>,
+    hashers: Hashers,
+    announced: Vec<Announced>,
 }
 
 impl std::fmt::Debug for UploadFile {
@@ -38,6 +44,12 @@ pub(super) async fn open_for_write(
     if names.is_empty() {
         return Err(FsError::Forbidden);
     }
+    // A malformed OC-Checksum is refused before any byte is read.
+    let announced = match &ctx.hints.checksum {
+        Some(h) => checksum::parse_header(h)
+            .map_err(|e| ctx.fail(GatewayError::BadRequest(e.to_string())))?,
+        None => Vec::new(),
+    };
     let existing = match fs.ns.lookup(&ctx.owner, &names) {
         Ok(n) => Some(n),
         Err(NsError::NotFound) => None,
@@ -66,9 +78,10 @@ pub(super) async fn open_for_write(
         }
         let empty = fs.store.begin_upload(Some(0));
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
+        let sums = Hashers::default().finish().to_oc_string();
         let (node, _) = fs
             .ns
-            .commit_file(&ctx.owner, &names, &finished.to_commit(None, None))
+            .commit_file(&ctx.owner, &names, &finished.to_commit(None, Some(sums)))
             .map_err(|e| ctx.fail(e))?;
         return Ok(Box::new(UploadFile {
             fs: fs.clone(),
@@ -76,6 +89,8 @@ pub(super) async fn open_for_write(
             names,
             upload: None,
             committed: Some(node),
+            hashers: Hashers::default(),
+            announced: Vec::new(),
         }));
     }
     // Refuse an announced size over the quota before reading the body.
@@ -97,12 +112,15 @@ pub(super) async fn open_for_write(
         names,
         upload: Some(fs.store.begin_upload(options.size)),
         committed: None,
+        hashers: Hashers::default(),
+        announced,
     }))
 }
 
 impl UploadFile {
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
+        self.hashers.update(data);
         upload.write(data).await.map_err(|e| self.ctx.fail(e))
     }
 
@@ -111,7 +129,12 @@ impl UploadFile {
             return Ok(());
         };
         let finished = upload.finish().await.map_err(|e| self.ctx.fail(e))?;
-        let commit = finished.to_commit(self.ctx.hints.mtime, self.ctx.hints.checksum.clone());
+        // Nothing is committed unless the bytes are what the client meant.
+        let digests = std::mem::take(&mut self.hashers).finish();
+        digests
+            .verify(&self.announced)
+            .map_err(|e| self.ctx.fail(GatewayError::ChecksumMismatch(e.to_string())))?;
+        let commit = finished.to_commit(self.ctx.hints.mtime, Some(digests.to_oc_string()));
         let (node, _created) = self
             .fs
             .ns

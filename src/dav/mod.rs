@@ -8,8 +8,10 @@
 //! recorded in the request's [`FailureSlot`], and the front answers with the
 //! precise error instead.
 
+pub mod checksum;
 mod file;
 mod meta;
+pub mod ocprops;
 
 use std::sync::Arc;
 
@@ -23,11 +25,13 @@ use http::StatusCode;
 use parking_lot::Mutex;
 
 use crate::error::GatewayError;
+use crate::index::Node;
 use crate::namespace::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
 use crate::store::ContentStore;
 
 pub use file::{ReadFile, UploadFile};
 pub use meta::NodeMeta;
+pub use ocprops::PropsCache;
 
 /// Per-request hints from ownCloud clients for an upload.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +76,10 @@ pub struct RequestCtx {
     pub owner: Owner,
     pub hints: UploadHints,
     pub failure: FailureSlot,
+    /// This installation's instance id, the suffix of `oc:id`.
+    pub instance: Arc<str>,
+    /// Set for PROPFIND: remembers looked-up nodes for the `oc:` properties.
+    pub props_cache: Option<PropsCache>,
 }
 
 impl RequestCtx {
@@ -80,6 +88,8 @@ impl RequestCtx {
             owner,
             hints: UploadHints::default(),
             failure: FailureSlot::default(),
+            instance: Arc::from(""),
+            props_cache: None,
         }
     }
 
@@ -113,6 +123,19 @@ impl DedupFs {
 
     fn names(&self, path: &DavPath, ctx: &RequestCtx) -> Result<NamePath, FsError> {
         split_path(path.as_bytes()).map_err(|e| ctx.fail(e))
+    }
+
+    /// The node at `names`, from the request's cache when it has one.
+    fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
+        if let Some(cache) = &ctx.props_cache {
+            if let Some(n) = cache.get(names) {
+                return Ok(n);
+            }
+            let n = self.ns.lookup(&ctx.owner, names)?;
+            cache.remember(names, &n);
+            return Ok(n);
+        }
+        self.ns.lookup(&ctx.owner, names)
     }
 }
 
@@ -166,6 +189,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
                 e => ctx.fail(e),
             })?;
+            if let Some(cache) = &ctx.props_cache {
+                cache.remember_listing(&names, &entries);
+            }
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
                 .into_iter()
                 .map(|(name, node)| {
@@ -184,7 +210,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let names = self.names(path, ctx)?;
-            match self.ns.lookup(&ctx.owner, &names) {
+            match self.node_at(&names, ctx) {
                 Ok(node) => Ok(Box::new(NodeMeta(node)) as Box<dyn DavMetaData>),
                 Err(NsError::NotFound) => Err(FsError::NotFound),
                 Err(e) => Err(ctx.fail(e)),
@@ -261,7 +287,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
         async move {
             match split_path(path.as_bytes()) {
                 // Dead properties can be stored on any existing node.
-                Ok(names) => self.ns.lookup(&ctx.owner, &names).is_ok(),
+                Ok(names) => self.node_at(&names, ctx).is_ok(),
                 Err(_) => false,
             }
         }
@@ -325,6 +351,22 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, Vec<u8>> {
         async move {
             let names = self.names(path, ctx)?;
+            // ownCloud's properties are answered from the node itself.
+            if ocprops::is_synthesized(prop.namespace.as_deref(), &prop.name) {
+                let node = match self.node_at(&names, ctx) {
+                    Ok(n) => n,
+                    Err(NsError::NotFound) => return Err(FsError::NotFound),
+                    Err(e) => return Err(ctx.fail(e)),
+                };
+                return ocprops::render(
+                    prop.namespace.as_deref(),
+                    &prop.name,
+                    &node,
+                    &ctx.owner.name,
+                    &ctx.instance,
+                )
+                .ok_or(FsError::NotFound);
+            }
             let props = self.ns.props(&ctx.owner, &names).map_err(|e| ctx.fail(e))?;
             props
                 .into_iter()
