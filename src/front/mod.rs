@@ -1,10 +1,13 @@
 //! The HTTP front: one hyper service that authenticates, routes and hands
 //! WebDAV requests to dav-server over the user's own tree. It also owns the
 //! per-user lock tables, the request log and metrics, and turns failures the
-//! file system recorded into precise replies.
+//! file system recorded into precise replies. The ownCloud endpoints
+//! (status, OCS, chunked uploads) live in [`owncloud`].
 
 pub mod auth;
 mod metrics;
+pub mod owncloud;
+mod propfind;
 mod respond;
 pub mod routes;
 
@@ -12,10 +15,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dav_server::davpath::DavPath;
 use dav_server::memls::MemLs;
 use dav_server::DavHandler;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -28,9 +30,12 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::dav::{DedupFs, RequestCtx, UploadHints};
 use crate::index::{Index, UserRecord};
-use crate::namespace::{split_path, Owner};
+use crate::namespace::Owner;
+use crate::store::ContentStore;
 use auth::{AuthError, Authenticator};
 pub use metrics::Metrics;
+use owncloud::uploads::{names_below, Transfers, UploadsCtx};
+use propfind::QuoteEtags;
 pub use respond::GwBody;
 use respond::{error_response, failure_response, full, home_page, unauthorized, GuardedBody};
 use routes::{destination, route, Destination, Route};
@@ -42,10 +47,12 @@ const READ_PIECE: usize = 256 << 10;
 pub struct Gateway {
     fs: DedupFs,
     index: Arc<Index>,
+    store: Arc<ContentStore>,
     auth: Authenticator,
     locks: Mutex<HashMap<u64, Box<MemLs>>>,
     metrics: Metrics,
-    instance: String,
+    instance: Arc<str>,
+    transfers: Transfers,
 }
 
 impl Gateway {
@@ -57,10 +64,12 @@ impl Gateway {
         Arc::new(Self {
             fs: app.fs.clone(),
             index: app.index.clone(),
+            store: app.store.clone(),
             auth: Authenticator::new(app.index.clone(), app.keys.clone(), app.config.auth.clone()),
             locks: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            instance,
+            instance: Arc::from(instance),
+            transfers: Transfers::default(),
         })
     }
 
@@ -70,7 +79,28 @@ impl Gateway {
 
     /// `oc:id` of a node: the file id and this installation's instance id.
     pub fn oc_id(&self, fileid: u64) -> String {
-        format!("{fileid:08}{}", self.instance)
+        crate::dav::ocprops::oc_id(fileid, &self.instance)
+    }
+
+    /// How long an untouched chunked upload is kept (default 24 h).
+    pub fn set_upload_ttl(&self, ttl: Duration) {
+        self.transfers.set_ttl(ttl);
+    }
+
+    /// Drops chunked uploads untouched for longer than the TTL before `now`
+    /// (Unix seconds), releasing the chunks they hold. Returns how many.
+    /// `serve` runs this periodically.
+    pub fn expire_uploads(&self, now: i64) -> usize {
+        owncloud::uploads::expire(self.fs.namespace(), &self.transfers, now)
+    }
+
+    fn uploads_ctx(&self) -> UploadsCtx<'_> {
+        UploadsCtx {
+            ns: self.fs.namespace(),
+            store: &self.store,
+            transfers: &self.transfers,
+            instance: &self.instance,
+        }
     }
 
     /// Serves connections until `shutdown` completes.
@@ -80,6 +110,20 @@ impl Gateway {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let sweeper = {
+            let gw = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(owncloud::uploads::SWEEP_EVERY);
+                loop {
+                    tick.tick().await;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0);
+                    gw.expire_uploads(now);
+                }
+            })
+        };
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -89,7 +133,10 @@ impl Gateway {
                         continue;
                     }
                 },
-                _ = &mut shutdown => break,
+                _ = &mut shutdown => {
+                    sweeper.abort();
+                    break;
+                }
             };
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
@@ -140,10 +187,35 @@ impl Gateway {
                 error_response(StatusCode::NOT_FOUND, "no such endpoint"),
                 None,
             ),
-            Route::Status | Route::Ocs { .. } => (
-                error_response(StatusCode::NOT_FOUND, "ownCloud endpoints are not enabled"),
-                None,
-            ),
+            Route::Status => (owncloud::status(), None),
+            Route::Ocs { v2, rest } => {
+                let query = req.uri().query().map(str::to_string);
+                match self.login(&req, peer).await {
+                    Ok(u) => (owncloud::ocs(v2, &rest, query.as_deref(), &u), Some(u.name)),
+                    Err(res) if res.status() == StatusCode::UNAUTHORIZED => {
+                        (owncloud::ocs_unauthorized(v2, query.as_deref()), None)
+                    }
+                    Err(res) => (res, None),
+                }
+            }
+            Route::Uploads { user, rest } => {
+                let me = match self.login(&req, peer).await {
+                    Ok(u) => u,
+                    Err(res) => return (res, None),
+                };
+                let name = me.name.clone();
+                if user != me.name {
+                    // The same answer whether or not that user exists.
+                    let res = error_response(
+                        StatusCode::FORBIDDEN,
+                        "you can only access your own uploads",
+                    );
+                    return (res, Some(name));
+                }
+                let owner = Owner::from(&me);
+                let res = self.uploads_ctx().handle(req, &owner, &rest).await;
+                (res, Some(name))
+            }
             Route::Metrics => match self.login(&req, peer).await {
                 Ok(u) if u.admin => (self.metrics_response(), Some(u.name)),
                 Ok(u) => (
@@ -214,8 +286,21 @@ impl Gateway {
         let owner = Owner::from(&me);
         let mut ctx = RequestCtx::new(owner.clone());
         ctx.hints = upload_hints(&req);
+        ctx.instance = self.instance.clone();
         let method = req.method().clone();
-        let target = dav_target(req.uri(), &prefix);
+        let is_propfind = method.as_str() == "PROPFIND";
+        if is_propfind {
+            ctx.props_cache = Some(Default::default());
+        }
+        let target = if method.as_str() == "MOVE" || method.as_str() == "COPY" {
+            req.headers()
+                .get("Destination")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| d.strip_prefix(prefix.as_str()))
+                .and_then(names_below)
+        } else {
+            dav_target(req.uri(), &prefix)
+        };
         let handler = DavHandler::builder()
             .filesystem(Box::new(self.fs.clone()))
             .locksystem(self.lock_table(me.id))
@@ -233,11 +318,17 @@ impl Gateway {
         if parts.status.is_success() {
             self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers);
         }
-        let body = GuardedBody::new(body, ctx.failure.clone()).boxed_unsync();
+        let body = GuardedBody::new(body, ctx.failure.clone());
+        let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
+            QuoteEtags::new(body).boxed_unsync()
+        } else {
+            body.boxed_unsync()
+        };
         Response::from_parts(parts, body)
     }
 
-    /// ownCloud clients read the file id and etag of what they just wrote.
+    /// ownCloud clients read the file id and etag of what they just wrote,
+    /// created or moved (for MOVE and COPY, `target` is the destination).
     fn add_oc_headers(
         &self,
         method: &Method,
@@ -246,7 +337,7 @@ impl Gateway {
         ctx: &RequestCtx,
         headers: &mut http::HeaderMap,
     ) {
-        if !(method == Method::PUT || method.as_str() == "MKCOL") {
+        if !matches!(method.as_str(), "PUT" | "MKCOL" | "MOVE" | "COPY") {
             return;
         }
         let Some(names) = target else { return };
@@ -312,11 +403,10 @@ fn refuse_infinite_depth(req: &Request<Incoming>) -> Option<Response<GwBody>> {
     infinite.then(respond::finite_depth_required)
 }
 
-/// The request's path as names inside the user's tree.
+/// The request's path as names inside the user's tree (percent-decoded,
+/// one segment at a time).
 fn dav_target(uri: &http::Uri, prefix: &str) -> Option<Vec<String>> {
-    let mut p = DavPath::from_uri(uri).ok()?;
-    p.set_prefix(prefix).ok()?;
-    split_path(p.as_bytes()).ok()
+    names_below(uri.path().strip_prefix(prefix)?)
 }
 
 /// `X-OC-Mtime` (Unix seconds, possibly fractional) and `OC-Checksum`.

@@ -4,6 +4,7 @@ use percent_encoding::percent_decode_str;
 
 pub const FILES_PREFIX: &str = "/remote.php/dav/files/";
 pub const WEBDAV_PREFIX: &str = "/remote.php/webdav";
+pub const UPLOADS_PREFIX: &str = "/remote.php/dav/uploads/";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
@@ -24,6 +25,12 @@ pub enum Route {
     Dav {
         user: Option<String>,
         prefix: String,
+    },
+    /// `/remote.php/dav/uploads/<user>/...`: chunked uploads. `user` is
+    /// decoded; `rest` is the raw path after the user segment.
+    Uploads {
+        user: String,
+        rest: String,
     },
     NotFound,
 }
@@ -48,6 +55,16 @@ pub fn route(path: &str) -> Route {
         return Route::Dav {
             user: None,
             prefix: WEBDAV_PREFIX.to_string(),
+        };
+    }
+    if let Some(rest) = path.strip_prefix(UPLOADS_PREFIX) {
+        let (seg, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if seg.is_empty() {
+            return Route::NotFound;
+        }
+        return Route::Uploads {
+            user: percent_decode_str(seg).decode_utf8_lossy().into_owned(),
+            rest: format!("/{tail}"),
         };
     }
     if let Some(rest) = path.strip_prefix(FILES_PREFIX) {
@@ -122,6 +139,21 @@ mod tests {
             route("/ocs/v2.php/cloud/user"),
             Route::Ocs { v2: true, .. }
         ));
+        assert_eq!(
+            route("/remote.php/dav/uploads/al%40ice/123/0000000000000000"),
+            Route::Uploads {
+                user: "al@ice".into(),
+                rest: "/123/0000000000000000".into()
+            }
+        );
+        assert_eq!(
+            route("/remote.php/dav/uploads/bob"),
+            Route::Uploads {
+                user: "bob".into(),
+                rest: "/".into()
+            }
+        );
+        assert_eq!(route("/remote.php/dav/uploads/"), Route::NotFound);
     }
 
     #[test]
