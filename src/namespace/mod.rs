@@ -294,8 +294,10 @@ impl Namespace {
             let version = t.next_change()?;
             t.dirents.remove((src_parent.id, from_name.as_str()))?;
             t.dirents.insert((dst_parent.id, to_name.as_str()), id)?;
+            // The node keeps its etag: its content did not change, and sync
+            // clients recognise a rename by an unchanged id and etag (a new
+            // etag makes them download the file again). Both parents change.
             node.parent = dst_parent.id;
-            node.version = version;
             t.put_node(&node)?;
             // The moved subtree's bytes leave the old ancestors and join the
             // new ones (shared ancestors get both, so they end unchanged).
