@@ -138,6 +138,19 @@ impl Index {
         self.read(|t| tx::get_chunk(&t.chunks, id))
     }
 
+    /// The sum of all chunk reference counts (file manifests and chunked
+    /// upload sessions); a check that what is released is released.
+    pub fn chunk_references(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let chunks = tx.open_table(CHUNKS)?;
+        let mut total = 0u64;
+        for row in chunks.iter()? {
+            let (_, v) = row?;
+            total += ChunkRecord::decode(v.value())?.refs;
+        }
+        Ok(total)
+    }
+
     /// Overall usage figures.
     pub fn stats(&self) -> Result<Stats, IndexError> {
         let tx = self.db.begin_read()?;
