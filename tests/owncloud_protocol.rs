@@ -213,6 +213,15 @@ fn properties_and_headers_agree() {
     assert_eq!(f.prop("oc:id").unwrap(), file_id);
     assert_eq!(f.prop("D:getetag").unwrap(), file_etag);
 
+    // Downloads carry the etag and the checksum the client verifies.
+    let get = dav.get("my%20dir/renamed%20x.txt");
+    assert_eq!(header(&get, "OC-ETag"), file_etag);
+    assert_eq!(
+        header(&get, "OC-Checksum"),
+        format!("SHA1:{}", sha1_hex(&data))
+    );
+    assert!(get.bytes().unwrap() == data);
+
     // A wrong checksum is refused and nothing is stored.
     let bad = dav
         .request("PUT", &dav.url("my%20dir/bad.txt"))

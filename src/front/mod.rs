@@ -328,7 +328,8 @@ impl Gateway {
     }
 
     /// ownCloud clients read the file id and etag of what they just wrote,
-    /// created or moved (for MOVE and COPY, `target` is the destination).
+    /// created or moved (for MOVE and COPY, `target` is the destination),
+    /// and check a download against `OC-Checksum`.
     fn add_oc_headers(
         &self,
         method: &Method,
@@ -337,13 +338,33 @@ impl Gateway {
         ctx: &RequestCtx,
         headers: &mut http::HeaderMap,
     ) {
-        if !matches!(method.as_str(), "PUT" | "MKCOL" | "MOVE" | "COPY") {
+        let reading = matches!(method.as_str(), "GET" | "HEAD");
+        if !reading && !matches!(method.as_str(), "PUT" | "MKCOL" | "MOVE" | "COPY") {
             return;
         }
         let Some(names) = target else { return };
         let Ok(node) = self.fs.namespace().lookup(owner, names) else {
             return;
         };
+        if reading {
+            // The body comes from the version whose etag dav-server put in
+            // the reply; add its checksum only if that is still this node.
+            let etag = format!("\"{}\"", node.etag());
+            if node.is_dir() || headers.get(header::ETAG).is_none_or(|v| *v != etag) {
+                return;
+            }
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                headers.insert("OC-ETag", v);
+            }
+            let sha1 = node
+                .checksums
+                .as_deref()
+                .and_then(|s| s.split_whitespace().find(|c| c.starts_with("SHA1:")));
+            if let Some(v) = sha1.and_then(|c| HeaderValue::from_str(c).ok()) {
+                headers.insert("OC-Checksum", v);
+            }
+            return;
+        }
         let etag = format!("\"{}\"", node.etag());
         if let Ok(v) = HeaderValue::from_str(&self.oc_id(node.id)) {
             headers.insert("OC-FileId", v);
