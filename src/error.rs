@@ -74,6 +74,7 @@ fn upload_status(e: &UploadError) -> StatusCode {
             StatusCode::PRECONDITION_FAILED
         }
         UploadError::Changed => StatusCode::CONFLICT,
+        UploadError::TooMany(_) => StatusCode::INSUFFICIENT_STORAGE,
         UploadError::Namespace(e) => namespace_status(e),
     }
 }

@@ -222,6 +222,40 @@ fn properties_and_headers_agree() {
     );
     assert!(get.bytes().unwrap() == data);
 
+    // Moving a file to another folder moves its bytes in the folder sizes.
+    let mv = dav
+        .request("MOVE", &dav.url("my%20dir/renamed%20x.txt"))
+        .header("Destination", "/remote.php/dav/files/olga/other/x.txt")
+        .send()
+        .unwrap();
+    assert_eq!(mv.status().as_u16(), 409, "no parent folder yet");
+    assert_eq!(dav.mkcol("other").status().as_u16(), 201);
+    let mv = dav
+        .request("MOVE", &dav.url("my%20dir/renamed%20x.txt"))
+        .header("Destination", "/remote.php/dav/files/olga/other/x.txt")
+        .send()
+        .unwrap();
+    assert_eq!(mv.status().as_u16(), 201);
+    let root = propfind(&dav, "", "1");
+    assert_eq!(entry(&root, "/my%20dir/").prop("oc:size").unwrap(), "1000");
+    assert_eq!(
+        entry(&root, "/other/").prop("oc:size").unwrap(),
+        data.len().to_string()
+    );
+    assert_eq!(
+        entry(&root, "/olga/").prop("oc:size").unwrap(),
+        (data.len() + 1000).to_string()
+    );
+    let mv = dav
+        .request("MOVE", &dav.url("other/x.txt"))
+        .header(
+            "Destination",
+            "/remote.php/dav/files/olga/my%20dir/renamed%20x.txt",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(mv.status().as_u16(), 201);
+
     // A wrong checksum is refused and nothing is stored.
     let bad = dav
         .request("PUT", &dav.url("my%20dir/bad.txt"))

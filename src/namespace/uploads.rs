@@ -17,6 +17,9 @@ use crate::index::{IndexError, ManifestEntry, Node};
 
 /// Longest transfer id and part name accepted.
 const MAX_NAME: usize = 200;
+/// Open sessions one user may have at once (each costs index space until
+/// it is finished, abandoned or expires).
+pub const MAX_SESSIONS_PER_USER: usize = 1000;
 
 /// Errors of chunked-upload sessions.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,8 @@ pub enum UploadError {
     NoSession,
     #[error("an upload with this id already exists")]
     SessionExists,
+    #[error("too many unfinished uploads ({0}); finish or delete some first")]
+    TooMany(usize),
     #[error("no such chunk")]
     NoPart,
     #[error("invalid upload or chunk name {0:?}")]
@@ -285,6 +290,14 @@ impl Namespace {
         self.index.write(|t| {
             if get_session(t, owner.id, transfer)?.is_some() {
                 return Err(UploadError::SessionExists);
+            }
+            let open = t
+                .uploads
+                .range((owner.id, "")..(owner.id + 1, ""))?
+                .take(MAX_SESSIONS_PER_USER)
+                .count();
+            if open >= MAX_SESSIONS_PER_USER {
+                return Err(UploadError::TooMany(MAX_SESSIONS_PER_USER));
             }
             if let Some(total) = total_length {
                 check_quota(t, owner, total)?;
@@ -631,6 +644,85 @@ mod tests {
             ordered(dup),
             Err(UploadError::DuplicatePosition(..))
         ));
+    }
+
+    fn setup(quota: Option<u64>) -> (tempfile::TempDir, Namespace, Owner, Owner) {
+        let dir = tempfile::tempdir().unwrap();
+        let index =
+            std::sync::Arc::new(crate::index::Index::open(&dir.path().join("i.redb")).unwrap());
+        let mut owners = Vec::new();
+        for name in ["ann", "ben"] {
+            let u = index
+                .add_user(crate::index::NewUser {
+                    name: name.into(),
+                    password_hash: "x".into(),
+                    admin: false,
+                    quota,
+                })
+                .unwrap();
+            owners.push(Owner::from(&u));
+        }
+        let ben = owners.pop().unwrap();
+        let ann = owners.pop().unwrap();
+        (dir, Namespace::new(index), ann, ben)
+    }
+
+    fn part(size: u64) -> NewPart {
+        NewPart {
+            size,
+            chunks: Vec::new(),
+            uploaded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sessions_refuse_what_cannot_be_assembled() {
+        let (_d, ns, ann, ben) = setup(Some(100));
+        ns.create_upload(&ann, "t", Some(50)).unwrap();
+        assert!(matches!(
+            ns.create_upload(&ann, "t", None),
+            Err(UploadError::SessionExists)
+        ));
+        // Same id, other user: a separate session; neither sees the other's.
+        ns.create_upload(&ben, "t", None).unwrap();
+        ns.add_upload_part(&ann, "t", "0", &part(10)).unwrap();
+        assert_eq!(ns.upload(&ben, "t").unwrap().1.len(), 0);
+        assert!(matches!(
+            ns.add_upload_part(&ann, "nope", "0", &part(1)),
+            Err(UploadError::NoSession)
+        ));
+        assert!(matches!(
+            ns.add_upload_part(&ann, "t", ".file", &part(1)),
+            Err(UploadError::BadName(_))
+        ));
+        assert!(matches!(
+            ns.add_upload_part(&ann, "t", "00", &part(1)),
+            Err(UploadError::DuplicatePosition(..))
+        ));
+        assert!(matches!(
+            ns.add_upload_part(&ann, "t", "10", &part(41)),
+            Err(UploadError::OverTotal(50))
+        ));
+        // Replacing a part counts its size once.
+        ns.add_upload_part(&ann, "t", "0", &part(20)).unwrap();
+        assert_eq!(ns.upload(&ann, "t").unwrap().0.received, 20);
+        // The quota counts what sessions hold.
+        ns.create_upload(&ann, "u", None).unwrap();
+        assert!(matches!(
+            ns.add_upload_part(&ann, "u", "0", &part(81)),
+            Err(UploadError::Namespace(NsError::QuotaExceeded { .. }))
+        ));
+        assert!(matches!(
+            ns.create_upload(&ann, "v", Some(1000)),
+            Err(UploadError::Namespace(NsError::QuotaExceeded { .. }))
+        ));
+        ns.abandon_upload(&ann, "t").unwrap();
+        assert!(matches!(
+            ns.abandon_upload(&ann, "t"),
+            Err(UploadError::NoSession)
+        ));
+        assert_eq!(ns.uploads(&ann).unwrap().len(), 1);
+        assert_eq!(ns.uploads(&ben).unwrap().len(), 1);
     }
 
     #[test]
