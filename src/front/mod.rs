@@ -161,8 +161,14 @@ impl Gateway {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let (res, user) = self.dispatch(req, peer).await;
+        let has_body = request_has_body(&req);
+        let (mut res, user) = self.dispatch(req, peer).await;
         let status = res.status();
+        if has_body && (status.is_client_error() || status.is_server_error()) {
+            // The body may be unread: a client must not reuse this connection.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         self.metrics.observe(method.as_str(), status.as_u16());
         tracing::info!(
             %peer,
@@ -388,6 +394,17 @@ impl Gateway {
         );
         res
     }
+}
+
+/// Whether the request carries a body (which an early refusal leaves unread).
+fn request_has_body(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// Partial updates (PUT with Content-Range, Sabre's PATCH) would need a
