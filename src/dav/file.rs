@@ -4,17 +4,19 @@
 //! store them for `oc:checksums`.
 
 use std::io::SeekFrom;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, OpenOptions};
 use futures_util::FutureExt;
+use parking_lot::Mutex;
 
 use super::checksum::{self, Announced, Hashers};
 use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::{NamePath, NsError};
-use crate::store::{FileReader, Upload};
+use crate::store::{ByteSink, FileReader, Upload};
 
 /// A PUT in progress. The new version becomes visible only when `flush`
 /// has stored every chunk and committed the manifest; an upload dropped
@@ -25,7 +27,8 @@ pub struct UploadFile {
     names: NamePath,
     upload: Option<Upload>,
     committed: Option<Node>,
-    hashers: Hashers,
+    /// ownCloud checksums, fed by the upload's digest thread.
+    hashers: Arc<Mutex<Hashers>>,
     announced: Vec<Announced>,
 }
 
@@ -89,7 +92,7 @@ pub(super) async fn open_for_write(
             names,
             upload: None,
             committed: Some(node),
-            hashers: Hashers::default(),
+            hashers: Arc::default(),
             announced: Vec::new(),
         }));
     }
@@ -106,21 +109,27 @@ pub(super) async fn open_for_write(
             }
         }
     }
+    let hashers = Arc::<Mutex<Hashers>>::default();
     Ok(Box::new(UploadFile {
         fs: fs.clone(),
         ctx: ctx.clone(),
         names,
-        upload: Some(fs.store.begin_upload(options.size)),
+        upload: Some(fs.store.begin_upload_with(options.size, checksum_sink(&hashers))),
         committed: None,
-        hashers: Hashers::default(),
+        hashers,
         announced,
     }))
+}
+
+/// Feeds every uploaded byte to the ownCloud checksums.
+fn checksum_sink(hashers: &Arc<Mutex<Hashers>>) -> ByteSink {
+    let hashers = hashers.clone();
+    Box::new(move |data| hashers.lock().update(data))
 }
 
 impl UploadFile {
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
-        self.hashers.update(data);
         upload.write(data).await.map_err(|e| self.ctx.fail(e))
     }
 
@@ -130,7 +139,7 @@ impl UploadFile {
         };
         let finished = upload.finish().await.map_err(|e| self.ctx.fail(e))?;
         // Nothing is committed unless the bytes are what the client meant.
-        let digests = std::mem::take(&mut self.hashers).finish();
+        let digests = std::mem::take(&mut *self.hashers.lock()).finish();
         digests
             .verify(&self.announced)
             .map_err(|e| self.ctx.fail(GatewayError::ChecksumMismatch(e.to_string())))?;

@@ -25,7 +25,7 @@ use crate::index::{Index, IndexError};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
-pub use upload::{FinishedUpload, Upload};
+pub use upload::{ByteSink, FinishedUpload, Upload};
 
 /// Errors of the content store.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,17 @@ impl ContentStore {
 
     /// Starts an upload. `announced` is the expected length, if known.
     pub fn begin_upload(self: &Arc<Self>, announced: Option<u64>) -> Upload {
-        Upload::new(self.clone(), announced)
+        Upload::new(self.clone(), announced, None)
+    }
+
+    /// Starts an upload whose bytes `sink` also sees, in order, on the
+    /// upload's digest thread (for whole-file checksums).
+    pub fn begin_upload_with(
+        self: &Arc<Self>,
+        announced: Option<u64>,
+        sink: ByteSink,
+    ) -> Upload {
+        Upload::new(self.clone(), announced, Some(sink))
     }
 
     /// Fetches, authenticates and checks one chunk.

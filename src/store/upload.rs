@@ -22,13 +22,53 @@ struct ChunkOutcome {
     stored: Option<u32>,
 }
 
+/// Sees every byte of an upload, in order (whole-file checksums). Runs on the
+/// upload's digest thread, beside chunking and sealing.
+pub type ByteSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// Whole-file digests, computed on a blocking thread fed with the chunks in
+/// order, so they do not add to the chunker's time.
+struct Digester {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    task: JoinHandle<[u8; 32]>,
+}
+
+impl Digester {
+    fn start(mut sink: Option<ByteSink>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut sha = Sha256::new();
+            while let Some(b) = rx.blocking_recv() {
+                sha.update(&b);
+                if let Some(s) = sink.as_mut() {
+                    s(&b);
+                }
+            }
+            sha.finalize().into()
+        });
+        Self { tx, task }
+    }
+
+    async fn feed(&self, chunk: Bytes) -> Result<(), StoreError> {
+        self.tx
+            .send(chunk)
+            .await
+            .map_err(|_| StoreError::Task("the digest thread stopped".into()))
+    }
+
+    async fn finish(self) -> Result<[u8; 32], StoreError> {
+        drop(self.tx);
+        self.task.await.map_err(|e| StoreError::Task(e.to_string()))
+    }
+}
+
 /// An upload in progress. Dropping it abandons the upload: nothing is
 /// committed, and objects it already stored are left for the orphan sweep.
 pub struct Upload {
     store: Arc<ContentStore>,
     announced: Option<u64>,
     chunker: super::Chunker,
-    sha: Sha256,
+    digester: Option<Digester>,
     size: u64,
     manifest: Vec<ManifestEntry>,
     uploaded: Vec<(ChunkId, u32)>,
@@ -61,14 +101,18 @@ impl FinishedUpload {
 }
 
 impl Upload {
-    pub(super) fn new(store: Arc<ContentStore>, announced: Option<u64>) -> Self {
+    pub(super) fn new(
+        store: Arc<ContentStore>,
+        announced: Option<u64>,
+        sink: Option<ByteSink>,
+    ) -> Self {
         let chunker = super::Chunker::new(store.cdc.clone());
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
         Self {
             store,
             announced,
             chunker,
-            sha: Sha256::new(),
+            digester: Some(Digester::start(sink)),
             size: 0,
             manifest: Vec::new(),
             uploaded: Vec::new(),
@@ -94,7 +138,6 @@ impl Upload {
                 return Err(StoreError::TooLong { announced: a });
             }
         }
-        self.sha.update(data);
         for chunk in self.chunker.push(data) {
             self.submit(chunk).await?;
         }
@@ -118,7 +161,11 @@ impl Upload {
         while !self.in_flight.is_empty() {
             self.complete_oldest().await?;
         }
-        let sha256: [u8; 32] = std::mem::take(&mut self.sha).finalize().into();
+        let digester = self
+            .digester
+            .take()
+            .ok_or_else(|| StoreError::Task("upload finished twice".into()))?;
+        let sha256 = digester.finish().await?;
         Ok(FinishedUpload {
             size: self.size,
             sha256,
@@ -131,6 +178,9 @@ impl Upload {
     async fn submit(&mut self, chunk: Bytes) -> Result<(), StoreError> {
         while self.in_flight.len() >= self.store.settings.uploads_in_flight.max(1) {
             self.complete_oldest().await?;
+        }
+        if let Some(d) = &self.digester {
+            d.feed(chunk.clone()).await?;
         }
         let store = self.store.clone();
         let pins = self.pins.clone();

@@ -38,7 +38,7 @@ use crate::namespace::{
     split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, Owner, PartInfo,
     UploadError, UploadSession,
 };
-use crate::store::{ContentStore, FileReader};
+use crate::store::{ByteSink, ContentStore, FileReader};
 
 use super::super::respond::{error_response, failure_response, full, GwBody};
 use super::super::routes::{destination, Destination};
@@ -419,9 +419,18 @@ impl UploadsCtx<'_> {
                 return Err(UploadError::OverTotal(total).into());
             }
         }
-        let mut running = self.transfers.snapshot(owner.id, transfer, name);
+        let running = self.transfers.snapshot(owner.id, transfer, name);
         let base_len = running.as_ref().map_or(0, |r| r.covered.len());
-        let mut upload = self.store.begin_upload(announced);
+        // The whole-file sums run on the upload's digest thread.
+        let running = Arc::new(Mutex::new(running));
+        let sink_state = running.clone();
+        let sink: ByteSink = Box::new(move |data| {
+            if let Some(r) = sink_state.lock().as_mut() {
+                r.hashers.update(data);
+                r.sha256.update(data);
+            }
+        });
+        let mut upload = self.store.begin_upload_with(announced, sink);
         let mut body = req.into_body();
         let mut got = 0u64;
         while let Some(frame) = body.frame().await {
@@ -437,10 +446,6 @@ impl UploadsCtx<'_> {
                     return Err(UploadError::OverTotal(total).into());
                 }
             }
-            if let Some(r) = running.as_mut() {
-                r.hashers.update(&data);
-                r.sha256.update(&data);
-            }
             upload.write(&data).await?;
         }
         let finished = upload.finish().await?;
@@ -452,6 +457,7 @@ impl UploadsCtx<'_> {
         self.ns.add_upload_part(owner, transfer, name, &part)?;
         // The session references the chunks now; the pins can go.
         drop(finished);
+        let running = running.lock().take();
         if let Some(mut r) = running {
             r.covered.push((name.to_string(), part.size));
             self.transfers.advance(owner.id, transfer, base_len, r);
