@@ -58,23 +58,24 @@ pub fn parse_header(value: &str) -> Result<Vec<Announced>, ChecksumError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
     pub sha1: String,
-    pub md5: String,
+    /// Only when it was computed (see [`Hashers::without_md5`]).
+    pub md5: Option<String>,
     pub adler32: String,
 }
 
 impl Digests {
     /// The stored form, as ownCloud lists it in `oc:checksum`.
     pub fn to_oc_string(&self) -> String {
-        format!(
-            "SHA1:{} MD5:{} ADLER32:{}",
-            self.sha1, self.md5, self.adler32
-        )
+        match &self.md5 {
+            Some(md5) => format!("SHA1:{} MD5:{md5} ADLER32:{}", self.sha1, self.adler32),
+            None => format!("SHA1:{} ADLER32:{}", self.sha1, self.adler32),
+        }
     }
 
     fn get(&self, kind: &str) -> Option<&str> {
         match kind {
             "SHA1" => Some(&self.sha1),
-            "MD5" => Some(&self.md5),
+            "MD5" => self.md5.as_deref(),
             "ADLER32" => Some(&self.adler32),
             _ => None,
         }
@@ -109,7 +110,7 @@ impl Digests {
 #[derive(Clone)]
 pub struct Hashers {
     sha1: Sha1,
-    md5: Md5,
+    md5: Option<Md5>,
     adler: adler32::RollingAdler32,
 }
 
@@ -117,7 +118,7 @@ impl Default for Hashers {
     fn default() -> Self {
         Self {
             sha1: Sha1::new(),
-            md5: Md5::new(),
+            md5: Some(Md5::new()),
             adler: adler32::RollingAdler32::new(),
         }
     }
@@ -130,16 +131,37 @@ impl std::fmt::Debug for Hashers {
 }
 
 impl Hashers {
+    /// SHA1 and Adler-32 only. MD5 costs more than all other hashing of an
+    /// upload together, so a plain PUT computes it only when the client
+    /// announces an MD5 checksum.
+    pub fn without_md5() -> Self {
+        Self {
+            md5: None,
+            ..Self::default()
+        }
+    }
+
+    /// The hashers a PUT announcing `announced` needs.
+    pub fn for_announced(announced: &[Announced]) -> Self {
+        if announced.iter().any(|a| a.kind == "MD5") {
+            Self::default()
+        } else {
+            Self::without_md5()
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         self.sha1.update(data);
-        self.md5.update(data);
+        if let Some(m) = self.md5.as_mut() {
+            m.update(data);
+        }
         self.adler.update_buffer(data);
     }
 
     pub fn finish(self) -> Digests {
         Digests {
             sha1: hex::encode(self.sha1.finalize()),
-            md5: hex::encode(self.md5.finalize()),
+            md5: self.md5.map(|m| hex::encode(m.finalize())),
             adler32: format!("{:08x}", self.adler.hash()),
         }
     }
@@ -156,13 +178,28 @@ mod tests {
         h.update(b"world");
         let d = h.finish();
         assert_eq!(d.sha1, "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
-        assert_eq!(d.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        assert_eq!(d.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
         assert_eq!(d.adler32, "1a0b045d");
         assert_eq!(
             d.to_oc_string(),
             "SHA1:2aae6c35c94fcfb415dbe95f408b9ce91ee846ed \
              MD5:5eb63bbbe01eeed093cb22bb8f5acdc3 ADLER32:1a0b045d"
         );
+    }
+
+    #[test]
+    fn md5_only_when_announced() {
+        let sha1 = parse_header("SHA1:2aae6c35c94fcfb415dbe95f408b9ce91ee846ed").unwrap();
+        let mut h = Hashers::for_announced(&sha1);
+        h.update(b"hello world");
+        let d = h.finish();
+        assert!(d.md5.is_none());
+        assert!(!d.to_oc_string().contains("MD5"));
+        assert!(d.verify(&sha1).is_ok());
+        let md5 = parse_header("MD5:5eb63bbbe01eeed093cb22bb8f5acdc3").unwrap();
+        let mut h = Hashers::for_announced(&md5);
+        h.update(b"hello world");
+        assert!(h.finish().verify(&md5).is_ok());
     }
 
     #[test]

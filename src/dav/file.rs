@@ -81,7 +81,7 @@ pub(super) async fn open_for_write(
         }
         let empty = fs.store.begin_upload(Some(0));
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
-        let sums = Hashers::default().finish().to_oc_string();
+        let sums = Hashers::without_md5().finish().to_oc_string();
         let (node, _) = fs
             .ns
             .commit_file(&ctx.owner, &names, &finished.to_commit(None, Some(sums)))
@@ -109,12 +109,15 @@ pub(super) async fn open_for_write(
             }
         }
     }
-    let hashers = Arc::<Mutex<Hashers>>::default();
+    let hashers = Arc::new(Mutex::new(Hashers::for_announced(&announced)));
     Ok(Box::new(UploadFile {
         fs: fs.clone(),
         ctx: ctx.clone(),
         names,
-        upload: Some(fs.store.begin_upload_with(options.size, checksum_sink(&hashers))),
+        upload: Some(
+            fs.store
+                .begin_upload_with(options.size, checksum_sink(&hashers)),
+        ),
         committed: None,
         hashers,
         announced,

@@ -400,8 +400,7 @@ impl Gateway {
 fn request_has_body(req: &Request<Incoming>) -> bool {
     let h = req.headers();
     h.contains_key(header::TRANSFER_ENCODING)
-        || h
-            .get(header::CONTENT_LENGTH)
+        || h.get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > 0)

@@ -127,11 +127,7 @@ impl ContentStore {
 
     /// Starts an upload whose bytes `sink` also sees, in order, on the
     /// upload's digest thread (for whole-file checksums).
-    pub fn begin_upload_with(
-        self: &Arc<Self>,
-        announced: Option<u64>,
-        sink: ByteSink,
-    ) -> Upload {
+    pub fn begin_upload_with(self: &Arc<Self>, announced: Option<u64>, sink: ByteSink) -> Upload {
         Upload::new(self.clone(), announced, Some(sink))
     }
 
