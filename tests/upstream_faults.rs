@@ -165,3 +165,61 @@ fn an_upstream_that_truncates_every_read_is_an_error_never_short_data() {
     r.proxy.clear();
     assert_eq!(alice.get_bytes("t.bin").unwrap(), data);
 }
+
+#[test]
+fn slow_upstream_answers_within_the_timeout_are_waited_for() {
+    let r = rig(20);
+    let alice = r.gw.client("alice", "pw");
+    let data = random_bytes(2 * MIB, 8);
+    r.proxy.times(
+        Some(Method::PUT),
+        Fault::Delay(std::time::Duration::from_millis(700)),
+        3,
+    );
+    assert_eq!(alice.put("slow.bin", data.clone()).status(), 201);
+    r.proxy.times(
+        Some(Method::GET),
+        Fault::Delay(std::time::Duration::from_millis(700)),
+        2,
+    );
+    assert_eq!(alice.get_bytes("slow.bin").unwrap(), data);
+}
+
+/// `dedupdav check-upstream` as an operator runs it.
+#[test]
+fn check_upstream_reports_success_and_wrong_credentials() {
+    let apache = Apache::start();
+    let run = |password: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedupdav"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEDUPDAV_") {
+                c.env_remove(k);
+            }
+        }
+        let out = c
+            .current_dir(dir.path())
+            .arg("check-upstream")
+            .env("DEDUPDAV_BACKEND__KIND", "webdav")
+            .env("DEDUPDAV_BACKEND__URL", apache.base_url())
+            .env("DEDUPDAV_BACKEND__USERNAME", apache.user())
+            .env("DEDUPDAV_BACKEND__PASSWORD", password)
+            .env("DEDUPDAV_BACKEND__RETRY_DEADLINE_SECS", "3")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(apache.password());
+    assert!(ok && text.contains("upstream OK"), "{text}");
+    let (ok, text) = run("wrong-password");
+    assert!(!ok && text.contains("credentials"), "{text}");
+    assert!(
+        !text.contains("wrong-password"),
+        "the password is never printed"
+    );
+}
