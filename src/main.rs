@@ -6,6 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's malloc keeps freed multi-megabyte chunk buffers in per-thread
+/// arenas (its mmap threshold grows after the first free), which tripled the
+/// peak RSS of a large upload. jemalloc, configured in .cargo/config.toml
+/// with a single arena, reuses them across threads.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use dedupdav::admin;
 use dedupdav::app::App;
 use dedupdav::config::{Config, LogFormat};

@@ -5,7 +5,7 @@
 //! [`Chunker`] is streaming: bytes go in as they arrive, whole chunks come
 //! out. It buffers at most one maximum-size chunk plus the last input.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Chunk size bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,28 +95,49 @@ impl Cdc {
 }
 
 /// Streaming chunker over [`Cdc`].
+///
+/// Each chunk is copied out into its own allocation, so a chunk in flight
+/// never keeps the (larger) input buffer alive, and the input buffer is
+/// reused for the whole stream.
 pub struct Chunker {
     cdc: Cdc,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// Start of the bytes not yet emitted.
+    start: usize,
 }
 
 impl Chunker {
     pub fn new(cdc: Cdc) -> Self {
         Self {
             cdc,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            start: 0,
         }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn emit(&mut self, out: &mut Vec<Bytes>) {
+        let n = self.cdc.cut(self.pending());
+        out.push(Bytes::copy_from_slice(&self.pending()[..n]));
+        self.start += n;
     }
 
     /// Adds input and returns the chunks that are now complete.
     pub fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
+        if self.start > 0 && self.buf.len() + data.len() > self.buf.capacity() {
+            // Move the pending tail to the front instead of growing.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         // Only cut once a whole maximum-size window is buffered: then the
         // cut point cannot depend on how the input was split into pieces.
-        while self.buf.len() >= self.cdc.sizes.max {
-            let n = self.cdc.cut(&self.buf);
-            out.push(self.buf.split_to(n).freeze());
+        while self.pending().len() >= self.cdc.sizes.max {
+            self.emit(&mut out);
         }
         out
     }
@@ -124,10 +145,11 @@ impl Chunker {
     /// Ends the input and returns the remaining chunks.
     pub fn finish(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
-        while !self.buf.is_empty() {
-            let n = self.cdc.cut(&self.buf);
-            out.push(self.buf.split_to(n).freeze());
+        while !self.pending().is_empty() {
+            self.emit(&mut out);
         }
+        self.buf = Vec::new();
+        self.start = 0;
         out
     }
 }
