@@ -8,6 +8,8 @@
 //! - `E2E_SMALL_FILES` (default 2000): number of 4 KiB files;
 //! - `E2E_PARALLEL` (default 8): concurrency of the parallel small PUTs;
 //! - `E2E_PROPFIND_RUNS` (default 5): PROPFINDs per side (the median is shown);
+//! - `E2E_ONLY` (default all): some of `random` (PUT, GET, duplicate PUT),
+//!   `compressible` (PUT, GET), `small` (4 KiB PUTs, PROPFIND), comma-separated;
 //! - any other `DEDUPDAV_*` variable (e.g. `DEDUPDAV_CHUNKING__UPLOADS_IN_FLIGHT`)
 //!   reaches the gateway, so settings can be compared without editing a file.
 //!
@@ -20,10 +22,10 @@
 //! Lines starting with `#` are diagnostics: CPU seconds spent by the gateway,
 //! Apache, this client and everything else on the machine during each
 //! measurement (to tell which side saturates the cores), and the gateway's
-//! memory high-water mark so far.
+//! peak RSS during it (reset before each measurement via `clear_refs`).
 //!
 //! Bodies are streamed both ways and generated on the fly (a fast PRNG for
-//! random data; random words from a small vocabulary for text-like data), so
+//! random data; runs cut from lines of random words for text-like data), so
 //! the client holds no file in memory. `sync` runs before each measurement so
 //! that writing back the previous one's page cache does not slow down the
 //! next.
@@ -38,13 +40,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::{Client, Method, StatusCode};
 
 const MIB: u64 = 1 << 20;
 const BODY_PIECE: usize = 256 << 10;
 const SMALL_FILE: usize = 4096;
 const GATEWAY_USER: &str = "bench";
+/// Measurement groups `E2E_ONLY` can pick (comma-separated; default all).
+const GROUPS: [&str; 3] = ["random", "compressible", "small"];
 
 fn main() {
     let settings = Settings::from_env();
@@ -65,6 +69,8 @@ fn main() {
 }
 
 struct Settings {
+    /// Measurement groups to run: random, compressible, small.
+    only: Vec<String>,
     size: u64,
     small_files: usize,
     parallel: usize,
@@ -82,7 +88,21 @@ impl Settings {
                 Err(_) => default,
             }
         }
+        let only: Vec<String> = std::env::var("E2E_ONLY")
+            .unwrap_or_default()
+            .split(',')
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        for g in &only {
+            assert!(
+                GROUPS.contains(&g.as_str()),
+                "E2E_ONLY: unknown group {g:?} (groups: {})",
+                GROUPS.join(", ")
+            );
+        }
         let s = Self {
+            only,
             size: var("E2E_SIZE_MIB", 1024) * MIB,
             small_files: var("E2E_SMALL_FILES", 2000) as usize,
             parallel: var("E2E_PARALLEL", 8).max(1) as usize,
@@ -91,6 +111,10 @@ impl Settings {
         assert!(s.size > 0, "E2E_SIZE_MIB must be > 0");
         assert!(s.small_files > 0, "E2E_SMALL_FILES must be > 0");
         s
+    }
+
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 
     /// "1GiB", "256MiB".
@@ -139,170 +163,150 @@ async fn run(s: Settings) {
     let mut probe = Probe {
         gateway_pid: gateway.pid(),
         apache_pid,
+        rss: Vec::new(),
     };
     let label = s.size_label();
     let size = s.size;
     let mb = |secs: f64| size as f64 / 1e6 / secs;
+    let sides = [&direct, &via];
 
-    // --- large files -----------------------------------------------------
     let mut upstream_before = dir_size(&upstream_objects);
     let mut upstream_phase = |what: &str| {
         let now = dir_size(&upstream_objects);
         let written = now.saturating_sub(upstream_before);
         upstream_before = now;
-        println!(
-            "# upstream bytes written by the gateway's {what}: {written} ({:.2} % of {label})",
-            written as f64 * 100.0 / size as f64
-        );
+        println!("# upstream bytes written by the gateway's {what}: {written}");
         written
     };
 
-    let mut put_random = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        put_random[i] = probe
-            .measure(&format!("put_random {}", side.name), || {
-                side.put_stream("random.bin", Data::Random(1), size)
+    // --- large files -------------------------------------------------------
+    if s.wants("random") {
+        let t = on_both(&mut probe, sides, "put_random", |side| {
+            side.put_stream("random.bin", Data::Random(1), size)
+        })
+        .await;
+        upstream_phase("random PUT");
+        report_rate(
+            &format!("put_random_{label}"),
+            mb(t[0]),
+            mb(t[1]),
+            Target::RatioAtLeast(0.80),
+        );
+
+        let t = on_both(&mut probe, sides, "get_random", |side| {
+            side.get_count("random.bin", size)
+        })
+        .await;
+        report_rate(
+            &format!("get_random_{label}"),
+            mb(t[0]),
+            mb(t[1]),
+            Target::RatioAtLeast(0.50),
+        );
+
+        // The same bytes again under another name: the duplicate path.
+        let t = on_both(&mut probe, sides, "put_duplicate", |side| {
+            side.put_stream("random-again.bin", Data::Random(1), size)
+        })
+        .await;
+        let written = upstream_phase("duplicate PUT");
+        report_rate(
+            &format!("put_duplicate_{label}"),
+            mb(t[0]),
+            mb(t[1]),
+            Target::GatewayAtLeast(1000.0),
+        );
+        let pct = written as f64 * 100.0 / size as f64;
+        println!(
+            "put_duplicate_{label}_upstream_bytes={written} ({pct:.4} %) target<0.1% {}",
+            verdict(pct < 0.1)
+        );
+    }
+
+    if s.wants("compressible") {
+        let t = on_both(&mut probe, sides, "put_compressible", |side| {
+            side.put_stream("text.txt", Data::Text(2), size)
+        })
+        .await;
+        let written = upstream_phase("compressible PUT");
+        report_rate(
+            &format!("put_compressible_{label}"),
+            mb(t[0]),
+            mb(t[1]),
+            Target::RatioAbove(1.0),
+        );
+        println!(
+            "# compressible PUT: the gateway sent {:.1} % of the bytes upstream",
+            written as f64 * 100.0 / size as f64
+        );
+
+        let t = on_both(&mut probe, sides, "get_compressible", |side| {
+            side.get_count("text.txt", size)
+        })
+        .await;
+        report_rate(
+            &format!("get_compressible_{label}"),
+            mb(t[0]),
+            mb(t[1]),
+            Target::RatioAtLeast(0.50),
+        );
+    }
+
+    // --- small files ---------------------------------------------------------
+    if s.wants("small") {
+        let n = s.small_files;
+        let t = on_both(&mut probe, sides, "small_put_seq", |side| {
+            side.put_small_files("small-seq/", n, 1, 1_000_000)
+        })
+        .await;
+        upstream_phase("sequential 4 KiB PUTs");
+        report_ops(
+            &format!("put_4KiB_x{n}_sequential"),
+            n as f64 / t[0],
+            n as f64 / t[1],
+            0.50,
+        );
+
+        let p = s.parallel;
+        let t = on_both(&mut probe, sides, &format!("small_put_par{p}"), |side| {
+            side.put_small_files("small-par/", n, p, 2_000_000)
+        })
+        .await;
+        upstream_phase(&format!("{p}-way parallel 4 KiB PUTs"));
+        report_ops(
+            &format!("put_4KiB_x{n}_parallel{p}"),
+            n as f64 / t[0],
+            n as f64 / t[1],
+            0.50,
+        );
+
+        let mut runs = [Vec::new(), Vec::new()];
+        for _ in 0..s.propfind_runs {
+            let t = on_both(&mut probe, sides, "propfind", |side| {
+                side.propfind_depth1("small-seq/", n)
             })
             .await;
-    }
-    upstream_phase("random PUT");
-    report_rate(
-        &format!("put_random_{label}"),
-        mb(put_random[0]),
-        mb(put_random[1]),
-        Target::RatioAtLeast(0.80),
-    );
-
-    let mut get_random = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        get_random[i] = probe
-            .measure(&format!("get_random {}", side.name), || {
-                side.get_count("random.bin", size)
-            })
-            .await;
-    }
-    report_rate(
-        &format!("get_random_{label}"),
-        mb(get_random[0]),
-        mb(get_random[1]),
-        Target::RatioAtLeast(0.50),
-    );
-
-    let mut put_text = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        put_text[i] = probe
-            .measure(&format!("put_compressible {}", side.name), || {
-                side.put_stream("text.txt", Data::Text(2), size)
-            })
-            .await;
-    }
-    upstream_phase("compressible PUT");
-    report_rate(
-        &format!("put_compressible_{label}"),
-        mb(put_text[0]),
-        mb(put_text[1]),
-        Target::RatioAbove(1.0),
-    );
-
-    let mut get_text = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        get_text[i] = probe
-            .measure(&format!("get_compressible {}", side.name), || {
-                side.get_count("text.txt", size)
-            })
-            .await;
-    }
-    report_rate(
-        &format!("get_compressible_{label}"),
-        mb(get_text[0]),
-        mb(get_text[1]),
-        Target::RatioAtLeast(0.50),
-    );
-
-    let mut put_dup = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        put_dup[i] = probe
-            .measure(&format!("put_duplicate {}", side.name), || {
-                side.put_stream("random-again.bin", Data::Random(1), size)
-            })
-            .await;
-    }
-    let dup_written = upstream_phase("duplicate PUT");
-    report_rate(
-        &format!("put_duplicate_{label}"),
-        mb(put_dup[0]),
-        mb(put_dup[1]),
-        Target::GatewayAtLeast(1000.0),
-    );
-    let dup_pct = dup_written as f64 * 100.0 / size as f64;
-    println!(
-        "put_duplicate_{label}_upstream_bytes={dup_written} ({dup_pct:.4} %) target<0.1% {}",
-        verdict(dup_pct < 0.1)
-    );
-
-    // --- small files -----------------------------------------------------
-    let n = s.small_files;
-    let mut seq = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        seq[i] = probe
-            .measure(&format!("small_put_seq {}", side.name), || {
-                side.put_small_files("small-seq/", n, 1, 1_000_000)
-            })
-            .await;
-    }
-    upstream_phase("sequential 4 KiB PUTs");
-    report_ops(
-        &format!("put_4KiB_x{n}_sequential"),
-        n as f64 / seq[0],
-        n as f64 / seq[1],
-        0.50,
-    );
-
-    let p = s.parallel;
-    let mut par = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        par[i] = probe
-            .measure(&format!("small_put_par{p} {}", side.name), || {
-                side.put_small_files("small-par/", n, p, 2_000_000)
-            })
-            .await;
-    }
-    upstream_phase(&format!("{p}-way parallel 4 KiB PUTs"));
-    report_ops(
-        &format!("put_4KiB_x{n}_parallel{p}"),
-        n as f64 / par[0],
-        n as f64 / par[1],
-        0.50,
-    );
-
-    let mut propfind = [0.0; 2];
-    for (i, side) in [&direct, &via].into_iter().enumerate() {
-        let mut runs = Vec::new();
-        for r in 0..s.propfind_runs {
-            runs.push(
-                probe
-                    .measure(&format!("propfind {} #{}", side.name, r + 1), || {
-                        side.propfind_depth1("small-seq/", n)
-                    })
-                    .await,
-            );
+            runs[0].push(t[0]);
+            runs[1].push(t[1]);
         }
-        runs.sort_by(f64::total_cmp);
-        propfind[i] = runs[runs.len() / 2];
+        let [a, g] = runs.map(|mut r| {
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        });
+        let ratio = g / a;
+        println!(
+            "propfind_depth1_{n}_files apache={:.1}ms gateway={:.1}ms ratio={ratio:.2} target<=1.00 {} (median of {})",
+            a * 1e3,
+            g * 1e3,
+            verdict(ratio <= 1.0),
+            s.propfind_runs
+        );
     }
-    let ratio = propfind[1] / propfind[0];
-    println!(
-        "propfind_depth1_{n}_files apache={:.1}ms gateway={:.1}ms ratio={ratio:.2} target<=1.00 {} (median of {})",
-        propfind[0] * 1e3,
-        propfind[1] * 1e3,
-        verdict(ratio <= 1.0),
-        s.propfind_runs
-    );
 
     // --- memory and upstream bytes -----------------------------------------
-    let hwm = vm_hwm_kib(gateway.pid()).unwrap_or(0) as f64 / 1024.0;
+    let (hwm, during) = probe.peak_rss();
     println!(
-        "gateway_peak_rss_mib={hwm:.1} target<=64 {}",
+        "gateway_peak_rss_mib={hwm:.1} target<=64 {} (during {during})",
         verdict(hwm <= 64.0)
     );
     let upstream = dir_size(&upstream_objects);
@@ -314,6 +318,22 @@ async fn run(s: Settings) {
     );
     println!("# load average at the end {}", load_average());
     drop(apache);
+}
+
+/// Runs `f` against Apache directly, then against the gateway; returns the
+/// two wall times in seconds.
+async fn on_both<'a, F, Fut>(probe: &mut Probe, sides: [&'a Side; 2], what: &str, f: F) -> [f64; 2]
+where
+    F: Fn(&'a Side) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'a,
+{
+    let mut t = [0.0; 2];
+    for (i, side) in sides.into_iter().enumerate() {
+        t[i] = probe
+            .measure(&format!("{what} {}", side.name), || f(side))
+            .await;
+    }
+    t
 }
 
 // --- the two sides ------------------------------------------------------------
@@ -539,6 +559,9 @@ fn report_ops(name: &str, apache: f64, gateway: f64, at_least: f64) {
 struct Probe {
     gateway_pid: u32,
     apache_pid: u32,
+    /// Per measurement: its name, the gateway's RSS before it and its peak
+    /// RSS during it (MiB).
+    rss: Vec<(String, f64, f64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -567,6 +590,8 @@ impl Probe {
         Fut: std::future::Future<Output = ()>,
     {
         sync_disks();
+        reset_hwm(self.gateway_pid);
+        let rss_before = vm_kib(self.gateway_pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
         let before = self.sample();
         let start = Instant::now();
         f().await;
@@ -578,15 +603,28 @@ impl Probe {
         let busy = after.machine_busy - before.machine_busy;
         let other = (busy - gw - ap - cl).max(0.0);
         let pct = |s: f64| s * 100.0 / wall;
+        let hwm = vm_kib(self.gateway_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+        self.rss.push((what.to_string(), rss_before, hwm));
         println!(
-            "# {what}: wall={wall:.3}s cpu gateway={gw:.2}s({:.0}%) apache={ap:.2}s({:.0}%) client={cl:.2}s({:.0}%) other={other:.2}s({:.0}%) gateway_hwm={:.1}MiB",
+            "# {what}: wall={wall:.3}s cpu gateway={gw:.2}s({:.0}%) apache={ap:.2}s({:.0}%) client={cl:.2}s({:.0}%) other={other:.2}s({:.0}%) gateway_rss={rss_before:.1}MiB->peak {hwm:.1}MiB",
             pct(gw),
             pct(ap),
             pct(cl),
             pct(other),
-            vm_hwm_kib(self.gateway_pid).unwrap_or(0) as f64 / 1024.0
         );
         wall
+    }
+
+    /// The gateway's peak RSS over all measurements, and the first
+    /// measurement that reached it (within 1 MiB).
+    fn peak_rss(&self) -> (f64, String) {
+        let max = self.rss.iter().map(|r| r.2).fold(0.0, f64::max);
+        let during = self
+            .rss
+            .iter()
+            .find(|r| r.2 >= max - 1.0)
+            .map_or_else(String::new, |r| r.0.clone());
+        (max, during)
     }
 }
 
@@ -661,10 +699,18 @@ fn machine_busy_secs() -> f64 {
     busy / clock_ticks()
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+/// Resets the peak RSS of `pid` to its current RSS (Linux >= 4.0), so the
+/// next `VmHWM` shows the peak of one measurement. Without the right
+/// to do so the peak stays cumulative (still an upper bound).
+fn reset_hwm(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// A `Vm…:` line of /proc/<pid>/status, in KiB.
+fn vm_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -894,7 +940,7 @@ impl Drop for GatewayProcess {
 enum Data {
     /// Incompressible bytes from a PRNG with this seed.
     Random(u64),
-    /// Text-like: random words from a small vocabulary, in lines.
+    /// Text-like: runs of lines of random words (see [`Generator`]).
     Text(u64),
 }
 
@@ -988,24 +1034,14 @@ const WORDS: [&str; 64] = [
     "PUT",
 ];
 
-/// Streams `size` bytes of `Data` in pieces of `BODY_PIECE` bytes.
-struct Generator {
-    rng: WyRand,
-    text: bool,
-    vocab: Vec<Vec<u8>>,
-    left: u64,
-    carry: BytesMut,
-    words_in_line: u32,
-    line_len: u32,
-}
+/// Bytes of text-like data the compressible stream is cut from.
+const TEXT_POOL: usize = 8 << 20;
 
-impl Generator {
-    fn new(data: Data, size: u64) -> Self {
-        let (seed, text) = match data {
-            Data::Random(s) => (s, false),
-            Data::Text(s) => (s, true),
-        };
-        // 256 entries: each word plain, capitalised, with a comma, with a full stop.
+/// 8 MiB of lines of random words from a 256-word vocabulary (each word
+/// plain, capitalised, with a comma or a full stop), made once.
+fn text_pool() -> &'static [u8] {
+    static POOL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
         let mut vocab = Vec::with_capacity(256);
         for w in WORDS {
             let mut cap = w.as_bytes().to_vec();
@@ -1015,37 +1051,63 @@ impl Generator {
             vocab.push(format!("{w},").into_bytes());
             vocab.push(format!("{w}.").into_bytes());
         }
-        Self {
-            rng: WyRand(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            text,
-            vocab,
-            left: size,
-            carry: BytesMut::new(),
-            words_in_line: 0,
-            line_len: 12,
-        }
-    }
-
-    fn text_piece(&mut self, n: usize) -> Bytes {
-        let mut buf = std::mem::take(&mut self.carry);
-        buf.reserve(n + 256);
-        while buf.len() < n {
-            let r = self.rng.next();
+        let mut rng = WyRand(0x5eed);
+        let mut pool = Vec::with_capacity(TEXT_POOL + 256);
+        let (mut in_line, mut line_len) = (0u32, 12u32);
+        while pool.len() < TEXT_POOL {
+            let r = rng.next();
             for k in 0..7 {
-                let w = &self.vocab[((r >> (8 * k)) & 0xff) as usize];
-                buf.extend_from_slice(w);
-                self.words_in_line += 1;
-                if self.words_in_line >= self.line_len {
-                    buf.extend_from_slice(b"\n");
-                    self.words_in_line = 0;
-                    self.line_len = 6 + ((r >> 56) % 14) as u32;
+                pool.extend_from_slice(&vocab[((r >> (8 * k)) & 0xff) as usize]);
+                in_line += 1;
+                if in_line >= line_len {
+                    pool.push(b'\n');
+                    in_line = 0;
+                    line_len = 6 + ((r >> 56) % 14) as u32;
                 } else {
-                    buf.extend_from_slice(b" ");
+                    pool.push(b' ');
                 }
             }
         }
-        self.carry = buf.split_off(n);
-        buf.freeze()
+        pool.truncate(TEXT_POOL);
+        pool
+    })
+}
+
+/// Streams `size` bytes of `Data` in pieces of `BODY_PIECE` bytes.
+///
+/// Text is a sequence of runs of 256 bytes to 4 KiB copied from random
+/// offsets of [`text_pool`]: it compresses like the pool does, yet no
+/// 256 KiB stretch of it repeats, so content-defined chunks do not
+/// deduplicate (and it costs the client a copy, not a word-by-word build).
+struct Generator {
+    rng: WyRand,
+    text: bool,
+    left: u64,
+}
+
+impl Generator {
+    fn new(data: Data, size: u64) -> Self {
+        let (seed, text) = match data {
+            Data::Random(s) => (s, false),
+            Data::Text(s) => (s, true),
+        };
+        Self {
+            rng: WyRand(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            text,
+            left: size,
+        }
+    }
+
+    fn text_piece(&mut self, n: usize) -> Vec<u8> {
+        let pool = text_pool();
+        let mut buf = Vec::with_capacity(n);
+        while buf.len() < n {
+            let r = self.rng.next();
+            let run = (256 + (r >> 40) as usize % 3841).min(n - buf.len());
+            let at = (r as usize) % (pool.len() - run);
+            buf.extend_from_slice(&pool[at..at + run]);
+        }
+        buf
     }
 }
 
@@ -1063,8 +1125,8 @@ impl Iterator for Generator {
         } else {
             let mut buf = vec![0u8; n];
             self.rng.fill(&mut buf);
-            Bytes::from(buf)
+            buf
         };
-        Some(Ok(piece))
+        Some(Ok(Bytes::from(piece)))
     }
 }
