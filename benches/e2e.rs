@@ -306,7 +306,7 @@ async fn run(s: Settings) {
     // --- memory and upstream bytes -----------------------------------------
     let (hwm, during) = probe.peak_rss();
     println!(
-        "gateway_peak_rss_mib={hwm:.1} target<=64 {} (during {during})",
+        "gateway_peak_rss_mib={hwm:.1} target<=64 {} ({during})",
         verdict(hwm <= 64.0)
     );
     let upstream = dir_size(&upstream_objects);
@@ -615,16 +615,18 @@ impl Probe {
         wall
     }
 
-    /// The gateway's peak RSS over all measurements, and the first
-    /// measurement that reached it (within 1 MiB).
+    /// The gateway's peak RSS over all measurements, and the measurement
+    /// during which it rose the most (RSS before -> peak).
     fn peak_rss(&self) -> (f64, String) {
         let max = self.rss.iter().map(|r| r.2).fold(0.0, f64::max);
-        let during = self
+        let rise = self
             .rss
             .iter()
-            .find(|r| r.2 >= max - 1.0)
-            .map_or_else(String::new, |r| r.0.clone());
-        (max, during)
+            .max_by(|a, b| (a.2 - a.1).total_cmp(&(b.2 - b.1)))
+            .map_or_else(String::new, |r| {
+                format!("largest rise during {}: {:.1}->{:.1}MiB", r.0, r.1, r.2)
+            });
+        (max, rise)
     }
 }
 
