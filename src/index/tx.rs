@@ -33,7 +33,27 @@ pub(crate) struct ReadTables {
 
 impl Index {
     /// Runs `f` in one write transaction; commits only if it returns `Ok`.
+    ///
+    /// A commit waits for the disk (fsync), and write transactions queue
+    /// behind each other: on a multi-threaded runtime the worker thread is
+    /// handed off first, so other requests keep being served meanwhile.
     pub(crate) fn write<R, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.write_now(f))
+            }
+            _ => self.write_now(f),
+        }
+    }
+
+    fn write_now<R, E>(
         &self,
         f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>,
     ) -> Result<R, E>
