@@ -126,6 +126,14 @@ impl DedupFs {
     }
 
     /// The node at `names`, from the request's cache when it has one.
+    /// Dead properties, from the listing's memory when the path is in it.
+    fn dead_props(&self, names: &[String], ctx: &RequestCtx) -> Result<Vec<StoredProp>, FsError> {
+        if let Some(props) = ctx.props_cache.as_ref().and_then(|c| c.dead_props(names)) {
+            return Ok(props);
+        }
+        self.ns.props(&ctx.owner, names).map_err(|e| ctx.fail(e))
+    }
+
     fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
         if let Some(cache) = &ctx.props_cache {
             if let Some(n) = cache.get(names) {
@@ -190,6 +198,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 e => ctx.fail(e),
             })?;
             if let Some(cache) = &ctx.props_cache {
+                let ids: Vec<u64> = entries.iter().map(|(_, n)| n.id).collect();
+                cache.remember_dead(self.ns.props_of_nodes(&ids).map_err(|e| ctx.fail(e))?);
                 cache.remember_listing(&names, &entries);
             }
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
@@ -328,7 +338,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
             let names = self.names(path, ctx)?;
-            let props = self.ns.props(&ctx.owner, &names).map_err(|e| ctx.fail(e))?;
+            let props = self.dead_props(&names, ctx)?;
             Ok(props
                 .into_iter()
                 .map(|p| {
@@ -367,7 +377,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 )
                 .ok_or(FsError::NotFound);
             }
-            let props = self.ns.props(&ctx.owner, &names).map_err(|e| ctx.fail(e))?;
+            let props = self.dead_props(&names, ctx)?;
             props
                 .into_iter()
                 .find(|p| p.name == prop.name && p.namespace == prop.namespace)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::index::Node;
-use crate::namespace::NamePath;
+use crate::namespace::{NamePath, StoredProp};
 
 pub const NS_OWNCLOUD: &str = "http://owncloud.org/ns";
 pub const NS_NEXTCLOUD: &str = "http://nextcloud.org/ns";
@@ -113,6 +113,8 @@ struct CacheInner {
     listing: Option<(NamePath, HashMap<String, Node>)>,
     /// The node last looked up by path.
     last: Option<(NamePath, Node)>,
+    /// Dead properties of the listed folder's entries, by node id.
+    dead: HashMap<u64, Vec<StoredProp>>,
 }
 
 /// Per-request memory of nodes, for PROPFIND only (where nothing changes
@@ -131,6 +133,25 @@ impl PropsCache {
     pub fn remember_listing(&self, dir: &[String], entries: &[(String, Node)]) {
         let map = entries.iter().cloned().collect();
         self.0.lock().listing = Some((dir.to_vec(), map));
+    }
+
+    /// Remembers the dead properties of the listed entries.
+    pub fn remember_dead(&self, dead: HashMap<u64, Vec<StoredProp>>) {
+        self.0.lock().dead = dead;
+    }
+
+    /// The dead properties of an entry of the listed folder (empty when it
+    /// has none); `None` when `path` is not in the listing.
+    pub fn dead_props(&self, path: &[String]) -> Option<Vec<StoredProp>> {
+        let inner = self.0.lock();
+        let (name, parent) = path.split_last()?;
+        match &inner.listing {
+            Some((dir, map)) if dir.as_slice() == parent => {
+                let node = map.get(name)?;
+                Some(inner.dead.get(&node.id).cloned().unwrap_or_default())
+            }
+            _ => None,
+        }
     }
 
     pub fn remember(&self, path: &[String], node: &Node) {

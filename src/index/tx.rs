@@ -53,10 +53,7 @@ impl Index {
         }
     }
 
-    fn write_now<R, E>(
-        &self,
-        f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>,
-    ) -> Result<R, E>
+    fn write_now<R, E>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>) -> Result<R, E>
     where
         E: From<IndexError>,
     {

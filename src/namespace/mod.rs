@@ -358,15 +358,20 @@ impl Namespace {
     pub fn props(&self, owner: &Owner, path: &[String]) -> Result<Vec<StoredProp>, NsError> {
         self.index.read(|t: &ReadTables| {
             let id = resolve_in(&t.dirents, owner.root, path)?;
-            let mut out = Vec::new();
-            for row in t.props.range((id, "")..(id + 1, ""))? {
-                let (_, v) = row.map_err(IndexError::from)?;
-                let p: StoredProp =
-                    bincode::deserialize(v.value()).map_err(|e| IndexError::Corrupt {
-                        table: "props",
-                        cause: e.to_string(),
-                    })?;
-                out.push(p);
+            props_of(t, id)
+        })
+    }
+
+    /// The dead properties of many nodes, read in one snapshot (a folder
+    /// listing); nodes without any are left out.
+    pub fn props_of_nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<StoredProp>>, NsError> {
+        self.index.read(|t: &ReadTables| {
+            let mut out = HashMap::new();
+            for &id in ids {
+                let props = props_of(t, id)?;
+                if !props.is_empty() {
+                    out.insert(id, props);
+                }
             }
             Ok(out)
         })
@@ -462,6 +467,19 @@ pub(crate) fn commit_file_in(
     t.dirents.insert((parent.id, name.as_str()), node.id)?;
     t.touch_up_sized(parent.id, version, commit.size as i64 - old_size as i64)?;
     Ok((node, created))
+}
+
+fn props_of(t: &ReadTables, id: u64) -> Result<Vec<StoredProp>, NsError> {
+    let mut out = Vec::new();
+    for row in t.props.range((id, "")..(id + 1, ""))? {
+        let (_, v) = row.map_err(IndexError::from)?;
+        let p: StoredProp = bincode::deserialize(v.value()).map_err(|e| IndexError::Corrupt {
+            table: "props",
+            cause: e.to_string(),
+        })?;
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// Resolves the parent folder of an entry being created or removed.
