@@ -111,7 +111,7 @@ impl Digests {
 pub struct Hashers {
     sha1: Sha1,
     md5: Option<Md5>,
-    adler: adler32::RollingAdler32,
+    adler: simd_adler32::Adler32,
 }
 
 impl Default for Hashers {
@@ -119,7 +119,7 @@ impl Default for Hashers {
         Self {
             sha1: Sha1::new(),
             md5: Some(Md5::new()),
-            adler: adler32::RollingAdler32::new(),
+            adler: simd_adler32::Adler32::new(),
         }
     }
 }
@@ -155,14 +155,14 @@ impl Hashers {
         if let Some(m) = self.md5.as_mut() {
             m.update(data);
         }
-        self.adler.update_buffer(data);
+        self.adler.write(data);
     }
 
     pub fn finish(self) -> Digests {
         Digests {
             sha1: hex::encode(self.sha1.finalize()),
             md5: self.md5.map(|m| hex::encode(m.finalize())),
-            adler32: format!("{:08x}", self.adler.hash()),
+            adler32: format!("{:08x}", self.adler.finish()),
         }
     }
 }

@@ -26,39 +26,66 @@ struct ChunkOutcome {
 /// upload's digest thread, beside chunking and sealing.
 pub type ByteSink = Box<dyn FnMut(&[u8]) + Send>;
 
-/// Whole-file digests, computed on a blocking thread fed with the chunks in
-/// order, so they do not add to the chunker's time.
+/// Whole-file digests, computed on blocking threads fed with the chunks in
+/// order, so they do not add to the chunker's time: SHA-256 on one, the
+/// sink (ownCloud checksums) on another.
 struct Digester {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    task: JoinHandle<[u8; 32]>,
+    feeds: Vec<tokio::sync::mpsc::Sender<Bytes>>,
+    sha256: JoinHandle<[u8; 32]>,
+    sink: Option<JoinHandle<()>>,
+}
+
+/// A thread that feeds every chunk sent to it, in order, to `state`, and
+/// returns `finish(state)` once the sender is dropped.
+fn digest_thread<S: Send + 'static, R: Send + 'static>(
+    mut state: S,
+    update: fn(&mut S, &[u8]),
+    finish: fn(S) -> R,
+) -> (tokio::sync::mpsc::Sender<Bytes>, JoinHandle<R>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let task = tokio::task::spawn_blocking(move || {
+        while let Some(b) = rx.blocking_recv() {
+            update(&mut state, &b);
+        }
+        finish(state)
+    });
+    (tx, task)
 }
 
 impl Digester {
-    fn start(mut sink: Option<ByteSink>) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut sha = Sha256::new();
-            while let Some(b) = rx.blocking_recv() {
-                sha.update(&b);
-                if let Some(s) = sink.as_mut() {
-                    s(&b);
-                }
-            }
-            sha.finalize().into()
+    fn start(sink: Option<ByteSink>) -> Self {
+        let (sha_tx, sha256) =
+            digest_thread(Sha256::new(), |s, d| s.update(d), |s| s.finalize().into());
+        let mut feeds = vec![sha_tx];
+        let sink = sink.map(|sink| {
+            let (tx, task) = digest_thread(sink, |s, d| s(d), |_| ());
+            feeds.push(tx);
+            task
         });
-        Self { tx, task }
+        Self {
+            feeds,
+            sha256,
+            sink,
+        }
     }
 
     async fn feed(&self, chunk: Bytes) -> Result<(), StoreError> {
-        self.tx
-            .send(chunk)
-            .await
-            .map_err(|_| StoreError::Task("the digest thread stopped".into()))
+        for f in &self.feeds {
+            f.send(chunk.clone())
+                .await
+                .map_err(|_| StoreError::Task("a digest thread stopped".into()))?;
+        }
+        Ok(())
     }
 
     async fn finish(self) -> Result<[u8; 32], StoreError> {
-        drop(self.tx);
-        self.task.await.map_err(|e| StoreError::Task(e.to_string()))
+        drop(self.feeds);
+        if let Some(t) = self.sink {
+            t.await.map_err(|e| StoreError::Task(e.to_string()))?;
+        }
+        self.sha256
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
     }
 }
 
