@@ -204,3 +204,47 @@ fn locks_are_per_user(gw: TestGateway) {
     let disc = bob.propfind("same.txt", "0").text().unwrap();
     assert!(!disc.contains(">alice<"), "{disc}");
 }
+
+/// A user name with a character clients percent-encode works in either form.
+#[test]
+fn percent_encoded_user_names_reach_the_own_tree() {
+    let gw = TestGateway::start();
+    gw.add_user("al@ice", "pw");
+    let http = reqwest::blocking::Client::new();
+    let enc = format!("{}/remote.php/dav/files/al%40ice", gw.base);
+    let plain = format!("{}/remote.php/dav/files/al@ice", gw.base);
+    let res = http
+        .put(format!("{enc}/a.txt"))
+        .basic_auth("al@ice", Some("pw"))
+        .body("one")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = http
+        .get(format!("{plain}/a.txt"))
+        .basic_auth("al@ice", Some("pw"))
+        .send()
+        .unwrap();
+    assert_eq!(res.text().unwrap(), "one");
+    let res = http
+        .request(
+            reqwest::Method::from_bytes(b"MOVE").unwrap(),
+            format!("{plain}/a.txt"),
+        )
+        .header("Destination", "/remote.php/dav/files/al%40ice/b.txt")
+        .basic_auth("al@ice", Some("pw"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = http
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            format!("{enc}/"),
+        )
+        .header("Depth", "1")
+        .basic_auth("al@ice", Some("pw"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 207);
+    assert!(res.text().unwrap().contains("b.txt"));
+}

@@ -242,6 +242,13 @@ impl Gateway {
                         error_response(StatusCode::FORBIDDEN, "you can only access your own files");
                     return (res, Some(name));
                 }
+                // dav-server matches the prefix against the decoded path, so
+                // a user name the client percent-encoded (`al%40ice`) must
+                // be given decoded.
+                let prefix = match user {
+                    Some(_) => format!("{}{}", routes::FILES_PREFIX, me.name),
+                    None => prefix,
+                };
                 (self.dav(req, me, prefix).await, Some(name))
             }
         }
