@@ -1,19 +1,14 @@
 //! The `dedupdav` command as a person uses it: first start on the embedded
 //! defaults, user management, stats, and clear errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn dedupdav() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dedupdav"));
-    // The test environment must not leak settings into the command.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DEDUPDAV_") {
-            c.env_remove(k);
-        }
-    }
-    c
+    common::dedupdav_command()
 }
 
 fn run(args: &[&str], dir: &std::path::Path, stdin: Option<&str>) -> (bool, String) {

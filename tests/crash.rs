@@ -14,12 +14,7 @@ use std::time::Duration;
 use common::gateway::random_bytes;
 
 fn dedupdav(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dedupdav"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DEDUPDAV_") {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::dedupdav_command();
     c.current_dir(dir);
     c
 }

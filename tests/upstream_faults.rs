@@ -191,12 +191,7 @@ fn check_upstream_reports_success_and_wrong_credentials() {
     let apache = Apache::start();
     let run = |password: &str| {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedupdav"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DEDUPDAV_") {
-                c.env_remove(k);
-            }
-        }
+        let mut c = common::dedupdav_command();
         let out = c
             .current_dir(dir.path())
             .arg("check-upstream")

@@ -18,3 +18,15 @@ macro_rules! on_both_backends {
 pub mod apache;
 pub mod faultproxy;
 pub mod gateway;
+
+/// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
+/// environment leaking into it.
+pub fn dedupdav_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedupdav"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DEDUPDAV_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
