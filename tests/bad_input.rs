@@ -211,3 +211,51 @@ fn quota_overrun_gets_507_and_stores_nothing(gw: TestGateway) {
         204
     );
 }
+
+#[test]
+fn move_and_copy_onto_existing_targets_replace_them_whole() {
+    let gw = TestGateway::start();
+    gw.add_user("alice", "pw");
+    let alice = gw.client("alice", "pw");
+    assert_eq!(alice.mkcol("dir").status(), 201);
+    assert_eq!(alice.mkcol("dir/sub").status(), 201);
+    assert_eq!(
+        alice.put("dir/sub/a.bin", random_bytes(MIB, 1)).status(),
+        201
+    );
+    assert_eq!(alice.put("dir/b.bin", random_bytes(MIB, 2)).status(), 201);
+    let new = random_bytes(MIB / 2, 3);
+    assert_eq!(alice.put("new.bin", new.clone()).status(), 201);
+    let dest = "/remote.php/dav/files/alice/dir";
+    // Overwrite: F refuses and changes nothing.
+    let res = alice
+        .request("MOVE", &alice.url("new.bin"))
+        .header("Destination", dest)
+        .header("Overwrite", "F")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 412);
+    assert_eq!(alice.get("dir/b.bin").status(), 200);
+    // A file moved onto a folder replaces the whole folder.
+    let res = alice
+        .request("MOVE", &alice.url("new.bin"))
+        .header("Destination", dest)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(alice.get_bytes("dir").unwrap(), new);
+    assert_eq!(alice.get("new.bin").status(), 404);
+    let stats = gw.stats();
+    assert_eq!(stats.files, 1);
+    assert_eq!(stats.logical_bytes, (MIB / 2) as u64);
+    // COPY onto an existing file replaces it.
+    assert_eq!(alice.put("other.bin", b"other".to_vec()).status(), 201);
+    let res = alice
+        .request("COPY", &alice.url("other.bin"))
+        .header("Destination", dest)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(alice.get_bytes("dir").unwrap(), b"other");
+    assert_eq!(gw.stats().files, 2);
+}

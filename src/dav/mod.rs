@@ -80,6 +80,51 @@ pub struct RequestCtx {
     pub instance: Arc<str>,
     /// Set for PROPFIND: remembers looked-up nodes for the `oc:` properties.
     pub props_cache: Option<PropsCache>,
+    /// Set for MOVE/COPY that may overwrite: see [`PendingReplace`].
+    pub replace: Option<PendingReplace>,
+}
+
+/// dav-server deletes an existing destination before it moves or copies
+/// onto it, in separate steps: a crash in between would lose the old
+/// destination. Instead, those deletions are only noted here, and the move
+/// (or the file copy) replaces the destination in its own transaction. If
+/// the move fails, the destination is untouched.
+#[derive(Debug, Clone)]
+pub struct PendingReplace {
+    dest: NamePath,
+    is_move: bool,
+    deferred: Arc<Mutex<bool>>,
+}
+
+impl PendingReplace {
+    pub fn new(dest: NamePath, is_move: bool) -> Self {
+        Self {
+            dest,
+            is_move,
+            deferred: Arc::default(),
+        }
+    }
+
+    /// Whether removing `names` is part of replacing the destination, and so
+    /// left to the move or copy that follows.
+    fn defer_removal(&self, names: &[String], is_file: bool) -> bool {
+        let covered = if self.is_move {
+            names.starts_with(&self.dest)
+        } else {
+            // A copy replaces a destination file in its own commit; a
+            // destination folder is deleted first (dav-server then creates
+            // it anew).
+            is_file && names == self.dest.as_slice()
+        };
+        if covered {
+            *self.deferred.lock() = true;
+        }
+        covered
+    }
+
+    fn replaces(&self, names: &[String]) -> bool {
+        *self.deferred.lock() && names == self.dest.as_slice()
+    }
 }
 
 impl RequestCtx {
@@ -90,6 +135,7 @@ impl RequestCtx {
             failure: FailureSlot::default(),
             instance: Arc::from(""),
             props_cache: None,
+            replace: None,
         }
     }
 
@@ -132,6 +178,26 @@ impl DedupFs {
             return Ok(props);
         }
         self.ns.props(&ctx.owner, names).map_err(|e| ctx.fail(e))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+        is_file: bool,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if ctx
+                .replace
+                .as_ref()
+                .is_some_and(|r| r.defer_removal(&names, is_file))
+            {
+                return Ok(());
+            }
+            self.ns.remove(&ctx.owner, &names).map_err(|e| ctx.fail(e))
+        }
+        .boxed()
     }
 
     fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
@@ -244,15 +310,11 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
-        self.remove_file(path, ctx)
+        self.remove(path, ctx, false)
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
-        async move {
-            let names = self.names(path, ctx)?;
-            self.ns.remove(&ctx.owner, &names).map_err(|e| ctx.fail(e))
-        }
-        .boxed()
+        self.remove(path, ctx, true)
     }
 
     fn rename<'a>(
@@ -263,10 +325,13 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, ()> {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
-            self.ns
-                .rename(&ctx.owner, &f, &t)
-                .map(|_| ())
-                .map_err(|e| ctx.fail(e))
+            let replacing = ctx.replace.as_ref().is_some_and(|r| r.replaces(&t));
+            let moved = if replacing {
+                self.ns.rename_replacing(&ctx.owner, &f, &t)
+            } else {
+                self.ns.rename(&ctx.owner, &f, &t)
+            };
+            moved.map(|_| ()).map_err(|e| ctx.fail(e))
         }
         .boxed()
     }

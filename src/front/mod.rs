@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::dav::{DedupFs, RequestCtx, UploadHints};
+use crate::dav::{DedupFs, PendingReplace, RequestCtx, UploadHints};
 use crate::index::{Index, UserRecord};
 use crate::namespace::Owner;
 use crate::store::ContentStore;
@@ -299,6 +299,7 @@ impl Gateway {
         let owner = Owner::from(&me);
         let mut ctx = RequestCtx::new(owner.clone());
         ctx.hints = upload_hints(&req);
+        ctx.replace = pending_replace(&req, &prefix);
         ctx.instance = self.instance.clone();
         let method = req.method().clone();
         let is_propfind = method.as_str() == "PROPFIND";
@@ -309,7 +310,7 @@ impl Gateway {
             req.headers()
                 .get("Destination")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|d| d.strip_prefix(prefix.as_str()))
+                .and_then(|d| below_prefix(d, &prefix))
                 .and_then(names_below)
         } else {
             dav_target(req.uri(), &prefix)
@@ -450,7 +451,41 @@ fn refuse_infinite_depth(req: &Request<Incoming>) -> Option<Response<GwBody>> {
 /// The request's path as names inside the user's tree (percent-decoded,
 /// one segment at a time).
 fn dav_target(uri: &http::Uri, prefix: &str) -> Option<Vec<String>> {
-    names_below(uri.path().strip_prefix(prefix)?)
+    names_below(below_prefix(uri.path(), prefix)?)
+}
+
+/// The part of a raw path below `prefix`, matched segment by segment (the
+/// path may spell the prefix's user name percent-encoded).
+fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let depth = prefix.trim_end_matches('/').matches('/').count();
+    let mut rest = path;
+    for _ in 0..depth {
+        let after = rest.strip_prefix('/')?;
+        rest = &after[after.find('/').unwrap_or(after.len())..];
+    }
+    Some(rest)
+}
+
+/// For MOVE (and COPY onto a file) with overwriting allowed: the destination,
+/// so the file system replaces it in the same transaction as the move
+/// instead of deleting it first.
+fn pending_replace(req: &Request<Incoming>, prefix: &str) -> Option<PendingReplace> {
+    let is_move = match req.method().as_str() {
+        "MOVE" => true,
+        "COPY" => false,
+        _ => return None,
+    };
+    let overwrite = req
+        .headers()
+        .get("Overwrite")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| !v.trim().eq_ignore_ascii_case("F"));
+    if !overwrite {
+        return None;
+    }
+    let dest = req.headers().get("Destination")?.to_str().ok()?;
+    let names = names_below(below_prefix(dest, prefix)?)?;
+    (!names.is_empty()).then(|| PendingReplace::new(names, is_move))
 }
 
 /// `X-OC-Mtime` (Unix seconds, possibly fractional) and `OC-Checksum`.

@@ -273,39 +273,19 @@ impl Namespace {
 
     /// Moves a node to `to` (which must not exist). The node keeps its id.
     pub fn rename(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError> {
-        let (from_name, from_parent) = from.split_last().ok_or(NsError::Root)?;
-        let (to_name, to_parent) = to.split_last().ok_or(NsError::Root)?;
-        self.index.write(|t| {
-            let src_parent = parent_dir(t, owner, from_parent)?;
-            let id = get_child(&t.dirents, src_parent.id, from_name)?.ok_or(NsError::NotFound)?;
-            let dst_parent = parent_dir(t, owner, to_parent)?;
-            if get_child(&t.dirents, dst_parent.id, to_name)?.is_some() {
-                return Err(NsError::Exists);
-            }
-            // Refuse to move a folder below itself.
-            let mut cur = dst_parent.id;
-            while cur != 0 {
-                if cur == id {
-                    return Err(NsError::IntoItself);
-                }
-                cur = t.node(cur)?.map_or(0, |n| n.parent);
-            }
-            let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
-            let version = t.next_change()?;
-            t.dirents.remove((src_parent.id, from_name.as_str()))?;
-            t.dirents.insert((dst_parent.id, to_name.as_str()), id)?;
-            // The node keeps its etag: its content did not change, and sync
-            // clients recognise a rename by an unchanged id and etag (a new
-            // etag makes them download the file again). Both parents change.
-            node.parent = dst_parent.id;
-            t.put_node(&node)?;
-            // The moved subtree's bytes leave the old ancestors and join the
-            // new ones (shared ancestors get both, so they end unchanged).
-            let bytes = node.size as i64;
-            t.touch_up_sized(src_parent.id, version, -bytes)?;
-            t.touch_up_sized(dst_parent.id, version, bytes)?;
-            Ok(node)
-        })
+        self.index.write(|t| rename_in(t, owner, from, to, false))
+    }
+
+    /// Moves a node to `to`, replacing whatever is there (a file or a whole
+    /// folder) in the same transaction: a crash leaves either the old
+    /// destination or the moved node, never neither.
+    pub fn rename_replacing(
+        &self,
+        owner: &Owner,
+        from: &[String],
+        to: &[String],
+    ) -> Result<Node, NsError> {
+        self.index.write(|t| rename_in(t, owner, from, to, true))
     }
 
     /// Copies a file: the copy shares the source's chunks (references go up,
@@ -482,6 +462,88 @@ fn props_of(t: &ReadTables, id: u64) -> Result<Vec<StoredProp>, NsError> {
     Ok(out)
 }
 
+fn rename_in(
+    t: &mut WriteTables<'_>,
+    owner: &Owner,
+    from: &[String],
+    to: &[String],
+    replace: bool,
+) -> Result<Node, NsError> {
+    let (from_name, from_parent) = from.split_last().ok_or(NsError::Root)?;
+    let (to_name, to_parent) = to.split_last().ok_or(NsError::Root)?;
+    let src_parent = parent_dir(t, owner, from_parent)?;
+    let id = get_child(&t.dirents, src_parent.id, from_name)?.ok_or(NsError::NotFound)?;
+    let dst_parent = parent_dir(t, owner, to_parent)?;
+    // Refuse to move a folder below itself.
+    let mut cur = dst_parent.id;
+    while cur != 0 {
+        if cur == id {
+            return Err(NsError::IntoItself);
+        }
+        cur = t.node(cur)?.map_or(0, |n| n.parent);
+    }
+    let version = t.next_change()?;
+    if let Some(old) = get_child(&t.dirents, dst_parent.id, to_name)? {
+        if !replace {
+            return Err(NsError::Exists);
+        }
+        // The destination must not contain the source.
+        let mut cur = src_parent.id;
+        while cur != 0 {
+            if cur == old {
+                return Err(NsError::IntoItself);
+            }
+            cur = t.node(cur)?.map_or(0, |n| n.parent);
+        }
+        let size = t.node(old)?.map_or(0, |n| n.size);
+        remove_subtree(t, owner, old)?;
+        t.dirents.remove((dst_parent.id, to_name.as_str()))?;
+        t.touch_up_sized(dst_parent.id, version, -(size as i64))?;
+    }
+    let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
+    t.dirents.remove((src_parent.id, from_name.as_str()))?;
+    t.dirents.insert((dst_parent.id, to_name.as_str()), id)?;
+    // The node keeps its etag: its content did not change, and sync
+    // clients recognise a rename by an unchanged id and etag (a new
+    // etag makes them download the file again). Both parents change.
+    node.parent = dst_parent.id;
+    t.put_node(&node)?;
+    // The moved subtree's bytes leave the old ancestors and join the
+    // new ones (shared ancestors get both, so they end unchanged).
+    let bytes = node.size as i64;
+    t.touch_up_sized(src_parent.id, version, -bytes)?;
+    t.touch_up_sized(dst_parent.id, version, bytes)?;
+    Ok(node)
+}
+
+/// Deletes a node and everything below it (not its own dirent): files
+/// release their chunks and their bytes from the owner's usage.
+fn remove_subtree(t: &mut WriteTables<'_>, owner: &Owner, top: u64) -> Result<(), NsError> {
+    let now = (now_ns() / 1_000_000_000) as u64;
+    let mut stack = vec![top];
+    while let Some(id) = stack.pop() {
+        let children: Vec<(String, u64)> = t
+            .dirents
+            .range((id, "")..(id + 1, ""))?
+            .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value())))
+            .collect::<Result<_, _>>()?;
+        for (name, child) in children {
+            t.dirents.remove((id, name.as_str()))?;
+            stack.push(child);
+        }
+        if let Some(node) = t.node(id)? {
+            if !node.is_dir() {
+                let m = get_manifest(&t.manifests, id)?;
+                t.release_chunks(&m, now)?;
+                credit_quota(t, owner, node.size)?;
+                t.add_counter(KEY_FILES, -1)?;
+            }
+        }
+        t.drop_node(id)?;
+    }
+    Ok(())
+}
+
 /// Resolves the parent folder of an entry being created or removed.
 fn parent_dir(t: &WriteTables<'_>, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
     let id = resolve_in(&t.dirents, owner.root, path).map_err(|e| match e {
@@ -650,6 +712,40 @@ mod tests {
             "marked for the collector, not deleted"
         );
         assert_eq!(ns.usage(&o).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_move_replaces_the_destination_in_one_step() {
+        let (_d, ns, o) = setup();
+        ns.commit_file(&o, &p("src"), &commit(10, 1)).unwrap();
+        ns.mkdir(&o, &p("dst")).unwrap();
+        ns.mkdir(&o, &p("dst/sub")).unwrap();
+        ns.commit_file(&o, &p("dst/sub/f"), &commit(20, 2)).unwrap();
+        ns.commit_file(&o, &p("dst/g"), &commit(30, 3)).unwrap();
+        assert!(matches!(
+            ns.rename(&o, &p("src"), &p("dst")),
+            Err(NsError::Exists)
+        ));
+        let moved = ns.rename_replacing(&o, &p("src"), &p("dst")).unwrap();
+        assert_eq!(ns.lookup(&o, &p("dst")).unwrap().id, moved.id);
+        assert!(!ns.lookup(&o, &p("dst")).unwrap().is_dir());
+        assert_eq!(
+            ns.usage(&o).unwrap().0,
+            10,
+            "the replaced tree's bytes are released"
+        );
+        for id in [2u8, 3] {
+            assert_eq!(ns.index().chunk(&[id; 32]).unwrap().unwrap().refs, 0);
+        }
+        assert_eq!(ns.index().stats().unwrap().files, 1);
+        // A destination that contains the source is refused, and nothing changes.
+        ns.mkdir(&o, &p("a")).unwrap();
+        ns.commit_file(&o, &p("a/x"), &commit(5, 4)).unwrap();
+        assert!(matches!(
+            ns.rename_replacing(&o, &p("a/x"), &p("a")),
+            Err(NsError::IntoItself)
+        ));
+        assert_eq!(ns.lookup(&o, &p("a/x")).unwrap().size, 5);
     }
 
     #[test]
