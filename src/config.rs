@@ -52,7 +52,17 @@ pub struct Config {
     pub log_level: String,
     pub chunking: ChunkingConfig,
     pub auth: AuthConfig,
+    pub uploads: UploadsConfig,
     pub backend: BackendConfig,
+}
+
+/// Chunked uploads (ownCloud/Nextcloud clients' large files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// An unfinished chunked upload untouched this long (hours) is dropped
+    /// and the chunks it held are released.
+    pub expire_hours: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,6 +153,7 @@ impl Default for Config {
                 failures_before_delay: 3,
                 max_delay_ms: 5000,
             },
+            uploads: UploadsConfig { expire_hours: 24 },
             backend: BackendConfig {
                 kind: BackendKind::Local,
                 path: None,
@@ -193,6 +204,11 @@ impl Config {
         if self.backend.kind == BackendKind::Webdav && self.backend.url.is_none() {
             return Err(ConfigError::Invalid(
                 "backend.url is required when backend.kind = \"webdav\"".into(),
+            ));
+        }
+        if self.uploads.expire_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "uploads.expire_hours must be at least 1".into(),
             ));
         }
         if !(1..=22).contains(&self.chunking.zstd_level) {

@@ -575,3 +575,46 @@ fn transfers_are_private_abandonable_and_expire() {
         .send();
     assert_eq!(status_of(res), 404);
 }
+
+#[test]
+fn chunked_upload_respects_locks_on_its_destination() {
+    let gw = TestGateway::start();
+    gw.add_user("lena", "lena-pw");
+    let dav = gw.client("lena", "lena-pw");
+    assert_eq!(dav.put("locked.bin", b"old".to_vec()).status(), 201);
+    let lock = dav
+        .request("LOCK", &dav.url("locked.bin"))
+        .body(r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#)
+        .send()
+        .unwrap();
+    assert_eq!(lock.status(), 200);
+    let token = header(&lock, "lock-token");
+    let data = random_bytes(300_000, 9);
+    let transfer = "locked-transfer";
+    assert_eq!(
+        status_of(
+            dav.request("MKCOL", &uploads_url(&dav, "lena", transfer))
+                .send()
+        ),
+        201
+    );
+    put_pieces(&dav, transfer, &data, 100_000, &[0, 1, 2], |_, off| {
+        format!("{off:016}")
+    });
+    // Without the lock token: refused, the old content stays.
+    assert_eq!(finish(&dav, transfer, "locked.bin", &data).status(), 423);
+    assert_eq!(dav.get_bytes("locked.bin").unwrap(), b"old");
+    // With it: assembled.
+    let res = dav
+        .request(
+            "MOVE",
+            &uploads_url(&dav, "lena", &format!("{transfer}/.file")),
+        )
+        .header("Destination", "/remote.php/dav/files/lena/locked.bin")
+        .header("OC-Total-Length", data.len().to_string())
+        .header("If", format!("({token})"))
+        .send()
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(dav.get_bytes("locked.bin").unwrap(), data);
+}

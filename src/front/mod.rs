@@ -61,7 +61,7 @@ impl Gateway {
             "oc{:010x}",
             app.index.instance_id().unwrap_or(0) & 0xff_ffff_ffff
         );
-        Arc::new(Self {
+        let gateway = Arc::new(Self {
             fs: app.fs.clone(),
             index: app.index.clone(),
             store: app.store.clone(),
@@ -70,7 +70,9 @@ impl Gateway {
             metrics: Metrics::default(),
             instance: Arc::from(instance),
             transfers: Transfers::default(),
-        })
+        });
+        gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
+        gateway
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -94,12 +96,13 @@ impl Gateway {
         owncloud::uploads::expire(self.fs.namespace(), &self.transfers, now)
     }
 
-    fn uploads_ctx(&self) -> UploadsCtx<'_> {
+    fn uploads_ctx(&self, user: u64) -> UploadsCtx<'_> {
         UploadsCtx {
             ns: self.fs.namespace(),
             store: &self.store,
             transfers: &self.transfers,
             instance: &self.instance,
+            locks: self.lock_table(user),
         }
     }
 
@@ -219,7 +222,7 @@ impl Gateway {
                     return (res, Some(name));
                 }
                 let owner = Owner::from(&me);
-                let res = self.uploads_ctx().handle(req, &owner, &rest).await;
+                let res = self.uploads_ctx(me.id).handle(req, &owner, &rest).await;
                 (res, Some(name))
             }
             Route::Metrics => match self.login(&req, peer).await {

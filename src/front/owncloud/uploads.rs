@@ -29,6 +29,9 @@ use parking_lot::Mutex;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use sha2::{Digest, Sha256};
 
+use dav_server::davpath::DavPath;
+use dav_server::ls::DavLockSystem;
+
 use crate::dav::checksum::{self, Announced, Digests, Hashers};
 use crate::dav::ocprops::oc_id;
 use crate::error::GatewayError;
@@ -183,6 +186,9 @@ pub struct UploadsCtx<'a> {
     pub store: &'a Arc<ContentStore>,
     pub transfers: &'a Transfers,
     pub instance: &'a str,
+    /// The user's WebDAV lock table: the assembled file must not land on a
+    /// path someone else has locked.
+    pub locks: Box<dyn DavLockSystem>,
 }
 
 fn now_secs() -> i64 {
@@ -278,6 +284,44 @@ fn header_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, GatewayError> {
 }
 
 /// The etags an `If` header asks for (`(["etag"])` lists), unquoted.
+/// Lock tokens submitted in an `If` header: `<…>` entries that are not
+/// resource tags (URLs or paths).
+fn if_header_lock_tokens(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('<') {
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('>') else { break };
+        let tag = &after[..j];
+        if !tag.contains("://") && !tag.starts_with('/') {
+            out.push(tag.to_string());
+        }
+        rest = &after[j + 1..];
+    }
+    out
+}
+
+/// Whether the path is locked by a lock the request does not hold.
+async fn locked_for(
+    locks: &dyn DavLockSystem,
+    owner: &Owner,
+    path: &[String],
+    if_header: Option<&str>,
+) -> bool {
+    let encoded: String = path
+        .iter()
+        .map(|seg| format!("/{}", utf8_percent_encode(seg, SEGMENT)))
+        .collect();
+    let Ok(dav_path) = DavPath::new(&encoded) else {
+        return false;
+    };
+    let tokens = if_header.map(if_header_lock_tokens).unwrap_or_default();
+    locks
+        .check(&dav_path, Some(&owner.name), false, false, &tokens)
+        .await
+        .is_err()
+}
+
 fn if_header_etags(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = value;
@@ -485,6 +529,12 @@ impl UploadsCtx<'_> {
                 ))
             }
         };
+        if locked_for(self.locks.as_ref(), owner, &path, header_str(h, "If")).await {
+            return Ok(error_response(
+                StatusCode::LOCKED,
+                "the destination is locked",
+            ));
+        }
         let mut check = AssembleCheck {
             total_length: header_u64(h, "OC-Total-Length")?,
             ..Default::default()
