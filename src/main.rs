@@ -237,9 +237,9 @@ fn read_password_stdin() -> Result<String, AnyError> {
     Ok(s.trim_end_matches(['\n', '\r']).to_string())
 }
 
-fn open_index(config: &Config) -> Result<Index, AnyError> {
+fn open_index(config: &Config) -> Result<std::sync::Arc<Index>, AnyError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    Ok(Index::open(&config.index_path())?)
+    Ok(std::sync::Arc::new(Index::open(&config.index_path())?))
 }
 
 fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
@@ -278,7 +278,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             }
         }
         UserCommand::Remove { name } => {
-            index.remove_user(&name)?;
+            admin::remove_user(&index, &name)?;
             println!("removed user {name} and their files");
         }
         UserCommand::Passwd {

@@ -618,3 +618,30 @@ fn chunked_upload_respects_locks_on_its_destination() {
     assert!(res.status().is_success(), "{}", res.status());
     assert_eq!(dav.get_bytes("locked.bin").unwrap(), data);
 }
+
+#[test]
+fn removing_a_user_releases_their_unfinished_uploads() {
+    let gw = TestGateway::start();
+    gw.add_user("gone", "gone-pw");
+    let dav = gw.client("gone", "gone-pw");
+    let data = random_bytes(300_000, 11);
+    assert_eq!(
+        status_of(
+            dav.request("MKCOL", &uploads_url(&dav, "gone", "t1"))
+                .send()
+        ),
+        201
+    );
+    put_pieces(&dav, "t1", &data, 100_000, &[0, 1], |_, off| {
+        format!("{off:016}")
+    });
+    assert_eq!(dav.put("kept.bin", random_bytes(50_000, 12)).status(), 201);
+    assert!(gw.index.chunk_references().unwrap() > 0);
+    dedupdav::admin::remove_user(&gw.index, "gone").unwrap();
+    assert_eq!(
+        gw.index.chunk_references().unwrap(),
+        0,
+        "nothing holds a chunk any more"
+    );
+    assert!(gw.index.user("gone").unwrap().is_none());
+}

@@ -4,7 +4,11 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 
 use crate::front::auth::{hash_password, AuthError};
+use std::sync::Arc;
+
 use crate::index::{Index, IndexError, NewUser, Stats, UserRecord};
+use crate::namespace::uploads::UploadError;
+use crate::namespace::{Namespace, Owner};
 
 /// Errors of admin commands.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,8 @@ pub enum AdminError {
     BadSize(String),
     #[error("the password must not be empty")]
     EmptyPassword,
+    #[error(transparent)]
+    Upload(#[from] UploadError),
 }
 
 /// A random password for generated accounts.
@@ -70,6 +76,20 @@ pub fn set_password(index: &Index, name: &str, password: &str) -> Result<(), Adm
         return Err(AdminError::EmptyPassword);
     }
     Ok(index.set_password(name, hash_password(password)?)?)
+}
+
+/// Removes a user: first their unfinished chunked uploads (releasing the
+/// chunks those hold), then their whole tree and the account.
+pub fn remove_user(index: &Arc<Index>, name: &str) -> Result<(), AdminError> {
+    let user = index
+        .user(name)?
+        .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
+    let ns = Namespace::new(index.clone());
+    let owner = Owner::from(&user);
+    for (transfer, _) in ns.uploads(&owner)? {
+        ns.abandon_upload(&owner, &transfer)?;
+    }
+    Ok(index.remove_user(name)?)
 }
 
 /// On a fresh index, creates `admin` with a random password and returns it.
