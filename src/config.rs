@@ -53,7 +53,19 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     pub auth: AuthConfig,
     pub uploads: UploadsConfig,
+    pub gc: GcConfig,
     pub backend: BackendConfig,
+}
+
+/// Garbage collection of chunks no file references any more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcConfig {
+    /// How long an unreferenced chunk is kept before its object is deleted
+    /// (hours): an upload of the same data within that time reuses it.
+    pub grace_hours: u64,
+    /// How often `serve` collects (minutes; 0 = only `dedupdav gc`).
+    pub interval_minutes: u64,
 }
 
 /// Chunked uploads (ownCloud/Nextcloud clients' large files).
@@ -154,6 +166,10 @@ impl Default for Config {
                 max_delay_ms: 5000,
             },
             uploads: UploadsConfig { expire_hours: 24 },
+            gc: GcConfig {
+                grace_hours: 24,
+                interval_minutes: 60,
+            },
             backend: BackendConfig {
                 kind: BackendKind::Local,
                 path: None,

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,14 @@ enum Command {
     /// Check the configured upstream: connect, write, read and remove a probe
     /// object, and print latencies or what is wrong.
     CheckUpstream,
+    /// Delete the objects of chunks no file has referenced for the grace
+    /// period (stop `serve` first; it also collects every gc.interval_minutes).
+    Gc {
+        /// Keep chunks unreferenced for less than this many hours
+        /// (default: gc.grace_hours).
+        #[arg(long, value_name = "HOURS")]
+        grace_hours: Option<u64>,
+    },
     /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
     Stats {
         /// Print JSON (keys users, files, logical_bytes, stored_bytes, chunks).
@@ -136,6 +145,10 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             init_logs(&config, false);
             user_command(config, cmd)
         }
+        Command::Gc { grace_hours } => {
+            init_logs(&config, false);
+            collect_garbage(config, grace_hours)
+        }
         Command::CheckUpstream => {
             init_logs(&config, false);
             check_upstream(config)
@@ -177,7 +190,17 @@ fn serve(config: Config) -> Result<(), AnyError> {
         ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
+        let gc = &app.config.gc;
+        let collector = (gc.interval_minutes > 0).then(|| {
+            gateway.spawn_collector(
+                Duration::from_secs(gc.interval_minutes * 60),
+                Duration::from_secs(gc.grace_hours * 3600),
+            )
+        });
         gateway.serve(listener, shutdown_signal()).await;
+        if let Some(c) = collector {
+            c.abort();
+        }
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
     })
@@ -212,6 +235,29 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyError> {
+    let grace = Duration::from_secs(grace_hours.unwrap_or(config.gc.grace_hours) * 3600);
+    let app = App::open(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("collecting unreferenced chunks");
+    let report = runtime.block_on(app.store.collect_garbage(grace, |r| {
+        bar.set_message(format!(
+            "{} objects deleted, {} bytes freed",
+            r.deleted, r.bytes_freed
+        ));
+        bar.tick();
+    }))?;
+    bar.finish_and_clear();
+    println!(
+        "deleted {} objects ({} bytes); {} in use by uploads kept; {} deletions failed",
+        report.deleted, report.bytes_freed, report.in_use, report.delete_failures
+    );
+    Ok(())
 }
 
 fn check_upstream(config: Config) -> Result<(), AnyError> {

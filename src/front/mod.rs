@@ -106,6 +106,26 @@ impl Gateway {
         }
     }
 
+    /// Collects unreferenced chunks every `every`, keeping them for `grace`.
+    /// Runs until the returned task is aborted.
+    pub fn spawn_collector(
+        self: &Arc<Self>,
+        every: Duration,
+        grace: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.collect_garbage(grace, |_| {}).await {
+                    tracing::warn!(error = %e, "garbage collection failed; retrying later");
+                }
+            }
+        })
+    }
+
     /// Serves connections until `shutdown` completes.
     pub async fn serve(
         self: Arc<Self>,

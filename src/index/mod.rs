@@ -151,6 +151,58 @@ impl Index {
         Ok(total)
     }
 
+    /// Chunks no manifest references, unreferenced since `cutoff` (Unix
+    /// seconds) or earlier: the collector's candidates. At most `limit`.
+    pub fn unreferenced_chunks(
+        &self,
+        cutoff: u64,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, IndexError> {
+        self.read(|t| {
+            let mut out = Vec::new();
+            for row in t.chunks.iter()? {
+                let (k, v) = row?;
+                let rec = ChunkRecord::decode(v.value())?;
+                if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff
+                {
+                    let mut id = [0u8; 32];
+                    if k.value().len() == 32 {
+                        id.copy_from_slice(k.value());
+                        out.push(id);
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drops the records of chunks that are still unreferenced since
+    /// `cutoff` or earlier (re-checked in this transaction: a chunk an
+    /// upload revived meanwhile is kept). Returns those dropped, with their
+    /// object sizes.
+    pub fn forget_chunks(
+        &self,
+        ids: &[[u8; 32]],
+        cutoff: u64,
+    ) -> Result<Vec<([u8; 32], u32)>, IndexError> {
+        self.write(|t| {
+            let mut dropped = Vec::new();
+            for id in ids {
+                let Some(rec) = t.chunk(id)? else { continue };
+                if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff
+                {
+                    t.chunks.remove(id.as_slice())?;
+                    t.add_counter(KEY_STORED_BYTES, -(rec.stored as i64))?;
+                    dropped.push((*id, rec.stored));
+                }
+            }
+            Ok(dropped)
+        })
+    }
+
     /// Overall usage figures.
     pub fn stats(&self) -> Result<Stats, IndexError> {
         let tx = self.db.begin_read()?;

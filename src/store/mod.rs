@@ -12,6 +12,7 @@
 //! each object's tag and id, and reads ahead on sequential access.
 
 pub mod chunker;
+mod gc;
 mod pins;
 mod reader;
 mod upload;
@@ -23,6 +24,7 @@ use crate::crypto::{ChunkId, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
 use crate::index::{Index, IndexError};
 
 pub use chunker::{Cdc, ChunkSizes, Chunker};
+pub use gc::GcReport;
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
 pub use upload::{ByteSink, FinishedUpload, Upload};

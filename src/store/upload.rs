@@ -250,10 +250,18 @@ async fn store_chunk(
     let cpu_store = store.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         let id = ChunkId::of(&cpu_store.keys, &chunk);
-        let known = cpu_store.pins.pin_then(id, || {
-            pins.lock().add(id);
-            cpu_store.index.chunk_known(&id.0)
-        })?;
+        let known = loop {
+            let found = cpu_store.pins.pin_then(id, || {
+                pins.lock().add(id);
+                cpu_store.index.chunk_known(&id.0)
+            });
+            match found {
+                Some(known) => break known?,
+                // The collector is deleting this chunk's object right now:
+                // wait until it is gone, then store it anew.
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
         if known {
             return Ok::<_, StoreError>((id, None));
         }

@@ -20,6 +20,7 @@ pub struct TestGateway {
     pub objects_root: PathBuf,
     pub data: tempfile::TempDir,
     pub index: Arc<Index>,
+    pub store: Arc<dedupdav::store::ContentStore>,
     pub gateway: Arc<Gateway>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -77,6 +78,7 @@ impl TestGateway {
         tweak(&mut config);
         let app = App::open(config).expect("gateway starts");
         let index = app.index.clone();
+        let store = app.store.clone();
         let gateway = Gateway::new(&app);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
@@ -104,6 +106,7 @@ impl TestGateway {
             apache: None,
             data,
             index,
+            store,
             gateway,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -117,6 +120,17 @@ impl TestGateway {
     pub fn add_user_with_quota(&self, name: &str, password: &str, quota: u64) {
         dedupdav::admin::add_user(&self.index, name, password, false, Some(quota))
             .expect("add user");
+    }
+
+    /// Runs the garbage collector with the given grace period.
+    pub fn collect_garbage(&self, grace: Duration) -> dedupdav::store::GcReport {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(self.store.collect_garbage(grace, |_| {}))
+            .expect("garbage collection")
     }
 
     pub fn stats(&self) -> Stats {
