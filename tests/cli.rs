@@ -166,6 +166,8 @@ fn user_management_and_stats() {
     assert_eq!(json["users"], 1);
     let (ok, text) = run(&["stats"], d, None);
     assert!(ok && text.contains("dedup ratio"), "{text}");
+    let (ok, text) = run(&["gc", "--grace-hours", "0"], d, None);
+    assert!(ok && text.contains("deleted 0 objects"), "{text}");
 }
 
 #[test]
