@@ -252,6 +252,35 @@ impl WriteTables<'_> {
         Ok(())
     }
 
+    /// Deletes a node and everything below it (not its own dirent); files
+    /// release their chunks. Returns the files removed and their bytes (the
+    /// caller settles counters and quota).
+    pub fn remove_subtree(&mut self, top: u64, now: u64) -> Result<(u64, u64), IndexError> {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut stack = vec![top];
+        while let Some(id) = stack.pop() {
+            let children: Vec<(String, u64)> = self
+                .dirents
+                .range((id, "")..(id + 1, ""))?
+                .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value())))
+                .collect::<Result<_, _>>()?;
+            for (name, child) in children {
+                self.dirents.remove((id, name.as_str()))?;
+                stack.push(child);
+            }
+            if let Some(node) = self.node(id)? {
+                if !node.is_dir() {
+                    let m = get_manifest(&self.manifests, id)?;
+                    self.release_chunks(&m, now)?;
+                    files += 1;
+                    bytes += node.size;
+                }
+            }
+            self.drop_node(id)?;
+        }
+        Ok((files, bytes))
+    }
+
     /// Deletes a node's record, manifest and dead properties (not its dirent).
     pub fn drop_node(&mut self, id: u64) -> Result<(), IndexError> {
         self.nodes.remove(id)?;

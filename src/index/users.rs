@@ -4,7 +4,7 @@ use redb::ReadableTable;
 
 use super::records::{Node, NodeKind, UserRecord};
 use super::tables::KEY_FILES;
-use super::tx::{get_manifest, get_node, get_user};
+use super::tx::get_user;
 use super::{Index, IndexError};
 
 /// What `user add` supplies.
@@ -111,28 +111,8 @@ impl Index {
         self.write(|t| {
             let user = get_user(&t.users, name)?
                 .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
-            let mut stack = vec![user.root];
-            let mut files = 0i64;
-            while let Some(id) = stack.pop() {
-                let children: Vec<(String, u64)> = t
-                    .dirents
-                    .range((id, "")..(id + 1, ""))?
-                    .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value())))
-                    .collect::<Result<_, _>>()?;
-                for (name, child) in children {
-                    t.dirents.remove((id, name.as_str()))?;
-                    stack.push(child);
-                }
-                if let Some(node) = get_node(&t.nodes, id)? {
-                    if !node.is_dir() {
-                        let m = get_manifest(&t.manifests, id)?;
-                        t.release_chunks(&m, now)?;
-                        files += 1;
-                    }
-                }
-                t.drop_node(id)?;
-            }
-            t.add_counter(KEY_FILES, -files)?;
+            let (files, _) = t.remove_subtree(user.root, now)?;
+            t.add_counter(KEY_FILES, -(files as i64))?;
             t.users.remove(name)?;
             Ok(())
         })

@@ -520,27 +520,9 @@ fn rename_in(
 /// release their chunks and their bytes from the owner's usage.
 fn remove_subtree(t: &mut WriteTables<'_>, owner: &Owner, top: u64) -> Result<(), NsError> {
     let now = (now_ns() / 1_000_000_000) as u64;
-    let mut stack = vec![top];
-    while let Some(id) = stack.pop() {
-        let children: Vec<(String, u64)> = t
-            .dirents
-            .range((id, "")..(id + 1, ""))?
-            .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value())))
-            .collect::<Result<_, _>>()?;
-        for (name, child) in children {
-            t.dirents.remove((id, name.as_str()))?;
-            stack.push(child);
-        }
-        if let Some(node) = t.node(id)? {
-            if !node.is_dir() {
-                let m = get_manifest(&t.manifests, id)?;
-                t.release_chunks(&m, now)?;
-                credit_quota(t, owner, node.size)?;
-                t.add_counter(KEY_FILES, -1)?;
-            }
-        }
-        t.drop_node(id)?;
-    }
+    let (files, bytes) = t.remove_subtree(top, now)?;
+    credit_quota(t, owner, bytes)?;
+    t.add_counter(KEY_FILES, -(files as i64))?;
     Ok(())
 }
 
