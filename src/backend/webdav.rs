@@ -610,6 +610,9 @@ impl WebDavStore {
     async fn mkcol(&self, dir: &str) -> Result<bool, BackendError> {
         let url = self.account_url(dir.split('/'), true);
         let what = format!("MKCOL {dir}/");
+        // Apache answers the loser of a MKCOL race with 403, sometimes before
+        // the winner's folder is visible: a few such answers are retried.
+        let races = std::sync::atomic::AtomicU32::new(0);
         self.with_retries(&what, self.retry_deadline, || async {
             let resp = self
                 .request(mkcol(), url.clone())
@@ -623,6 +626,17 @@ impl WebDavStore {
                 409 => Ok(false),
                 // Another client may have created it at the same moment.
                 403 if self.is_folder(&url).await => Ok(true),
+                403 if races.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 => {
+                    Err(Failure::Retry(
+                        BackendError::Transient {
+                            backend: self.display.clone(),
+                            cause: format!(
+                                "{what} answered 403 while another client may be creating it"
+                            ),
+                        },
+                        None,
+                    ))
+                }
                 _ => Err(self.status_failure(&what, &resp)),
             }
         })
