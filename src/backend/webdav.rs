@@ -400,14 +400,11 @@ impl WebDavStore {
         loop {
             tries += 1;
             let outcome = {
-                let _permit =
-                    self.permits
-                        .acquire()
-                        .await
-                        .map_err(|_| BackendError::Permanent {
-                            backend: self.display.clone(),
-                            cause: "the store is shutting down".to_string(),
-                        })?;
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| self.permanent("the store is shutting down".to_string()))?;
                 attempt().await
             };
             let (err, retry_after) = match outcome {
@@ -441,13 +438,10 @@ impl WebDavStore {
     fn transport_failure(&self, what: &str, e: &reqwest::Error) -> Failure {
         let cause = error_chain(e);
         if looks_like_tls(e) {
-            return Failure::Fatal(BackendError::Permanent {
-                backend: self.display.clone(),
-                cause: format!(
-                    "TLS failure: {cause} (is the certificate valid and trusted, and does the URL's \
+            return Failure::Fatal(self.permanent(format!(
+                "TLS failure: {cause} (is the certificate valid and trusted, and does the URL's \
                      scheme match the server: https vs http?)"
-                ),
-            });
+            )));
         }
         if e.is_connect() {
             return Failure::Retry(
@@ -544,6 +538,14 @@ impl WebDavStore {
             .collect()
     }
 
+    /// A failure retrying cannot fix, naming this upstream.
+    fn permanent(&self, cause: impl Into<String>) -> BackendError {
+        BackendError::Permanent {
+            backend: self.display.clone(),
+            cause: cause.into(),
+        }
+    }
+
     /// Creates the missing folders of `dirs` (outermost first) with MKCOL,
     /// remembering which exist.
     async fn ensure_dirs(&self, dirs: &[String]) -> Result<(), BackendError> {
@@ -559,12 +561,9 @@ impl WebDavStore {
                 continue;
             }
             if restarted {
-                return Err(BackendError::Permanent {
-                    backend: self.display.clone(),
-                    cause: format!(
-                        "MKCOL {dir}/ keeps answering 409 Conflict: a parent folder cannot be created"
-                    ),
-                });
+                return Err(self.permanent(format!(
+                    "MKCOL {dir}/ keeps answering 409 Conflict: a parent folder cannot be created"
+                )));
             }
             debug!(upstream = %self.display, "MKCOL {dir}/: parent missing, re-creating the chain");
             self.forget_dirs(dirs);
@@ -820,10 +819,8 @@ impl WebDavStore {
         let Some(body) = body else {
             return Ok(Vec::new());
         };
-        let entries = parse_multistatus(&body).map_err(|e| BackendError::Permanent {
-            backend: self.display.clone(),
-            cause: format!("{what}: unreadable answer: {e}"),
-        })?;
+        let entries = parse_multistatus(&body)
+            .map_err(|e| self.permanent(format!("{what}: unreadable answer: {e}")))?;
         let own_path = normalize(&decode_path(url.path()).unwrap_or_default());
         let own_suffix = format!(
             "/{}",
@@ -902,33 +899,29 @@ impl WebDavStore {
                         } else {
                             "nothing here"
                         };
-                        return Err(Failure::Fatal(BackendError::Permanent {
-                            backend: self.display.clone(),
-                            cause: format!(
-                                "bad URL: PROPFIND on {account} answered {status} ({meaning}); \
+                        return Err(Failure::Fatal(self.permanent(format!(
+                            "bad URL: PROPFIND on {account} answered {status} ({meaning}); \
                                  expected the account's WebDAV root, like \
                                  https://host/remote.php/dav/files/<user>/"
-                            ),
-                        }));
+                        ))));
                     }
                     200..=299 => {
                         let kind = header_str(resp.headers(), CONTENT_TYPE).unwrap_or_default();
-                        return Err(Failure::Fatal(BackendError::Permanent {
-                            backend: self.display.clone(),
-                            cause: format!(
-                                "not WebDAV: PROPFIND on {account} answered {status} ({kind}) \
+                        return Err(Failure::Fatal(self.permanent(format!(
+                            "not WebDAV: PROPFIND on {account} answered {status} ({kind}) \
                                  instead of 207 Multi-Status; is the URL the WebDAV root?"
-                            ),
-                        }));
+                        ))));
                     }
                     _ => return Err(self.status_failure(&what, &resp)),
                 }
-                let body = resp.bytes().await.map_err(|e| self.transport_failure(&what, &e))?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| self.transport_failure(&what, &e))?;
                 if parse_multistatus(&body).is_err() {
-                    return Err(Failure::Fatal(BackendError::Permanent {
-                        backend: self.display.clone(),
-                        cause: format!("not WebDAV: PROPFIND on {account} did not answer a readable multistatus"),
-                    }));
+                    return Err(Failure::Fatal(self.permanent(format!(
+                        "not WebDAV: PROPFIND on {account} did not answer a readable multistatus"
+                    ))));
                 }
                 Ok((server, dav))
             })
@@ -955,13 +948,10 @@ impl WebDavStore {
                 .map_err(|e| self.transport_failure(&what, &e))?;
             match resp.status().as_u16() {
                 200 | 201 | 204 => Ok(()),
-                404 | 409 => Err(Failure::Fatal(BackendError::Permanent {
-                    backend: self.display.clone(),
-                    cause: format!(
-                        "{what} answered {}: the root folder cannot be written",
-                        resp.status()
-                    ),
-                })),
+                404 | 409 => Err(Failure::Fatal(self.permanent(format!(
+                    "{what} answered {}: the root folder cannot be written",
+                    resp.status()
+                )))),
                 _ => Err(self.status_failure(&what, &resp)),
             }
         })
@@ -1015,12 +1005,9 @@ impl ObjectStore for WebDavStore {
         loop {
             if !self.put_once(name, &data).await? {
                 if refolded {
-                    return Err(BackendError::Permanent {
-                        backend: self.display.clone(),
-                        cause: format!(
-                            "PUT {rel}: the folder is still missing after re-creating it"
-                        ),
-                    });
+                    return Err(self.permanent(format!(
+                        "PUT {rel}: the folder is still missing after re-creating it"
+                    )));
                 }
                 warn!(upstream = %self.display, "PUT {rel}: folder missing upstream, re-creating it");
                 self.forget_dirs(&dirs);

@@ -31,6 +31,37 @@ pub(crate) struct ReadTables {
     pub upload_parts: ReadOnlyTable<(u64, &'static str, &'static str), &'static [u8]>,
 }
 
+impl<'t> WriteTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, IndexError> {
+        Ok(Self {
+            meta: tx.open_table(META)?,
+            users: tx.open_table(USERS)?,
+            nodes: tx.open_table(NODES)?,
+            dirents: tx.open_table(DIRENTS)?,
+            manifests: tx.open_table(MANIFESTS)?,
+            chunks: tx.open_table(CHUNKS)?,
+            props: tx.open_table(PROPS)?,
+            uploads: tx.open_table(UPLOADS)?,
+            upload_parts: tx.open_table(UPLOAD_PARTS)?,
+        })
+    }
+}
+
+impl ReadTables {
+    fn open(tx: &redb::ReadTransaction) -> Result<Self, IndexError> {
+        Ok(Self {
+            users: tx.open_table(USERS)?,
+            nodes: tx.open_table(NODES)?,
+            dirents: tx.open_table(DIRENTS)?,
+            manifests: tx.open_table(MANIFESTS)?,
+            chunks: tx.open_table(CHUNKS)?,
+            props: tx.open_table(PROPS)?,
+            uploads: tx.open_table(UPLOADS)?,
+            upload_parts: tx.open_table(UPLOAD_PARTS)?,
+        })
+    }
+}
+
 impl Index {
     /// Runs `f` in one write transaction; commits only if it returns `Ok`.
     ///
@@ -58,19 +89,9 @@ impl Index {
         E: From<IndexError>,
     {
         let tx = self.db.begin_write().map_err(IndexError::from)?;
-        let result = {
-            let mut t = WriteTables {
-                meta: tx.open_table(META).map_err(IndexError::from)?,
-                users: tx.open_table(USERS).map_err(IndexError::from)?,
-                nodes: tx.open_table(NODES).map_err(IndexError::from)?,
-                dirents: tx.open_table(DIRENTS).map_err(IndexError::from)?,
-                manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
-                chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
-                props: tx.open_table(PROPS).map_err(IndexError::from)?,
-                uploads: tx.open_table(UPLOADS).map_err(IndexError::from)?,
-                upload_parts: tx.open_table(UPLOAD_PARTS).map_err(IndexError::from)?,
-            };
-            f(&mut t)
+        let result = match WriteTables::open(&tx) {
+            Ok(mut t) => f(&mut t),
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(r) => {
@@ -91,16 +112,7 @@ impl Index {
         E: From<IndexError>,
     {
         let tx = self.db.begin_read().map_err(IndexError::from)?;
-        let t = ReadTables {
-            users: tx.open_table(USERS).map_err(IndexError::from)?,
-            nodes: tx.open_table(NODES).map_err(IndexError::from)?,
-            dirents: tx.open_table(DIRENTS).map_err(IndexError::from)?,
-            manifests: tx.open_table(MANIFESTS).map_err(IndexError::from)?,
-            chunks: tx.open_table(CHUNKS).map_err(IndexError::from)?,
-            props: tx.open_table(PROPS).map_err(IndexError::from)?,
-            uploads: tx.open_table(UPLOADS).map_err(IndexError::from)?,
-            upload_parts: tx.open_table(UPLOAD_PARTS).map_err(IndexError::from)?,
-        };
+        let t = ReadTables::open(&tx)?;
         f(&t)
     }
 }
