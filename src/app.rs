@@ -30,6 +30,8 @@ pub enum StartError {
     Backend(#[from] BackendError),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The assembled gateway.
@@ -59,7 +61,11 @@ impl App {
             index.clone(),
             config.store_settings(),
         );
-        let fs = DedupFs::new(Namespace::new(index.clone()), store.clone());
+        let fs = DedupFs::new(
+            Namespace::new(index.clone()),
+            store.clone(),
+            config.upload_checksums()?,
+        );
         Ok(Self {
             config,
             keys,

@@ -10,6 +10,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::webdav::WebDavConfig;
+use crate::dav::checksum::ChecksumSet;
 use crate::store::{ChunkSizes, StoreSettings};
 
 /// Errors of loading the configuration.
@@ -75,6 +76,12 @@ pub struct UploadsConfig {
     /// An unfinished chunked upload untouched this long (hours) is dropped
     /// and the chunks it held are released.
     pub expire_hours: u64,
+    /// Checksum types (SHA1, MD5, ADLER32) computed on every upload and
+    /// listed in `oc:checksums`, besides those the client announces in
+    /// `OC-Checksum`. SHA1 and MD5 cost more CPU than the rest of an
+    /// upload's hashing together; ownCloud and Nextcloud clients and rclone
+    /// announce the one they check.
+    pub checksums: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -165,7 +172,10 @@ impl Default for Config {
                 failures_before_delay: 3,
                 max_delay_ms: 5000,
             },
-            uploads: UploadsConfig { expire_hours: 24 },
+            uploads: UploadsConfig {
+                expire_hours: 24,
+                checksums: vec!["ADLER32".into()],
+            },
             gc: GcConfig {
                 grace_hours: 24,
                 interval_minutes: 60,
@@ -227,12 +237,19 @@ impl Config {
                 "uploads.expire_hours must be at least 1".into(),
             ));
         }
+        self.upload_checksums()?;
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
                 "chunking.zstd_level must be 1..=22".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The checksum types every upload computes (`uploads.checksums`).
+    pub fn upload_checksums(&self) -> Result<ChecksumSet, ConfigError> {
+        ChecksumSet::parse(&self.uploads.checksums)
+            .map_err(|e| ConfigError::Invalid(format!("uploads.checksums: {e}")))
     }
 
     pub fn chunk_sizes(&self) -> ChunkSizes {
@@ -336,6 +353,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("listen"), "{e}");
+            jail.create_file("f.toml", "[uploads]\nchecksums = [\"SHA1\", \"CRC\"]\n")?;
+            let e = Config::load(Some(Path::new("f.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("uploads.checksums") && e.contains("CRC"), "{e}");
+            jail.create_file("g.toml", "[uploads]\nchecksums = [\"sha1\", \"MD5\"]\n")?;
+            let c = Config::load(Some(Path::new("g.toml"))).unwrap();
+            let set = c.upload_checksums().unwrap();
+            assert!(set.sha1 && set.md5 && !set.adler32);
             Ok(())
         });
     }

@@ -54,35 +54,92 @@ pub fn parse_header(value: &str) -> Result<Vec<Announced>, ChecksumError> {
     Ok(out)
 }
 
-/// The three digests of a finished stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A set of checksum types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChecksumSet {
+    pub sha1: bool,
+    pub md5: bool,
+    pub adler32: bool,
+}
+
+impl ChecksumSet {
+    /// Every supported type.
+    pub const ALL: Self = Self {
+        sha1: true,
+        md5: true,
+        adler32: true,
+    };
+
+    /// The set named by `kinds` (case-insensitive); an unknown name is an
+    /// error naming it.
+    pub fn parse<S: AsRef<str>>(kinds: &[S]) -> Result<Self, String> {
+        let mut set = Self::default();
+        for k in kinds {
+            if !set.add(k.as_ref()) {
+                return Err(format!(
+                    "unknown checksum type {:?} (supported: {})",
+                    k.as_ref(),
+                    SUPPORTED.join(", ")
+                ));
+            }
+        }
+        Ok(set)
+    }
+
+    /// Adds a type by name; `false` when the gateway does not compute it.
+    fn add(&mut self, kind: &str) -> bool {
+        match kind.to_ascii_uppercase().as_str() {
+            "SHA1" => self.sha1 = true,
+            "MD5" => self.md5 = true,
+            "ADLER32" => self.adler32 = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// This set plus the supported types among `announced`.
+    pub fn with_announced(mut self, announced: &[Announced]) -> Self {
+        for a in announced {
+            self.add(&a.kind);
+        }
+        self
+    }
+}
+
+/// The digests of a finished stream (those that were computed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digests {
-    pub sha1: String,
-    /// Only when it was computed (see [`Hashers::without_md5`]).
+    pub sha1: Option<String>,
     pub md5: Option<String>,
-    pub adler32: String,
+    pub adler32: Option<String>,
 }
 
 impl Digests {
-    /// The stored form, as ownCloud lists it in `oc:checksum`.
-    pub fn to_oc_string(&self) -> String {
-        match &self.md5 {
-            Some(md5) => format!("SHA1:{} MD5:{md5} ADLER32:{}", self.sha1, self.adler32),
-            None => format!("SHA1:{} ADLER32:{}", self.sha1, self.adler32),
-        }
+    /// The stored form, as ownCloud lists it in `oc:checksum`
+    /// (`SHA1:… MD5:… ADLER32:…`); `None` when nothing was computed.
+    pub fn to_oc_string(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("SHA1", &self.sha1),
+            ("MD5", &self.md5),
+            ("ADLER32", &self.adler32),
+        ]
+        .into_iter()
+        .filter_map(|(kind, v)| v.as_ref().map(|v| format!("{kind}:{v}")))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
     }
 
     fn get(&self, kind: &str) -> Option<&str> {
         match kind {
-            "SHA1" => Some(&self.sha1),
+            "SHA1" => self.sha1.as_deref(),
             "MD5" => self.md5.as_deref(),
-            "ADLER32" => Some(&self.adler32),
+            "ADLER32" => self.adler32.as_deref(),
             _ => None,
         }
     }
 
-    /// Checks every announced checksum of a supported type. Types the
-    /// gateway does not compute are ignored (and not stored).
+    /// Checks every announced checksum the gateway computed. Types it does
+    /// not compute are ignored (and not stored).
     pub fn verify(&self, announced: &[Announced]) -> Result<(), ChecksumError> {
         for a in announced {
             let Some(actual) = self.get(&a.kind) else {
@@ -106,22 +163,14 @@ impl Digests {
     }
 }
 
-/// Running SHA1, MD5 and Adler-32 of a byte stream.
-#[derive(Clone)]
+/// Running SHA1, MD5 and Adler-32 of a byte stream, each only when asked
+/// for: SHA1 and MD5 cost more than the rest of an upload's hashing, so an
+/// upload computes them only when configured or announced by the client.
+#[derive(Clone, Default)]
 pub struct Hashers {
-    sha1: Sha1,
+    sha1: Option<Sha1>,
     md5: Option<Md5>,
-    adler: simd_adler32::Adler32,
-}
-
-impl Default for Hashers {
-    fn default() -> Self {
-        Self {
-            sha1: Sha1::new(),
-            md5: Some(Md5::new()),
-            adler: simd_adler32::Adler32::new(),
-        }
-    }
+    adler: Option<simd_adler32::Adler32>,
 }
 
 impl std::fmt::Debug for Hashers {
@@ -131,38 +180,37 @@ impl std::fmt::Debug for Hashers {
 }
 
 impl Hashers {
-    /// SHA1 and Adler-32 only. MD5 costs more than all other hashing of an
-    /// upload together, so a plain PUT computes it only when the client
-    /// announces an MD5 checksum.
-    pub fn without_md5() -> Self {
+    pub fn new(set: ChecksumSet) -> Self {
         Self {
-            md5: None,
-            ..Self::default()
+            sha1: set.sha1.then(Sha1::new),
+            md5: set.md5.then(Md5::new),
+            adler: set.adler32.then(simd_adler32::Adler32::new),
         }
     }
 
-    /// The hashers a PUT announcing `announced` needs.
-    pub fn for_announced(announced: &[Announced]) -> Self {
-        if announced.iter().any(|a| a.kind == "MD5") {
-            Self::default()
-        } else {
-            Self::without_md5()
-        }
+    /// Whether updating costs noticeably more than reading the bytes
+    /// (SHA1 or MD5): worth a thread of its own on large uploads.
+    pub fn is_costly(&self) -> bool {
+        self.sha1.is_some() || self.md5.is_some()
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.sha1.update(data);
-        if let Some(m) = self.md5.as_mut() {
-            m.update(data);
+        if let Some(h) = self.sha1.as_mut() {
+            h.update(data);
         }
-        self.adler.write(data);
+        if let Some(h) = self.md5.as_mut() {
+            h.update(data);
+        }
+        if let Some(h) = self.adler.as_mut() {
+            h.write(data);
+        }
     }
 
     pub fn finish(self) -> Digests {
         Digests {
-            sha1: hex::encode(self.sha1.finalize()),
-            md5: self.md5.map(|m| hex::encode(m.finalize())),
-            adler32: format!("{:08x}", self.adler.finish()),
+            sha1: self.sha1.map(|h| hex::encode(h.finalize())),
+            md5: self.md5.map(|h| hex::encode(h.finalize())),
+            adler32: self.adler.map(|h| format!("{:08x}", h.finish())),
         }
     }
 }
@@ -171,44 +219,56 @@ impl Hashers {
 mod tests {
     use super::*;
 
+    fn digest(set: ChecksumSet, parts: &[&[u8]]) -> Digests {
+        let mut h = Hashers::new(set);
+        for p in parts {
+            h.update(p);
+        }
+        h.finish()
+    }
+
     #[test]
     fn known_digests() {
-        let mut h = Hashers::default();
-        h.update(b"hello ");
-        h.update(b"world");
-        let d = h.finish();
-        assert_eq!(d.sha1, "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
-        assert_eq!(d.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
-        assert_eq!(d.adler32, "1a0b045d");
+        let d = digest(ChecksumSet::ALL, &[b"hello ", b"world"]);
         assert_eq!(
-            d.to_oc_string(),
+            d.sha1.as_deref(),
+            Some("2aae6c35c94fcfb415dbe95f408b9ce91ee846ed")
+        );
+        assert_eq!(d.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
+        assert_eq!(d.adler32.as_deref(), Some("1a0b045d"));
+        assert_eq!(
+            d.to_oc_string().unwrap(),
             "SHA1:2aae6c35c94fcfb415dbe95f408b9ce91ee846ed \
              MD5:5eb63bbbe01eeed093cb22bb8f5acdc3 ADLER32:1a0b045d"
         );
     }
 
     #[test]
-    fn md5_only_when_announced() {
+    fn only_configured_and_announced_types_are_computed() {
+        let always = ChecksumSet::parse(&["adler32"]).unwrap();
+        let d = digest(always, &[b"hello world"]);
+        assert_eq!(d.to_oc_string().unwrap(), "ADLER32:1a0b045d");
         let sha1 = parse_header("SHA1:2aae6c35c94fcfb415dbe95f408b9ce91ee846ed").unwrap();
-        let mut h = Hashers::for_announced(&sha1);
-        h.update(b"hello world");
-        let d = h.finish();
+        let d = digest(always.with_announced(&sha1), &[b"hello world"]);
         assert!(d.md5.is_none());
-        assert!(!d.to_oc_string().contains("MD5"));
+        assert!(!d.to_oc_string().unwrap().contains("MD5"));
         assert!(d.verify(&sha1).is_ok());
         let md5 = parse_header("MD5:5eb63bbbe01eeed093cb22bb8f5acdc3").unwrap();
-        let mut h = Hashers::for_announced(&md5);
-        h.update(b"hello world");
-        assert!(h.finish().verify(&md5).is_ok());
+        let h = Hashers::new(ChecksumSet::default().with_announced(&md5));
+        assert!(h.is_costly());
+        let d = digest(
+            ChecksumSet::default().with_announced(&md5),
+            &[b"hello world"],
+        );
+        assert!(d.verify(&md5).is_ok());
+        assert_eq!(digest(ChecksumSet::default(), &[b"x"]).to_oc_string(), None);
+        assert!(!Hashers::new(always).is_costly());
+        assert!(ChecksumSet::parse(&["SHA256"]).is_err());
     }
 
     #[test]
     fn header_parsing_and_verification() {
-        let d = {
-            let mut h = Hashers::default();
-            h.update(b"hello world");
-            h.finish()
-        };
+        let d = digest(ChecksumSet::ALL, &[b"hello world"]);
         let ok = parse_header("SHA1:2AAE6C35C94FCFB415DBE95F408B9CE91EE846ED").unwrap();
         assert!(d.verify(&ok).is_ok());
         assert!(d.verify(&parse_header("Adler32:1a0b045d").unwrap()).is_ok());
@@ -230,12 +290,8 @@ mod tests {
 
     #[test]
     fn adler_without_leading_zeros() {
-        let d = {
-            let mut h = Hashers::default();
-            h.update(b"");
-            h.finish()
-        };
-        assert_eq!(d.adler32, "00000001");
+        let d = digest(ChecksumSet::ALL, &[b""]);
+        assert_eq!(d.adler32.as_deref(), Some("00000001"));
         assert!(d.verify(&parse_header("ADLER32:1").unwrap()).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! Open files: an upload that commits on flush, or a verified reader.
-//! Uploads compute SHA1, MD5 and Adler-32 as the bytes stream through,
-//! check the client's `OC-Checksum` against them before committing, and
-//! store them for `oc:checksums`.
+//! Uploads compute the configured checksums (`uploads.checksums`) and those
+//! the client announces in `OC-Checksum` as the bytes stream through, check
+//! the announced ones before committing, and store them for `oc:checksums`.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -81,10 +81,10 @@ pub(super) async fn open_for_write(
         }
         let empty = fs.store.begin_upload(Some(0));
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
-        let sums = Hashers::without_md5().finish().to_oc_string();
+        let sums = Hashers::new(fs.checksums).finish().to_oc_string();
         let (node, _) = fs
             .ns
-            .commit_file(&ctx.owner, &names, &finished.to_commit(None, Some(sums)))
+            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
             .map_err(|e| ctx.fail(e))?;
         return Ok(Box::new(UploadFile {
             fs: fs.clone(),
@@ -109,7 +109,8 @@ pub(super) async fn open_for_write(
             }
         }
     }
-    let hashers = Arc::new(Mutex::new(Hashers::for_announced(&announced)));
+    let hashers = Hashers::new(fs.checksums.with_announced(&announced));
+    let hashers = Arc::new(Mutex::new(hashers));
     Ok(Box::new(UploadFile {
         fs: fs.clone(),
         ctx: ctx.clone(),
@@ -126,8 +127,9 @@ pub(super) async fn open_for_write(
 
 /// Feeds every uploaded byte to the ownCloud checksums.
 fn checksum_sink(hashers: &Arc<Mutex<Hashers>>) -> ByteSink {
+    let costly = hashers.lock().is_costly();
     let hashers = hashers.clone();
-    Box::new(move |data| hashers.lock().update(data))
+    ByteSink::new(costly, move |data| hashers.lock().update(data))
 }
 
 impl UploadFile {
@@ -146,7 +148,7 @@ impl UploadFile {
         digests
             .verify(&self.announced)
             .map_err(|e| self.ctx.fail(GatewayError::ChecksumMismatch(e.to_string())))?;
-        let commit = finished.to_commit(self.ctx.hints.mtime, Some(digests.to_oc_string()));
+        let commit = finished.to_commit(self.ctx.hints.mtime, digests.to_oc_string());
         let (node, _created) = self
             .fs
             .ns

@@ -28,6 +28,7 @@ use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
 use crate::store::ContentStore;
+use checksum::ChecksumSet;
 
 pub use file::{ReadFile, UploadFile};
 pub use meta::NodeMeta;
@@ -156,11 +157,22 @@ impl RequestCtx {
 pub struct DedupFs {
     ns: Namespace,
     store: Arc<ContentStore>,
+    checksums: ChecksumSet,
 }
 
 impl DedupFs {
-    pub fn new(ns: Namespace, store: Arc<ContentStore>) -> Self {
-        Self { ns, store }
+    /// `checksums`: the types every upload computes, besides those the
+    /// client announces.
+    pub fn new(ns: Namespace, store: Arc<ContentStore>, checksums: ChecksumSet) -> Self {
+        Self {
+            ns,
+            store,
+            checksums,
+        }
+    }
+
+    pub fn checksums(&self) -> ChecksumSet {
+        self.checksums
     }
 
     pub fn namespace(&self) -> &Namespace {

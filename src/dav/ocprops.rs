@@ -188,7 +188,7 @@ mod tests {
             mtime: 0,
             created: 0,
             version: 7,
-            sha256: None,
+            digest: None,
             checksums: Some("SHA1:ab MD5:cd ADLER32:ef".into()),
         }
     }

@@ -102,6 +102,7 @@ impl Gateway {
             store: &self.store,
             transfers: &self.transfers,
             instance: &self.instance,
+            checksums: self.fs.checksums(),
             locks: self.lock_table(user),
         }
     }

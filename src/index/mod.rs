@@ -15,7 +15,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
-pub use records::{ChunkRecord, ManifestEntry, Node, NodeKind, UserRecord};
+pub use records::{manifest_digest, ChunkRecord, ManifestEntry, Node, NodeKind, UserRecord};
 pub(crate) use tables::*;
 pub use users::{valid_user_name, NewUser};
 

@@ -65,10 +65,24 @@ pub struct Node {
     pub created: i64,
     /// Change counter value of the last change at or below this node (etag).
     pub version: u64,
-    /// Whole-file SHA-256 (files).
-    pub sha256: Option<[u8; 32]>,
+    /// Content digest of a file: SHA-256 over its manifest's chunk ids
+    /// ([`manifest_digest`]). Equal contents give equal digests; since
+    /// chunk ids are keyed, it reveals nothing without the master key.
+    pub digest: Option<[u8; 32]>,
     /// Client-supplied checksums, ownCloud style ("SHA1:… MD5:…").
     pub checksums: Option<String>,
+}
+
+/// The content digest of a file made of `entries` (see [`Node::digest`]):
+/// computed from the manifest, so no extra pass over the bytes is needed.
+pub fn manifest_digest(entries: &[ManifestEntry]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for e in entries {
+        h.update(e.id.0);
+        h.update(e.len.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 impl Node {

@@ -54,7 +54,7 @@ impl Index {
                 mtime: now * 1_000_000_000,
                 created: now,
                 version,
-                sha256: None,
+                digest: None,
                 checksums: None,
             })?;
             let user = UserRecord {

@@ -16,7 +16,9 @@ use crate::index::records::encode_manifest;
 use crate::index::tables::KEY_FILES;
 use crate::index::tables::KEY_STORED_BYTES;
 use crate::index::tx::{get_child, get_manifest, get_node, get_user, ReadTables, WriteTables};
-use crate::index::{ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind, UserRecord};
+use crate::index::{
+    manifest_digest, ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind, UserRecord,
+};
 
 pub use path::{split_path, NamePath};
 pub use uploads::{
@@ -76,7 +78,6 @@ impl From<&UserRecord> for Owner {
 #[derive(Debug, Clone)]
 pub struct FileCommit {
     pub size: u64,
-    pub sha256: [u8; 32],
     pub chunks: Vec<ManifestEntry>,
     /// Chunks this upload stored in the backend, with their object sizes.
     pub uploaded: Vec<(ChunkId, u32)>,
@@ -221,7 +222,7 @@ impl Namespace {
                 mtime: now_ns(),
                 created: now_ns() / 1_000_000_000,
                 version,
-                sha256: None,
+                digest: None,
                 checksums: None,
             };
             t.put_node(&node)?;
@@ -303,7 +304,6 @@ impl Namespace {
         let chunks = self.manifest(src.id)?;
         let commit = FileCommit {
             size: src.size,
-            sha256: src.sha256.unwrap_or_default(),
             chunks,
             uploaded: Vec::new(),
             mtime: Some(src.mtime),
@@ -418,7 +418,7 @@ pub(crate) fn commit_file_in(
             let old = get_manifest(&t.manifests, n.id)?;
             t.release_chunks(&old, (now / 1_000_000_000) as u64)?;
             n.size = commit.size;
-            n.sha256 = Some(commit.sha256);
+            n.digest = Some(manifest_digest(&commit.chunks));
             n.checksums = commit.checksums.clone();
             n.mtime = commit.mtime.unwrap_or(now);
             n.version = version;
@@ -435,7 +435,7 @@ pub(crate) fn commit_file_in(
                 mtime: commit.mtime.unwrap_or(now),
                 created: now / 1_000_000_000,
                 version,
-                sha256: Some(commit.sha256),
+                digest: Some(manifest_digest(&commit.chunks)),
                 checksums: commit.checksums.clone(),
             }
         }
@@ -624,7 +624,6 @@ mod tests {
     fn commit(size: u64, chunk: u8) -> FileCommit {
         FileCommit {
             size,
-            sha256: [0; 32],
             chunks: vec![ManifestEntry {
                 id: ChunkId([chunk; 32]),
                 len: size as u32,

@@ -507,7 +507,6 @@ impl Namespace {
             }
             let commit = FileCommit {
                 size,
-                sha256: commit_meta.sha256,
                 chunks,
                 uploaded: Vec::new(),
                 mtime: commit_meta.mtime,
@@ -560,7 +559,6 @@ impl Namespace {
 /// What the assembled file records besides its content.
 #[derive(Debug, Clone, Default)]
 pub struct AssembleMeta {
-    pub sha256: [u8; 32],
     pub mtime: Option<i64>,
     pub checksums: Option<String>,
     pub expected_manifest: Option<Vec<ManifestEntry>>,

@@ -69,41 +69,59 @@ impl Cdc {
     /// The length of the first chunk of `buf`; `buf.len()` when no cut point
     /// lies within it (the caller decides whether more data may follow).
     pub fn cut(&self, buf: &[u8]) -> usize {
+        self.scan(buf, &mut Scan::default())
+            .unwrap_or(buf.len().min(self.sizes.max))
+    }
+
+    /// Continues the search for the end of the chunk starting at `buf[0]`
+    /// from where `state` stopped: the chunk's length once a cut point (or
+    /// the maximum size) is reached, else `None` with `state` advanced to
+    /// the end of `buf`. A cut point depends only on the bytes before it,
+    /// so the result does not depend on how the input was split.
+    fn scan(&self, buf: &[u8], state: &mut Scan) -> Option<usize> {
         let n = buf.len().min(self.sizes.max);
-        if n <= self.sizes.min {
-            return n;
-        }
-        let center = self.sizes.avg.min(n);
-        let mut h = 0u64;
-        let mut i = self.sizes.min;
-        while i < center {
+        let mut i = state.pos.max(self.sizes.min);
+        let mut h = state.hash;
+        while i < n.min(self.sizes.avg) {
             h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
             if h & self.mask_small == 0 {
-                return i + 1;
+                return Some(i + 1);
             }
             i += 1;
         }
         while i < n {
             h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
             if h & self.mask_large == 0 {
-                return i + 1;
+                return Some(i + 1);
             }
             i += 1;
         }
-        n
+        *state = Scan { pos: i, hash: h };
+        (n == self.sizes.max).then_some(n)
     }
+}
+
+/// How far the search for the current chunk's end has gone.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scan {
+    /// Offset (from the chunk's start) of the next byte to hash.
+    pos: usize,
+    hash: u64,
 }
 
 /// Streaming chunker over [`Cdc`].
 ///
-/// Each chunk is copied out into its own allocation, so a chunk in flight
-/// never keeps the (larger) input buffer alive, and the input buffer is
-/// reused for the whole stream.
+/// Each byte is hashed once, as it arrives: the search for a chunk's end
+/// resumes where the previous input stopped. Each chunk is copied out into
+/// its own allocation, so a chunk in flight never keeps the input buffer
+/// alive, and the input buffer (at most one maximum-size chunk plus the
+/// last input) is reused for the whole stream.
 pub struct Chunker {
     cdc: Cdc,
     buf: Vec<u8>,
     /// Start of the bytes not yet emitted.
     start: usize,
+    scan: Scan,
 }
 
 impl Chunker {
@@ -112,6 +130,7 @@ impl Chunker {
             cdc,
             buf: Vec::new(),
             start: 0,
+            scan: Scan::default(),
         }
     }
 
@@ -119,10 +138,21 @@ impl Chunker {
         &self.buf[self.start..]
     }
 
-    fn emit(&mut self, out: &mut Vec<Bytes>) {
-        let n = self.cdc.cut(self.pending());
+    /// The length of the next chunk, if its end is known (`eof`: no more
+    /// input follows).
+    fn next_len(&mut self, eof: bool) -> Option<usize> {
+        let pending = &self.buf[self.start..];
+        if pending.is_empty() {
+            return None;
+        }
+        let found = self.cdc.scan(pending, &mut self.scan);
+        found.or(eof.then_some(pending.len()))
+    }
+
+    fn emit(&mut self, n: usize, out: &mut Vec<Bytes>) {
         out.push(Bytes::copy_from_slice(&self.pending()[..n]));
         self.start += n;
+        self.scan = Scan::default();
     }
 
     /// Adds input and returns the chunks that are now complete.
@@ -134,10 +164,8 @@ impl Chunker {
         }
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
-        // Only cut once a whole maximum-size window is buffered: then the
-        // cut point cannot depend on how the input was split into pieces.
-        while self.pending().len() >= self.cdc.sizes.max {
-            self.emit(&mut out);
+        while let Some(n) = self.next_len(false) {
+            self.emit(n, &mut out);
         }
         out
     }
@@ -145,8 +173,8 @@ impl Chunker {
     /// Ends the input and returns the remaining chunks.
     pub fn finish(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
-        while !self.pending().is_empty() {
-            self.emit(&mut out);
+        while let Some(n) = self.next_len(true) {
+            self.emit(n, &mut out);
         }
         self.buf = Vec::new();
         self.start = 0;
@@ -217,6 +245,22 @@ mod tests {
             .map(|c| c.len())
             .collect();
         assert_eq!(a, b);
+        // The same cut points as cutting the whole buffer at once.
+        let mut whole = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = cdc(1).cut(rest);
+            whole.push(n);
+            rest = &rest[n..];
+        }
+        assert_eq!(a, whole);
+        for piece in [7, 2048, 40_000] {
+            let c: Vec<usize> = chunk_all(&cdc(1), &data, piece)
+                .iter()
+                .map(|c| c.len())
+                .collect();
+            assert_eq!(a, c, "pieces of {piece} bytes");
+        }
     }
 
     #[test]

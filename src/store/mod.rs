@@ -127,8 +127,8 @@ impl ContentStore {
         Upload::new(self.clone(), announced, None)
     }
 
-    /// Starts an upload whose bytes `sink` also sees, in order, on the
-    /// upload's digest thread (for whole-file checksums).
+    /// Starts an upload whose bytes `sink` also sees, in order (for
+    /// whole-file checksums; see [`ByteSink`]).
     pub fn begin_upload_with(self: &Arc<Self>, announced: Option<u64>, sink: ByteSink) -> Upload {
         Upload::new(self.clone(), announced, Some(sink))
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::{ContentStore, PinGuard, StoreError};
@@ -22,70 +21,78 @@ struct ChunkOutcome {
     stored: Option<u32>,
 }
 
-/// Sees every byte of an upload, in order (whole-file checksums). Runs on the
-/// upload's digest thread, beside chunking and sealing.
-pub type ByteSink = Box<dyn FnMut(&[u8]) + Send>;
+/// A function fed every byte of an upload, in order.
+type Update = Box<dyn FnMut(&[u8]) + Send + Sync>;
 
-/// Whole-file digests, computed on blocking threads fed with the chunks in
-/// order, so they do not add to the chunker's time: SHA-256 on one, the
-/// sink (ownCloud checksums) on another.
-struct Digester {
-    feeds: Vec<tokio::sync::mpsc::Sender<Bytes>>,
-    sha256: JoinHandle<[u8; 32]>,
-    sink: Option<JoinHandle<()>>,
+/// Sees every byte of an upload, in order (whole-file checksums).
+pub struct ByteSink {
+    update: Update,
+    costly: bool,
 }
 
-/// A thread that feeds every chunk sent to it, in order, to `state`, and
-/// returns `finish(state)` once the sender is dropped.
-fn digest_thread<S: Send + 'static, R: Send + 'static>(
-    mut state: S,
-    update: fn(&mut S, &[u8]),
-    finish: fn(S) -> R,
-) -> (tokio::sync::mpsc::Sender<Bytes>, JoinHandle<R>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-    let task = tokio::task::spawn_blocking(move || {
-        while let Some(b) = rx.blocking_recv() {
-            update(&mut state, &b);
+impl ByteSink {
+    /// A sink; a `costly` one (e.g. SHA1) runs on a thread of its own beside
+    /// chunking and sealing when the upload is large.
+    pub fn new(costly: bool, update: impl FnMut(&[u8]) + Send + Sync + 'static) -> Self {
+        Self {
+            update: Box::new(update),
+            costly,
         }
-        finish(state)
-    });
-    (tx, task)
+    }
+}
+
+/// Uploads up to this size feed their sink inline: handing the bytes to a
+/// thread would cost more than hashing them.
+const INLINE_SINK_MAX: u64 = 1 << 20;
+
+/// Where the bytes of an upload go besides the chunker.
+enum Digester {
+    None,
+    Inline(Update),
+    /// A blocking thread fed with the chunks in order.
+    Thread {
+        feed: tokio::sync::mpsc::Sender<Bytes>,
+        task: JoinHandle<()>,
+    },
 }
 
 impl Digester {
-    fn start(sink: Option<ByteSink>) -> Self {
-        let (sha_tx, sha256) =
-            digest_thread(Sha256::new(), |s, d| s.update(d), |s| s.finalize().into());
-        let mut feeds = vec![sha_tx];
-        let sink = sink.map(|sink| {
-            let (tx, task) = digest_thread(sink, |s, d| s(d), |_| ());
-            feeds.push(tx);
-            task
+    fn start(sink: Option<ByteSink>, announced: Option<u64>) -> Self {
+        let Some(ByteSink { mut update, costly }) = sink else {
+            return Self::None;
+        };
+        if !costly || announced.is_some_and(|n| n <= INLINE_SINK_MAX) {
+            return Self::Inline(update);
+        }
+        let (feed, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(b) = rx.blocking_recv() {
+                update(&b);
+            }
         });
-        Self {
-            feeds,
-            sha256,
-            sink,
+        Self::Thread { feed, task }
+    }
+
+    async fn feed(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Inline(update) => {
+                update(chunk);
+                Ok(())
+            }
+            Self::Thread { feed, .. } => feed
+                .send(chunk.clone())
+                .await
+                .map_err(|_| StoreError::Task("a digest thread stopped".into())),
         }
     }
 
-    async fn feed(&self, chunk: Bytes) -> Result<(), StoreError> {
-        for f in &self.feeds {
-            f.send(chunk.clone())
-                .await
-                .map_err(|_| StoreError::Task("a digest thread stopped".into()))?;
+    async fn finish(self) -> Result<(), StoreError> {
+        if let Self::Thread { feed, task } = self {
+            drop(feed);
+            task.await.map_err(|e| StoreError::Task(e.to_string()))?;
         }
         Ok(())
-    }
-
-    async fn finish(self) -> Result<[u8; 32], StoreError> {
-        drop(self.feeds);
-        if let Some(t) = self.sink {
-            t.await.map_err(|e| StoreError::Task(e.to_string()))?;
-        }
-        self.sha256
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))
     }
 }
 
@@ -95,7 +102,7 @@ pub struct Upload {
     store: Arc<ContentStore>,
     announced: Option<u64>,
     chunker: super::Chunker,
-    digester: Option<Digester>,
+    digester: Digester,
     size: u64,
     manifest: Vec<ManifestEntry>,
     uploaded: Vec<(ChunkId, u32)>,
@@ -107,7 +114,6 @@ pub struct Upload {
 /// is dropped, so drop it only after the commit.
 pub struct FinishedUpload {
     pub size: u64,
-    pub sha256: [u8; 32],
     pub manifest: Vec<ManifestEntry>,
     pub uploaded: Vec<(ChunkId, u32)>,
     _pins: Arc<Mutex<PinGuard>>,
@@ -118,7 +124,6 @@ impl FinishedUpload {
     pub fn to_commit(&self, mtime: Option<i64>, checksums: Option<String>) -> FileCommit {
         FileCommit {
             size: self.size,
-            sha256: self.sha256,
             chunks: self.manifest.clone(),
             uploaded: self.uploaded.clone(),
             mtime,
@@ -139,7 +144,7 @@ impl Upload {
             store,
             announced,
             chunker,
-            digester: Some(Digester::start(sink)),
+            digester: Digester::start(sink, announced),
             size: 0,
             manifest: Vec::new(),
             uploaded: Vec::new(),
@@ -188,14 +193,11 @@ impl Upload {
         while !self.in_flight.is_empty() {
             self.complete_oldest().await?;
         }
-        let digester = self
-            .digester
-            .take()
-            .ok_or_else(|| StoreError::Task("upload finished twice".into()))?;
-        let sha256 = digester.finish().await?;
+        std::mem::replace(&mut self.digester, Digester::None)
+            .finish()
+            .await?;
         Ok(FinishedUpload {
             size: self.size,
-            sha256,
             manifest: std::mem::take(&mut self.manifest),
             uploaded: std::mem::take(&mut self.uploaded),
             _pins: self.pins.clone(),
@@ -206,9 +208,7 @@ impl Upload {
         while self.in_flight.len() >= self.store.settings.uploads_in_flight.max(1) {
             self.complete_oldest().await?;
         }
-        if let Some(d) = &self.digester {
-            d.feed(chunk.clone()).await?;
-        }
+        self.digester.feed(&chunk).await?;
         let store = self.store.clone();
         let pins = self.pins.clone();
         self.in_flight
@@ -240,6 +240,24 @@ impl Drop for Upload {
     }
 }
 
+/// Chunks up to this size are hashed and sealed on the request's own task:
+/// handing them to the blocking pool would cost more than the work.
+const INLINE_CHUNK_MAX: usize = 64 << 10;
+
+/// Runs CPU work on the blocking pool, or inline when it is small.
+async fn cpu<R: Send + 'static>(
+    inline: bool,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, StoreError> {
+    if inline {
+        Ok(f())
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+}
+
 /// Identifies one chunk, and seals and stores it unless the index knows it.
 async fn store_chunk(
     store: Arc<ContentStore>,
@@ -247,40 +265,51 @@ async fn store_chunk(
     chunk: Bytes,
 ) -> Result<ChunkOutcome, StoreError> {
     let len = chunk.len() as u32;
-    let cpu_store = store.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let id = ChunkId::of(&cpu_store.keys, &chunk);
-        let known = loop {
-            let found = cpu_store.pins.pin_then(id, || {
+    let inline = chunk.len() <= INLINE_CHUNK_MAX;
+    let (keys, data) = (store.keys.clone(), chunk.clone());
+    let id = cpu(inline, move || ChunkId::of(&keys, &data)).await?;
+    if store.pin_and_check(id, &pins).await? {
+        return Ok(ChunkOutcome {
+            id,
+            len,
+            stored: None,
+        });
+    }
+    let name = ObjectName::for_chunk(&store.keys, &id);
+    let (cpu_store, object_name) = (store.clone(), name.clone());
+    let sealed = cpu(inline, move || {
+        cpu_store
+            .sealer
+            .seal(ObjectKind::Chunk, &id, &object_name, &chunk)
+    })
+    .await??;
+    let n = sealed.len() as u32;
+    store.backend.put(&name, Bytes::from(sealed)).await?;
+    Ok(ChunkOutcome {
+        id,
+        len,
+        stored: Some(n),
+    })
+}
+
+impl ContentStore {
+    /// Pins `id` for this upload and tells whether the index already holds
+    /// the chunk. While the collector is deleting the chunk's object, waits
+    /// until it is gone (the chunk is then stored anew).
+    async fn pin_and_check(
+        &self,
+        id: ChunkId,
+        pins: &Arc<Mutex<PinGuard>>,
+    ) -> Result<bool, StoreError> {
+        loop {
+            let found = self.pins.pin_then(id, || {
                 pins.lock().add(id);
-                cpu_store.index.chunk_known(&id.0)
+                self.index.chunk_known(&id.0)
             });
             match found {
-                Some(known) => break known?,
-                // The collector is deleting this chunk's object right now:
-                // wait until it is gone, then store it anew.
-                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Some(known) => return Ok(known?),
+                None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
-        };
-        if known {
-            return Ok::<_, StoreError>((id, None));
         }
-        let name = ObjectName::for_chunk(&cpu_store.keys, &id);
-        let sealed = cpu_store
-            .sealer
-            .seal(ObjectKind::Chunk, &id, &name, &chunk)?;
-        Ok((id, Some((name, sealed))))
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))??;
-    let (id, sealed) = prepared;
-    let stored = match sealed {
-        None => None,
-        Some((name, sealed)) => {
-            let n = sealed.len() as u32;
-            store.backend.put(&name, Bytes::from(sealed)).await?;
-            Some(n)
-        }
-    };
-    Ok(ChunkOutcome { id, len, stored })
+    }
 }

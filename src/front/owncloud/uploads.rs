@@ -27,12 +27,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-use sha2::{Digest, Sha256};
 
 use dav_server::davpath::DavPath;
 use dav_server::ls::DavLockSystem;
 
-use crate::dav::checksum::{self, Announced, Digests, Hashers};
+use crate::dav::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::dav::ocprops::oc_id;
 use crate::error::GatewayError;
 use crate::index::Node;
@@ -74,7 +73,6 @@ const SEGMENT: &AsciiSet = &CONTROLS
 #[derive(Clone, Default)]
 struct Running {
     hashers: Hashers,
-    sha256: Sha256,
     /// The pieces hashed, in order: (name, size).
     covered: Vec<(String, u64)>,
 }
@@ -105,10 +103,15 @@ impl Transfers {
         *self.ttl.lock() = ttl;
     }
 
-    fn start(&self, user: u64, transfer: &str) {
+    /// Starts hashing a transfer's pieces with `set`.
+    fn start(&self, user: u64, transfer: &str, set: ChecksumSet) {
         let mut map = self.running.lock();
         if map.len() < MAX_RUNNING {
-            map.insert((user, transfer.to_string()), Running::default());
+            let running = Running {
+                hashers: Hashers::new(set),
+                covered: Vec::new(),
+            };
+            map.insert((user, transfer.to_string()), running);
         }
     }
 
@@ -148,12 +151,7 @@ impl Transfers {
     }
 
     /// The digests, if exactly `parts` (in order) were hashed.
-    fn digests_for(
-        &self,
-        user: u64,
-        transfer: &str,
-        parts: &[PartInfo],
-    ) -> Option<(Digests, [u8; 32])> {
+    fn digests_for(&self, user: u64, transfer: &str, parts: &[PartInfo]) -> Option<Digests> {
         let map = self.running.lock();
         let r = map.get(&(user, transfer.to_string()))?;
         let same = r.covered.len() == parts.len()
@@ -164,8 +162,7 @@ impl Transfers {
         if !same {
             return None;
         }
-        let r = r.clone();
-        Some((r.hashers.finish(), r.sha256.finalize().into()))
+        Some(r.hashers.clone().finish())
     }
 
     /// Whether a sweep is due (at most one every [`SWEEP_EVERY`]).
@@ -186,6 +183,8 @@ pub struct UploadsCtx<'a> {
     pub store: &'a Arc<ContentStore>,
     pub transfers: &'a Transfers,
     pub instance: &'a str,
+    /// Checksum types every upload computes (besides announced ones).
+    pub checksums: ChecksumSet,
     /// The user's WebDAV lock table: the assembled file must not land on a
     /// path someone else has locked.
     pub locks: Box<dyn DavLockSystem>,
@@ -375,6 +374,17 @@ fn not_allowed(what: &str) -> Response<GwBody> {
 }
 
 impl UploadsCtx<'_> {
+    /// What a transfer's pieces are hashed with as they arrive. The client
+    /// announces its checksum only on the final MOVE, so SHA1 (the upload
+    /// type the capabilities prefer) is computed too; another announced
+    /// type is computed by reading the pieces back.
+    fn hashed_types(&self) -> ChecksumSet {
+        ChecksumSet {
+            sha1: true,
+            ..self.checksums
+        }
+    }
+
     /// Handles one request below `/remote.php/dav/uploads/<user>`; `rest`
     /// is the raw path after the user segment.
     pub async fn handle(
@@ -441,7 +451,8 @@ impl UploadsCtx<'_> {
     ) -> Result<Response<GwBody>, GatewayError> {
         let total = header_u64(req.headers(), "OC-Total-Length")?;
         self.ns.create_upload(owner, transfer, total)?;
-        self.transfers.start(owner.id, transfer);
+        self.transfers
+            .start(owner.id, transfer, self.hashed_types());
         Ok(empty(StatusCode::CREATED))
     }
 
@@ -468,10 +479,13 @@ impl UploadsCtx<'_> {
         // The whole-file sums run on the upload's digest thread.
         let running = Arc::new(Mutex::new(running));
         let sink_state = running.clone();
-        let sink: ByteSink = Box::new(move |data| {
+        let costly = running
+            .lock()
+            .as_ref()
+            .is_some_and(|r| r.hashers.is_costly());
+        let sink = ByteSink::new(costly, move |data| {
             if let Some(r) = sink_state.lock().as_mut() {
                 r.hashers.update(data);
-                r.sha256.update(data);
             }
         });
         let mut upload = self.store.begin_upload_with(announced, sink);
@@ -561,7 +575,7 @@ impl UploadsCtx<'_> {
         let mtime = mtime_hint(h);
 
         let (parts, manifest) = self.ns.upload_manifest(owner, transfer)?;
-        let (digests, sha256) = match self.transfers.digests_for(owner.id, transfer, &parts) {
+        let digests = match self.transfers.digests_for(owner.id, transfer, &parts) {
             Some(d) => d,
             None => {
                 tracing::info!(
@@ -569,7 +583,7 @@ impl UploadsCtx<'_> {
                     parts = parts.len(),
                     "chunks arrived out of order or before a restart; reading them back for the checksums"
                 );
-                self.digest_stored(manifest.clone()).await?
+                self.digest_stored(manifest.clone(), &announced).await?
             }
         };
         digests
@@ -581,9 +595,8 @@ impl UploadsCtx<'_> {
             &path,
             &check,
             AssembleMeta {
-                sha256,
                 mtime,
-                checksums: Some(digests.to_oc_string()),
+                checksums: digests.to_oc_string(),
                 expected_manifest: Some(manifest),
             },
         )?;
@@ -606,24 +619,23 @@ impl UploadsCtx<'_> {
     async fn digest_stored(
         &self,
         manifest: Vec<crate::index::ManifestEntry>,
-    ) -> Result<(Digests, [u8; 32]), GatewayError> {
+        announced: &[Announced],
+    ) -> Result<Digests, GatewayError> {
         let mut reader = FileReader::new(self.store.clone(), manifest);
-        let mut hashers = Hashers::default();
-        let mut sha = Sha256::new();
+        let mut hashers = Hashers::new(self.hashed_types().with_announced(announced));
         loop {
             let data = reader.read(1 << 20).await?;
             if data.is_empty() {
                 break;
             }
             hashers.update(&data);
-            sha.update(&data);
         }
         if reader.position() != reader.size() {
             return Err(GatewayError::BadRequest(
                 "the stored chunks could not be read completely".into(),
             ));
         }
-        Ok((hashers.finish(), sha.finalize().into()))
+        Ok(hashers.finish())
     }
 
     fn list_root(
@@ -813,11 +825,10 @@ mod tests {
     #[test]
     fn running_digests_follow_order() {
         let t = Transfers::default();
-        t.start(1, "x");
+        t.start(1, "x", ChecksumSet::ALL);
         let s = t.snapshot(1, "x", "0000000000000000").unwrap();
         let mut s2 = s.clone();
         s2.hashers.update(b"abc");
-        s2.sha256.update(b"abc");
         s2.covered.push(("0000000000000000".into(), 3));
         t.advance(1, "x", 0, s2);
         let parts = vec![PartInfo {
@@ -825,8 +836,11 @@ mod tests {
             size: 3,
             modified: 0,
         }];
-        let (d, _) = t.digests_for(1, "x", &parts).unwrap();
-        assert_eq!(d.sha1, "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let d = t.digests_for(1, "x", &parts).unwrap();
+        assert_eq!(
+            d.sha1.as_deref(),
+            Some("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
         // Another user's transfer of the same id is separate.
         assert!(t.digests_for(2, "x", &parts).is_none());
         // Re-sending a piece already hashed invalidates the digests.
