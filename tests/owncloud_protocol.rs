@@ -226,6 +226,25 @@ fn properties_and_headers_agree() {
     );
     assert!(get.bytes().unwrap() == data);
 
+    // A PUT that announces nothing gets the configured types (Adler-32 by
+    // default) in oc:checksums and on its downloads; SHA1 is not computed.
+    assert_eq!(
+        dav.put("my%20dir/plain.txt", b"hello world".to_vec())
+            .status()
+            .as_u16(),
+        201
+    );
+    let listing = propfind(&dav, "my%20dir/", "1");
+    let sums = entry(&listing, "/plain.txt").prop("oc:checksum").unwrap();
+    assert_eq!(sums, "ADLER32:1a0b045d");
+    let get = dav.get("my%20dir/plain.txt");
+    assert_eq!(header(&get, "OC-Checksum"), "ADLER32:1a0b045d");
+    let del = dav
+        .request("DELETE", &dav.url("my%20dir/plain.txt"))
+        .send()
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+
     // Moving a file to another folder moves its bytes in the folder sizes.
     let mv = dav
         .request("MOVE", &dav.url("my%20dir/renamed%20x.txt"))

@@ -394,11 +394,16 @@ impl Gateway {
             if let Ok(v) = HeaderValue::from_str(&etag) {
                 headers.insert("OC-ETag", v);
             }
-            let sha1 = node
+            // The strongest stored checksum: clients verify any of them.
+            let sums: Vec<&str> = node
                 .checksums
                 .as_deref()
-                .and_then(|s| s.split_whitespace().find(|c| c.starts_with("SHA1:")));
-            if let Some(v) = sha1.and_then(|c| HeaderValue::from_str(c).ok()) {
+                .map(|s| s.split_whitespace().collect())
+                .unwrap_or_default();
+            let best = ["SHA1:", "MD5:", "ADLER32:"]
+                .iter()
+                .find_map(|kind| sums.iter().find(|c| c.starts_with(kind)));
+            if let Some(v) = best.and_then(|c| HeaderValue::from_str(c).ok()) {
                 headers.insert("OC-Checksum", v);
             }
             return;
