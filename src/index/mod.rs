@@ -6,6 +6,7 @@
 //! [`crate::namespace::Namespace`], so a later multi-node deployment can put
 //! the same tables on a shared engine.
 
+pub(crate) mod durability;
 pub mod records;
 pub(crate) mod tables;
 pub(crate) mod tx;
@@ -71,6 +72,8 @@ pub struct Stats {
 /// The open index.
 pub struct Index {
     pub(crate) db: Database,
+    /// Shares durable commits between concurrent write transactions.
+    group: durability::GroupCommit,
 }
 
 impl Index {
@@ -82,7 +85,10 @@ impl Index {
             },
             other => IndexError::Storage(other.to_string()),
         })?;
-        let index = Self { db };
+        let index = Self {
+            db,
+            group: Default::default(),
+        };
         index.init_schema()?;
         Ok(index)
     }

@@ -4,6 +4,7 @@
 
 use redb::{ReadOnlyTable, ReadableTable, Table};
 
+use super::durability::Commit;
 use super::records::{decode_manifest, ChunkRecord, ManifestEntry, Node, UserRecord};
 use super::tables::*;
 use super::{Index, IndexError};
@@ -84,18 +85,31 @@ impl Index {
         }
     }
 
+    /// Commits without waiting for the disk, then waits until a durable
+    /// commit (shared with concurrent writers) covers this one.
     fn write_now<R, E>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>) -> Result<R, E>
     where
         E: From<IndexError>,
     {
-        let tx = self.db.begin_write().map_err(IndexError::from)?;
+        let writer = self.group.writer();
+        let mut tx = self.db.begin_write().map_err(IndexError::from)?;
         let result = match WriteTables::open(&tx) {
             Ok(mut t) => f(&mut t),
             Err(e) => Err(e.into()),
         };
         match result {
             Ok(r) => {
-                tx.commit().map_err(IndexError::from)?;
+                match self.group.ticket(&writer) {
+                    Commit::Alone(ticket) => {
+                        tx.commit().map_err(IndexError::from)?;
+                        self.group.durable(ticket);
+                    }
+                    Commit::Grouped(ticket) => {
+                        tx.set_durability(redb::Durability::None);
+                        tx.commit().map_err(IndexError::from)?;
+                        self.group.wait_durable(ticket, || self.persist())?;
+                    }
+                }
                 Ok(r)
             }
             Err(e) => {
@@ -104,6 +118,12 @@ impl Index {
                 Err(e)
             }
         }
+    }
+
+    /// Makes every transaction committed so far durable (one fsync).
+    fn persist(&self) -> Result<(), IndexError> {
+        self.db.begin_write()?.commit()?;
+        Ok(())
     }
 
     /// Runs `f` over a consistent snapshot of every table.
