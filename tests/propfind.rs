@@ -263,6 +263,7 @@ fn front_answers_like_the_webdav_layer() {
         ("a%20dir", "0"),
         ("a%20dir/notes.txt", "0"),
         ("a%20dir/notes.txt", "1"),
+        ("a%20dir/notes.txt/", "0"),
         ("", "0"),
         ("", "1"),
     ] {
@@ -330,6 +331,25 @@ fn other_url_form_and_other_clients_bodies() {
         assert!(fast.fast && fast.status == 207, "{b}");
         assert_eq!(fast.entries.len(), 6);
     }
+    // macOS Finder gets its quota figures zero-padded, both ways.
+    let quota = |props: &str| {
+        let res = dav
+            .request("PROPFIND", &dav.url(""))
+            .header("Depth", "0")
+            .header("User-Agent", "WebDAVFS/3.0.0 (03008000) Darwin/22.1.0")
+            .body(body(props))
+            .send()
+            .unwrap();
+        let fast = res.headers().contains_key("content-length");
+        let entries = parse(&res.text().unwrap());
+        let used = prop(&entries[0], "{DAV:}quota-used-bytes").map(str::to_string);
+        (fast, used)
+    };
+    let fast = quota("<d:quota-used-bytes/>");
+    let slow = quota("<d:quota-used-bytes/><d:lockdiscovery/>");
+    assert_eq!((fast.0, slow.0), (true, false));
+    assert_eq!(fast.1, slow.1);
+    assert_eq!(fast.1.as_deref(), Some("00000000000024"));
 }
 
 #[test]

@@ -190,9 +190,10 @@ fn answer(
     let wants_quota = wants
         .iter()
         .any(|w| matches!(w, Want::QuotaUsed | Want::QuotaAvailable));
-    let quota = match wants_quota {
-        true => Some(scope.ns.usage(scope.owner)?),
-        false => None,
+    let quota = if wants_quota {
+        Some(scope.ns.usage(scope.owner)?)
+    } else {
+        None
     };
     let reply = xml::Reply {
         wants: &wants,
@@ -219,9 +220,10 @@ fn find(scope: &Scope<'_>, parts: &Parts, depth_one: bool) -> Result<Found, Decl
     path.set_prefix(scope.prefix).map_err(|_| Decline::Path)?;
     let names = split_path(path.as_bytes())?;
     let node = scope.ns.lookup(scope.owner, &names)?;
-    let entries = match node.is_dir() && depth_one {
-        true => scope.ns.list(scope.owner, &names)?,
-        false => Vec::new(),
+    let entries = if node.is_dir() && depth_one {
+        scope.ns.list(scope.owner, &names)?
+    } else {
+        Vec::new()
     };
     // The WebDAV layer adds every stored dead property to each reply entry.
     let ids: Vec<u64> = std::iter::once(node.id)

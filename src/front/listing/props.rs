@@ -272,6 +272,8 @@ mod tests {
             names("<propfind xmlns=\"DAV:\"><prop/></propfind>"),
             Some(vec![])
         );
+        let spaced = "<d:propfind  xmlns:d = 'DAV:' ><d:prop ><d:getetag /></d:prop ></d:propfind>";
+        assert_eq!(names(spaced).map(|v| v.len()), Some(1));
     }
 
     #[test]
@@ -295,6 +297,12 @@ mod tests {
             "<d:propfind xmlns:d=\"DAV:\" a=\"1\" a=\"2\"><d:prop/></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\"><d:prop><1a/></d:prop></d:propfind>",
             "x<d:propfind xmlns:d=\"DAV:\"><d:prop/></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop a=b/></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop a=\"<\"/></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop/ ></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop></d:Prop></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop><![CDATA[x]]></d:prop></d:propfind>",
+            "<?xml version=\"1.1\"?><d:propfind xmlns:d=\"DAV:\"><d:prop/></d:propfind>",
         ] {
             assert!(parse(body.as_bytes()).is_err(), "{body:?}");
         }
