@@ -20,13 +20,23 @@ fn unix_ns(ns: i64) -> SystemTime {
     }
 }
 
+/// The modification time a node reports (`getlastmodified`).
+pub(crate) fn modified(node: &Node) -> SystemTime {
+    unix_ns(node.mtime)
+}
+
+/// The creation time a node reports (`creationdate`), to the second.
+pub(crate) fn created(node: &Node) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(node.created.max(0) as u64)
+}
+
 impl DavMetaData for NodeMeta {
     fn len(&self) -> u64 {
         self.0.size
     }
 
     fn modified(&self) -> FsResult<SystemTime> {
-        Ok(unix_ns(self.0.mtime))
+        Ok(modified(&self.0))
     }
 
     fn is_dir(&self) -> bool {
@@ -38,7 +48,7 @@ impl DavMetaData for NodeMeta {
     }
 
     fn created(&self) -> FsResult<SystemTime> {
-        Ok(UNIX_EPOCH + Duration::from_secs(self.0.created.max(0) as u64))
+        Ok(created(&self.0))
     }
 }
 

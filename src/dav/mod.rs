@@ -10,7 +10,7 @@
 
 pub mod checksum;
 mod file;
-mod meta;
+pub(crate) mod meta;
 pub mod ocprops;
 
 use std::sync::Arc;

@@ -39,8 +39,12 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn element(prefix: &str, ns: &str, name: &str, inner: &str) -> Vec<u8> {
-    format!("<{prefix}:{name} xmlns:{prefix}=\"{ns}\">{inner}</{prefix}:{name}>").into_bytes()
+fn element(prefix: &str, ns: &str, name: &str, inner: &str, declare: bool) -> Vec<u8> {
+    if declare {
+        format!("<{prefix}:{name} xmlns:{prefix}=\"{ns}\">{inner}</{prefix}:{name}>").into_bytes()
+    } else {
+        format!("<{prefix}:{name}>{inner}</{prefix}:{name}>").into_bytes()
+    }
 }
 
 const OC_NAMES: [&str; 11] = [
@@ -76,6 +80,29 @@ pub fn render(
     owner_name: &str,
     instance: &str,
 ) -> Option<Vec<u8>> {
+    render_as(namespace, name, node, owner_name, instance, true)
+}
+
+/// Like [`render`], for a document that already declares the `oc` and `nc`
+/// prefixes: the element carries no namespace declaration of its own.
+pub fn render_in_scope(
+    namespace: Option<&str>,
+    name: &str,
+    node: &Node,
+    owner_name: &str,
+    instance: &str,
+) -> Option<Vec<u8>> {
+    render_as(namespace, name, node, owner_name, instance, false)
+}
+
+fn render_as(
+    namespace: Option<&str>,
+    name: &str,
+    node: &Node,
+    owner_name: &str,
+    instance: &str,
+    declare: bool,
+) -> Option<Vec<u8>> {
     match namespace? {
         NS_OWNCLOUD => {
             let text = match name {
@@ -91,16 +118,16 @@ pub fn render(
                 "checksums" => {
                     let sums = node.checksums.as_deref().filter(|_| !node.is_dir())?;
                     let inner = format!("<oc:checksum>{}</oc:checksum>", escape(sums));
-                    return Some(element("oc", NS_OWNCLOUD, name, &inner));
+                    return Some(element("oc", NS_OWNCLOUD, name, &inner, declare));
                 }
                 "downloadURL" | "dDC" | "share-types" | "data-fingerprint" => String::new(),
                 "owner-id" | "owner-display-name" => escape(owner_name),
                 _ => return None,
             };
-            Some(element("oc", NS_OWNCLOUD, name, &text))
+            Some(element("oc", NS_OWNCLOUD, name, &text, declare))
         }
         NS_NEXTCLOUD => match name {
-            "is-encrypted" => Some(element("nc", NS_NEXTCLOUD, name, "0")),
+            "is-encrypted" => Some(element("nc", NS_NEXTCLOUD, name, "0", declare)),
             _ => None,
         },
         _ => None,

@@ -5,6 +5,7 @@
 //! (status, OCS, chunked uploads) live in [`owncloud`].
 
 pub mod auth;
+mod listing;
 mod metrics;
 pub mod owncloud;
 mod propfind;
@@ -338,6 +339,16 @@ impl Gateway {
                 .and_then(names_below)
         } else {
             dav_target(req.uri(), &prefix)
+        };
+        let scope = listing::Scope {
+            ns: self.fs.namespace(),
+            owner: &owner,
+            instance: &self.instance,
+            prefix: &prefix,
+        };
+        let req = match listing::propfind(&scope, req).await {
+            Ok(res) => return res,
+            Err(req) => req,
         };
         let handler = DavHandler::builder()
             .filesystem(Box::new(self.fs.clone()))
