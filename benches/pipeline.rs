@@ -13,7 +13,7 @@ use dedupdav::backend::{BackendError, ObjectInfo, ObjectStore};
 use dedupdav::crypto::{MasterKey, ObjectName};
 use dedupdav::index::{Index, NewUser};
 use dedupdav::namespace::{Namespace, Owner};
-use dedupdav::store::{ContentStore, StoreSettings};
+use dedupdav::store::{Cdc, ChunkSizes, Chunker, ContentStore, StoreSettings};
 use futures_util::stream::BoxStream;
 use parking_lot::Mutex;
 
@@ -184,6 +184,26 @@ fn pipeline(c: &mut Criterion) {
     let dup = random(LEN, 4242);
     rig.upload("dup-original", &dup);
     g.bench_function("duplicate", |b| b.iter(|| rig.upload("dup-copy", &dup)));
+
+    // The content-defined chunker alone (one core), fed 256 KiB pieces.
+    let cdc = Cdc::new(
+        MasterKey::from_bytes([7; 32]).derive().gear,
+        ChunkSizes {
+            min: 256 << 10,
+            avg: 1 << 20,
+            max: 4 << 20,
+        },
+    );
+    g.bench_function("chunking", |b| {
+        b.iter(|| {
+            let mut chunker = Chunker::new(cdc.clone());
+            let mut n = 0;
+            for piece in dup.chunks(256 << 10) {
+                n += chunker.push(piece).len();
+            }
+            n + chunker.finish().len()
+        })
+    });
     g.finish();
 }
 

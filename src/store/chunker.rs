@@ -82,22 +82,49 @@ impl Cdc {
         let n = buf.len().min(self.sizes.max);
         let mut i = state.pos.max(self.sizes.min);
         let mut h = state.hash;
-        while i < n.min(self.sizes.avg) {
-            h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
-            if h & self.mask_small == 0 {
-                return Some(i + 1);
+        for (end, mask) in [
+            (n.min(self.sizes.avg), self.mask_small),
+            (n, self.mask_large),
+        ] {
+            if let Some(cut) = self.find(buf, &mut i, &mut h, end, mask) {
+                return Some(cut);
             }
-            i += 1;
-        }
-        while i < n {
-            h = (h << 1).wrapping_add(self.gear[buf[i] as usize]);
-            if h & self.mask_large == 0 {
-                return Some(i + 1);
-            }
-            i += 1;
         }
         *state = Scan { pos: i, hash: h };
         (n == self.sizes.max).then_some(n)
+    }
+
+    /// Rolls the gear hash over `buf[*i..end]`, stopping after the first
+    /// byte where `hash & mask == 0` (returns the cut length). Two bytes per
+    /// step: the hash after the second byte, `(h << 2) + (g0 << 1) + g1`,
+    /// depends on the previous hash through one shift and one add, so the
+    /// steps do not wait on each other byte by byte; both positions are
+    /// still checked, so the cut points are exactly those of one byte per
+    /// step.
+    fn find(&self, buf: &[u8], i: &mut usize, h: &mut u64, end: usize, mask: u64) -> Option<usize> {
+        let gear = &*self.gear;
+        while *i + 1 < end {
+            let g0 = gear[buf[*i] as usize];
+            let g1 = gear[buf[*i + 1] as usize];
+            let first = (*h << 1).wrapping_add(g0);
+            let second = (*h << 2).wrapping_add((g0 << 1).wrapping_add(g1));
+            if first & mask == 0 {
+                return Some(*i + 1);
+            }
+            if second & mask == 0 {
+                return Some(*i + 2);
+            }
+            *h = second;
+            *i += 2;
+        }
+        if *i < end {
+            *h = (*h << 1).wrapping_add(gear[buf[*i] as usize]);
+            *i += 1;
+            if *h & mask == 0 {
+                return Some(*i);
+            }
+        }
+        None
     }
 }
 
@@ -260,6 +287,38 @@ mod tests {
                 .map(|c| c.len())
                 .collect();
             assert_eq!(a, c, "pieces of {piece} bytes");
+        }
+    }
+
+    /// The cut point one byte at a time, as FastCDC defines it.
+    fn reference_cut(cdc: &Cdc, buf: &[u8]) -> usize {
+        let n = buf.len().min(cdc.sizes.max);
+        let mut h = 0u64;
+        for (i, &byte) in buf.iter().enumerate().take(n).skip(cdc.sizes.min) {
+            h = (h << 1).wrapping_add(cdc.gear[byte as usize]);
+            let mask = if i < cdc.sizes.avg {
+                cdc.mask_small
+            } else {
+                cdc.mask_large
+            };
+            if h & mask == 0 {
+                return i + 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn two_bytes_per_step_cuts_where_one_byte_per_step_does() {
+        let c = cdc(3);
+        for seed in 1..40 {
+            let data = pseudo_random(40_000 + seed as usize * 997, seed);
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = c.cut(rest);
+                assert_eq!(n, reference_cut(&c, rest), "seed {seed}");
+                rest = &rest[n..];
+            }
         }
     }
 
