@@ -141,7 +141,7 @@ impl Index {
 
     /// What the index knows of a chunk.
     pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
-        self.read(|t| tx::get_chunk(&t.chunks, id))
+        self.read(|t| tx::get_chunk(t.chunks()?, id))
     }
 
     /// The sum of all chunk reference counts (file manifests and chunked
@@ -166,7 +166,7 @@ impl Index {
     ) -> Result<Vec<[u8; 32]>, IndexError> {
         self.read(|t| {
             let mut out = Vec::new();
-            for row in t.chunks.iter()? {
+            for row in t.chunks()?.iter()? {
                 let (k, v) = row?;
                 let rec = ChunkRecord::decode(v.value())?;
                 if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff

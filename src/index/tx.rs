@@ -2,6 +2,8 @@
 //! every table open and commits only when it returns `Ok`, so each logical
 //! change is exactly one redb write transaction.
 
+use std::cell::OnceCell;
+
 use redb::{ReadOnlyTable, ReadableTable, Table};
 
 use super::durability::Commit;
@@ -21,36 +23,73 @@ pub(crate) struct WriteTables<'t> {
     pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
 }
 
+/// The tables of one read transaction, each opened on first use: most
+/// reads touch one or two of them.
 pub(crate) struct ReadTables {
-    pub users: ReadOnlyTable<&'static str, &'static [u8]>,
-    pub nodes: ReadOnlyTable<u64, &'static [u8]>,
-    pub dirents: ReadOnlyTable<(u64, &'static str), u64>,
-    pub manifests: ReadOnlyTable<u64, &'static [u8]>,
-    pub chunks: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub props: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
-    pub uploads: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
-    pub upload_parts: ReadOnlyTable<(u64, &'static str, &'static str), &'static [u8]>,
+    tx: redb::ReadTransaction,
+    users: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    nodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    dirents: OnceCell<ReadOnlyTable<(u64, &'static str), u64>>,
+    manifests: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    chunks: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    props: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
+    uploads: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
+    upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
+}
+
+/// Key of the `upload_parts` table: (user id, transfer, part name).
+type PartKey = (u64, &'static str, &'static str);
+
+/// Opens `def` in `tx` unless `cell` already holds it.
+fn lazily<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
+    cell: &'c OnceCell<ReadOnlyTable<K, V>>,
+    tx: &redb::ReadTransaction,
+    def: redb::TableDefinition<'static, K, V>,
+) -> Result<&'c ReadOnlyTable<K, V>, IndexError> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = tx.open_table(def)?;
+    Ok(cell.get_or_init(|| table))
+}
+
+macro_rules! read_table {
+    ($name:ident, $def:ident, $k:ty, $v:ty) => {
+        pub fn $name(&self) -> Result<&ReadOnlyTable<$k, $v>, IndexError> {
+            lazily(&self.$name, &self.tx, $def)
+        }
+    };
+}
+
+impl ReadTables {
+    fn new(tx: redb::ReadTransaction) -> Self {
+        Self {
+            tx,
+            users: OnceCell::new(),
+            nodes: OnceCell::new(),
+            dirents: OnceCell::new(),
+            manifests: OnceCell::new(),
+            chunks: OnceCell::new(),
+            props: OnceCell::new(),
+            uploads: OnceCell::new(),
+            upload_parts: OnceCell::new(),
+        }
+    }
+
+    read_table!(users, USERS, &'static str, &'static [u8]);
+    read_table!(nodes, NODES, u64, &'static [u8]);
+    read_table!(dirents, DIRENTS, (u64, &'static str), u64);
+    read_table!(manifests, MANIFESTS, u64, &'static [u8]);
+    read_table!(chunks, CHUNKS, &'static [u8], &'static [u8]);
+    read_table!(props, PROPS, (u64, &'static str), &'static [u8]);
+    read_table!(uploads, UPLOADS, (u64, &'static str), &'static [u8]);
+    read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
     fn open(tx: &'t redb::WriteTransaction) -> Result<Self, IndexError> {
         Ok(Self {
             meta: tx.open_table(META)?,
-            users: tx.open_table(USERS)?,
-            nodes: tx.open_table(NODES)?,
-            dirents: tx.open_table(DIRENTS)?,
-            manifests: tx.open_table(MANIFESTS)?,
-            chunks: tx.open_table(CHUNKS)?,
-            props: tx.open_table(PROPS)?,
-            uploads: tx.open_table(UPLOADS)?,
-            upload_parts: tx.open_table(UPLOAD_PARTS)?,
-        })
-    }
-}
-
-impl ReadTables {
-    fn open(tx: &redb::ReadTransaction) -> Result<Self, IndexError> {
-        Ok(Self {
             users: tx.open_table(USERS)?,
             nodes: tx.open_table(NODES)?,
             dirents: tx.open_table(DIRENTS)?,
@@ -132,8 +171,7 @@ impl Index {
         E: From<IndexError>,
     {
         let tx = self.db.begin_read().map_err(IndexError::from)?;
-        let t = ReadTables::open(&tx)?;
-        f(&t)
+        f(&ReadTables::new(tx))
     }
 }
 

@@ -73,13 +73,13 @@ impl Index {
     }
 
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, IndexError> {
-        self.read(|t| get_user(&t.users, name))
+        self.read(|t| get_user(t.users()?, name))
     }
 
     pub fn users(&self) -> Result<Vec<UserRecord>, IndexError> {
         self.read(|t| {
             let mut out = Vec::new();
-            for row in t.users.iter()? {
+            for row in t.users()?.iter()? {
                 let (_, v) = row?;
                 out.push(UserRecord::decode(v.value())?);
             }

@@ -136,23 +136,23 @@ impl Namespace {
     /// The node at `path` in the owner's tree.
     pub fn lookup(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
         self.index.read(|t: &ReadTables| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
-            get_node(&t.nodes, id)?.ok_or(NsError::NotFound)
+            let id = resolve_in(t.dirents()?, owner.root, path)?;
+            get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)
         })
     }
 
     /// The entries of the folder at `path`, sorted by name.
     pub fn list(&self, owner: &Owner, path: &[String]) -> Result<Vec<(String, Node)>, NsError> {
         self.index.read(|t: &ReadTables| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
-            let dir = get_node(&t.nodes, id)?.ok_or(NsError::NotFound)?;
+            let id = resolve_in(t.dirents()?, owner.root, path)?;
+            let dir = get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)?;
             if !dir.is_dir() {
                 return Err(NsError::NotADirectory);
             }
             let mut out = Vec::new();
-            for row in t.dirents.range((id, "")..(id + 1, ""))? {
+            for row in t.dirents()?.range((id, "")..(id + 1, ""))? {
                 let (k, v) = row.map_err(IndexError::from)?;
-                let node = get_node(&t.nodes, v.value())?.ok_or_else(|| IndexError::Corrupt {
+                let node = get_node(t.nodes()?, v.value())?.ok_or_else(|| IndexError::Corrupt {
                     table: "dirents",
                     cause: format!("entry points at missing node {}", v.value()),
                 })?;
@@ -169,12 +169,12 @@ impl Namespace {
         path: &[String],
     ) -> Result<(Node, Vec<ManifestEntry>), NsError> {
         self.index.read(|t: &ReadTables| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
-            let node = get_node(&t.nodes, id)?.ok_or(NsError::NotFound)?;
+            let id = resolve_in(t.dirents()?, owner.root, path)?;
+            let node = get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)?;
             if node.is_dir() {
                 return Err(NsError::IsADirectory);
             }
-            let manifest = get_manifest(&t.manifests, id)?;
+            let manifest = get_manifest(t.manifests()?, id)?;
             let total: u64 = manifest.iter().map(|e| e.len as u64).sum();
             if total != node.size {
                 return Err(NsError::Index(IndexError::Corrupt {
@@ -193,13 +193,13 @@ impl Namespace {
     pub fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError> {
         Ok(self
             .index
-            .read(|t: &ReadTables| get_manifest(&t.manifests, node))?)
+            .read(|t: &ReadTables| get_manifest(t.manifests()?, node))?)
     }
 
     /// The owner's (logical bytes used, quota).
     pub fn usage(&self, owner: &Owner) -> Result<(u64, Option<u64>), NsError> {
         self.index.read(|t: &ReadTables| {
-            let u = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
+            let u = get_user(t.users()?, &owner.name)?.ok_or(NsError::NoUser)?;
             Ok((u.used, u.quota))
         })
     }
@@ -329,15 +329,15 @@ impl Namespace {
     /// Whether the node at `path` has dead properties.
     pub fn has_props(&self, owner: &Owner, path: &[String]) -> Result<bool, NsError> {
         self.index.read(|t: &ReadTables| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
-            Ok(t.props.range((id, "")..(id + 1, ""))?.next().is_some())
+            let id = resolve_in(t.dirents()?, owner.root, path)?;
+            Ok(t.props()?.range((id, "")..(id + 1, ""))?.next().is_some())
         })
     }
 
     /// The dead properties of the node at `path`.
     pub fn props(&self, owner: &Owner, path: &[String]) -> Result<Vec<StoredProp>, NsError> {
         self.index.read(|t: &ReadTables| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let id = resolve_in(t.dirents()?, owner.root, path)?;
             props_of(t, id)
         })
     }
@@ -451,7 +451,7 @@ pub(crate) fn commit_file_in(
 
 fn props_of(t: &ReadTables, id: u64) -> Result<Vec<StoredProp>, NsError> {
     let mut out = Vec::new();
-    for row in t.props.range((id, "")..(id + 1, ""))? {
+    for row in t.props()?.range((id, "")..(id + 1, ""))? {
         let (_, v) = row.map_err(IndexError::from)?;
         let p: StoredProp = bincode::deserialize(v.value()).map_err(|e| IndexError::Corrupt {
             table: "props",

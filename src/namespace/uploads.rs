@@ -320,11 +320,11 @@ impl Namespace {
         transfer: &str,
     ) -> Result<(UploadSession, Vec<PartInfo>), UploadError> {
         self.index.read(|t: &ReadTables| {
-            let s: UploadSession = match t.uploads.get((owner.id, transfer))? {
+            let s: UploadSession = match t.uploads()?.get((owner.id, transfer))? {
                 Some(v) => decode("uploads", v.value())?,
                 None => return Err(UploadError::NoSession),
             };
-            let parts = parts_of(&t.upload_parts, owner.id, transfer)?
+            let parts = parts_of(t.upload_parts()?, owner.id, transfer)?
                 .into_iter()
                 .map(|(name, r)| PartInfo {
                     name,
@@ -340,7 +340,7 @@ impl Namespace {
     pub fn uploads(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError> {
         self.index.read(|t: &ReadTables| {
             let mut out = Vec::new();
-            for row in t.uploads.range((owner.id, "")..(owner.id + 1, ""))? {
+            for row in t.uploads()?.range((owner.id, "")..(owner.id + 1, ""))? {
                 let (k, v) = row.map_err(IndexError::from)?;
                 out.push((k.value().1.to_string(), decode("uploads", v.value())?));
             }
@@ -356,10 +356,10 @@ impl Namespace {
         transfer: &str,
     ) -> Result<(Vec<PartInfo>, Vec<ManifestEntry>), UploadError> {
         self.index.read(|t: &ReadTables| {
-            if t.uploads.get((owner.id, transfer))?.is_none() {
+            if t.uploads()?.get((owner.id, transfer))?.is_none() {
                 return Err(UploadError::NoSession);
             }
-            let parts = ordered(parts_of(&t.upload_parts, owner.id, transfer)?)?;
+            let parts = ordered(parts_of(t.upload_parts()?, owner.id, transfer)?)?;
             let mut infos = Vec::with_capacity(parts.len());
             let mut out = Vec::new();
             for (name, rec) in parts {
@@ -525,7 +525,7 @@ impl Namespace {
     pub fn expire_uploads(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError> {
         let stale: Vec<(u64, String)> = self.index.read(|t: &ReadTables| {
             let mut out = Vec::new();
-            for row in t.uploads.iter()? {
+            for row in t.uploads()?.iter()? {
                 let (k, v) = row.map_err(IndexError::from)?;
                 let s: UploadSession = decode("uploads", v.value())?;
                 if s.updated.saturating_add(ttl_secs) < now {
