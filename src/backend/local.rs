@@ -1,4 +1,4 @@
-//! The local-directory backend: one file per object under `<dir>/objects/ab/cd/`.
+//! The local-directory backend: one file per object under `<dir>/objects/ab/`.
 //! Writes are atomic: a temporary file is written, fsynced and renamed.
 
 use std::path::{Path, PathBuf};
@@ -92,17 +92,10 @@ impl ObjectStore for LocalDirStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
-        // Walk the two fan-out levels lazily: only one folder's names are in
+        // Walk the fan-out folders lazily: only one folder's names are in
         // memory at a time.
         let top = self.root.join("objects");
         let dirs = stream::once(async move { read_names(&top).await })
-            .flat_map(|r| stream::iter(flatten(r)))
-            .then(|r| async move {
-                match r {
-                    Ok(p) => read_names(&p).await,
-                    Err(e) => Err(e),
-                }
-            })
             .flat_map(|r| stream::iter(flatten(r)))
             .then(|r| async move {
                 match r {

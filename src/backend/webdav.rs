@@ -2,7 +2,7 @@
 //! ownCloud-compatible WebDAV account.
 //!
 //! This module owns everything about talking to the upstream: the pooled HTTP
-//! client, the URL layout (`<account url>/<root>/objects/ab/cd/<name>`), lazy
+//! client, the URL layout (`<account url>/<root>/objects/ab/<name>`), lazy
 //! creation of the fan-out folders (remembered per process), retries with
 //! backoff on transient failures, classification of upstream answers into
 //! [`BackendError`]s, the streamed PROPFIND listing and its XML parser, and the
@@ -849,7 +849,7 @@ impl WebDavStore {
             .collect())
     }
 
-    /// The objects inside one leaf fan-out folder.
+    /// The objects inside one fan-out folder.
     async fn objects_in(&self, rel: String) -> Result<Vec<ObjectInfo>, BackendError> {
         Ok(self
             .children(&rel)
@@ -859,7 +859,7 @@ impl WebDavStore {
             .filter_map(|e| {
                 let name = ObjectName::parse(e.name()?)?;
                 // Objects outside their own fan-out folder are not ours.
-                if !rel.ends_with(&format!("{}/{}", &name.as_str()[..2], &name.as_str()[2..4])) {
+                if !rel.ends_with(&format!("/{}", name.fanout())) {
                     return None;
                 }
                 Some(ObjectInfo {
@@ -1056,16 +1056,9 @@ impl ObjectStore for WebDavStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
-        // Walk objects/ → objects/ab/ → objects/ab/cd/ lazily: one folder's
-        // listing is fetched only when the previous one is used up.
+        // Walk objects/ → objects/ab/ lazily: one folder's listing is
+        // fetched only when the previous one is used up.
         stream::once(self.fanout_children("objects".to_string()))
-            .flat_map(|r| stream::iter(flatten(r)))
-            .then(move |r| async move {
-                match r {
-                    Ok(dir) => self.fanout_children(dir).await,
-                    Err(e) => Err(e),
-                }
-            })
             .flat_map(|r| stream::iter(flatten(r)))
             .then(move |r| async move {
                 match r {
@@ -1579,7 +1572,9 @@ mod tests {
         let name = ObjectName::parse(&"0f".repeat(32)).unwrap();
         assert_eq!(
             store.url(&name.relative_path(), false).as_str(),
-            format!("http://127.0.0.1:1/remote.php/dav/files/svc%20x/my%20root/sub/objects/0f/0f/{name}")
+            format!(
+                "http://127.0.0.1:1/remote.php/dav/files/svc%20x/my%20root/sub/objects/0f/{name}"
+            )
         );
         assert_eq!(
             store.url("objects", true).as_str(),
@@ -1592,7 +1587,6 @@ mod tests {
                 "my root/sub",
                 "my root/sub/objects",
                 "my root/sub/objects/0f",
-                "my root/sub/objects/0f/0f"
             ]
         );
     }

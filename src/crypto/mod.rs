@@ -88,18 +88,20 @@ impl ObjectName {
         &self.0
     }
 
-    /// Path relative to the backend root: `objects/ab/cd/<name>`.
+    /// Path relative to the backend root: `objects/ab/<name>`, one level
+    /// of 256 fan-out folders (see docs/ARCHITECTURE.md, "Upstream layout").
     pub fn relative_path(&self) -> String {
-        format!("objects/{}/{}/{}", &self.0[0..2], &self.0[2..4], self.0)
+        format!("objects/{}/{}", self.fanout(), self.0)
     }
 
-    /// The fan-out folders above the object, outermost first.
-    pub fn fanout_dirs(&self) -> [String; 3] {
-        [
-            "objects".to_string(),
-            format!("objects/{}", &self.0[0..2]),
-            format!("objects/{}/{}", &self.0[0..2], &self.0[2..4]),
-        ]
+    /// The fan-out folder's name: the name's first two hex digits.
+    pub fn fanout(&self) -> &str {
+        &self.0[0..2]
+    }
+
+    /// The folders above the object, outermost first.
+    pub fn fanout_dirs(&self) -> [String; 2] {
+        ["objects".to_string(), format!("objects/{}", self.fanout())]
     }
 }
 

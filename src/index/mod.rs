@@ -20,8 +20,10 @@ pub use records::{manifest_digest, ChunkRecord, ManifestEntry, Node, NodeKind, U
 pub(crate) use tables::*;
 pub use users::{valid_user_name, NewUser};
 
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The schema version this build reads and writes. 2: objects live in one
+/// level of fan-out folders (`objects/ab/<name>`); an index of version 1
+/// names objects under `objects/ab/cd/`, so it is refused.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Errors of the metadata index.
 #[derive(Debug, thiserror::Error)]
