@@ -1,7 +1,8 @@
 //! Keys, chunk ids, object names and the sealed object format.
 //!
 //! Everything that leaves the gateway for the backend passes through here:
-//! a chunk is named by a keyed MAC of its keyed id, compressed when that
+//! a chunk is named by a keyed MAC of its keyed id (keyed BLAKE3 of the
+//! plaintext), compressed when that
 //! shrinks it, and sealed with AES-256-GCM-SIV under a nonce derived from its
 //! id (deterministic, so a retried or concurrent upload writes the same bytes).
 
@@ -48,13 +49,15 @@ fn mac(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-/// The identity of a chunk: HMAC-SHA256 of its plaintext under the chunk-id key.
+/// The identity of a chunk: keyed BLAKE3 of its plaintext under the
+/// chunk-id key (a PRF like HMAC-SHA256, about five times faster; every
+/// chunk is hashed on upload and again on every read).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId(pub [u8; 32]);
 
 impl ChunkId {
     pub fn of(keys: &Keys, plaintext: &[u8]) -> Self {
-        Self(mac(&keys.chunk_id, &[plaintext]))
+        Self(*blake3::keyed_hash(&keys.chunk_id, plaintext).as_bytes())
     }
 
     pub fn to_hex(&self) -> String {

@@ -12,9 +12,12 @@
 //! ```
 //! The nonce is derived from the chunk id; the associated data is the header
 //! and the object name, so an object cannot be swapped for another.
+//!
+//! AES-256-GCM-SIV (RFC 8452) comes from aws-lc-rs: the same ciphertext as
+//! the RustCrypto `aes-gcm-siv` crate (a test checks it), about three times
+//! faster; both sealing and opening work in place.
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 
 use super::{mac, ChunkId, CryptoError, Keys, ObjectName};
 
@@ -22,6 +25,7 @@ pub const HEADER_LEN: usize = 12;
 const MAGIC: &[u8; 4] = b"DDAV";
 const VERSION: u8 = 1;
 const FLAG_ZSTD: u8 = 1;
+const TAG_LEN: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -33,7 +37,7 @@ pub enum ObjectKind {
 /// Seals and opens objects with the gateway's keys.
 pub struct Sealer {
     keys: std::sync::Arc<Keys>,
-    cipher: Aes256GcmSiv,
+    cipher: LessSafeKey,
     zstd_level: i32,
     max_plain: usize,
 }
@@ -41,7 +45,10 @@ pub struct Sealer {
 impl Sealer {
     /// `max_plain` bounds what an object may decompress to (the largest chunk).
     pub fn new(keys: std::sync::Arc<Keys>, zstd_level: i32, max_plain: usize) -> Self {
-        let cipher = Aes256GcmSiv::new((&keys.object_seal).into());
+        // A 32-byte key is what AES-256 takes, so this cannot fail.
+        let key =
+            UnboundKey::new(&AES_256_GCM_SIV, &keys.object_seal).unwrap_or_else(|_| unreachable!());
+        let cipher = LessSafeKey::new(key);
         Self {
             keys,
             cipher,
@@ -54,11 +61,15 @@ impl Sealer {
         &self.keys
     }
 
-    fn nonce(&self, id: &ChunkId) -> [u8; 12] {
+    fn nonce_bytes(&self, id: &ChunkId) -> [u8; 12] {
         let n = mac(&self.keys.object_seal, &[b"nonce", &id.0]);
         let mut out = [0u8; 12];
         out.copy_from_slice(&n[..12]);
         out
+    }
+
+    fn nonce(&self, id: &ChunkId) -> Nonce {
+        Nonce::assume_unique_for_key(self.nonce_bytes(id))
     }
 
     fn header(&self, kind: ObjectKind, flags: u8) -> [u8; HEADER_LEN] {
@@ -88,20 +99,14 @@ impl Sealer {
         };
         let header = self.header(kind, flags);
         let aad = [&header[..], name.as_str().as_bytes()].concat();
-        let nonce = self.nonce(id);
-        let ct = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: payload,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Tampered)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&header);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(payload);
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(self.nonce(id), Aad::from(&aad), &mut out[HEADER_LEN..])
+            .map_err(|_| CryptoError::Tampered)?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -132,17 +137,13 @@ impl Sealer {
         }
         let header = &object[..HEADER_LEN];
         let aad = [header, name.as_str().as_bytes()].concat();
-        let nonce = self.nonce(id);
-        let payload = self
+        let mut payload = object[HEADER_LEN..].to_vec();
+        let len = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &object[HEADER_LEN..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Tampered)?;
+            .open_in_place(self.nonce(id), Aad::from(&aad), &mut payload)
+            .map_err(|_| CryptoError::Tampered)?
+            .len();
+        payload.truncate(len);
         let plain = if object[6] & FLAG_ZSTD != 0 {
             zstd::bulk::decompress(&payload, self.max_plain).map_err(|_| CryptoError::TooLarge)?
         } else {
@@ -188,6 +189,34 @@ mod tests {
         let name = ObjectName::for_chunk(s.keys(), &id);
         let obj = s.seal(ObjectKind::Chunk, &id, &name, &text).unwrap();
         assert!(obj.len() < text.len() / 10, "compressible data shrinks");
+    }
+
+    /// The object format is RFC 8452 AES-256-GCM-SIV: the bytes must not
+    /// depend on which implementation sealed them.
+    #[test]
+    fn objects_match_the_reference_implementation() {
+        use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+        let s = sealer();
+        let reference = aes_gcm_siv::Aes256GcmSiv::new((&s.keys.object_seal).into());
+        for len in [0usize, 1, 15, 16, 17, 4096, 300_000] {
+            let mut plain = vec![0u8; len];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut plain);
+            let id = ChunkId::of(s.keys(), &plain);
+            let name = ObjectName::for_chunk(s.keys(), &id);
+            let obj = s.seal(ObjectKind::Chunk, &id, &name, &plain).unwrap();
+            let aad = [&obj[..HEADER_LEN], name.as_str().as_bytes()].concat();
+            let expected = reference
+                .encrypt(
+                    aes_gcm_siv::Nonce::from_slice(&s.nonce_bytes(&id)),
+                    Payload {
+                        msg: &plain,
+                        aad: &aad,
+                    },
+                )
+                .unwrap();
+            assert_eq!(obj[6], 0, "random data is stored uncompressed");
+            assert_eq!(&obj[HEADER_LEN..], &expected[..], "{len} bytes");
+        }
     }
 
     #[test]
