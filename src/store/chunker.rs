@@ -40,6 +40,11 @@ fn top_mask(bits: u32) -> u64 {
     }
 }
 
+/// Interleaved searches in [`Cdc::find_in_lanes`] (its loop is written for 4).
+const LANES: usize = 4;
+/// Bytes each lane searches per round.
+const SPAN: usize = 4096;
+
 /// The cut-point finder.
 #[derive(Clone)]
 pub struct Cdc {
@@ -86,12 +91,62 @@ impl Cdc {
             (n.min(self.sizes.avg), self.mask_small),
             (n, self.mask_large),
         ] {
+            if i + LANES * SPAN <= end {
+                while i + LANES * SPAN <= end {
+                    if let Some(cut) = self.find_in_lanes(buf, i, mask) {
+                        return Some(cut);
+                    }
+                    i += LANES * SPAN;
+                }
+                h = self.hash_before(buf, i);
+            }
             if let Some(cut) = self.find(buf, &mut i, &mut h, end, mask) {
                 return Some(cut);
             }
         }
         *state = Scan { pos: i, hash: h };
         (n == self.sizes.max).then_some(n)
+    }
+
+    /// The gear hash just before byte `p` of a chunk. It depends only on
+    /// the 64 bytes before `p` (older bytes are shifted out) and on where
+    /// hashing starts (the minimum size), so it can be computed afresh.
+    fn hash_before(&self, buf: &[u8], p: usize) -> u64 {
+        let from = p.saturating_sub(64).max(self.sizes.min);
+        buf[from..p]
+            .iter()
+            .fold(0u64, |h, &b| (h << 1).wrapping_add(self.gear[b as usize]))
+    }
+
+    /// Searches `buf[start..start + LANES * SPAN]` for the first cut point
+    /// as [`LANES`] interleaved searches over consecutive spans, each
+    /// starting from its own [`Self::hash_before`]: the hash chains are
+    /// independent, so the processor runs them side by side. The cut
+    /// points are exactly those of one sequential search.
+    fn find_in_lanes(&self, buf: &[u8], start: usize, mask: u64) -> Option<usize> {
+        let gear = &*self.gear;
+        let span = |l: usize| &buf[start + l * SPAN..start + (l + 1) * SPAN];
+        let mut h: [u64; LANES] = std::array::from_fn(|l| self.hash_before(buf, start + l * SPAN));
+        let mut hit = [usize::MAX; LANES];
+        let bytes = span(0).iter().zip(span(1)).zip(span(2)).zip(span(3));
+        for (t, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
+            h[0] = (h[0] << 1).wrapping_add(gear[b0 as usize]);
+            h[1] = (h[1] << 1).wrapping_add(gear[b1 as usize]);
+            h[2] = (h[2] << 1).wrapping_add(gear[b2 as usize]);
+            h[3] = (h[3] << 1).wrapping_add(gear[b3 as usize]);
+            if (h[0] & mask == 0) | (h[1] & mask == 0) | (h[2] & mask == 0) | (h[3] & mask == 0) {
+                for l in 0..LANES {
+                    if h[l] & mask == 0 && hit[l] == usize::MAX {
+                        hit[l] = start + l * SPAN + t + 1;
+                    }
+                }
+                // Lane 0's cut comes before any other lane's.
+                if hit[0] != usize::MAX {
+                    return Some(hit[0]);
+                }
+            }
+        }
+        hit.into_iter().find(|&c| c != usize::MAX)
     }
 
     /// Rolls the gear hash over `buf[*i..end]`, stopping after the first
@@ -309,15 +364,38 @@ mod tests {
     }
 
     #[test]
-    fn two_bytes_per_step_cuts_where_one_byte_per_step_does() {
-        let c = cdc(3);
-        for seed in 1..40 {
-            let data = pseudo_random(40_000 + seed as usize * 997, seed);
-            let mut rest = &data[..];
-            while !rest.is_empty() {
-                let n = c.cut(rest);
-                assert_eq!(n, reference_cut(&c, rest), "seed {seed}");
-                rest = &rest[n..];
+    fn fast_search_cuts_where_one_byte_per_step_does() {
+        let keys = MasterKey::from_bytes([5; 32]).derive();
+        let wide = Cdc::new(
+            keys.gear,
+            ChunkSizes {
+                min: 4096,
+                avg: 65536,
+                max: 262_144,
+            },
+        );
+        for (c, len) in [(cdc(3), 40_000), (wide, 1_500_000)] {
+            for seed in 1..12 {
+                let mut data = pseudo_random(len + seed as usize * 997, seed);
+                // A run of zeros forces maximum-size cuts.
+                let z = data.len() / 3;
+                data[z..z + 300_000.min(len / 4)].fill(0);
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    let n = c.cut(rest);
+                    assert_eq!(n, reference_cut(&c, rest), "seed {seed}");
+                    rest = &rest[n..];
+                }
+                // And streamed in odd pieces.
+                let streamed: Vec<usize> = chunk_all(&c, &data, 9_999)
+                    .iter()
+                    .map(|c| c.len())
+                    .collect();
+                let whole: Vec<usize> = chunk_all(&c, &data, data.len())
+                    .iter()
+                    .map(|c| c.len())
+                    .collect();
+                assert_eq!(streamed, whole, "seed {seed}");
             }
         }
     }
