@@ -18,6 +18,7 @@
 //! faster; both sealing and opening work in place.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
+use bytes::{Bytes, BytesMut};
 
 use super::{mac, ChunkId, CryptoError, Keys, ObjectName};
 
@@ -111,15 +112,45 @@ impl Sealer {
     }
 
     /// Authenticates, decrypts and decompresses an object, then checks that
-    /// the plaintext hashes to `id`.
+    /// the plaintext hashes to `id`. An object nobody else holds (as fetched)
+    /// is decrypted where it lies, without a copy.
     pub fn open(
         &self,
         kind: ObjectKind,
         id: &ChunkId,
         name: &ObjectName,
-        object: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        if object.len() < HEADER_LEN + 16 || &object[..4] != MAGIC {
+        object: Bytes,
+    ) -> Result<Bytes, CryptoError> {
+        self.check_header(kind, &object)?;
+        let aad = [&object[..HEADER_LEN], name.as_str().as_bytes()].concat();
+        let compressed = object[6] & FLAG_ZSTD != 0;
+        let mut payload = match object.try_into_mut() {
+            Ok(mut whole) => whole.split_off(HEADER_LEN),
+            Err(shared) => BytesMut::from(&shared[HEADER_LEN..]),
+        };
+        let len = self
+            .cipher
+            .open_in_place(self.nonce(id), Aad::from(&aad), &mut payload)
+            .map_err(|_| CryptoError::Tampered)?
+            .len();
+        payload.truncate(len);
+        let plain = if compressed {
+            Bytes::from(
+                zstd::bulk::decompress(&payload, self.max_plain)
+                    .map_err(|_| CryptoError::TooLarge)?,
+            )
+        } else {
+            payload.freeze()
+        };
+        if kind == ObjectKind::Chunk && ChunkId::of(&self.keys, &plain) != *id {
+            return Err(CryptoError::IdMismatch);
+        }
+        Ok(plain)
+    }
+
+    /// Magic, version, kind and key id of an object's header.
+    fn check_header(&self, kind: ObjectKind, object: &[u8]) -> Result<(), CryptoError> {
+        if object.len() < HEADER_LEN + TAG_LEN || &object[..4] != MAGIC {
             return Err(CryptoError::NotAnObject);
         }
         if object[4] != VERSION {
@@ -135,24 +166,7 @@ impl Sealer {
                 found,
             });
         }
-        let header = &object[..HEADER_LEN];
-        let aad = [header, name.as_str().as_bytes()].concat();
-        let mut payload = object[HEADER_LEN..].to_vec();
-        let len = self
-            .cipher
-            .open_in_place(self.nonce(id), Aad::from(&aad), &mut payload)
-            .map_err(|_| CryptoError::Tampered)?
-            .len();
-        payload.truncate(len);
-        let plain = if object[6] & FLAG_ZSTD != 0 {
-            zstd::bulk::decompress(&payload, self.max_plain).map_err(|_| CryptoError::TooLarge)?
-        } else {
-            payload
-        };
-        if kind == ObjectKind::Chunk && ChunkId::of(&self.keys, &plain) != *id {
-            return Err(CryptoError::IdMismatch);
-        }
-        Ok(plain)
+        Ok(())
     }
 }
 
@@ -181,7 +195,15 @@ mod tests {
             let id = ChunkId::of(s.keys(), plain);
             let name = ObjectName::for_chunk(s.keys(), &id);
             let obj = s.seal(ObjectKind::Chunk, &id, &name, plain).unwrap();
-            assert_eq!(s.open(ObjectKind::Chunk, &id, &name, &obj).unwrap(), plain);
+            let opened = s.open(ObjectKind::Chunk, &id, &name, Bytes::from(obj.clone()));
+            assert_eq!(opened.unwrap(), plain);
+            // An object shared with someone else is opened from a copy.
+            let shared = Bytes::from(obj.clone());
+            let _keep = shared.clone();
+            assert_eq!(
+                s.open(ObjectKind::Chunk, &id, &name, shared).unwrap(),
+                plain
+            );
             // Deterministic: the same chunk always seals to the same bytes.
             assert_eq!(obj, s.seal(ObjectKind::Chunk, &id, &name, plain).unwrap());
         }
@@ -230,14 +252,16 @@ mod tests {
             let mut bad = obj.clone();
             bad[i] ^= 0x40;
             assert!(
-                s.open(ObjectKind::Chunk, &id, &name, &bad).is_err(),
+                s.open(ObjectKind::Chunk, &id, &name, Bytes::from(bad))
+                    .is_err(),
                 "byte {i}"
             );
         }
         let other = ObjectName::for_chunk(s.keys(), &ChunkId([0; 32]));
-        assert!(s.open(ObjectKind::Chunk, &id, &other, &obj).is_err());
+        let obj = Bytes::from(obj);
+        assert!(s.open(ObjectKind::Chunk, &id, &other, obj.clone()).is_err());
         assert!(s
-            .open(ObjectKind::Chunk, &id, &name, &obj[..obj.len() - 1])
+            .open(ObjectKind::Chunk, &id, &name, obj.slice(..obj.len() - 1))
             .is_err());
     }
 }

@@ -141,7 +141,7 @@ impl ContentStore {
         let plain = tokio::task::spawn_blocking(move || {
             store
                 .sealer
-                .open(ObjectKind::Chunk, &id, &name, &object)
+                .open(ObjectKind::Chunk, &id, &name, object)
                 .map_err(|source| StoreError::Object {
                     id,
                     name: name.to_string(),
@@ -150,6 +150,6 @@ impl ContentStore {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
-        Ok(bytes::Bytes::from(plain))
+        Ok(plain)
     }
 }
