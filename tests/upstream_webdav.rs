@@ -115,6 +115,49 @@ async fn reput_is_idempotent_and_recreates_vanished_folders() {
     assert_eq!(std::fs::read(on_disk(&apache, &name)).unwrap(), again);
 }
 
+fn adler32(data: &[u8]) -> String {
+    let mut a = simd_adler32::Adler32::new();
+    a.write(data);
+    format!("ADLER32:{:08x}", a.finish())
+}
+
+#[tokio::test]
+async fn puts_carry_a_checksum_the_upstream_may_report_back() {
+    let apache = Apache::start();
+    let proxy = FaultProxy::start(&apache.origin()).await;
+    let store = via(&proxy, &apache);
+    let data = random_bytes(5000);
+    store.put(&random_name(), data.clone()).await.unwrap();
+    let put = proxy
+        .seen()
+        .into_iter()
+        .find(|s| s.method == Method::PUT)
+        .unwrap();
+    assert_eq!(put.oc_checksum, Some(adler32(&data)), "ownCloud checks it");
+
+    // An upstream (ownCloud) that reports the checksum of what it stored:
+    // a match passes, a mismatch is written again once, then refused.
+    let data = random_bytes(777);
+    proxy.always(
+        Some(Method::HEAD),
+        Fault::SetHeader("OC-Checksum", format!("SHA1:00 {}", adler32(&data))),
+    );
+    store.put(&random_name(), data).await.unwrap();
+    proxy.clear();
+    proxy.always(
+        Some(Method::HEAD),
+        Fault::SetHeader("OC-Checksum", "SHA1:00 ADLER32:00000001".into()),
+    );
+    proxy.reset_seen();
+    let err = store
+        .put(&random_name(), random_bytes(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("ADLER32:00000001"), "{err}");
+    assert_eq!(proxy.count(&Method::PUT), 2, "{:?}", proxy.seen());
+}
+
 #[tokio::test]
 async fn lists_hundreds_of_objects_across_fanout_folders() {
     let apache = Apache::start();

@@ -9,12 +9,14 @@
 //! `check` probe behind `dedupdav check-upstream`.
 //!
 //! Writes are idempotent (same name, same bytes), so every request may be
-//! retried. A PUT is acknowledged only after the upstream answered 201/204 and,
-//! when `verify_puts` is on (the default), a HEAD shows the stored size equals
-//! the size sent: one extra round trip per *new* chunk, which catches an
-//! upstream or proxy that acknowledges a write it did not keep whole. The
-//! bytes themselves are authenticated on every read (AEAD), so a size check is
-//! enough here.
+//! retried. Every PUT carries `OC-Checksum: ADLER32:…` of its bytes, which an
+//! ownCloud upstream verifies before it keeps them. A PUT is acknowledged
+//! only after the upstream answered 201/204 and, when `verify_puts` is on
+//! (the default), a HEAD shows the stored size equals the size sent (and the
+//! Adler-32 too, when the upstream reports checksums): one extra round trip
+//! per *new* chunk, which catches an upstream or proxy that acknowledges a
+//! write it did not keep whole. The bytes themselves are authenticated on
+//! every read (AEAD), so this cheap check is enough here.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -669,14 +671,22 @@ impl WebDavStore {
         }
     }
 
-    /// One PUT with retries; `Ok(false)` when the upstream says the folder is missing.
-    async fn put_once(&self, name: &ObjectName, data: &Bytes) -> Result<bool, BackendError> {
+    /// One PUT with retries; `Ok(false)` when the upstream says the folder
+    /// is missing. `OC-Checksum` lets an ownCloud upstream check the bytes it
+    /// received (it refuses a mismatch); other servers ignore it.
+    async fn put_once(
+        &self,
+        name: &ObjectName,
+        data: &Bytes,
+        checksum: &str,
+    ) -> Result<bool, BackendError> {
         let url = self.url(&name.relative_path(), false);
         let what = format!("PUT {}", name.relative_path());
         self.with_retries(&what, self.retry_deadline, || async {
             let resp = self
                 .request(Method::PUT, url.clone())
                 .header(CONTENT_LENGTH, data.len())
+                .header(OC_CHECKSUM, checksum)
                 .body(data.clone())
                 .send()
                 .await
@@ -690,9 +700,31 @@ impl WebDavStore {
         .await
     }
 
-    /// HEAD: the stored size (`None` when the object is missing, `Some(None)`
-    /// when the upstream did not say).
-    async fn head(&self, rel: &str) -> Result<Option<Option<u64>>, BackendError> {
+    /// Compares what the upstream says it holds at `rel` with what was sent:
+    /// the size, and the Adler-32 when the upstream reports checksums
+    /// (ownCloud does). `Some(what it holds)` on a mismatch.
+    async fn verify_stored(
+        &self,
+        rel: &str,
+        size: u64,
+        checksum: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let Some(stored) = self.head(rel).await? else {
+            return Ok(Some("nothing".to_string()));
+        };
+        // No Content-Length on HEAD: nothing cheap to compare.
+        if stored.size.is_some_and(|n| n != size) {
+            return Ok(Some(format!("{} bytes", stored.size.unwrap_or_default())));
+        }
+        match stored.adler32 {
+            Some(theirs) if !theirs.eq_ignore_ascii_case(checksum) => Ok(Some(theirs)),
+            _ => Ok(None),
+        }
+    }
+
+    /// HEAD: what the upstream says it stores (`None` when the object is
+    /// missing).
+    async fn head(&self, rel: &str) -> Result<Option<Stored>, BackendError> {
         let url = self.url(rel, false);
         let what = format!("HEAD {rel}");
         self.with_retries(&what, self.retry_deadline, || async {
@@ -702,7 +734,7 @@ impl WebDavStore {
                 .await
                 .map_err(|e| self.transport_failure(&what, &e))?;
             match resp.status().as_u16() {
-                200 | 204 => Ok(Some(content_length(resp.headers()))),
+                200 | 204 => Ok(Some(Stored::from_headers(resp.headers()))),
                 404 | 410 => Ok(None),
                 _ => Err(self.status_failure(&what, &resp)),
             }
@@ -1000,10 +1032,11 @@ impl ObjectStore for WebDavStore {
         let dirs = self.dirs_of(name);
         self.ensure_dirs(&dirs).await?;
         let rel = name.relative_path();
+        let checksum = adler32_checksum(&data);
         let mut refolded = false;
         let mut reput = false;
         loop {
-            if !self.put_once(name, &data).await? {
+            if !self.put_once(name, &data, &checksum).await? {
                 if refolded {
                     return Err(self.permanent(format!(
                         "PUT {rel}: the folder is still missing after re-creating it"
@@ -1018,17 +1051,16 @@ impl ObjectStore for WebDavStore {
             if !self.verify_puts {
                 return Ok(());
             }
-            let stored = match self.head(&rel).await? {
-                Some(Some(n)) if n == data.len() as u64 => return Ok(()),
-                // No Content-Length on HEAD: nothing cheap to compare.
-                Some(None) => return Ok(()),
-                Some(Some(n)) => format!("{n} bytes"),
-                None => "nothing".to_string(),
+            let Some(mismatch) = self
+                .verify_stored(&rel, data.len() as u64, &checksum)
+                .await?
+            else {
+                return Ok(());
             };
             let err = BackendError::Corrupt {
                 name: name.to_string(),
                 cause: format!(
-                    "after a PUT of {} bytes the upstream holds {stored}",
+                    "after a PUT of {} bytes ({checksum}) the upstream holds {mismatch}",
                     data.len()
                 ),
             };
@@ -1125,6 +1157,41 @@ fn header_str(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> 
 /// The Content-Length header (reqwest's own `content_length()` is 0 for HEAD).
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, CONTENT_LENGTH)?.trim().parse().ok()
+}
+
+/// ownCloud's checksum header (`SHA1:… MD5:… ADLER32:…` on GET/HEAD).
+const OC_CHECKSUM: &str = "OC-Checksum";
+
+/// `ADLER32:<8 hex digits>` of `data`, as ownCloud writes it: cheap enough
+/// to send with every PUT.
+fn adler32_checksum(data: &[u8]) -> String {
+    let mut a = simd_adler32::Adler32::new();
+    a.write(data);
+    format!("ADLER32:{:08x}", a.finish())
+}
+
+/// What a HEAD says about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    size: Option<u64>,
+    /// The `ADLER32:…` entry of `OC-Checksum`, when the upstream sends one.
+    adler32: Option<String>,
+}
+
+impl Stored {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let adler32 = header_str(headers, OC_CHECKSUM).and_then(|v| {
+            v.split_whitespace().find_map(|c| {
+                let (kind, hex) = c.split_once(':')?;
+                let ok = kind.eq_ignore_ascii_case("ADLER32") && !hex.is_empty();
+                ok.then(|| format!("ADLER32:{:0>8}", hex.to_ascii_lowercase()))
+            })
+        });
+        Self {
+            size: content_length(headers),
+            adler32,
+        }
+    }
 }
 
 /// An error and its sources, joined, without repeats.
@@ -1589,6 +1656,25 @@ mod tests {
                 "my root/sub/objects/0f",
             ]
         );
+    }
+
+    #[test]
+    fn upstream_checksums_are_read_from_head() {
+        assert_eq!(adler32_checksum(b"hello world"), "ADLER32:1a0b045d");
+        let mut h = HeaderMap::new();
+        assert_eq!(Stored::from_headers(&h).adler32, None);
+        h.insert(CONTENT_LENGTH, "11".parse().unwrap());
+        h.insert(
+            OC_CHECKSUM,
+            "SHA1:2aae6c35c94fcfb415dbe95f408b9ce91ee846ed MD5:x Adler32:A0B045D"
+                .parse()
+                .unwrap(),
+        );
+        let s = Stored::from_headers(&h);
+        assert_eq!(s.size, Some(11));
+        assert_eq!(s.adler32.as_deref(), Some("ADLER32:0a0b045d"));
+        h.insert(OC_CHECKSUM, "SHA1:ab ADLER3é:12 ADLER32:".parse().unwrap());
+        assert_eq!(Stored::from_headers(&h).adler32, None);
     }
 
     #[test]

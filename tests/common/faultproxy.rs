@@ -43,6 +43,8 @@ pub enum Fault {
     /// Forward it, relay the headers (with the full Content-Length) and half
     /// the body, then close the connection.
     Truncate,
+    /// Forward it and relay the answer with this header set to this value.
+    SetHeader(&'static str, String),
 }
 
 /// One request the proxy saw, and what it did with it.
@@ -51,6 +53,8 @@ pub struct Seen {
     pub method: Method,
     pub path: String,
     pub fault: Fault,
+    /// The request's `OC-Checksum` header.
+    pub oc_checksum: Option<String>,
 }
 
 struct Rule {
@@ -207,10 +211,16 @@ async fn handle(
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
     let fault = pick(&state, &method);
+    let oc_checksum = req
+        .headers()
+        .get("oc-checksum")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     state.seen.lock().expect("seen").push(Seen {
         method: method.clone(),
         path: path.clone(),
         fault: fault.clone(),
+        oc_checksum,
     });
     match &fault {
         Fault::Status(code) | Fault::StatusRetryAfter(code, _) => {
@@ -226,7 +236,7 @@ async fn handle(
         }
         Fault::Drop => return Err(io_err("fault: connection dropped")),
         Fault::Delay(d) => tokio::time::sleep(*d).await,
-        Fault::Pass | Fault::DropAfterForward | Fault::Truncate => {}
+        Fault::Pass | Fault::DropAfterForward | Fault::Truncate | Fault::SetHeader(..) => {}
     }
 
     let headers = req.headers().clone();
@@ -259,6 +269,9 @@ async fn handle(
     let mut resp = Response::builder().status(status);
     if let Some(h) = resp.headers_mut() {
         copy_headers(&up_headers, h, &[]);
+        if let Fault::SetHeader(name, value) = &fault {
+            h.insert(*name, value.parse().expect("header value"));
+        }
     }
     if fault == Fault::Truncate && up_body.len() > 1 {
         let half = up_body.slice(..up_body.len() / 2);
