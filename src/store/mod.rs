@@ -74,7 +74,7 @@ impl Default for StoreSettings {
             },
             zstd_level: 1,
             uploads_in_flight: 4,
-            read_ahead: 2,
+            read_ahead: 4,
         }
     }
 }
