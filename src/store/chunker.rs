@@ -5,7 +5,7 @@
 //! [`Chunker`] is streaming: bytes go in as they arrive, whole chunks come
 //! out. It buffers at most one maximum-size chunk plus the last input.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Chunk size bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,15 +194,15 @@ struct Scan {
 /// Streaming chunker over [`Cdc`].
 ///
 /// Each byte is hashed once, as it arrives: the search for a chunk's end
-/// resumes where the previous input stopped. Each chunk is copied out into
-/// its own allocation, so a chunk in flight never keeps the input buffer
-/// alive, and the input buffer (at most one maximum-size chunk plus the
-/// last input) is reused for the whole stream.
+/// resumes where the previous input stopped. Input is copied once, into a
+/// buffer with room for about two average chunks plus the input; chunks are
+/// split off that buffer without copying, so a chunk in flight keeps at
+/// most its own buffer alive, and the next buffer is allocated when the
+/// current one is used up.
 pub struct Chunker {
     cdc: Cdc,
-    buf: Vec<u8>,
-    /// Start of the bytes not yet emitted.
-    start: usize,
+    /// The bytes not yet emitted.
+    buf: BytesMut,
     scan: Scan,
 }
 
@@ -210,39 +210,32 @@ impl Chunker {
     pub fn new(cdc: Cdc) -> Self {
         Self {
             cdc,
-            buf: Vec::new(),
-            start: 0,
+            buf: BytesMut::new(),
             scan: Scan::default(),
         }
-    }
-
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.start..]
     }
 
     /// The length of the next chunk, if its end is known (`eof`: no more
     /// input follows).
     fn next_len(&mut self, eof: bool) -> Option<usize> {
-        let pending = &self.buf[self.start..];
-        if pending.is_empty() {
+        if self.buf.is_empty() {
             return None;
         }
-        let found = self.cdc.scan(pending, &mut self.scan);
-        found.or(eof.then_some(pending.len()))
+        let found = self.cdc.scan(&self.buf, &mut self.scan);
+        found.or(eof.then_some(self.buf.len()))
     }
 
     fn emit(&mut self, n: usize, out: &mut Vec<Bytes>) {
-        out.push(Bytes::copy_from_slice(&self.pending()[..n]));
-        self.start += n;
+        out.push(self.buf.split_to(n).freeze());
         self.scan = Scan::default();
     }
 
     /// Adds input and returns the chunks that are now complete.
     pub fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
-        if self.start > 0 && self.buf.len() + data.len() > self.buf.capacity() {
-            // Move the pending tail to the front instead of growing.
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.buf.capacity() - self.buf.len() < data.len() {
+            // Room for about two average chunks: a chunk in flight pins at
+            // most one such buffer (a longer chunk grows it once).
+            self.buf.reserve(2 * self.cdc.sizes.avg + data.len());
         }
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
@@ -258,8 +251,7 @@ impl Chunker {
         while let Some(n) = self.next_len(true) {
             self.emit(n, &mut out);
         }
-        self.buf = Vec::new();
-        self.start = 0;
+        self.buf = BytesMut::new();
         out
     }
 }
