@@ -259,3 +259,23 @@ fn move_and_copy_onto_existing_targets_replace_them_whole() {
     assert_eq!(alice.get_bytes("dir").unwrap(), b"other");
     assert_eq!(gw.stats().files, 2);
 }
+
+/// A client that sends its whole body before reading the reply still gets
+/// the early 507 (the gateway reads and drops the rest of the body before
+/// it closes), not a connection reset.
+#[test]
+fn an_early_refusal_reaches_a_client_still_sending() {
+    let gw = TestGateway::start();
+    gw.add_user_with_quota("alice", "pw", MIB as u64);
+    let body = random_bytes(8 * MIB, 9);
+    let mut req = format!(
+        "PUT /remote.php/dav/files/alice/huge.bin HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic("alice", "pw"),
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let (status, reply) = raw_http(&gw.base, &req);
+    assert_eq!(status, 507, "{reply}");
+    assert!(reply.contains("quota"), "{reply}");
+}

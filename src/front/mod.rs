@@ -169,9 +169,11 @@ impl Gateway {
                 let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc);
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .without_shutdown();
+                match conn.await {
+                    Ok(parts) => lingering_close(parts.io.into_inner()).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
                 }
             });
         }
@@ -572,4 +574,29 @@ fn rewrite_destination(
             "the destination must be inside your own files",
         )),
     }
+}
+
+/// Closes a connection the way a client can read the last reply: an error
+/// reply may come before the request body was read, and closing a socket
+/// with unread data makes the kernel reset it, so the client sees "connection
+/// reset" instead of the 507 or 400. Sends FIN after the reply, then reads
+/// and discards what the client still sends, for a bounded time and amount.
+async fn lingering_close(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 64 << 20;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
