@@ -468,6 +468,14 @@ fn chunked_upload_checks_before_assembling() {
         )
         .send();
     assert_eq!(status_of(res), 400);
+    // A wrong checksum of a type not hashed while the pieces arrived
+    // (MD5) is still checked: the pieces are read back for it.
+    let res = dav
+        .request("MOVE", &url)
+        .header("Destination", dest)
+        .header("OC-Checksum", "MD5:00000000000000000000000000000000")
+        .send();
+    assert_eq!(status_of(res), 400);
     // Stale etag in the If header.
     let res = dav
         .request("MOVE", &url)

@@ -138,6 +138,13 @@ impl Digests {
         }
     }
 
+    /// Whether every announced checksum of a supported type was computed.
+    pub fn covers(&self, announced: &[Announced]) -> bool {
+        announced
+            .iter()
+            .all(|a| !SUPPORTED.contains(&a.kind.as_str()) || self.get(&a.kind).is_some())
+    }
+
     /// Checks every announced checksum the gateway computed. Types it does
     /// not compute are ignored (and not stored).
     pub fn verify(&self, announced: &[Announced]) -> Result<(), ChecksumError> {
@@ -264,6 +271,10 @@ mod tests {
         assert_eq!(digest(ChecksumSet::default(), &[b"x"]).to_oc_string(), None);
         assert!(!Hashers::new(always).is_costly());
         assert!(ChecksumSet::parse(&["SHA256"]).is_err());
+        // What was computed covers what was announced, or not.
+        let d = digest(always, &[b"hello world"]);
+        assert!(d.covers(&parse_header("ADLER32:1a0b045d SHA256:00").unwrap()));
+        assert!(!d.covers(&md5));
     }
 
     #[test]

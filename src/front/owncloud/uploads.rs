@@ -575,13 +575,17 @@ impl UploadsCtx<'_> {
         let mtime = mtime_hint(h);
 
         let (parts, manifest) = self.ns.upload_manifest(owner, transfer)?;
-        let digests = match self.transfers.digests_for(owner.id, transfer, &parts) {
+        let running = self
+            .transfers
+            .digests_for(owner.id, transfer, &parts)
+            .filter(|d| d.covers(&announced));
+        let digests = match running {
             Some(d) => d,
             None => {
                 tracing::info!(
                     transfer,
                     parts = parts.len(),
-                    "chunks arrived out of order or before a restart; reading them back for the checksums"
+                    "chunks arrived out of order, before a restart, or with another checksum type announced; reading them back for the checksums"
                 );
                 self.digest_stored(manifest.clone(), &announced).await?
             }
