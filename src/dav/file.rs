@@ -53,7 +53,11 @@ pub(super) async fn open_for_write(
             .map_err(|e| ctx.fail(GatewayError::BadRequest(e.to_string())))?,
         None => Vec::new(),
     };
-    let existing = match fs.ns.lookup(&ctx.owner, &names) {
+    let target = fs
+        .ns
+        .write_target(&ctx.owner, &names)
+        .map_err(|e| ctx.fail(e))?;
+    let existing = match target.existing {
         Ok(n) => Some(n),
         Err(NsError::NotFound) => None,
         Err(e) => return Err(ctx.fail(e)),
@@ -65,8 +69,7 @@ pub(super) async fn open_for_write(
         _ => {}
     }
     // The parent must be a folder (dav-server answers 409 on NotFound).
-    let parent = &names[..names.len() - 1];
-    match fs.ns.lookup(&ctx.owner, parent) {
+    match target.parent {
         Ok(p) if p.is_dir() => {}
         Ok(_) | Err(NsError::NotFound) => return Err(FsError::NotFound),
         Err(e) => return Err(ctx.fail(e)),
@@ -98,7 +101,7 @@ pub(super) async fn open_for_write(
     }
     // Refuse an announced size over the quota before reading the body.
     if let Some(size) = options.size {
-        let (used, quota) = fs.ns.usage(&ctx.owner).map_err(|e| ctx.fail(e))?;
+        let (used, quota) = (target.used, target.quota);
         let old = existing.as_ref().map_or(0, |n| n.size);
         if let Some(q) = quota {
             if size > old && used.saturating_sub(old) + size > q {
@@ -156,6 +159,7 @@ impl UploadFile {
             .map_err(|e| self.ctx.fail(e))?;
         // The chunks stay pinned until here: the commit holds references now.
         drop(finished);
+        *self.ctx.written.lock() = Some(node.clone());
         self.committed = Some(node);
         Ok(())
     }

@@ -83,6 +83,9 @@ pub struct RequestCtx {
     pub props_cache: Option<PropsCache>,
     /// Set for MOVE/COPY that may overwrite: see [`PendingReplace`].
     pub replace: Option<PendingReplace>,
+    /// The node a PUT committed (for the reply's `OC-FileId`/`OC-ETag`
+    /// without reading it again).
+    pub written: Arc<Mutex<Option<Node>>>,
 }
 
 /// dav-server deletes an existing destination before it moves or copies
@@ -137,6 +140,7 @@ impl RequestCtx {
             instance: Arc::from(""),
             props_cache: None,
             replace: None,
+            written: Arc::default(),
         }
     }
 

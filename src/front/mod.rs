@@ -394,7 +394,8 @@ impl Gateway {
             return;
         }
         let Some(names) = target else { return };
-        let Ok(node) = self.fs.namespace().lookup(owner, names) else {
+        let written = ctx.written.lock().clone().filter(|_| method == Method::PUT);
+        let Some(node) = written.or_else(|| self.fs.namespace().lookup(owner, names).ok()) else {
             return;
         };
         if reading {

@@ -86,6 +86,16 @@ pub struct FileCommit {
     pub checksums: Option<String>,
 }
 
+/// See [`Namespace::write_target`]. `existing` and `parent` are what
+/// [`Namespace::lookup`] would answer for the path and its parent.
+#[derive(Debug)]
+pub struct WriteTarget {
+    pub existing: Result<Node, NsError>,
+    pub parent: Result<Node, NsError>,
+    pub used: u64,
+    pub quota: Option<u64>,
+}
+
 /// A dead property as stored.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredProp {
@@ -138,6 +148,25 @@ impl Namespace {
         self.index.read(|t: &ReadTables| {
             let id = resolve_in(t.dirents()?, owner.root, path)?;
             get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)
+        })
+    }
+
+    /// What a write to `path` needs to know, read in one snapshot: the node
+    /// there now, the parent folder, and the owner's usage and quota.
+    pub fn write_target(&self, owner: &Owner, path: &[String]) -> Result<WriteTarget, NsError> {
+        let parent_path = path.split_last().map_or(path, |(_, p)| p);
+        self.index.read(|t: &ReadTables| {
+            let node_at = |p: &[String]| -> Result<Node, NsError> {
+                let id = resolve_in(t.dirents()?, owner.root, p)?;
+                get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)
+            };
+            let user = get_user(t.users()?, &owner.name)?.ok_or(NsError::NoUser)?;
+            Ok(WriteTarget {
+                existing: node_at(path),
+                parent: node_at(parent_path),
+                used: user.used,
+                quota: user.quota,
+            })
         })
     }
 
