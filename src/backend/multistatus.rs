@@ -2,17 +2,28 @@
 //!
 //! This module owns the XML side of a listing: [`DavEntry`], the event-loop
 //! parser over any [`BufRead`] source that hands out each entry as soon as
-//! its `</response>` is read, and the in-memory [`parse_multistatus`] built
-//! on it. Talking to the upstream (requests, retries, error classification)
-//! stays in `webdav`.
+//! its `</response>` is read, the in-memory [`parse_multistatus`] built on it,
+//! and [`stream_multistatus`], which parses an HTTP body while it arrives so
+//! that a folder of any size is listed in bounded memory. Talking to the
+//! upstream (requests, retries, error classification) stays in `webdav`.
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 
+use bytes::{Buf, Bytes};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use percent_encoding::percent_decode_str;
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
+use tokio::sync::mpsc;
+
+/// Body chunks buffered between the HTTP connection and the parser.
+const CHUNKS_AHEAD: usize = 4;
+/// Parsed entries buffered between the parser and the consumer.
+const ENTRIES_AHEAD: usize = 256;
+/// Read buffer of the parser.
+const READ_BUFFER: usize = 64 << 10;
 
 /// One `<d:response>` of a multistatus answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +55,16 @@ pub(crate) enum PropfindParseError {
     NotMultistatus,
     #[error("the answer ends before its last element is closed (truncated)")]
     Truncated,
+    #[error("the listing parser stopped before the end of the answer")]
+    Interrupted,
+}
+
+/// Why a streamed listing ended early: the body could not be read (`E` is
+/// the transport's error), or what arrived is not a readable multistatus.
+#[derive(Debug)]
+pub(crate) enum StreamError<E> {
+    Body(E),
+    Parse(PropfindParseError),
 }
 
 const DAV_NS: &[u8] = b"DAV:";
@@ -210,6 +231,119 @@ pub(crate) fn read_multistatus<R: BufRead>(
         return Err(PropfindParseError::Truncated);
     }
     Ok(())
+}
+
+/// Parses an HTTP body while it arrives. The parser runs on a blocking
+/// thread fed through a small bounded channel of chunks; entries come back
+/// through another bounded channel, so memory stays bounded whatever the
+/// size of the answer. The stream ends after the last entry, or with one
+/// `Err` (a body error is reported as such, not as the parse error it
+/// causes). Dropping the stream stops the body download and the parser.
+pub(crate) fn stream_multistatus<S, E>(
+    body: S,
+) -> BoxStream<'static, Result<DavEntry, StreamError<E>>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes, E>>(CHUNKS_AHEAD);
+    let (entry_tx, entry_rx) = mpsc::channel::<Msg<E>>(ENTRIES_AHEAD);
+
+    let feeder = tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        while let Some(item) = body.next().await {
+            let failed = item.is_err();
+            if chunk_tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+
+    tokio::task::spawn_blocking(move || {
+        let mut src = BufReader::with_capacity(
+            READ_BUFFER,
+            ChannelReader {
+                rx: chunk_rx,
+                chunk: Bytes::new(),
+                failed: None,
+            },
+        );
+        let parsed = read_multistatus(&mut src, |entry| {
+            match entry_tx.blocking_send(Msg::Entry(entry)) {
+                Ok(()) => ControlFlow::Continue(()),
+                // Nobody listens any more.
+                Err(_) => ControlFlow::Break(()),
+            }
+        });
+        let last = match (src.into_inner().failed, parsed) {
+            (Some(e), _) => Msg::Failed(StreamError::Body(e)),
+            (None, Err(e)) => Msg::Failed(StreamError::Parse(e)),
+            (None, Ok(())) => Msg::Done,
+        };
+        // Fails only when nobody listens any more.
+        let _ = entry_tx.blocking_send(last);
+    });
+
+    let guard = AbortOnDrop(feeder);
+    stream::unfold(Some((entry_rx, guard)), |state| async move {
+        let (mut rx, guard) = state?;
+        match rx.recv().await {
+            Some(Msg::Entry(e)) => Some((Ok(e), Some((rx, guard)))),
+            Some(Msg::Failed(e)) => Some((Err(e), None)),
+            Some(Msg::Done) => None,
+            // The parser went away without a word: never a silent short list.
+            None => Some((
+                Err(StreamError::Parse(PropfindParseError::Interrupted)),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}
+
+/// What the parser thread sends: entries, then exactly one of the others.
+enum Msg<E> {
+    Entry(DavEntry),
+    Failed(StreamError<E>),
+    Done,
+}
+
+/// Stops the body download when the listing is dropped; the parser then
+/// reads the end of its input and stops too.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The parser's view of the body: chunks from the channel, end of input when
+/// the channel closes. A body error is kept for the caller and ends the input
+/// with an I/O error.
+struct ChannelReader<E> {
+    rx: mpsc::Receiver<Result<Bytes, E>>,
+    chunk: Bytes,
+    failed: Option<E>,
+}
+
+impl<E> Read for ChannelReader<E> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            if self.failed.is_some() {
+                return Err(std::io::Error::other("the answer broke off"));
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => self.failed = Some(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
 }
 
 /// "HTTP/1.1 200 OK" → true.
@@ -402,5 +536,141 @@ mod tests {
         assert!(status_is_success("HTTP/1.1 207 Multi-Status"));
         assert!(!status_is_success("HTTP/1.1 404 Not Found"));
         assert!(!status_is_success("garbage"));
+    }
+
+    /// An ownCloud-style answer for a folder of `n` objects, with the
+    /// folder's own entry, a failed response and escaped characters.
+    fn listing_body(n: usize) -> String {
+        let mut body = String::from(
+            r#"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns" xmlns:oc="http://owncloud.org/ns">
+ <d:response><d:href>/remote.php/dav/files/svc/dedupdav/objects/ab/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop>
+  <d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+ <d:response><d:href>/gone</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>
+"#,
+        );
+        for i in 0..n {
+            body.push_str(&format!(
+                " <d:response><d:href>/remote.php/dav/files/svc/dedupdav/objects/ab/ab{i:062x}</d:href>\n  \
+                 <d:propstat><d:prop><d:resourcetype/><d:getcontentlength>{i}</d:getcontentlength></d:prop>\n  \
+                 <d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>\n"
+            ));
+        }
+        body.push_str(
+            " <d:response><d:href>/a%20b/x&amp;y</d:href><d:propstat><d:prop>\
+             <d:getcontentlength><![CDATA[42]]></d:getcontentlength></d:prop>\
+             <d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>\n</d:multistatus>\n",
+        );
+        body
+    }
+
+    type Item = Result<DavEntry, StreamError<std::io::Error>>;
+
+    /// Streams `body` in pieces of `piece` bytes, then `tail` if any.
+    async fn stream_in_pieces(
+        body: &[u8],
+        piece: usize,
+        tail: Option<std::io::Error>,
+    ) -> Vec<Item> {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(piece)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .chain(tail.map(Err))
+            .collect();
+        stream_multistatus(stream::iter(chunks)).collect().await
+    }
+
+    fn entries(items: Vec<Item>) -> Vec<DavEntry> {
+        items
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("unexpected error {e:?}")))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_in_any_pieces_equals_in_memory() {
+        let body = listing_body(1000);
+        let want = parse_multistatus(body.as_bytes()).unwrap();
+        assert_eq!(want.len(), 1002);
+        assert_eq!(want[0].name(), Some("ab"));
+        assert_eq!(want[1001].path, "/a b/x&y");
+        assert_eq!(want[1001].size, Some(42));
+        assert!(body.len() > 2 * 65536);
+        for piece in [1, 7, 65536] {
+            let got = entries(stream_in_pieces(body.as_bytes(), piece, None).await);
+            assert_eq!(got, want, "pieces of {piece} bytes");
+        }
+        for small in [APACHE.to_string(), String::new()] {
+            let got = stream_in_pieces(small.as_bytes(), 7, None).await;
+            match parse_multistatus(small.as_bytes()) {
+                Ok(want) => assert_eq!(entries(got), want),
+                Err(_) => assert!(matches!(
+                    got.as_slice(),
+                    [Err(StreamError::Parse(PropfindParseError::NotMultistatus))]
+                )),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncated_body_ends_with_an_error_not_a_short_list() {
+        let body = listing_body(50);
+        let full = parse_multistatus(body.as_bytes()).unwrap();
+        let after_tenth = body.match_indices("</d:response>").nth(10).unwrap().0 + 13;
+        for cut in [after_tenth, body.len() / 2, body.len() - 20] {
+            let part = &body.as_bytes()[..cut];
+            assert!(parse_multistatus(part).is_err(), "cut at {cut}");
+            let mut got = stream_in_pieces(part, 7, None).await;
+            let last = got.pop().unwrap();
+            assert!(
+                matches!(
+                    last,
+                    Err(StreamError::Parse(
+                        PropfindParseError::Truncated | PropfindParseError::Xml(_)
+                    ))
+                ),
+                "cut at {cut}: {last:?}"
+            );
+            let got = entries(got);
+            assert!(got.len() < full.len());
+            assert_eq!(got[..], full[..got.len()]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn body_error_is_reported_as_such() {
+        let body = listing_body(20);
+        let half = &body.as_bytes()[..body.len() / 2];
+        let tail = std::io::Error::other("connection reset");
+        let mut got = stream_in_pieces(half, 64, Some(tail)).await;
+        match got.pop() {
+            Some(Err(StreamError::Body(e))) => assert_eq!(e.to_string(), "connection reset"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!entries(got).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_stream_stops_the_download() {
+        let body = listing_body(1000);
+        let alive = std::sync::Arc::new(());
+        let held = alive.clone();
+        // The first 4 KiB, then an upstream that never sends more.
+        let chunks = vec![Ok::<_, std::io::Error>(Bytes::copy_from_slice(
+            &body.as_bytes()[..4096],
+        ))];
+        let endless = stream::iter(chunks).chain(stream::pending()).map(move |c| {
+            let _ = &held;
+            c
+        });
+        let mut entries = stream_multistatus(endless);
+        assert!(matches!(entries.next().await, Some(Ok(_))));
+        drop(entries);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::sync::Arc::strong_count(&alive) > 1 {
+            assert!(std::time::Instant::now() < deadline, "body still read");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! creation of the fan-out folders (remembered per process), retries with
 //! backoff on transient failures, classification of upstream answers into
 //! [`BackendError`]s, the PROPFIND listing (its XML is read by
-//! [`super::multistatus`]), and the `check` probe behind
-//! `dedupdav check-upstream`.
+//! [`super::multistatus`] while the answer streams in), and the `check` probe
+//! behind `dedupdav check-upstream`.
 //!
 //! Writes are idempotent (same name, same bytes), so every request may be
 //! retried. Every PUT carries `OC-Checksum: ADLER32:…` of its bytes, which an
@@ -36,7 +36,9 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::multistatus::{decode_path, parse_multistatus, DavEntry};
+use super::multistatus::{
+    decode_path, parse_multistatus, stream_multistatus, DavEntry, StreamError,
+};
 use super::{BackendError, ObjectInfo, ObjectStore};
 use crate::crypto::ObjectName;
 
@@ -851,18 +853,81 @@ impl WebDavStore {
         };
         let entries = parse_multistatus(&body)
             .map_err(|e| self.permanent(format!("{what}: unreadable answer: {e}")))?;
+        let is_child = self.child_filter(rel, &url);
+        Ok(entries.into_iter().filter(|e| is_child(e)).collect())
+    }
+
+    /// Tells the children of the folder `rel` (at `url`) from the folder's
+    /// own entry in its PROPFIND answer.
+    fn child_filter(&self, rel: &str, url: &Url) -> impl Fn(&DavEntry) -> bool {
         let own_path = normalize(&decode_path(url.path()).unwrap_or_default());
         let own_suffix = format!(
             "/{}",
             normalize(&format!("{}/{}", self.root.join("/"), rel))
         );
-        Ok(entries
-            .into_iter()
-            .filter(|e| {
-                let p = normalize(&e.path);
-                p != own_path && !p.ends_with(&own_suffix)
+        move |e| {
+            let p = normalize(&e.path);
+            p != own_path && !p.ends_with(&own_suffix)
+        }
+    }
+
+    /// Like [`Self::children`], but the answer is parsed while it arrives, so
+    /// memory does not grow with the size of the folder. The request is
+    /// retried on transient failures until the first entry is read; a failure
+    /// after that ends the stream with one `Err`.
+    async fn children_stream(
+        &self,
+        rel: &str,
+    ) -> Result<BoxStream<'static, Result<DavEntry, BackendError>>, BackendError> {
+        let url = self.url(rel, true);
+        let what = format!("PROPFIND {rel}/");
+        let started = self
+            .with_retries(&what, self.retry_deadline, || async {
+                let resp = self
+                    .request(propfind(), url.clone())
+                    .header("Depth", "1")
+                    .header(CONTENT_TYPE, "application/xml; charset=utf-8")
+                    .body(PROPFIND_BODY)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_failure(&what, &e))?;
+                match resp.status().as_u16() {
+                    207 => {}
+                    404 | 410 => return Ok(None),
+                    _ => return Err(self.status_failure(&what, &resp)),
+                }
+                let mut entries = stream_multistatus(resp.bytes_stream());
+                match entries.next().await {
+                    Some(Err(e)) => Err(self.listing_failure(&what, e)),
+                    first => Ok(Some((first, entries))),
+                }
             })
-            .collect())
+            .await?;
+        let Some((first, rest)) = started else {
+            return Ok(stream::empty().boxed());
+        };
+        let backend = self.display.clone();
+        let is_child = self.child_filter(rel, &url);
+        Ok(stream::iter(first)
+            .chain(rest)
+            .filter_map(move |r| {
+                let item = match r {
+                    Ok(e) => is_child(&e).then_some(Ok(e)),
+                    Err(e) => Some(Err(listing_error(&backend, &what, e))),
+                };
+                std::future::ready(item)
+            })
+            .boxed())
+    }
+
+    /// Classifies a listing that failed before its first entry.
+    fn listing_failure(&self, what: &str, e: StreamError<reqwest::Error>) -> Failure {
+        match e {
+            StreamError::Body(e) => self.transport_failure(what, &e),
+            StreamError::Parse(e) => {
+                Failure::Fatal(self.permanent(format!("{what}: unreadable answer: {e}")))
+            }
+        }
     }
 
     /// Names of the two-hex-digit fan-out folders inside `rel`.
@@ -879,25 +944,19 @@ impl WebDavStore {
             .collect())
     }
 
-    /// The objects inside one fan-out folder.
-    async fn objects_in(&self, rel: String) -> Result<Vec<ObjectInfo>, BackendError> {
-        Ok(self
-            .children(&rel)
-            .await?
-            .into_iter()
-            .filter(|e| !e.is_collection)
-            .filter_map(|e| {
-                let name = ObjectName::parse(e.name()?)?;
-                // Objects outside their own fan-out folder are not ours.
-                if !rel.ends_with(&format!("/{}", name.fanout())) {
-                    return None;
-                }
-                Some(ObjectInfo {
-                    name,
-                    size: e.size.unwrap_or(0),
-                })
-            })
-            .collect())
+    /// The objects inside one fan-out folder, read while the upstream's
+    /// answer arrives.
+    fn objects_in(&self, rel: String) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        stream::once(async move {
+            match self.children_stream(&rel).await {
+                Ok(entries) => entries
+                    .filter_map(move |r| std::future::ready(object_info(&rel, r)))
+                    .boxed(),
+                Err(e) => stream::once(std::future::ready(Err(e))).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
     }
 
     /// Probes the upstream end to end: PROPFIND of the account root, then
@@ -1090,13 +1149,10 @@ impl ObjectStore for WebDavStore {
         // fetched only when the previous one is used up.
         stream::once(self.fanout_children("objects".to_string()))
             .flat_map(|r| stream::iter(flatten(r)))
-            .then(move |r| async move {
-                match r {
-                    Ok(dir) => self.objects_in(dir).await,
-                    Err(e) => Err(e),
-                }
+            .flat_map(move |r| match r {
+                Ok(dir) => self.objects_in(dir),
+                Err(e) => stream::once(std::future::ready(Err(e))).boxed(),
             })
-            .flat_map(|r| stream::iter(flatten(r)))
             .boxed()
     }
 
@@ -1109,6 +1165,44 @@ fn flatten<T>(r: Result<Vec<T>, BackendError>) -> Vec<Result<T, BackendError>> {
     match r {
         Ok(v) => v.into_iter().map(Ok).collect(),
         Err(e) => vec![Err(e)],
+    }
+}
+
+/// An entry of the fan-out folder `rel` as an object, if it is one of ours;
+/// errors pass through.
+fn object_info(
+    rel: &str,
+    r: Result<DavEntry, BackendError>,
+) -> Option<Result<ObjectInfo, BackendError>> {
+    let e = match r {
+        Ok(e) => e,
+        Err(e) => return Some(Err(e)),
+    };
+    if e.is_collection {
+        return None;
+    }
+    let name = ObjectName::parse(e.name()?)?;
+    // Objects outside their own fan-out folder are not ours.
+    if !rel.ends_with(&format!("/{}", name.fanout())) {
+        return None;
+    }
+    Some(Ok(ObjectInfo {
+        name,
+        size: e.size.unwrap_or(0),
+    }))
+}
+
+/// A listing that failed after entries were read: too late to retry.
+fn listing_error(backend: &str, what: &str, e: StreamError<reqwest::Error>) -> BackendError {
+    match e {
+        StreamError::Body(e) => BackendError::Transient {
+            backend: backend.to_string(),
+            cause: format!("{what}: the answer broke off: {}", error_chain(&e)),
+        },
+        StreamError::Parse(e) => BackendError::Permanent {
+            backend: backend.to_string(),
+            cause: format!("{what}: unreadable answer: {e}"),
+        },
     }
 }
 
