@@ -212,6 +212,96 @@ async fn lists_hundreds_of_objects_across_fanout_folders() {
     assert_eq!(got, want);
 }
 
+/// Stores one object through `store`, then `n` more in its fan-out folder
+/// straight on Apache's disk (thousands of PUTs would be slow), and one in
+/// another folder. Returns every object with its size.
+async fn fill_one_folder(
+    apache: &Apache,
+    store: &WebDavStore,
+    n: usize,
+) -> HashMap<ObjectName, usize> {
+    let first = random_name();
+    store.put(&first, random_bytes(3)).await.unwrap();
+    let leaf = on_disk(apache, &first).parent().unwrap().to_path_buf();
+    let mut expected = HashMap::from([(first.clone(), 3usize)]);
+    for i in 0..n {
+        let name = ObjectName::parse(&format!("{}{i:062x}", first.fanout())).unwrap();
+        let size = i % 13;
+        std::fs::write(leaf.join(name.as_str()), vec![b'x'; size]).unwrap();
+        expected.insert(name, size);
+    }
+    let elsewhere = ObjectName::parse(&format!("{}{:062x}", other_fanout(&first), 1)).unwrap();
+    store.put(&elsewhere, random_bytes(5)).await.unwrap();
+    expected.insert(elsewhere, 5);
+    expected
+}
+
+#[tokio::test]
+async fn lists_a_folder_of_thousands_of_objects() {
+    let apache = Apache::start();
+    let store = direct(&apache);
+    let expected = fill_one_folder(&apache, &store, 4000).await;
+
+    let mut got = HashMap::new();
+    let mut listed = store.list();
+    while let Some(o) = listed.next().await {
+        let o = o.unwrap_or_else(|e| panic!("{e}\n{}", apache.logs()));
+        assert!(
+            got.insert(o.name, o.size as usize).is_none(),
+            "listed twice"
+        );
+    }
+    assert_eq!(got.len(), 4002);
+    assert_eq!(got, expected);
+
+    // Stopping early is fine, and the store lists again afterwards.
+    let some: Vec<_> = store.list().take(10).try_collect().await.unwrap();
+    assert_eq!(some.len(), 10);
+    assert_eq!(store.list().count().await, 4002);
+}
+
+#[tokio::test]
+async fn a_listing_that_breaks_off_is_an_error_never_a_short_list() {
+    let apache = Apache::start();
+    let proxy = FaultProxy::start(&apache.origin()).await;
+    let store = via(&proxy, &apache);
+    let expected = fill_one_folder(&apache, &store, 3000).await;
+    let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+
+    // A failure before the folder's answer starts is retried.
+    proxy.once(Some(propfind.clone()), Fault::Pass);
+    proxy.once(Some(propfind.clone()), Fault::Status(503));
+    let listed: Vec<_> = store.list().try_collect().await.unwrap();
+    assert_eq!(listed.len(), expected.len());
+
+    // Half of a folder's answer, then the connection closes.
+    proxy.once(Some(propfind.clone()), Fault::Pass);
+    proxy.always(Some(propfind.clone()), Fault::Truncate);
+    let items: Vec<_> = store.list().collect().await;
+    let errors: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .inspect(|e| assert!(e.is_transient(), "{e}"))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("PROPFIND objects/") && e.contains("the answer broke off")),
+        "{errors:?}"
+    );
+    assert!(items.len() - errors.len() < expected.len());
+}
+
+/// A fan-out folder other than `name`'s.
+fn other_fanout(name: &ObjectName) -> &'static str {
+    if name.fanout() == "00" {
+        "01"
+    } else {
+        "00"
+    }
+}
+
 #[tokio::test]
 async fn wrong_password_is_permanent_with_clear_cause() {
     let apache = Apache::start();
