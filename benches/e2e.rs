@@ -8,6 +8,9 @@
 //! - `E2E_SMALL_FILES` (default 2000): number of 4 KiB files;
 //! - `E2E_PARALLEL` (default 8): concurrency of the parallel small PUTs;
 //! - `E2E_PROPFIND_RUNS` (default 5): PROPFINDs per side (the median is shown);
+//! - `E2E_SMALL_RUNS` (default 3): rounds of each small-file measurement,
+//!   each into a fresh folder, alternating Apache and gateway (the median
+//!   rate of each side is shown; Apache's own rate varies a lot run to run);
 //! - `E2E_ONLY` (default all): some of `random` (PUT, GET, duplicate PUT),
 //!   `compressible` (PUT, GET), `small` (4 KiB PUTs, PROPFIND), comma-separated;
 //! - any other `DEDUPDAV_*` variable (e.g. `DEDUPDAV_CHUNKING__UPLOADS_IN_FLIGHT`)
@@ -75,6 +78,7 @@ struct Settings {
     small_files: usize,
     parallel: usize,
     propfind_runs: usize,
+    small_runs: usize,
 }
 
 impl Settings {
@@ -107,6 +111,7 @@ impl Settings {
             small_files: var("E2E_SMALL_FILES", 2000) as usize,
             parallel: var("E2E_PARALLEL", 8).max(1) as usize,
             propfind_runs: var("E2E_PROPFIND_RUNS", 5).max(1) as usize,
+            small_runs: var("E2E_SMALL_RUNS", 3).max(1) as usize,
         };
         assert!(s.size > 0, "E2E_SIZE_MIB must be > 0");
         assert!(s.small_files > 0, "E2E_SMALL_FILES must be > 0");
@@ -157,8 +162,10 @@ async fn run(s: Settings) {
     );
     direct.mkcol("").await;
     for side in [&direct, &via] {
-        side.mkcol("small-seq/").await;
-        side.mkcol("small-par/").await;
+        for r in 0..s.small_runs {
+            side.mkcol(&small_folder("small-seq", r)).await;
+            side.mkcol(&small_folder("small-par", r)).await;
+        }
     }
     let mut probe = Probe {
         gateway_pid: gateway.pid(),
@@ -255,30 +262,35 @@ async fn run(s: Settings) {
     // --- small files ---------------------------------------------------------
     if s.wants("small") {
         let n = s.small_files;
-        let t = on_both(&mut probe, sides, "small_put_seq", |side| {
-            side.put_small_files("small-seq/", n, 1, 1_000_000)
-        })
-        .await;
-        upstream_phase("sequential 4 KiB PUTs");
-        report_ops(
-            &format!("put_4KiB_x{n}_sequential"),
-            n as f64 / t[0],
-            n as f64 / t[1],
-            0.50,
-        );
+        let runs = s.small_runs;
+        let mut rates = [Vec::new(), Vec::new()];
+        for r in 0..runs {
+            let folder = small_folder("small-seq", r);
+            let t = on_both(&mut probe, sides, "small_put_seq", |side| {
+                side.put_small_files(&folder, n, 1, 1_000_000 + (r * n) as u64)
+            })
+            .await;
+            rates[0].push(n as f64 / t[0]);
+            rates[1].push(n as f64 / t[1]);
+        }
+        upstream_phase(&format!("sequential 4 KiB PUTs ({runs} rounds)"));
+        let [a, g] = rates.map(median);
+        report_ops(&format!("put_4KiB_x{n}_sequential"), a, g, 0.50);
 
         let p = s.parallel;
-        let t = on_both(&mut probe, sides, &format!("small_put_par{p}"), |side| {
-            side.put_small_files("small-par/", n, p, 2_000_000)
-        })
-        .await;
-        upstream_phase(&format!("{p}-way parallel 4 KiB PUTs"));
-        report_ops(
-            &format!("put_4KiB_x{n}_parallel{p}"),
-            n as f64 / t[0],
-            n as f64 / t[1],
-            0.50,
-        );
+        let mut rates = [Vec::new(), Vec::new()];
+        for r in 0..runs {
+            let folder = small_folder("small-par", r);
+            let t = on_both(&mut probe, sides, &format!("small_put_par{p}"), |side| {
+                side.put_small_files(&folder, n, p, 2_000_000 + (r * n) as u64)
+            })
+            .await;
+            rates[0].push(n as f64 / t[0]);
+            rates[1].push(n as f64 / t[1]);
+        }
+        upstream_phase(&format!("{p}-way parallel 4 KiB PUTs ({runs} rounds)"));
+        let [a, g] = rates.map(median);
+        report_ops(&format!("put_4KiB_x{n}_parallel{p}"), a, g, 0.50);
 
         let mut runs = [Vec::new(), Vec::new()];
         for _ in 0..s.propfind_runs {
@@ -289,10 +301,7 @@ async fn run(s: Settings) {
             runs[0].push(t[0]);
             runs[1].push(t[1]);
         }
-        let [a, g] = runs.map(|mut r| {
-            r.sort_by(f64::total_cmp);
-            r[r.len() / 2]
-        });
+        let [a, g] = runs.map(median);
         let ratio = g / a;
         println!(
             "propfind_depth1_{n}_files apache={:.1}ms gateway={:.1}ms ratio={ratio:.2} target<=1.00 {} (median of {})",
@@ -545,10 +554,26 @@ fn report_rate(name: &str, apache: f64, gateway: f64, target: Target) {
     );
 }
 
+/// The median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The folder of round `r` of a small-file measurement.
+fn small_folder(name: &str, r: usize) -> String {
+    if r == 0 {
+        format!("{name}/")
+    } else {
+        format!("{name}-{r}/")
+    }
+}
+
+/// One line: median rates of both sides over the rounds.
 fn report_ops(name: &str, apache: f64, gateway: f64, at_least: f64) {
     let ratio = gateway / apache;
     println!(
-        "{name} apache={apache:.0}ops/s gateway={gateway:.0}ops/s ratio={ratio:.2} target>={at_least:.2} {}",
+        "{name} apache={apache:.0}ops/s gateway={gateway:.0}ops/s ratio={ratio:.2} target>={at_least:.2} {} (median)",
         verdict(ratio >= at_least)
     );
 }
