@@ -134,6 +134,7 @@ mod tests {
         let id = ChunkId::of(&k1, data);
         let plain: [u8; 32] = sha2::Sha256::digest(data).into();
         assert_ne!(id.0, plain);
+        assert_ne!(id.0, *blake3::hash(data).as_bytes(), "not the unkeyed hash");
         let name = ObjectName::for_chunk(&k1, &id);
         assert_ne!(name.as_str(), hex::encode(plain));
         assert_ne!(name.as_str(), id.to_hex());
