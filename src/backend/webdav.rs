@@ -822,6 +822,24 @@ impl WebDavStore {
         .await
     }
 
+    /// One PROPFIND Depth 1 of the folder at `url`: its 207 answer, or
+    /// `None` when the folder is missing.
+    async fn propfind_depth1(&self, url: &Url, what: &str) -> Result<Option<Response>, Failure> {
+        let resp = self
+            .request(propfind(), url.clone())
+            .header("Depth", "1")
+            .header(CONTENT_TYPE, "application/xml; charset=utf-8")
+            .body(PROPFIND_BODY)
+            .send()
+            .await
+            .map_err(|e| self.transport_failure(what, &e))?;
+        match resp.status().as_u16() {
+            207 => Ok(Some(resp)),
+            404 | 410 => Ok(None),
+            _ => Err(self.status_failure(what, &resp)),
+        }
+    }
+
     /// PROPFIND Depth 1 of a folder under the root: its children (the folder
     /// itself left out). A missing folder has no children.
     async fn children(&self, rel: &str) -> Result<Vec<DavEntry>, BackendError> {
@@ -829,19 +847,9 @@ impl WebDavStore {
         let what = format!("PROPFIND {rel}/");
         let body = self
             .with_retries(&what, self.retry_deadline, || async {
-                let resp = self
-                    .request(propfind(), url.clone())
-                    .header("Depth", "1")
-                    .header(CONTENT_TYPE, "application/xml; charset=utf-8")
-                    .body(PROPFIND_BODY)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport_failure(&what, &e))?;
-                match resp.status().as_u16() {
-                    207 => {}
-                    404 | 410 => return Ok(None),
-                    _ => return Err(self.status_failure(&what, &resp)),
-                }
+                let Some(resp) = self.propfind_depth1(&url, &what).await? else {
+                    return Ok(None);
+                };
                 match resp.bytes().await {
                     Ok(b) => Ok(Some(b)),
                     Err(e) => Err(self.transport_failure(&what, &e)),
@@ -883,19 +891,9 @@ impl WebDavStore {
         let what = format!("PROPFIND {rel}/");
         let started = self
             .with_retries(&what, self.retry_deadline, || async {
-                let resp = self
-                    .request(propfind(), url.clone())
-                    .header("Depth", "1")
-                    .header(CONTENT_TYPE, "application/xml; charset=utf-8")
-                    .body(PROPFIND_BODY)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport_failure(&what, &e))?;
-                match resp.status().as_u16() {
-                    207 => {}
-                    404 | 410 => return Ok(None),
-                    _ => return Err(self.status_failure(&what, &resp)),
-                }
+                let Some(resp) = self.propfind_depth1(&url, &what).await? else {
+                    return Ok(None);
+                };
                 let mut entries = stream_multistatus(resp.bytes_stream());
                 match entries.next().await {
                     Some(Err(e)) => Err(self.listing_failure(&what, e)),
