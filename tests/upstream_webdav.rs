@@ -40,10 +40,14 @@ fn direct(apache: &Apache) -> WebDavStore {
     WebDavStore::new(&config(apache.base_url(), apache)).expect("store")
 }
 
+/// The configuration of a store whose requests go through `proxy`.
+fn config_via(proxy: &FaultProxy, apache: &Apache) -> WebDavConfig {
+    config(format!("{}{}", proxy.origin(), Apache::base_path()), apache)
+}
+
 /// A store whose requests go through `proxy`.
 fn via(proxy: &FaultProxy, apache: &Apache) -> WebDavStore {
-    let url = format!("{}{}", proxy.origin(), Apache::base_path());
-    WebDavStore::new(&config(url, apache)).expect("store")
+    WebDavStore::new(&config_via(proxy, apache)).expect("store")
 }
 
 fn on_disk(apache: &Apache, name: &ObjectName) -> std::path::PathBuf {
@@ -430,10 +434,7 @@ async fn retry_after_is_honoured() {
 async fn persistent_5xx_gives_up_at_the_deadline() {
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
-    let mut cfg = config(
-        format!("{}{}", proxy.origin(), Apache::base_path()),
-        &apache,
-    );
+    let mut cfg = config_via(&proxy, &apache);
     cfg.retry_deadline_secs = 2;
     let store = WebDavStore::new(&cfg).unwrap();
     proxy.always(Some(Method::GET), Fault::Status(500));
@@ -480,10 +481,7 @@ async fn permanent_statuses_are_not_retried() {
 async fn dropped_connections_and_delays_are_retried() {
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
-    let mut cfg = config(
-        format!("{}{}", proxy.origin(), Apache::base_path()),
-        &apache,
-    );
+    let mut cfg = config_via(&proxy, &apache);
     cfg.request_timeout_secs = 1;
     let store = WebDavStore::new(&cfg).unwrap();
     let name = random_name();
@@ -516,10 +514,7 @@ async fn dropped_connections_and_delays_are_retried() {
 async fn short_body_is_retried_then_corrupt_never_short() {
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
-    let mut cfg = config(
-        format!("{}{}", proxy.origin(), Apache::base_path()),
-        &apache,
-    );
+    let mut cfg = config_via(&proxy, &apache);
     cfg.retry_deadline_secs = 2;
     let store = WebDavStore::new(&cfg).unwrap();
     let name = random_name();
@@ -649,10 +644,7 @@ async fn two_gateways_racing_to_create_folders_both_succeed() {
 async fn parallelism_bounds_requests_in_flight() {
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
-    let mut cfg = config(
-        format!("{}{}", proxy.origin(), Apache::base_path()),
-        &apache,
-    );
+    let mut cfg = config_via(&proxy, &apache);
     cfg.parallelism = 2;
     let store = WebDavStore::new(&cfg).unwrap();
     let names: Vec<ObjectName> = (0..6).map(|_| random_name()).collect();
