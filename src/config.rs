@@ -56,6 +56,71 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub gc: GcConfig,
     pub backend: BackendConfig,
+    pub limits: LimitsConfig,
+    pub dedup: DedupConfig,
+}
+
+/// What hostile or careless clients may cost: connections, time, memory and
+/// parsing effort. Every limit answers with a clear status and a log line
+/// (or, for connections, a closed socket), never a crash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open client connections at most; further connections wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
+    /// Open connections from one client address at most; more are closed
+    /// at once.
+    pub max_connections_per_address: usize,
+    /// Time a client has to send a request's header (seconds).
+    pub header_timeout_secs: u64,
+    /// A kept-alive connection with no request for this long is closed
+    /// (seconds).
+    pub idle_timeout_secs: u64,
+    /// A request body that makes no progress for this long is abandoned
+    /// (seconds); nothing of it is committed.
+    pub body_timeout_secs: u64,
+    /// Budget for the chunk buffers of all transfers together (bytes).
+    /// Transfers beyond it wait for room; they never fail for it.
+    pub transfer_memory: u64,
+    /// Password verifications (argon2id, ~19 MiB each) running at once.
+    pub password_checks: usize,
+    /// Largest XML request body (PROPFIND, PROPPATCH, LOCK, REPORT), bytes.
+    pub xml_max_bytes: usize,
+    /// Deepest element nesting accepted in an XML request body.
+    pub xml_max_depth: usize,
+    /// Most elements accepted in one XML request body.
+    pub xml_max_elements: usize,
+    /// Most parts in one `Range` header, after overlapping and adjacent
+    /// parts are merged; a request with more is answered 416.
+    pub range_parts: usize,
+    /// Locks one user may hold at once.
+    pub locks_per_user: usize,
+    /// Largest lock owner (`<D:owner>`) kept, in bytes.
+    pub lock_owner_bytes: usize,
+    /// Dead properties one file or folder may carry.
+    pub props_per_node: usize,
+    /// Largest value of one dead property, in bytes (counted in the quota).
+    pub prop_value_bytes: usize,
+}
+
+/// How far deduplication reaches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// "global": identical chunks are stored once across all users (the
+    /// smallest storage; an upload of content another user already stored
+    /// completes measurably faster, which tells the uploader it exists).
+    /// "user": chunks are shared only within one user's files, so nothing
+    /// about other users' content can be learned from upload timing.
+    pub scope: DedupScope,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupScope {
+    Global,
+    User,
 }
 
 /// Garbage collection of chunks no file references any more.
@@ -194,6 +259,26 @@ impl Default for Config {
                 parallelism: 8,
                 verify_puts: true,
             },
+            limits: LimitsConfig {
+                max_connections: 4096,
+                max_connections_per_address: 256,
+                header_timeout_secs: 30,
+                idle_timeout_secs: 120,
+                body_timeout_secs: 120,
+                transfer_memory: 256 << 20,
+                password_checks: 4,
+                xml_max_bytes: 1 << 20,
+                xml_max_depth: 32,
+                xml_max_elements: 10_000,
+                range_parts: 64,
+                locks_per_user: 1024,
+                lock_owner_bytes: 4096,
+                props_per_node: 256,
+                prop_value_bytes: 64 << 10,
+            },
+            dedup: DedupConfig {
+                scope: DedupScope::Global,
+            },
         }
     }
 }
@@ -238,10 +323,40 @@ impl Config {
             ));
         }
         self.upload_checksums()?;
+        self.validate_limits()?;
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
                 "chunking.zstd_level must be 1..=22".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_connections_per_address", l.max_connections_per_address as u64),
+            ("limits.header_timeout_secs", l.header_timeout_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.body_timeout_secs", l.body_timeout_secs),
+            ("limits.password_checks", l.password_checks as u64),
+            ("limits.xml_max_bytes", l.xml_max_bytes as u64),
+            ("limits.xml_max_depth", l.xml_max_depth as u64),
+            ("limits.xml_max_elements", l.xml_max_elements as u64),
+            ("limits.range_parts", l.range_parts as u64),
+            ("limits.locks_per_user", l.locks_per_user as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+        }
+        // Two transfers' worth of the largest chunks must fit, or a single
+        // transfer could wait for room that never comes.
+        let floor = 2 * 2 * self.chunking.max_size as u64;
+        if l.transfer_memory < floor {
+            return Err(ConfigError::Invalid(format!(
+                "limits.transfer_memory must be at least {floor} bytes (4 x chunking.max_size)"
+            )));
         }
         Ok(())
     }
