@@ -47,13 +47,17 @@ impl App {
     /// Opens everything. A new master key is generated on first start and
     /// announced loudly: without it no stored byte can be read.
     pub fn open(config: Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
         })?;
         let master = load_master_key(&config)?;
         let keys = Arc::new(master.derive());
         let index = Arc::new(Index::open(&config.index_path())?);
+        make_private(&config.index_path()).map_err(|source| StartError::DataDir {
+            path: config.index_path().display().to_string(),
+            source,
+        })?;
         let backend = open_backend(&config)?;
         let store = ContentStore::new(
             keys.clone(),
@@ -74,6 +78,31 @@ impl App {
             fs,
         })
     }
+}
+
+/// Creates the data directory readable by the gateway's user only (0700):
+/// it holds the index (every user's names and password hashes) and, by
+/// default, the master key. An existing directory keeps its mode; the admin
+/// may have chosen it.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Makes a file readable and writable by the gateway's user only.
+fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {

@@ -336,7 +336,10 @@ impl Config {
         let l = &self.limits;
         let positive = [
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_connections_per_address", l.max_connections_per_address as u64),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address as u64,
+            ),
             ("limits.header_timeout_secs", l.header_timeout_secs),
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.body_timeout_secs", l.body_timeout_secs),

@@ -9,6 +9,7 @@ use dav_server::fs::FsError;
 use http::StatusCode;
 
 use crate::backend::BackendError;
+use crate::front::body::BodyError;
 use crate::index::IndexError;
 use crate::namespace::{NsError, UploadError};
 use crate::store::StoreError;
@@ -76,6 +77,22 @@ fn upload_status(e: &UploadError) -> StatusCode {
         UploadError::Changed => StatusCode::CONFLICT,
         UploadError::TooMany(_) => StatusCode::INSUFFICIENT_STORAGE,
         UploadError::Namespace(e) => namespace_status(e),
+    }
+}
+
+/// The status of a request body refused by the front before the WebDAV
+/// layer saw it.
+pub fn body_status(e: &BodyError) -> StatusCode {
+    match e {
+        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TooDeep(_)
+        | BodyError::TooManyElements(_)
+        | BodyError::TooManyAttributes(_)
+        | BodyError::OwnerTooLarge(_)
+        | BodyError::Doctype
+        | BodyError::Malformed(_)
+        | BodyError::Read(_)
+        | BodyError::BadLength(_) => StatusCode::BAD_REQUEST,
     }
 }
 

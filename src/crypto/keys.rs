@@ -85,19 +85,34 @@ impl MasterKey {
     }
 }
 
+/// Writes a new private file (mode 0600) so that a crash leaves either no
+/// file or the whole one: a temporary file, fsynced, renamed into place,
+/// then the directory fsynced so the new name itself is durable.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(CryptoError::KeyFile)?;
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(CryptoError::KeyFile)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
+        .open(&tmp)
         .map_err(CryptoError::KeyFile)?;
     f.write_all(bytes).map_err(CryptoError::KeyFile)?;
     f.sync_all().map_err(CryptoError::KeyFile)?;
+    // A key file that appeared meanwhile is kept, never overwritten.
+    fs::hard_link(&tmp, path).map_err(CryptoError::KeyFile)?;
+    let _ = fs::remove_file(&tmp);
+    fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(CryptoError::KeyFile)?;
     Ok(())
 }
 

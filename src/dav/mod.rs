@@ -10,6 +10,7 @@
 
 pub mod checksum;
 mod file;
+mod locks;
 pub(crate) mod meta;
 pub mod ocprops;
 
@@ -31,6 +32,7 @@ use crate::store::ContentStore;
 use checksum::ChecksumSet;
 
 pub use file::{ReadFile, UploadFile};
+pub use locks::LockTable;
 pub use meta::NodeMeta;
 pub use ocprops::PropsCache;
 

@@ -5,10 +5,12 @@
 //! (status, OCS, chunked uploads) live in [`owncloud`].
 
 pub mod auth;
+pub mod body;
 mod listing;
 mod metrics;
 pub mod owncloud;
 mod propfind;
+mod ranges;
 mod respond;
 pub mod routes;
 
@@ -19,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dav_server::memls::MemLs;
 use dav_server::DavHandler;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -29,7 +30,8 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::dav::{DedupFs, PendingReplace, RequestCtx, UploadHints};
+use crate::config::LimitsConfig;
+use crate::dav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
 use crate::index::{Index, UserRecord};
 use crate::namespace::Owner;
 use crate::store::ContentStore;
@@ -50,10 +52,11 @@ pub struct Gateway {
     index: Arc<Index>,
     store: Arc<ContentStore>,
     auth: Authenticator,
-    locks: Mutex<HashMap<u64, Box<MemLs>>>,
+    locks: Mutex<HashMap<u64, LockTable>>,
     metrics: Metrics,
     instance: Arc<str>,
     transfers: Transfers,
+    limits: LimitsConfig,
 }
 
 impl Gateway {
@@ -71,6 +74,7 @@ impl Gateway {
             metrics: Metrics::default(),
             instance: Arc::from(instance),
             transfers: Transfers::default(),
+            limits: app.config.limits.clone(),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -104,7 +108,7 @@ impl Gateway {
             transfers: &self.transfers,
             instance: &self.instance,
             checksums: self.fs.checksums(),
-            locks: self.lock_table(user),
+            locks: Box::new(self.lock_table(user)),
         }
     }
 
@@ -303,11 +307,12 @@ impl Gateway {
         }
     }
 
-    fn lock_table(&self, user: u64) -> Box<MemLs> {
+    fn lock_table(&self, user: u64) -> LockTable {
+        let cap = self.limits.locks_per_user;
         self.locks
             .lock()
             .entry(user)
-            .or_insert_with(MemLs::new)
+            .or_insert_with(|| LockTable::new(cap))
             .clone()
     }
 
@@ -320,7 +325,14 @@ impl Gateway {
         if let Some(res) = rewrite_destination(&mut req, &me.name, &prefix) {
             return res;
         }
-        if let Some(res) = refuse_partial_update(&req).or_else(|| refuse_infinite_depth(&req)) {
+        if let Some(res) = refuse_partial_update(&req)
+            .or_else(|| refuse_infinite_depth(&req))
+            .or_else(|| refuse_bad_names(&req, &prefix))
+            .or_else(|| refuse_destroying_root(&req, &prefix))
+        {
+            return res;
+        }
+        if let Err(res) = limit_ranges(&mut req, self.limits.range_parts) {
             return res;
         }
         let owner = Owner::from(&me);
@@ -348,13 +360,28 @@ impl Gateway {
             instance: &self.instance,
             prefix: &prefix,
         };
-        let req = match listing::propfind(&scope, req).await {
+        let (parts, body) = req.into_parts();
+        let limits = body::XmlLimits::from(&self.limits);
+        let body =
+            match body::prepare(&parts.headers, &parts.method, body, &limits, &ctx.failure).await {
+                Ok(b) => b,
+                Err(e) => return body_refused(&e),
+            };
+        let req = match listing::propfind(&scope, Request::from_parts(parts, body)) {
             Ok(res) => return res,
             Err(req) => req,
         };
+        let locks = self.lock_table(me.id);
+        if req.method().as_str() == "LOCK" && !req.headers().contains_key("If") && locks.is_full() {
+            tracing::info!(user = %me.name, "lock refused: the user holds the most locks allowed");
+            return error_response(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "you hold the most locks allowed; unlock files or wait for locks to expire",
+            );
+        }
         let handler = DavHandler::builder()
             .filesystem(Box::new(self.fs.clone()))
-            .locksystem(self.lock_table(me.id))
+            .locksystem(Box::new(locks))
             .strip_prefix(prefix.clone())
             // Reads are slices of whole chunks: hand out big pieces.
             .read_buf_size(READ_PIECE)
@@ -372,6 +399,11 @@ impl Gateway {
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
             QuoteEtags::new(body).boxed_unsync()
+        } else if method == Method::GET && parts.status.is_success() {
+            match prime(body, &ctx).await {
+                Ok(body) => body,
+                Err(res) => return res,
+            }
         } else {
             body.boxed_unsync()
         };
@@ -447,6 +479,31 @@ impl Gateway {
     }
 }
 
+/// Reads a download's first piece before the status goes out: a file whose
+/// first chunk fails (missing or tampered object, upstream down) is
+/// answered with the error's status instead of `200` and an empty body.
+/// A failure later in the file still ends the transfer with an error.
+async fn prime<B>(mut body: GuardedBody<B>, ctx: &RequestCtx) -> Result<GwBody, Response<GwBody>>
+where
+    B: http_body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
+{
+    let first = body.frame().await;
+    if let Some(e) = ctx.failure.take() {
+        return Err(failure_response(&e));
+    }
+    match first {
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "download failed before its first byte");
+            Err(error_response(
+                StatusCode::BAD_GATEWAY,
+                "the file could not be read; the gateway log has details",
+            ))
+        }
+        Some(Ok(frame)) => Ok(respond::Primed::new(Some(frame), body).boxed_unsync()),
+        None => Ok(respond::Primed::new(None, body).boxed_unsync()),
+    }
+}
+
 /// Whether the request carries a body (which an early refusal leaves unread).
 fn request_has_body(req: &Request<Incoming>) -> bool {
     let h = req.headers();
@@ -474,6 +531,94 @@ fn refuse_partial_update(req: &Request<Incoming>) -> Option<Response<GwBody>> {
         ));
     }
     None
+}
+
+/// A path or `Destination` with a name no file can have (`.`, `..`, a
+/// slash or NUL encoded into a name, text that is not UTF-8) is a bad
+/// request, answered before anything looks it up.
+fn refuse_bad_names(req: &Request<Incoming>, prefix: &str) -> Option<Response<GwBody>> {
+    let bad_target = dav_target(req.uri(), prefix).is_none();
+    let bad_dest = req.headers().get("Destination").is_some_and(|d| {
+        d.to_str()
+            .ok()
+            .and_then(|d| below_prefix(d, prefix))
+            .and_then(names_below)
+            .is_none()
+    });
+    (bad_target || bad_dest).then(|| {
+        tracing::info!(path = %req.uri().path(), "request refused: a name that is not allowed");
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "the path or Destination holds a name that is not allowed (\".\", \"..\", or not UTF-8)",
+        )
+    })
+}
+
+/// DELETE or MOVE of a user's root, or COPY/MOVE onto it, would empty the
+/// whole tree one entry at a time before failing: refused up front, before
+/// anything is touched.
+fn refuse_destroying_root(req: &Request<Incoming>, prefix: &str) -> Option<Response<GwBody>> {
+    let is_root = |names: Option<Vec<String>>| names.is_some_and(|n| n.is_empty());
+    let method = req.method().as_str();
+    let target_is_root =
+        matches!(method, "DELETE" | "MOVE") && is_root(dav_target(req.uri(), prefix));
+    let dest_is_root = matches!(method, "COPY" | "MOVE")
+        && is_root(
+            req.headers()
+                .get("Destination")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| below_prefix(d, prefix))
+                .and_then(names_below),
+        );
+    (target_is_root || dest_is_root).then(|| {
+        error_response(
+            StatusCode::FORBIDDEN,
+            "your top folder cannot be deleted, moved or replaced",
+        )
+    })
+}
+
+/// Caps the parts of a `Range` header: overlapping and adjacent parts are
+/// merged (RFC 9110, 14.2 allows it); if more than `max` remain the request
+/// is answered 416. Thousands of tiny parts cost ~170 times a whole download
+/// before this cap.
+fn limit_ranges(req: &mut Request<Incoming>, max: usize) -> Result<(), Response<GwBody>> {
+    let Some(value) = req.headers().get(header::RANGE) else {
+        return Ok(());
+    };
+    let Ok(text) = value.to_str() else {
+        req.headers_mut().remove(header::RANGE);
+        return Ok(());
+    };
+    match ranges::merge(text, max) {
+        ranges::Merged::Unchanged => Ok(()),
+        ranges::Merged::Rewritten(spec) => {
+            if let Ok(v) = HeaderValue::from_str(&spec) {
+                req.headers_mut().insert(header::RANGE, v);
+            }
+            Ok(())
+        }
+        ranges::Merged::TooMany(n) => {
+            tracing::info!(parts = n, max, "Range header refused");
+            let mut res = error_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &format!("a Range header may have at most {max} separate parts"),
+            );
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(res)
+        }
+    }
+}
+
+/// The reply to a request body refused before the WebDAV layer saw it.
+fn body_refused(e: &body::BodyError) -> Response<GwBody> {
+    let status = crate::error::body_status(e);
+    tracing::info!(error = %e, status = status.as_u16(), "request body refused");
+    let mut res = error_response(status, &e.to_string());
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// PROPFIND without a Depth header means Depth: infinity (RFC 4918, 9.1),

@@ -176,3 +176,50 @@ where
         self.inner.size_hint()
     }
 }
+
+/// A body whose first frame was already read (so a failure on the first
+/// bytes could still change the status): yields that frame, then the rest.
+pub struct Primed<B> {
+    first: Option<Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B> Primed<B> {
+    pub fn new(first: Option<Frame<Bytes>>, rest: B) -> Self {
+        Self { first, rest }
+    }
+}
+
+impl<B> Body for Primed<B>
+where
+    B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.rest.size_hint();
+        if let Some(n) = self
+            .first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+        {
+            hint.set_lower(hint.lower() + n);
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + n);
+            }
+        }
+        hint
+    }
+}

@@ -11,24 +11,15 @@
 mod props;
 mod xml;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::{Bytes, BytesMut};
 use dav_server::davpath::DavPath;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
+use super::body::DavBody;
 use super::respond::{full, GwBody};
 use crate::index::Node;
 use crate::namespace::{split_path, Namespace, NsError, Owner};
 use props::Want;
-
-/// The largest PROPFIND body the WebDAV layer reads (it answers 413 above).
-const MAX_BODY: usize = 64 << 10;
 
 /// Why a PROPFIND is left to the WebDAV layer.
 #[derive(Debug, thiserror::Error)]
@@ -47,47 +38,6 @@ pub(super) enum Decline {
     Namespace(#[from] NsError),
 }
 
-/// A request body for the WebDAV layer: untouched, or read here first.
-pub(super) enum DavBody {
-    Live(Incoming),
-    Read(Option<Bytes>),
-    Failed(Option<std::io::Error>),
-}
-
-impl Body for DavBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match self.get_mut() {
-            DavBody::Live(b) => Pin::new(b).poll_frame(cx).map_err(std::io::Error::other),
-            DavBody::Read(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            DavBody::Failed(e) => Poll::Ready(e.take().map(Err)),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            DavBody::Live(b) => b.is_end_stream(),
-            DavBody::Read(data) => data.is_none(),
-            DavBody::Failed(e) => e.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            DavBody::Live(b) => b.size_hint(),
-            DavBody::Read(data) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            DavBody::Failed(_) => SizeHint::default(),
-        }
-    }
-}
-
 /// What the front knows of the request's user and tree.
 pub(super) struct Scope<'a> {
     pub ns: &'a Namespace,
@@ -98,28 +48,25 @@ pub(super) struct Scope<'a> {
     pub prefix: &'a str,
 }
 
-/// Answers a PROPFIND it can; otherwise gives the request back, with its
-/// body, for the WebDAV layer.
-pub(super) async fn propfind(
+/// Answers a PROPFIND it can; otherwise gives the request back for the
+/// WebDAV layer. The body was read and checked by the front already.
+pub(super) fn propfind(
     scope: &Scope<'_>,
-    req: Request<Incoming>,
+    req: Request<DavBody>,
 ) -> Result<Response<GwBody>, Request<DavBody>> {
     let Some(depth_one) = fast_depth(&req) else {
-        return Err(req.map(DavBody::Live));
+        return Err(req);
     };
-    if announced_len(&req).is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(req.map(DavBody::Live));
-    }
-    let (parts, body) = req.into_parts();
-    let body = match read_capped(body).await {
-        Ok(b) => b,
-        Err(e) => return Err(Request::from_parts(parts, DavBody::Failed(Some(e)))),
+    let body = match req.body() {
+        DavBody::Read(Some(data)) => data.clone(),
+        _ => return Err(req),
     };
+    let (parts, dav_body) = req.into_parts();
     match answer(scope, &parts, depth_one, &body) {
         Ok(res) => Ok(res),
         Err(why) => {
             tracing::debug!(reason = %why, "PROPFIND left to the WebDAV layer");
-            Err(Request::from_parts(parts, DavBody::Read(Some(body))))
+            Err(Request::from_parts(parts, dav_body))
         }
     }
 }
@@ -139,32 +86,6 @@ fn fast_depth<B>(req: &Request<B>) -> Option<bool> {
         b"1" => Some(true),
         _ => None,
     }
-}
-
-fn announced_len<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The body, or its first bytes past `MAX_BODY` (enough for the WebDAV
-/// layer to refuse it as it would).
-async fn read_capped(mut body: Incoming) -> Result<Bytes, std::io::Error> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(std::io::Error::other)?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() > MAX_BODY {
-                break;
-            }
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// The target's node and, for Depth 1 on a folder, its entries.
