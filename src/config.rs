@@ -86,6 +86,7 @@ pub struct LimitsConfig {
     /// Password verifications (argon2id, ~19 MiB each) running at once.
     pub password_checks: usize,
     /// Largest XML request body (PROPFIND, PROPPATCH, LOCK, REPORT), bytes.
+    /// The WebDAV layer itself reads at most 64 KiB, so more has no effect.
     pub xml_max_bytes: usize,
     /// Deepest element nesting accepted in an XML request body.
     pub xml_max_depth: usize,
@@ -267,7 +268,7 @@ impl Default for Config {
                 body_timeout_secs: 120,
                 transfer_memory: 256 << 20,
                 password_checks: 4,
-                xml_max_bytes: 1 << 20,
+                xml_max_bytes: 64 << 10,
                 xml_max_depth: 32,
                 xml_max_elements: 10_000,
                 range_parts: 64,

@@ -429,7 +429,10 @@ fn other_bodies_are_answered_as_before() {
         for depth in ["0", "1"] {
             let res = send(&dav, "a%20dir", depth, bad);
             assert_eq!(res.status().as_u16(), 400, "{bad}");
-            assert_eq!(res.text().unwrap(), "");
+            // Malformed XML is refused by the front with a Sabre error
+            // body; well-formed but wrong bodies by the WebDAV layer.
+            let text = res.text().unwrap();
+            assert!(text.is_empty() || text.contains("BadRequest"), "{text}");
         }
     }
     let huge = body(&"<d:getetag/>".repeat(6000));

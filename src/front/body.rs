@@ -6,7 +6,8 @@
 //!   PROPFIND, PROPPATCH and LOCK bodies into an element tree recursively; a
 //!   6 KB body nested ~2,000 elements deep overflowed a worker's stack and
 //!   aborted the whole process. Every body of a method other than PUT is
-//!   read here (at most `limits.xml_max_bytes`, 413 above) and walked once
+//!   read here (at most `limits.xml_max_bytes`, 413 above); the XML ones
+//!   (PROPFIND, PROPPATCH, LOCK, REPORT, SEARCH) are walked once
 //!   by a streaming reader that keeps only a depth counter: nesting depth,
 //!   element count, attributes per element, the size of a LOCK's
 //!   `<owner>`, and no `<!DOCTYPE` (entity declarations are how "billion
@@ -85,7 +86,7 @@ impl From<&LimitsConfig> for XmlLimits {
 /// A request body for the WebDAV layer: streamed (a PUT, checked against
 /// its announced length) or read and checked here.
 pub enum DavBody {
-    Put(LengthChecked<Incoming>),
+    Put(Box<LengthChecked<Incoming>>),
     Read(Option<Bytes>),
 }
 
@@ -98,7 +99,7 @@ impl Body for DavBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            DavBody::Put(b) => Pin::new(b).poll_frame(cx),
+            DavBody::Put(b) => Pin::new(b.as_mut()).poll_frame(cx),
             DavBody::Read(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -126,6 +127,15 @@ pub fn streams_content(method: &Method) -> bool {
     method == Method::PUT
 }
 
+/// Whether the WebDAV layer parses the method's body as XML. Other bodies
+/// (a MKCOL body, which it answers 415) are read, capped, and passed on.
+fn parses_xml(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "PROPFIND" | "PROPPATCH" | "LOCK" | "REPORT" | "SEARCH"
+    )
+}
+
 /// Turns the request body into what the WebDAV layer gets: a PUT's body
 /// wrapped in its length check, any other body read and checked as XML.
 pub async fn prepare(
@@ -138,10 +148,10 @@ pub async fn prepare(
     if streams_content(method) {
         let announced = announced_length(headers)?;
         let checked = LengthChecked::new(body, announced).reporting_to(slot.clone());
-        return Ok(DavBody::Put(checked));
+        return Ok(DavBody::Put(Box::new(checked)));
     }
     let data = read_capped(body, limits.max_bytes).await?;
-    if !data.is_empty() {
+    if !data.is_empty() && parses_xml(method) {
         check_xml(&data, limits, method.as_str() == "LOCK")?;
     }
     Ok(DavBody::Read(Some(data)))

@@ -332,7 +332,7 @@ impl Gateway {
         {
             return res;
         }
-        if let Err(res) = limit_ranges(&mut req, self.limits.range_parts) {
+        if let Some(res) = limit_ranges(&mut req, self.limits.range_parts) {
             return res;
         }
         let owner = Owner::from(&me);
@@ -369,7 +369,7 @@ impl Gateway {
             };
         let req = match listing::propfind(&scope, Request::from_parts(parts, body)) {
             Ok(res) => return res,
-            Err(req) => req,
+            Err(req) => *req,
         };
         let locks = self.lock_table(me.id);
         if req.method().as_str() == "LOCK" && !req.headers().contains_key("If") && locks.is_full() {
@@ -582,21 +582,19 @@ fn refuse_destroying_root(req: &Request<Incoming>, prefix: &str) -> Option<Respo
 /// merged (RFC 9110, 14.2 allows it); if more than `max` remain the request
 /// is answered 416. Thousands of tiny parts cost ~170 times a whole download
 /// before this cap.
-fn limit_ranges(req: &mut Request<Incoming>, max: usize) -> Result<(), Response<GwBody>> {
-    let Some(value) = req.headers().get(header::RANGE) else {
-        return Ok(());
-    };
+fn limit_ranges(req: &mut Request<Incoming>, max: usize) -> Option<Response<GwBody>> {
+    let value = req.headers().get(header::RANGE)?;
     let Ok(text) = value.to_str() else {
         req.headers_mut().remove(header::RANGE);
-        return Ok(());
+        return None;
     };
     match ranges::merge(text, max) {
-        ranges::Merged::Unchanged => Ok(()),
+        ranges::Merged::Unchanged => None,
         ranges::Merged::Rewritten(spec) => {
             if let Ok(v) = HeaderValue::from_str(&spec) {
                 req.headers_mut().insert(header::RANGE, v);
             }
-            Ok(())
+            None
         }
         ranges::Merged::TooMany(n) => {
             tracing::info!(parts = n, max, "Range header refused");
@@ -606,7 +604,7 @@ fn limit_ranges(req: &mut Request<Incoming>, max: usize) -> Result<(), Response<
             );
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Err(res)
+            Some(res)
         }
     }
 }

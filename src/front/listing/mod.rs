@@ -53,20 +53,20 @@ pub(super) struct Scope<'a> {
 pub(super) fn propfind(
     scope: &Scope<'_>,
     req: Request<DavBody>,
-) -> Result<Response<GwBody>, Request<DavBody>> {
+) -> Result<Response<GwBody>, Box<Request<DavBody>>> {
     let Some(depth_one) = fast_depth(&req) else {
-        return Err(req);
+        return Err(Box::new(req));
     };
     let body = match req.body() {
         DavBody::Read(Some(data)) => data.clone(),
-        _ => return Err(req),
+        _ => return Err(Box::new(req)),
     };
     let (parts, dav_body) = req.into_parts();
     match answer(scope, &parts, depth_one, &body) {
         Ok(res) => Ok(res),
         Err(why) => {
             tracing::debug!(reason = %why, "PROPFIND left to the WebDAV layer");
-            Err(Request::from_parts(parts, dav_body))
+            Err(Box::new(Request::from_parts(parts, dav_body)))
         }
     }
 }
