@@ -2,10 +2,12 @@
 //! WebDAV requests to dav-server over the user's own tree. It also owns the
 //! per-user lock tables, the request log and metrics, and turns failures the
 //! file system recorded into precise replies. The ownCloud endpoints
-//! (status, OCS, chunked uploads) live in [`owncloud`].
+//! (status, OCS, chunked uploads) live in [`owncloud`]; accepting
+//! connections, their caps and timeouts in [`listener`].
 
 pub mod auth;
 pub mod body;
+mod listener;
 mod listing;
 mod metrics;
 pub mod owncloud;
@@ -25,7 +27,6 @@ use dav_server::DavHandler;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
@@ -36,6 +37,8 @@ use crate::index::{Index, UserRecord};
 use crate::namespace::Owner;
 use crate::store::ContentStore;
 use auth::{AuthError, Authenticator};
+use listener::ConnectionLimits;
+pub use listener::Stalled;
 pub use metrics::Metrics;
 use owncloud::uploads::{names_below, Transfers, UploadsCtx};
 use propfind::QuoteEtags;
@@ -57,6 +60,7 @@ pub struct Gateway {
     instance: Arc<str>,
     transfers: Transfers,
     limits: LimitsConfig,
+    connection_limits: ConnectionLimits,
 }
 
 impl Gateway {
@@ -75,6 +79,7 @@ impl Gateway {
             instance: Arc::from(instance),
             transfers: Transfers::default(),
             limits: app.config.limits.clone(),
+            connection_limits: ConnectionLimits::from(&app.config.limits),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -132,55 +137,32 @@ impl Gateway {
         })
     }
 
-    /// Serves connections until `shutdown` completes.
+    /// Serves connections until `shutdown` completes (see [`listener`] for
+    /// the caps and timeouts).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        tokio::pin!(shutdown);
-        let sweeper = {
-            let gw = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(owncloud::uploads::SWEEP_EVERY);
-                loop {
-                    tick.tick().await;
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
-                    gw.expire_uploads(now);
-                }
-            })
-        };
-        loop {
-            let (stream, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => {
-                    sweeper.abort();
-                    break;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let gw = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| gw.clone().handle(req, peer));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .without_shutdown();
-                match conn.await {
-                    Ok(parts) => lingering_close(parts.io.into_inner()).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-                }
-            });
-        }
+        let sweeper = self.spawn_upload_sweeper();
+        listener::accept_loop(self, listener, shutdown).await;
+        sweeper.abort();
+    }
+
+    /// Expires untouched chunked uploads every `SWEEP_EVERY`.
+    fn spawn_upload_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(owncloud::uploads::SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                gw.expire_uploads(now);
+            }
+        })
     }
 
     /// Handles one request; never fails (errors become replies).
@@ -203,7 +185,7 @@ impl Gateway {
         self.metrics.observe(method.as_str(), status.as_u16());
         tracing::info!(
             %peer,
-            method = %method,
+            method = %metrics::method_for_log(method.as_str()),
             path = %path,
             user = user.as_deref().unwrap_or("-"),
             status = status.as_u16(),
@@ -718,29 +700,4 @@ fn rewrite_destination(
             "the destination must be inside your own files",
         )),
     }
-}
-
-/// Closes a connection the way a client can read the last reply: an error
-/// reply may come before the request body was read, and closing a socket
-/// with unread data makes the kernel reset it, so the client sees "connection
-/// reset" instead of the 507 or 400. Sends FIN after the reply, then reads
-/// and discards what the client still sends, for a bounded time and amount.
-async fn lingering_close(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const LINGER: Duration = Duration::from_secs(2);
-    const LINGER_BYTES: usize = 64 << 20;
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let mut buf = vec![0u8; 64 << 10];
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(LINGER, async {
-        while drained < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    })
-    .await;
 }
