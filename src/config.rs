@@ -175,7 +175,8 @@ pub struct ChunkingConfig {
 pub struct AuthConfig {
     /// How long verified credentials are remembered (seconds; 0 = never).
     pub cache_seconds: u64,
-    /// Failed logins from one address before answers are slowed down.
+    /// Failed logins (per client address and per user name) before further
+    /// attempts are held back, before their password is checked.
     pub failures_before_delay: u32,
     /// Longest delay imposed on a client that keeps failing (milliseconds).
     pub max_delay_ms: u64,
@@ -336,7 +337,10 @@ impl Config {
         let l = &self.limits;
         let positive = [
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_connections_per_address", l.max_connections_per_address as u64),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address as u64,
+            ),
             ("limits.header_timeout_secs", l.header_timeout_secs),
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.body_timeout_secs", l.body_timeout_secs),
@@ -350,8 +354,8 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
         }
-        // Two transfers' worth of the largest chunks must fit, or a single
-        // transfer could wait for room that never comes.
+        // A transfer's floor (3 x chunking.max_size, store/budget.rs) must
+        // fit with room to spare for read-ahead and chunks in flight.
         let floor = 2 * 2 * self.chunking.max_size as u64;
         if l.transfer_memory < floor {
             return Err(ConfigError::Invalid(format!(

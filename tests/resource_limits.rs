@@ -164,7 +164,11 @@ fn parallel_failed_logins_keep_memory_bounded() {
         .map(|i| {
             let barrier = barrier.clone();
             // Half guess at a real account, half at names that do not exist.
-            let user = if i % 2 == 0 { "alice".to_string() } else { format!("nobody{i}") };
+            let user = if i % 2 == 0 {
+                "alice".to_string()
+            } else {
+                format!("nobody{i}")
+            };
             let url = gw.files_url(&user, "");
             std::thread::spawn(move || {
                 let http = client();
@@ -296,7 +300,10 @@ fn matches_pattern(mut body: impl Read, seed: u64, len: u64) -> bool {
 }
 
 /// Runs `f(i)` on `n` threads started together; returns their results.
-fn all_at_once<T: Send + 'static>(n: usize, f: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
+fn all_at_once<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
     let barrier = Arc::new(Barrier::new(n));
     let f = Arc::new(f);
     let threads: Vec<_> = (0..n)
@@ -349,14 +356,20 @@ fn concurrent_transfers_stay_within_the_budget() {
     let bound = idle + budget + TRANSFER_BASE_MIB * MIB;
     let (n, len) = (32usize, 64 * MIB);
 
-    let urls: Arc<Vec<String>> =
-        Arc::new((0..n).map(|i| gw.files_url(auth.0, &format!("f{i}.bin"))).collect());
+    let urls: Arc<Vec<String>> = Arc::new(
+        (0..n)
+            .map(|i| gw.files_url(auth.0, &format!("f{i}.bin")))
+            .collect(),
+    );
     let put_urls = urls.clone();
     let statuses = all_at_once(n, move |i| {
         client()
             .put(&put_urls[i])
             .basic_auth(auth.0, Some(auth.1))
-            .body(reqwest::blocking::Body::sized(Pattern::new(i as u64, len), len))
+            .body(reqwest::blocking::Body::sized(
+                Pattern::new(i as u64, len),
+                len,
+            ))
             .send()
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
@@ -387,6 +400,14 @@ fn concurrent_transfers_stay_within_the_budget() {
         mib(bound)
     );
     assert!(intact.iter().all(|ok| *ok), "files read back: {intact:?}");
-    assert!(uploads_peak <= bound, "uploads peaked at {:.0} MiB", mib(uploads_peak));
-    assert!(downloads_peak <= bound, "downloads peaked at {:.0} MiB", mib(downloads_peak));
+    assert!(
+        uploads_peak <= bound,
+        "uploads peaked at {:.0} MiB",
+        mib(uploads_peak)
+    );
+    assert!(
+        downloads_peak <= bound,
+        "downloads peaked at {:.0} MiB",
+        mib(downloads_peak)
+    );
 }

@@ -198,7 +198,10 @@ impl Authenticator {
         );
         let (tag, hash) = match &user {
             Some(u) => (
-                Some(auth_cache_tag(&self.keys, &[&tag, u.password_hash.as_bytes()])),
+                Some(auth_cache_tag(
+                    &self.keys,
+                    &[&tag, u.password_hash.as_bytes()],
+                )),
                 u.password_hash.clone(),
             ),
             // Spend the same effort as for a real user, so timing does not

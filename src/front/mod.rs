@@ -302,8 +302,10 @@ impl Gateway {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many logins are being checked; try again shortly",
                 );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(auth::BUSY_RETRY_AFTER_SECS));
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(auth::BUSY_RETRY_AFTER_SECS),
+                );
                 Err(res)
             }
             Err(e @ (AuthError::Index(_) | AuthError::Hash(_) | AuthError::Check(_))) => {
@@ -313,7 +315,9 @@ impl Gateway {
                     "authentication is unavailable",
                 ))
             }
-            Err(AuthError::Missing | AuthError::Malformed | AuthError::Wrong) => Err(unauthorized()),
+            Err(AuthError::Missing | AuthError::Malformed | AuthError::Wrong) => {
+                Err(unauthorized())
+            }
         }
     }
 

@@ -107,7 +107,10 @@ impl FileReader {
         }
         let (data, room) = match self.ahead.pop_front() {
             Some(a) if a.idx == idx => {
-                let data = a.task.await.map_err(|e| StoreError::Task(e.to_string()))??;
+                let data = a
+                    .task
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))??;
                 (data, Some(a.room))
             }
             other => {

@@ -257,7 +257,10 @@ mod tests {
         for i in 0..4 {
             t.failed(ip(&format!("192.0.2.{i}")), Some(&B));
         }
-        assert_eq!(t.delay(ip("198.51.100.7"), Some(&B)), Duration::from_millis(400));
+        assert_eq!(
+            t.delay(ip("198.51.100.7"), Some(&B)),
+            Duration::from_millis(400)
+        );
         assert_eq!(t.delay(ip("198.51.100.7"), Some(&A)), Duration::ZERO);
     }
 
@@ -282,7 +285,10 @@ mod tests {
         for i in 1..=3 {
             t.failed(ip(&format!("2001:db8::{i}")), None);
         }
-        assert_eq!(t.delay(ip("2001:db8::99"), None), Duration::from_millis(200));
+        assert_eq!(
+            t.delay(ip("2001:db8::99"), None),
+            Duration::from_millis(200)
+        );
         assert_eq!(t.delay(ip("2001:db8:1::1"), None), Duration::ZERO);
         t.failed(ip("::ffff:192.0.2.9"), None);
         assert_eq!(client_key(ip("::ffff:192.0.2.9")), ip("192.0.2.9"));
