@@ -176,7 +176,8 @@ pub struct ChunkingConfig {
 pub struct AuthConfig {
     /// How long verified credentials are remembered (seconds; 0 = never).
     pub cache_seconds: u64,
-    /// Failed logins from one address before answers are slowed down.
+    /// Failed logins (per client address and per user name) before further
+    /// attempts are held back, before their password is checked.
     pub failures_before_delay: u32,
     /// Longest delay imposed on a client that keeps failing (milliseconds).
     pub max_delay_ms: u64,
@@ -354,8 +355,8 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
         }
-        // Two transfers' worth of the largest chunks must fit, or a single
-        // transfer could wait for room that never comes.
+        // A transfer's floor (3 x chunking.max_size, store/budget.rs) must
+        // fit with room to spare for read-ahead and chunks in flight.
         let floor = 2 * 2 * self.chunking.max_size as u64;
         if l.transfer_memory < floor {
             return Err(ConfigError::Invalid(format!(
@@ -385,6 +386,7 @@ impl Config {
             zstd_level: self.chunking.zstd_level,
             uploads_in_flight: self.chunking.uploads_in_flight.max(1),
             read_ahead: self.chunking.read_ahead,
+            transfer_memory: self.limits.transfer_memory,
         }
     }
 

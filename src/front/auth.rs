@@ -1,12 +1,23 @@
 //! HTTP Basic authentication against argon2id hashes.
 //!
-//! Verifying an argon2id hash costs tens of milliseconds by design, so a
-//! successful login is remembered for a while under a keyed MAC of the
-//! credentials (the password itself is never kept). Repeated failures from
-//! one client address are answered more and more slowly.
+//! Verifying an argon2id hash costs tens of milliseconds and 19 MiB by
+//! design, so:
+//! - a successful login is remembered for a while under a keyed MAC of the
+//!   credentials (the password itself is never kept), and a remembered one
+//!   costs no hashing and no delay;
+//! - at most `limits.password_checks` verifications run at once (each holds
+//!   its slot until the hash is done, even if the client hangs up); further
+//!   logins wait in a queue of at most [`QUEUE_PER_CHECK`] per slot for at
+//!   most [`QUEUE_WAIT`], and beyond that are answered 503 with
+//!   `Retry-After` ([`AuthError::Busy`]) instead of holding ever more
+//!   connections and memory;
+//! - repeated failures are held back *before* hashing by the [`throttle`],
+//!   counted per address and per user name.
 
-use std::collections::HashMap;
+mod throttle;
+
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +25,24 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine;
 use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, LimitsConfig};
 use crate::crypto::{auth_cache_tag, Keys};
-use crate::index::{Index, UserRecord};
+use crate::index::{Index, IndexError, UserRecord};
+use throttle::{Throttle, UserKey};
+
+/// Logins that may wait for a verification slot, per slot. A waiting login
+/// costs its connection and a few hundred bytes; at ~25-50 ms per check a
+/// full queue is one to two seconds of work, so a longer one only makes
+/// every login slower.
+pub const QUEUE_PER_CHECK: usize = 32;
+
+/// Longest wait for a verification slot before answering 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// Seconds a client answered [`AuthError::Busy`] is asked to wait.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
 
 /// Errors of authentication.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +53,14 @@ pub enum AuthError {
     Malformed,
     #[error("wrong user name or password")]
     Wrong,
+    #[error("too many logins are being checked; try again shortly")]
+    Busy,
+    #[error("the user index failed: {0}")]
+    Index(#[source] IndexError),
     #[error("password hashing failed: {0}")]
-    Hash(String),
+    Hash(#[source] argon2::password_hash::Error),
+    #[error("a password check stopped: {0}")]
+    Check(#[source] tokio::task::JoinError),
 }
 
 /// Hashes a password with argon2id and a random salt.
@@ -38,7 +69,7 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hash(e.to_string()))
+        .map_err(AuthError::Hash)
 }
 
 fn verify_password(hash: &str, password: &str) -> bool {
@@ -66,27 +97,81 @@ pub fn parse_basic(header: Option<&str>) -> Result<(String, String), AuthError> 
     Ok((u.to_string(), p.to_string()))
 }
 
-struct Failures {
-    count: u32,
-    last: Instant,
+/// The slots for password verification and the queue in front of them.
+struct PasswordChecks {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+/// Counts one login as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PasswordChecks {
+    fn new(slots: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: slots.saturating_mul(QUEUE_PER_CHECK),
+        }
+    }
+
+    /// A verification slot, or [`AuthError::Busy`] when the queue is full or
+    /// the wait too long.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, AuthError> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AuthError::Busy);
+        }
+        let _waiting = Waiting(&self.waiting);
+        match tokio::time::timeout(QUEUE_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(AuthError::Busy),
+        }
+    }
+
+    /// Verifies `password` against `hash` on the blocking pool, in a slot.
+    async fn verify(&self, hash: String, password: String) -> Result<bool, AuthError> {
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            // The slot is held by the hashing itself, so a client that hangs
+            // up does not free it while its hash still runs.
+            let _slot = slot;
+            verify_password(&hash, &password)
+        })
+        .await
+        .map_err(AuthError::Check)
+    }
 }
 
 pub struct Authenticator {
     index: Arc<Index>,
     keys: Arc<Keys>,
     cfg: AuthConfig,
-    cache: Mutex<HashMap<[u8; 32], Instant>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    cache: Mutex<std::collections::HashMap<[u8; 32], Instant>>,
+    checks: PasswordChecks,
+    throttle: Throttle,
 }
 
 impl Authenticator {
-    pub fn new(index: Arc<Index>, keys: Arc<Keys>, cfg: AuthConfig) -> Self {
+    pub fn new(index: Arc<Index>, keys: Arc<Keys>, cfg: AuthConfig, limits: &LimitsConfig) -> Self {
         Self {
             index,
             keys,
+            throttle: Throttle::new(&cfg),
             cfg,
-            cache: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            cache: Mutex::new(std::collections::HashMap::new()),
+            checks: PasswordChecks::new(limits.password_checks),
         }
     }
 
@@ -96,64 +181,83 @@ impl Authenticator {
         header: Option<&str>,
         client: IpAddr,
     ) -> Result<UserRecord, AuthError> {
-        let result = self.check(header).await;
-        match &result {
-            Ok(_) => {
-                self.failures.lock().remove(&client);
+        let (name, password) = match parse_basic(header) {
+            Ok(credentials) => credentials,
+            Err(AuthError::Missing) => return Err(AuthError::Missing),
+            Err(e) => {
+                self.note_failure(client, None);
+                tokio::time::sleep(self.throttle.delay(client, None)).await;
+                return Err(e);
             }
-            Err(AuthError::Missing) => {}
-            Err(_) => {
-                let delay = self.note_failure(client);
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        result
-    }
-
-    async fn check(&self, header: Option<&str>) -> Result<UserRecord, AuthError> {
-        let (name, password) = parse_basic(header)?;
-        let user = self
-            .index
-            .user(&name)
-            .map_err(|e| AuthError::Hash(e.to_string()))?;
+        };
+        let who = self.user_key(&name);
+        let user = self.index.user(&name).map_err(AuthError::Index)?;
         let tag = auth_cache_tag(
             &self.keys,
             &[name.as_bytes(), b"\0", password.as_bytes(), b"\0"],
         );
-        let Some(user) = user else {
+        let (tag, hash) = match &user {
+            Some(u) => (
+                Some(auth_cache_tag(
+                    &self.keys,
+                    &[&tag, u.password_hash.as_bytes()],
+                )),
+                u.password_hash.clone(),
+            ),
             // Spend the same effort as for a real user, so timing does not
             // tell which user names exist.
-            let _ = tokio::task::spawn_blocking(move || {
-                verify_password(dummy_hash(), &password);
-            })
-            .await;
-            return Err(AuthError::Wrong);
+            None => (None, dummy_hash().to_string()),
         };
-        let tag = auth_cache_tag(&self.keys, &[&tag, user.password_hash.as_bytes()]);
-        if self.cached(&tag) {
-            return Ok(user);
-        }
-        let hash = user.password_hash.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            return Err(AuthError::Wrong);
-        }
-        if self.cfg.cache_seconds > 0 {
-            let mut cache = self.cache.lock();
-            if cache.len() > 10_000 {
-                let now = Instant::now();
-                cache.retain(|_, exp| *exp > now);
+        if let (Some(user), Some(tag)) = (&user, &tag) {
+            if self.cached(tag) {
+                self.throttle.succeeded(client, &who);
+                return Ok(user.clone());
             }
-            cache.insert(
-                tag,
-                Instant::now() + Duration::from_secs(self.cfg.cache_seconds),
-            );
         }
-        Ok(user)
+        let delay = self.throttle.delay(client, Some(&who));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let verified = self.checks.verify(hash, password).await?;
+        match (user, tag) {
+            (Some(user), Some(tag)) if verified => {
+                self.throttle.succeeded(client, &who);
+                self.remember(tag);
+                Ok(user)
+            }
+            _ => {
+                self.note_failure(client, Some(&who));
+                Err(AuthError::Wrong)
+            }
+        }
+    }
+
+    /// The throttle's key for a user name: a keyed hash of fixed size.
+    fn user_key(&self, name: &str) -> UserKey {
+        let mac = auth_cache_tag(&self.keys, &[b"login throttle\0", name.as_bytes()]);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&mac[..16]);
+        key
+    }
+
+    fn note_failure(&self, client: IpAddr, user: Option<&UserKey>) {
+        let failures = self.throttle.failed(client, user);
+        tracing::warn!(%client, failures, "failed login");
+    }
+
+    fn remember(&self, tag: [u8; 32]) {
+        if self.cfg.cache_seconds == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock();
+        if cache.len() > 10_000 {
+            let now = Instant::now();
+            cache.retain(|_, exp| *exp > now);
+        }
+        cache.insert(
+            tag,
+            Instant::now() + Duration::from_secs(self.cfg.cache_seconds),
+        );
     }
 
     fn cached(&self, tag: &[u8; 32]) -> bool {
@@ -161,31 +265,6 @@ impl Authenticator {
             .lock()
             .get(tag)
             .is_some_and(|exp| *exp > Instant::now())
-    }
-
-    /// Records a failure and returns how long to hold the answer back.
-    fn note_failure(&self, client: IpAddr) -> Duration {
-        let mut map = self.failures.lock();
-        let now = Instant::now();
-        if map.len() > 10_000 {
-            map.retain(|_, f| now.duration_since(f.last) < Duration::from_secs(900));
-        }
-        let f = map.entry(client).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        if now.duration_since(f.last) > Duration::from_secs(900) {
-            f.count = 0;
-        }
-        f.count += 1;
-        f.last = now;
-        tracing::warn!(%client, failures = f.count, "failed login");
-        let over = f.count.saturating_sub(self.cfg.failures_before_delay);
-        if over == 0 {
-            return Duration::ZERO;
-        }
-        let ms = 100u64.saturating_mul(1u64 << over.min(16));
-        Duration::from_millis(ms.min(self.cfg.max_delay_ms))
     }
 }
 
@@ -232,5 +311,31 @@ mod tests {
         assert!(!verify_password(&h, "Secret"));
         assert!(!verify_password(dummy_hash(), "anything"));
         assert!(PasswordHash::new(dummy_hash()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let checks = Arc::new(PasswordChecks::new(1));
+        let held = checks.slot().await.unwrap();
+        let waiters: Vec<_> = (0..QUEUE_PER_CHECK)
+            .map(|_| {
+                let c = checks.clone();
+                tokio::spawn(async move { c.slot().await.is_ok() })
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if checks.waiting.load(Ordering::Acquire) == QUEUE_PER_CHECK {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(checks.waiting.load(Ordering::Acquire), QUEUE_PER_CHECK);
+        // The queue is full: the next login is refused at once.
+        assert!(matches!(checks.slot().await, Err(AuthError::Busy)));
+        drop(held);
+        for w in waiters {
+            assert!(w.await.unwrap(), "every queued login gets its slot");
+        }
+        assert_eq!(checks.waiting.load(Ordering::Acquire), 0);
     }
 }

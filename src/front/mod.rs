@@ -73,7 +73,12 @@ impl Gateway {
             fs: app.fs.clone(),
             index: app.index.clone(),
             store: app.store.clone(),
-            auth: Authenticator::new(app.index.clone(), app.keys.clone(), app.config.auth.clone()),
+            auth: Authenticator::new(
+                app.index.clone(),
+                app.keys.clone(),
+                app.config.auth.clone(),
+                &app.config.limits,
+            ),
             locks: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             instance: Arc::from(instance),
@@ -278,14 +283,27 @@ impl Gateway {
             .and_then(|v| v.to_str().ok());
         match self.auth.authenticate(header, peer.ip()).await {
             Ok(u) => Ok(u),
-            Err(AuthError::Hash(e)) => {
+            Err(AuthError::Busy) => {
+                let mut res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many logins are being checked; try again shortly",
+                );
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(auth::BUSY_RETRY_AFTER_SECS),
+                );
+                Err(res)
+            }
+            Err(e @ (AuthError::Index(_) | AuthError::Hash(_) | AuthError::Check(_))) => {
                 tracing::error!(error = %e, "authentication backend failed");
                 Err(error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "authentication is unavailable",
                 ))
             }
-            Err(_) => Err(unauthorized()),
+            Err(AuthError::Missing | AuthError::Malformed | AuthError::Wrong) => {
+                Err(unauthorized())
+            }
         }
     }
 

@@ -3,14 +3,17 @@
 //!
 //! Upload path: bytes → [`chunker`] → chunk id (keyed HMAC) → dedup lookup in
 //! the index → new chunks sealed (zstd when it shrinks, AES-256-GCM-SIV) and
-//! put to the backend, up to `uploads_in_flight` at once. Nothing is
+//! put to the backend, up to `uploads_in_flight` at once (fewer when the
+//! [`budget`] of transfer memory has no room). Nothing is
 //! committed here: [`Upload::finish`] hands back the manifest for the
 //! namespace to commit, with the chunks pinned so a collector cannot remove
 //! them in between.
 //!
 //! Read path: [`FileReader`] fetches only the chunks a range needs, checks
-//! each object's tag and id, and reads ahead on sequential access.
+//! each object's tag and id, and reads ahead on sequential access (as far as
+//! the transfer budget allows).
 
+pub mod budget;
 pub mod chunker;
 mod gc;
 mod pins;
@@ -23,6 +26,7 @@ use crate::backend::{BackendError, SharedObjectStore};
 use crate::crypto::{ChunkId, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
 use crate::index::{Index, IndexError};
 
+pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::GcReport;
 pub use pins::{PinGuard, Pins};
@@ -62,6 +66,9 @@ pub struct StoreSettings {
     pub uploads_in_flight: usize,
     /// Chunks fetched ahead of a sequential reader.
     pub read_ahead: usize,
+    /// Bytes all transfers' chunk buffers may take together
+    /// (`limits.transfer_memory`); see [`budget`].
+    pub transfer_memory: u64,
 }
 
 impl Default for StoreSettings {
@@ -75,6 +82,7 @@ impl Default for StoreSettings {
             zstd_level: 1,
             uploads_in_flight: 4,
             read_ahead: 4,
+            transfer_memory: 256 << 20,
         }
     }
 }
@@ -87,6 +95,7 @@ pub struct ContentStore {
     backend: SharedObjectStore,
     index: Arc<Index>,
     pins: Pins,
+    budget: TransferBudget,
     settings: StoreSettings,
 }
 
@@ -106,6 +115,7 @@ impl ContentStore {
             backend,
             index,
             pins: Pins::default(),
+            budget: TransferBudget::new(settings.transfer_memory),
             settings,
         })
     }
@@ -116,6 +126,11 @@ impl ContentStore {
 
     pub fn pins(&self) -> &Pins {
         &self.pins
+    }
+
+    /// The memory budget every upload and download buffers within.
+    pub fn budget(&self) -> &TransferBudget {
+        &self.budget
     }
 
     pub fn settings(&self) -> &StoreSettings {

@@ -1,6 +1,10 @@
 //! Reading a file back: only the chunks a range touches are fetched, each is
 //! authenticated and checked against its id, and a sequential reader gets
 //! the next chunks fetched ahead while it streams the current one.
+//!
+//! Memory: a reader takes its floor of the transfer budget before its first
+//! fetch (room for the chunk it streams and the one it fetches); a chunk is
+//! fetched ahead only while the budget has free room for it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use super::budget::{chunk_cost, BufferPermit};
 use super::{ContentStore, StoreError};
 use crate::index::ManifestEntry;
 
@@ -19,8 +24,20 @@ pub struct FileReader {
     size: u64,
     pos: u64,
     current: Option<(usize, Bytes)>,
-    ahead: VecDeque<(usize, JoinHandle<Result<Bytes, StoreError>>)>,
+    /// Room of the current chunk when it was fetched ahead (otherwise the
+    /// floor covers it).
+    current_room: Option<BufferPermit>,
+    ahead: VecDeque<Ahead>,
     last_loaded: Option<usize>,
+    /// This reader's floor of the transfer budget, from its first fetch.
+    floor: Option<BufferPermit>,
+}
+
+/// A chunk fetched ahead, with the room its buffers take.
+struct Ahead {
+    idx: usize,
+    task: JoinHandle<Result<Bytes, StoreError>>,
+    room: BufferPermit,
 }
 
 impl FileReader {
@@ -38,8 +55,10 @@ impl FileReader {
             size: off,
             pos: 0,
             current: None,
+            current_room: None,
             ahead: VecDeque::new(),
             last_loaded: None,
+            floor: None,
         }
     }
 
@@ -77,22 +96,29 @@ impl FileReader {
 
     async fn load(&mut self, idx: usize) -> Result<Bytes, StoreError> {
         let sequential = self.last_loaded.map_or(self.pos == 0, |l| l + 1 == idx);
-        while let Some((i, _)) = self.ahead.front() {
-            if *i >= idx {
-                break;
-            }
-            if let Some((_, t)) = self.ahead.pop_front() {
-                t.abort();
+        if self.floor.is_none() {
+            // Nothing of the budget is held yet, so waiting here is safe.
+            self.floor = Some(self.store.budget.floor(self.floor_bytes()).await);
+        }
+        while self.ahead.front().is_some_and(|a| a.idx < idx) {
+            if let Some(a) = self.ahead.pop_front() {
+                a.task.abort();
             }
         }
-        let data = match self.ahead.front() {
-            Some((i, _)) if *i == idx => match self.ahead.pop_front() {
-                Some((_, t)) => t.await.map_err(|e| StoreError::Task(e.to_string()))??,
-                None => self.fetch(idx).await?,
-            },
-            _ => {
+        let (data, room) = match self.ahead.pop_front() {
+            Some(a) if a.idx == idx => {
+                let data = a
+                    .task
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))??;
+                (data, Some(a.room))
+            }
+            other => {
+                if let Some(a) = other {
+                    a.task.abort();
+                }
                 self.clear_ahead();
-                self.fetch(idx).await?
+                (self.fetch(idx).await?, None)
             }
         };
         let want = self.chunks[idx].len as usize;
@@ -103,6 +129,7 @@ impl FileReader {
             )));
         }
         self.current = Some((idx, data.clone()));
+        self.current_room = room;
         self.last_loaded = Some(idx);
         if sequential {
             self.schedule_ahead(idx);
@@ -110,23 +137,36 @@ impl FileReader {
         Ok(data)
     }
 
+    /// The floor: room for the chunk being streamed and the one being
+    /// fetched (its object and plain bytes), sized by the file's largest.
+    fn floor_bytes(&self) -> u64 {
+        let largest = self.chunks.iter().map(|c| c.len as usize).max();
+        largest.map_or(0, |l| l as u64 + chunk_cost(l))
+    }
+
+    /// Fetches up to `read_ahead` chunks after `idx`, as far as the budget
+    /// has free room.
     fn schedule_ahead(&mut self, idx: usize) {
         let want = self.store.settings.read_ahead;
-        let mut next = self.ahead.back().map_or(idx + 1, |(i, _)| i + 1);
+        let mut next = self.ahead.back().map_or(idx + 1, |a| a.idx + 1);
         while self.ahead.len() < want && next < self.chunks.len() {
+            let entry = self.chunks[next];
+            let Some(room) = self.store.budget.try_extra(chunk_cost(entry.len as usize)) else {
+                break;
+            };
             let store = self.store.clone();
-            let id = self.chunks[next].id;
-            self.ahead.push_back((
-                next,
-                tokio::spawn(async move { store.fetch_chunk(id).await }),
-            ));
+            self.ahead.push_back(Ahead {
+                idx: next,
+                task: tokio::spawn(async move { store.fetch_chunk(entry.id).await }),
+                room,
+            });
             next += 1;
         }
     }
 
     fn clear_ahead(&mut self) {
-        for (_, t) in self.ahead.drain(..) {
-            t.abort();
+        for a in self.ahead.drain(..) {
+            a.task.abort();
         }
     }
 

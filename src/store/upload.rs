@@ -1,5 +1,10 @@
 //! The upload pipeline: chunk, identify, deduplicate, seal and store, with a
 //! bounded number of chunks in flight (back-pressure on the client's body).
+//!
+//! Memory: an upload takes its floor of the transfer budget before its
+//! chunker buffers a byte (room for one chunk in the chunker and one in
+//! flight); every further chunk in flight needs free room in the budget, and
+//! without it the upload waits for its own oldest chunk instead.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +13,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+use super::budget::{chunk_cost, BufferPermit};
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ObjectKind, ObjectName};
 use crate::index::ManifestEntry;
@@ -106,8 +112,17 @@ pub struct Upload {
     size: u64,
     manifest: Vec<ManifestEntry>,
     uploaded: Vec<(ChunkId, u32)>,
-    in_flight: VecDeque<JoinHandle<Result<ChunkOutcome, StoreError>>>,
+    in_flight: VecDeque<InFlight>,
     pins: Arc<Mutex<PinGuard>>,
+    /// This upload's floor of the transfer budget, once it has input.
+    floor: Option<BufferPermit>,
+}
+
+/// A chunk being stored. Its buffers are counted either by the upload's
+/// floor or by a permit of their own that the task holds until it ends.
+struct InFlight {
+    task: JoinHandle<Result<ChunkOutcome, StoreError>>,
+    on_floor: bool,
 }
 
 /// A fully stored upload, ready to commit. Its chunks stay pinned until it
@@ -150,6 +165,7 @@ impl Upload {
             uploaded: Vec::new(),
             in_flight: VecDeque::new(),
             pins,
+            floor: None,
         }
     }
 
@@ -169,6 +185,9 @@ impl Upload {
             if self.size > a {
                 return Err(StoreError::TooLong { announced: a });
             }
+        }
+        if self.floor.is_none() {
+            self.floor = Some(self.store.budget.floor(self.floor_bytes()).await);
         }
         for chunk in self.chunker.push(data) {
             self.submit(chunk).await?;
@@ -204,20 +223,49 @@ impl Upload {
         })
     }
 
+    /// The floor: room for the chunk the chunker fills and one chunk in
+    /// flight, no larger than the announced length needs.
+    fn floor_bytes(&self) -> u64 {
+        let max = self.store.settings.chunk_sizes.max;
+        let chunk = self
+            .announced
+            .map_or(max, |a| usize::try_from(a).unwrap_or(max).min(max));
+        chunk as u64 + chunk_cost(chunk)
+    }
+
     async fn submit(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        while self.in_flight.len() >= self.store.settings.uploads_in_flight.max(1) {
-            self.complete_oldest().await?;
-        }
+        let room = self.room_for(chunk.len()).await?;
         self.digester.feed(&chunk).await?;
         let store = self.store.clone();
         let pins = self.pins.clone();
-        self.in_flight
-            .push_back(tokio::spawn(store_chunk(store, pins, chunk)));
+        let on_floor = room.is_none();
+        let task = tokio::spawn(async move {
+            let _buffers = room;
+            store_chunk(store, pins, chunk).await
+        });
+        self.in_flight.push_back(InFlight { task, on_floor });
         Ok(())
     }
 
+    /// Room for one more chunk in flight: the floor when no chunk in flight
+    /// uses it, else free room in the budget; without either, waits for the
+    /// oldest chunk (when none is in flight the floor is free, so this ends).
+    async fn room_for(&mut self, len: usize) -> Result<Option<BufferPermit>, StoreError> {
+        loop {
+            if self.in_flight.len() < self.store.settings.uploads_in_flight.max(1) {
+                if !self.in_flight.iter().any(|f| f.on_floor) {
+                    return Ok(None);
+                }
+                if let Some(extra) = self.store.budget.try_extra(chunk_cost(len)) {
+                    return Ok(Some(extra));
+                }
+            }
+            self.complete_oldest().await?;
+        }
+    }
+
     async fn complete_oldest(&mut self) -> Result<(), StoreError> {
-        let Some(task) = self.in_flight.pop_front() else {
+        let Some(InFlight { task, .. }) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let outcome = task.await.map_err(|e| StoreError::Task(e.to_string()))??;
@@ -234,8 +282,8 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        for t in &self.in_flight {
-            t.abort();
+        for f in &self.in_flight {
+            f.task.abort();
         }
     }
 }
