@@ -52,16 +52,11 @@ pub struct Gateway {
     auth: Authenticator,
     locks: Mutex<HashMap<u64, Box<MemLs>>>,
     metrics: Metrics,
-    instance: Arc<str>,
     transfers: Transfers,
 }
 
 impl Gateway {
     pub fn new(app: &App) -> Arc<Self> {
-        let instance = format!(
-            "oc{:010x}",
-            app.index.instance_id().unwrap_or(0) & 0xff_ffff_ffff
-        );
         let gateway = Arc::new(Self {
             fs: app.fs.clone(),
             index: app.index.clone(),
@@ -69,7 +64,6 @@ impl Gateway {
             auth: Authenticator::new(app.index.clone(), app.keys.clone(), app.config.auth.clone()),
             locks: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            instance: Arc::from(instance),
             transfers: Transfers::default(),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
@@ -78,11 +72,6 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// `oc:id` of a node: the file id and this installation's instance id.
-    pub fn oc_id(&self, fileid: u64) -> String {
-        crate::dav::ocprops::oc_id(fileid, &self.instance)
     }
 
     /// How long an untouched chunked upload is kept (default 24 h).
@@ -102,7 +91,7 @@ impl Gateway {
             ns: self.fs.namespace(),
             store: &self.store,
             transfers: &self.transfers,
-            instance: &self.instance,
+            ids: self.fs.ids(),
             checksums: self.fs.checksums(),
             locks: self.lock_table(user),
         }
@@ -327,7 +316,6 @@ impl Gateway {
         let mut ctx = RequestCtx::new(owner.clone());
         ctx.hints = upload_hints(&req);
         ctx.replace = pending_replace(&req, &prefix);
-        ctx.instance = self.instance.clone();
         let method = req.method().clone();
         let is_propfind = method.as_str() == "PROPFIND";
         if is_propfind {
@@ -345,7 +333,7 @@ impl Gateway {
         let scope = listing::Scope {
             ns: self.fs.namespace(),
             owner: &owner,
-            instance: &self.instance,
+            ids: self.fs.ids(),
             prefix: &prefix,
         };
         let req = match listing::propfind(&scope, req).await {
@@ -398,10 +386,11 @@ impl Gateway {
         let Some(node) = written.or_else(|| self.fs.namespace().lookup(owner, names).ok()) else {
             return;
         };
+        let ids = self.fs.ids();
         if reading {
             // The body comes from the version whose etag dav-server put in
             // the reply; add its checksum only if that is still this node.
-            let etag = format!("\"{}\"", node.etag());
+            let etag = ids.quoted_etag(node.id, node.version);
             if node.is_dir() || headers.get(header::ETAG).is_none_or(|v| *v != etag) {
                 return;
             }
@@ -422,8 +411,8 @@ impl Gateway {
             }
             return;
         }
-        let etag = format!("\"{}\"", node.etag());
-        if let Ok(v) = HeaderValue::from_str(&self.oc_id(node.id)) {
+        let etag = ids.quoted_etag(node.id, node.version);
+        if let Ok(v) = HeaderValue::from_str(&ids.oc_id(node.id)) {
             headers.insert("OC-FileId", v);
         }
         if let Ok(v) = HeaderValue::from_str(&etag) {

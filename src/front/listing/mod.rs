@@ -23,6 +23,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::respond::{full, GwBody};
+use crate::crypto::VisibleIds;
 use crate::index::Node;
 use crate::namespace::{split_path, Namespace, NsError, Owner};
 use props::Want;
@@ -92,8 +93,8 @@ impl Body for DavBody {
 pub(super) struct Scope<'a> {
     pub ns: &'a Namespace,
     pub owner: &'a Owner,
-    /// This installation's instance id (the suffix of `oc:id`).
-    pub instance: &'a str,
+    /// How ids and etags are shown to clients.
+    pub ids: &'a VisibleIds,
     /// The decoded URL prefix of the user's tree.
     pub prefix: &'a str,
 }
@@ -198,7 +199,7 @@ fn answer(
     let reply = xml::Reply {
         wants: &wants,
         owner_name: &scope.owner.name,
-        instance: scope.instance,
+        ids: scope.ids,
         quota,
         webdavfs: user_agent(parts).contains("WebDAVFS"),
     };
