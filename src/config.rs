@@ -381,6 +381,7 @@ impl Config {
             zstd_level: self.chunking.zstd_level,
             uploads_in_flight: self.chunking.uploads_in_flight.max(1),
             read_ahead: self.chunking.read_ahead,
+            dedup_per_user: self.dedup.scope == DedupScope::User,
         }
     }
 

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::{ContentStore, StoreError};
+use super::{ChunkKeys, ContentStore, StoreError};
 use crate::index::ManifestEntry;
 
 pub struct FileReader {
     store: Arc<ContentStore>,
+    /// The keys the owner's chunk ids may be under.
+    keys: ChunkKeys,
     chunks: Vec<ManifestEntry>,
     /// Start offset of each chunk.
     starts: Vec<u64>,
@@ -24,7 +26,8 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    pub fn new(store: Arc<ContentStore>, chunks: Vec<ManifestEntry>) -> Self {
+    /// A reader of `owner`'s file made of `chunks`.
+    pub fn new(store: Arc<ContentStore>, owner: u64, chunks: Vec<ManifestEntry>) -> Self {
         let mut starts = Vec::with_capacity(chunks.len());
         let mut off = 0u64;
         for c in &chunks {
@@ -32,6 +35,7 @@ impl FileReader {
             off += c.len as u64;
         }
         Self {
+            keys: store.chunk_keys(owner),
             store,
             chunks,
             starts,
@@ -114,11 +118,11 @@ impl FileReader {
         let want = self.store.settings.read_ahead;
         let mut next = self.ahead.back().map_or(idx + 1, |(i, _)| i + 1);
         while self.ahead.len() < want && next < self.chunks.len() {
-            let store = self.store.clone();
+            let (store, keys) = (self.store.clone(), self.keys.clone());
             let id = self.chunks[next].id;
             self.ahead.push_back((
                 next,
-                tokio::spawn(async move { store.fetch_chunk(id).await }),
+                tokio::spawn(async move { store.fetch_chunk(id, &keys).await }),
             ));
             next += 1;
         }
@@ -131,7 +135,7 @@ impl FileReader {
     }
 
     async fn fetch(&self, idx: usize) -> Result<Bytes, StoreError> {
-        self.store.fetch_chunk(self.chunks[idx].id).await
+        self.store.fetch_chunk(self.chunks[idx].id, &self.keys).await
     }
 }
 
