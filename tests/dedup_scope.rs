@@ -47,9 +47,9 @@ mod upstream {
 
     #[test]
     fn user_scope_stores_each_users_copy_once() {
-        super::user_scope_stores_each_users_copy_once(TestGateway::start_on_apache_with(
-            scoped(DedupScope::User),
-        ));
+        super::user_scope_stores_each_users_copy_once(TestGateway::start_on_apache_with(scoped(
+            DedupScope::User,
+        )));
     }
 }
 
@@ -103,7 +103,10 @@ fn user_scope_stores_each_users_copy_once(gw: TestGateway) {
     // Bob's files gone and collected: exactly his objects go, alice's
     // files still read.
     for p in ["b.bin", "b2.bin"] {
-        assert_eq!(status(bob.request("DELETE", &bob.url(p)).send().unwrap()), 204);
+        assert_eq!(
+            status(bob.request("DELETE", &bob.url(p)).send().unwrap()),
+            204
+        );
     }
     let report = gw.collect_garbage(Duration::ZERO);
     assert_eq!(report.deleted as usize, one.1);
@@ -128,11 +131,18 @@ fn global_scope_stores_everyones_copy_once(gw: TestGateway) {
 /// Uploads `data` as `dest` through the ownCloud chunked upload endpoint,
 /// in pieces of one MiB.
 fn chunked_upload(dav: &Dav, transfer: &str, dest: &str, data: &[u8]) {
-    let base = format!("{}/remote.php/dav/uploads/{}/{transfer}", dav.base, dav.user);
+    let base = format!(
+        "{}/remote.php/dav/uploads/{}/{transfer}",
+        dav.base, dav.user
+    );
     assert_eq!(status(dav.request("MKCOL", &base).send().unwrap()), 201);
     for (i, piece) in data.chunks(MIB).enumerate() {
         let url = format!("{base}/{:08}", i * MIB);
-        let res = dav.request("PUT", &url).body(piece.to_vec()).send().unwrap();
+        let res = dav
+            .request("PUT", &url)
+            .body(piece.to_vec())
+            .send()
+            .unwrap();
         assert_eq!(status(res), 201);
     }
     let res = dav
@@ -191,13 +201,19 @@ fn changing_the_scope_keeps_old_files_readable() {
     gw.add_user("bob", "pw-b");
     let data = random_bytes(3 * MIB, 10);
     let other = random_bytes(3 * MIB, 11);
-    assert_eq!(status(gw.client("alice", "pw-a").put("old.bin", data.clone())), 201);
+    assert_eq!(
+        status(gw.client("alice", "pw-a").put("old.bin", data.clone())),
+        201
+    );
     let one = footprint(&gw);
 
     let gw = reopen(gw, DedupScope::User);
     let alice = gw.client("alice", "pw-a");
     let bob = gw.client("bob", "pw-b");
-    assert!(alice.get_bytes("old.bin").unwrap() == data, "shared chunks, user scope");
+    assert!(
+        alice.get_bytes("old.bin").unwrap() == data,
+        "shared chunks, user scope"
+    );
     // New uploads are per user now: bob's copy is stored again.
     assert_eq!(status(bob.put("b.bin", data.clone())), 201);
     assert_eq!(footprint(&gw), (2 * one.0, 2 * one.1));

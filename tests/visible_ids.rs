@@ -115,13 +115,19 @@ fn what_alice_sees_does_not_move_when_bob_works() {
     let alice = gw.client("alice", "pw-a");
     let bob = gw.client("bob", "pw-b");
     assert_eq!(alice.mkcol("docs").status().as_u16(), 201);
-    assert_eq!(alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(), 201);
+    assert_eq!(
+        alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(),
+        201
+    );
     let put = alice.put("top.txt", b"top".to_vec());
     assert_eq!(put.status().as_u16(), 201);
 
     let before = everything(&alice);
     // What PUT answered is what the listing shows.
-    let top = &before.0.values().find(|s| s.oc_id == header(&put, "OC-FileId"));
+    let top = &before
+        .0
+        .values()
+        .find(|s| s.oc_id == header(&put, "OC-FileId"));
     assert_eq!(top.map(|s| s.etag.clone()), Some(header(&put, "ETag")));
     assert_eq!(before.1, header(&put, "ETag"));
     assert_eq!(before.2, before.1);
@@ -135,7 +141,11 @@ fn what_alice_sees_does_not_move_when_bob_works() {
     assert_ne!(fileid, node.id);
     assert_ne!(before.1, format!("\"{}\"", node.etag()));
     assert!(!before.1.contains('-'), "{}", before.1);
-    let oc_id = listing(&alice, "top.txt", "0").into_values().next().unwrap().oc_id;
+    let oc_id = listing(&alice, "top.txt", "0")
+        .into_values()
+        .next()
+        .unwrap()
+        .oc_id;
     assert!(oc_id.starts_with(&fileid.to_string()), "{oc_id}");
 }
 
@@ -186,7 +196,10 @@ fn ids_survive_a_restart_and_a_move() {
     gw.add_user("alice", "pw-a");
     let alice = gw.client("alice", "pw-a");
     assert_eq!(alice.mkcol("docs").status().as_u16(), 201);
-    assert_eq!(alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(), 201);
+    assert_eq!(
+        alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(),
+        201
+    );
     assert_eq!(alice.put("top.txt", b"top".to_vec()).status().as_u16(), 201);
     let before = everything(&alice);
 
@@ -236,8 +249,14 @@ fn both_listing_paths_agree() {
     gw.add_user("alice", "pw-a");
     let alice = gw.client("alice", "pw-a");
     assert_eq!(alice.mkcol("docs").status().as_u16(), 201);
-    assert_eq!(alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(), 201);
-    assert_eq!(alice.put("docs/b.txt", b"b".to_vec()).status().as_u16(), 201);
+    assert_eq!(
+        alice.put("docs/a.txt", b"a".to_vec()).status().as_u16(),
+        201
+    );
+    assert_eq!(
+        alice.put("docs/b.txt", b"b".to_vec()).status().as_u16(),
+        201
+    );
     let fast = listing(&alice, "docs", "1");
     let patch = alice
         .request("PROPPATCH", &alice.url("docs/b.txt"))
@@ -286,7 +305,12 @@ fn conditional_requests_use_the_etags_clients_saw() {
     assert_eq!(second.status().as_u16(), 204);
     let new_etag = header(&second, "ETag");
     assert_ne!(new_etag, etag);
-    assert_eq!(put_with("If-Match", etag.clone(), b"stale").status().as_u16(), 412);
+    assert_eq!(
+        put_with("If-Match", etag.clone(), b"stale")
+            .status()
+            .as_u16(),
+        412
+    );
     // The `If` header with an entity tag (RFC 4918 §10.4).
     let target = alice.url("c.txt");
     let stale = put_with("If", format!("<{target}> ([{etag}])"), b"stale");

@@ -202,13 +202,20 @@ mod tests {
             let id = ChunkId::of(s.keys(), plain);
             let name = ObjectName::for_chunk(s.keys(), &id);
             let obj = s.seal(ObjectKind::Chunk, &id, &name, plain).unwrap();
-            let opened = s.open(ObjectKind::Chunk, &id, &name, Bytes::from(obj.clone()), &shared_key(&s));
+            let opened = s.open(
+                ObjectKind::Chunk,
+                &id,
+                &name,
+                Bytes::from(obj.clone()),
+                &shared_key(&s),
+            );
             assert_eq!(opened.unwrap(), plain);
             // An object shared with someone else is opened from a copy.
             let shared = Bytes::from(obj.clone());
             let _keep = shared.clone();
             assert_eq!(
-                s.open(ObjectKind::Chunk, &id, &name, shared, &shared_key(&s)).unwrap(),
+                s.open(ObjectKind::Chunk, &id, &name, shared, &shared_key(&s))
+                    .unwrap(),
                 plain
             );
             // Deterministic: the same chunk always seals to the same bytes.
@@ -259,16 +266,30 @@ mod tests {
             let mut bad = obj.clone();
             bad[i] ^= 0x40;
             assert!(
-                s.open(ObjectKind::Chunk, &id, &name, Bytes::from(bad), &shared_key(&s))
-                    .is_err(),
+                s.open(
+                    ObjectKind::Chunk,
+                    &id,
+                    &name,
+                    Bytes::from(bad),
+                    &shared_key(&s)
+                )
+                .is_err(),
                 "byte {i}"
             );
         }
         let other = ObjectName::for_chunk(s.keys(), &ChunkId([0; 32]));
         let obj = Bytes::from(obj);
-        assert!(s.open(ObjectKind::Chunk, &id, &other, obj.clone(), &shared_key(&s)).is_err());
         assert!(s
-            .open(ObjectKind::Chunk, &id, &name, obj.slice(..obj.len() - 1), &shared_key(&s))
+            .open(ObjectKind::Chunk, &id, &other, obj.clone(), &shared_key(&s))
+            .is_err());
+        assert!(s
+            .open(
+                ObjectKind::Chunk,
+                &id,
+                &name,
+                obj.slice(..obj.len() - 1),
+                &shared_key(&s)
+            )
             .is_err());
     }
 
@@ -282,8 +303,14 @@ mod tests {
         let name = ObjectName::for_chunk(s.keys(), &id);
         let obj = Bytes::from(s.seal(ObjectKind::Chunk, &id, &name, &plain).unwrap());
         let open = |keys: &[ChunkIdKey]| s.open(ObjectKind::Chunk, &id, &name, obj.clone(), keys);
-        assert!(matches!(open(&[bob.clone()]), Err(CryptoError::IdMismatch)));
-        assert!(matches!(open(&shared_key(&s)), Err(CryptoError::IdMismatch)));
+        assert!(matches!(
+            open(std::slice::from_ref(&bob)),
+            Err(CryptoError::IdMismatch)
+        ));
+        assert!(matches!(
+            open(&shared_key(&s)),
+            Err(CryptoError::IdMismatch)
+        ));
         assert_eq!(open(&[bob, alice.clone()]).unwrap(), plain);
         assert_eq!(open(&[alice]).unwrap(), plain);
     }

@@ -253,7 +253,10 @@ mod tests {
         assert_ne!(a.etag(7, 9), a.etag(8, 9));
         let e = a.etag(7, 9);
         assert_eq!(e.len(), 2 * ETAG_BYTES);
-        assert_eq!(lower_hex(&[0x0f, 0xa0, 0x5b]), hex::encode([0x0f, 0xa0, 0x5b]));
+        assert_eq!(
+            lower_hex(&[0x0f, 0xa0, 0x5b]),
+            hex::encode([0x0f, 0xa0, 0x5b])
+        );
         assert!(e.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a.quoted_etag(7, 9), format!("\"{e}\""));
         let oc = a.oc_id(7);

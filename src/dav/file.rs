@@ -119,10 +119,11 @@ pub(super) async fn open_for_write(
         fs: fs.clone(),
         ctx: ctx.clone(),
         names,
-        upload: Some(
-            fs.store
-                .begin_upload_with(ctx.owner.id, options.size, checksum_sink(&hashers)),
-        ),
+        upload: Some(fs.store.begin_upload_with(
+            ctx.owner.id,
+            options.size,
+            checksum_sink(&hashers),
+        )),
         committed: None,
         hashers,
         announced,
@@ -242,8 +243,7 @@ pub(super) fn open_for_read(
 
 impl DavFile for ReadFile {
     fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        let m: Box<dyn DavMetaData> =
-            Box::new(NodeMeta::new(self.node.clone(), self.ids.clone()));
+        let m: Box<dyn DavMetaData> = Box::new(NodeMeta::new(self.node.clone(), self.ids.clone()));
         async move { Ok(m) }.boxed()
     }
 

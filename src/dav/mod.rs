@@ -314,7 +314,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
         async move {
             let names = self.names(path, ctx)?;
             match self.node_at(&names, ctx) {
-                Ok(node) => Ok(Box::new(NodeMeta::new(node, self.ids.clone())) as Box<dyn DavMetaData>),
+                Ok(node) => {
+                    Ok(Box::new(NodeMeta::new(node, self.ids.clone())) as Box<dyn DavMetaData>)
+                }
                 Err(NsError::NotFound) => Err(FsError::NotFound),
                 Err(e) => Err(ctx.fail(e)),
             }

@@ -217,7 +217,10 @@ mod tests {
     }
 
     fn ids() -> VisibleIds {
-        VisibleIds::new(&crate::crypto::MasterKey::from_bytes([9; 32]).derive(), 0xabc)
+        VisibleIds::new(
+            &crate::crypto::MasterKey::from_bytes([9; 32]).derive(),
+            0xabc,
+        )
     }
 
     fn text(ns: &str, name: &str, n: &Node) -> Option<String> {

@@ -135,7 +135,9 @@ impl FileReader {
     }
 
     async fn fetch(&self, idx: usize) -> Result<Bytes, StoreError> {
-        self.store.fetch_chunk(self.chunks[idx].id, &self.keys).await
+        self.store
+            .fetch_chunk(self.chunks[idx].id, &self.keys)
+            .await
     }
 }
 

@@ -146,8 +146,7 @@ impl Reply<'_> {
             Want::QuotaUsed | Want::QuotaAvailable => self.quota_prop(out, want, at),
             Want::SupportedLock => out.extend_from_slice(SUPPORTED_LOCK),
             Want::Synthesized(ns, name) => {
-                let xml =
-                    ocprops::render_in_scope(Some(ns), name, node, self.owner_name, self.ids);
+                let xml = ocprops::render_in_scope(Some(ns), name, node, self.owner_name, self.ids);
                 if let Some(xml) = xml {
                     out.extend_from_slice(&xml);
                 }

@@ -31,8 +31,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 use dav_server::davpath::DavPath;
 use dav_server::ls::DavLockSystem;
 
-use crate::dav::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::crypto::VisibleIds;
+use crate::dav::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::uploads::{part_key, valid_name};
@@ -591,7 +591,8 @@ impl UploadsCtx<'_> {
                     parts = parts.len(),
                     "chunks arrived out of order, before a restart, or with another checksum type announced; reading them back for the checksums"
                 );
-                self.digest_stored(owner, manifest.clone(), &announced).await?
+                self.digest_stored(owner, manifest.clone(), &announced)
+                    .await?
             }
         };
         digests
