@@ -128,7 +128,9 @@ impl Rig {
     /// body delivers) and commits it under `name`.
     fn upload(&self, name: &str, data: &[u8]) {
         self.rt.block_on(async {
-            let mut up = self.store.begin_upload(Some(data.len() as u64));
+            let mut up = self
+                .store
+                .begin_upload(self.owner.id, Some(data.len() as u64));
             for piece in data.chunks(64 << 10) {
                 up.write(piece).await.unwrap();
             }

@@ -7,7 +7,7 @@ use crate::backend::local::LocalDirStore;
 use crate::backend::webdav::WebDavStore;
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::config::{BackendKind, Config};
-use crate::crypto::{CryptoError, Keys, MasterKey};
+use crate::crypto::{CryptoError, Keys, MasterKey, VisibleIds};
 use crate::dav::DedupFs;
 use crate::index::{Index, IndexError};
 use crate::namespace::Namespace;
@@ -65,10 +65,12 @@ impl App {
             index.clone(),
             config.store_settings(),
         );
+        let ids = VisibleIds::new(&keys, index.instance_id().unwrap_or(0));
         let fs = DedupFs::new(
             Namespace::new(index.clone()),
             store.clone(),
             config.upload_checksums()?,
+            Arc::new(ids),
         );
         Ok(Self {
             config,

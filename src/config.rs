@@ -387,6 +387,7 @@ impl Config {
             uploads_in_flight: self.chunking.uploads_in_flight.max(1),
             read_ahead: self.chunking.read_ahead,
             transfer_memory: self.limits.transfer_memory,
+            dedup_per_user: self.dedup.scope == DedupScope::User,
         }
     }
 

@@ -80,6 +80,8 @@ impl MasterKey {
             object_seal: expand(b"object encryption"),
             metadata: expand(b"metadata backup"),
             auth_cache: expand(b"auth cache"),
+            visible_file_id: expand(b"visible file id"),
+            visible_etag: expand(b"visible etag"),
             gear: Box::new(gear),
         }
     }
@@ -130,8 +132,26 @@ pub struct Keys {
     pub metadata: [u8; KEY_LEN],
     /// HMAC key of the in-memory credential cache.
     pub auth_cache: [u8; KEY_LEN],
+    /// Round key of the permutation that turns node ids into the file ids
+    /// clients see (`visible_ids.rs`).
+    pub visible_file_id: [u8; KEY_LEN],
+    /// MAC key of the etags clients see (`visible_ids.rs`).
+    pub visible_etag: [u8; KEY_LEN],
     /// The content-defined chunker's gear table.
     pub gear: Box<[u64; 256]>,
+}
+
+impl Keys {
+    /// The chunk-id key of one user's uploads when deduplication is
+    /// confined to each user: HKDF from the chunk-id key and the user id,
+    /// so the same content gets a different id (and object) per user.
+    pub fn user_chunk_id(&self, user: u64) -> [u8; KEY_LEN] {
+        let hk = Hkdf::<Sha256>::new(Some(b"dedupdav per-user chunk id v1"), &self.chunk_id);
+        let mut out = [0u8; KEY_LEN];
+        // A 32-byte output is always within HKDF-SHA256's limit.
+        let _ = hk.expand(&user.to_le_bytes(), &mut out);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +178,16 @@ mod tests {
         assert_ne!(keys.chunk_id, keys.object_name);
         assert_ne!(keys.object_seal, keys.chunk_id);
         assert_ne!(keys.gear[0], keys.gear[1]);
+        assert_ne!(keys.visible_file_id, keys.visible_etag);
+        assert_ne!(keys.visible_etag, keys.auth_cache);
+    }
+
+    #[test]
+    fn each_user_gets_its_own_chunk_id_key() {
+        let keys = MasterKey::from_bytes([7; 32]).derive();
+        assert_ne!(keys.user_chunk_id(1), keys.user_chunk_id(2));
+        assert_ne!(keys.user_chunk_id(1), keys.chunk_id);
+        assert_eq!(keys.user_chunk_id(1), keys.user_chunk_id(1));
     }
 
     #[test]

@@ -8,12 +8,14 @@
 
 mod keys;
 mod object;
+mod visible_ids;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub use keys::{Keys, MasterKey, KEY_LEN};
 pub use object::{ObjectKind, Sealer, HEADER_LEN};
+pub use visible_ids::VisibleIds;
 
 /// Errors of key handling and of sealing / opening objects.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +58,15 @@ fn mac(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
 pub struct ChunkId(pub [u8; 32]);
 
 impl ChunkId {
+    /// The id under the installation's shared chunk-id key.
     pub fn of(keys: &Keys, plaintext: &[u8]) -> Self {
-        Self(*blake3::keyed_hash(&keys.chunk_id, plaintext).as_bytes())
+        Self::under(&ChunkIdKey::shared(keys), plaintext)
+    }
+
+    /// The id under `key`: the same content gets the same id (and so is
+    /// stored once) only among uploads keyed alike.
+    pub fn under(key: &ChunkIdKey, plaintext: &[u8]) -> Self {
+        Self(*blake3::keyed_hash(&key.0, plaintext).as_bytes())
     }
 
     pub fn to_hex(&self) -> String {
@@ -68,6 +77,32 @@ impl ChunkId {
 impl std::fmt::Debug for ChunkId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ChunkId({})", &self.to_hex()[..16])
+    }
+}
+
+/// The key chunk ids are computed under, which is how far deduplication
+/// reaches: the installation's chunk-id key shares chunks among all users;
+/// a user's own key ([`Keys::user_chunk_id`]) confines sharing to that
+/// user's files, so the timing of an upload says nothing about what other
+/// users stored (`dedup.scope = "user"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChunkIdKey([u8; KEY_LEN]);
+
+impl ChunkIdKey {
+    /// Chunks shared across all users (`dedup.scope = "global"`).
+    pub fn shared(keys: &Keys) -> Self {
+        Self(keys.chunk_id)
+    }
+
+    /// Chunks shared only within `user`'s files (`dedup.scope = "user"`).
+    pub fn of_user(keys: &Keys, user: u64) -> Self {
+        Self(keys.user_chunk_id(user))
+    }
+}
+
+impl std::fmt::Debug for ChunkIdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkIdKey(..)")
     }
 }
 
@@ -143,5 +178,19 @@ mod tests {
             .relative_path()
             .starts_with(&format!("objects/{}/", &name.as_str()[..2])));
         assert_eq!(ObjectName::parse("../etc/passwd"), None);
+    }
+
+    #[test]
+    fn per_user_keys_give_per_user_ids() {
+        let keys = MasterKey::from_bytes([1; 32]).derive();
+        let data = b"the same content";
+        let (a, b) = (ChunkIdKey::of_user(&keys, 1), ChunkIdKey::of_user(&keys, 2));
+        assert_ne!(ChunkId::under(&a, data), ChunkId::under(&b, data));
+        assert_ne!(ChunkId::under(&a, data), ChunkId::of(&keys, data));
+        assert_eq!(ChunkId::under(&a, data), ChunkId::under(&a, data));
+        assert_eq!(
+            ChunkId::under(&ChunkIdKey::shared(&keys), data),
+            ChunkId::of(&keys, data)
+        );
     }
 }

@@ -20,7 +20,7 @@
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 use bytes::{Bytes, BytesMut};
 
-use super::{mac, ChunkId, CryptoError, Keys, ObjectName};
+use super::{mac, ChunkId, ChunkIdKey, CryptoError, Keys, ObjectName};
 
 pub const HEADER_LEN: usize = 12;
 const MAGIC: &[u8; 4] = b"DDAV";
@@ -112,14 +112,17 @@ impl Sealer {
     }
 
     /// Authenticates, decrypts and decompresses an object, then checks that
-    /// the plaintext hashes to `id`. An object nobody else holds (as fetched)
-    /// is decrypted where it lies, without a copy.
+    /// a chunk's plaintext hashes to `id` under one of `id_keys` (tried in
+    /// order; a file written before `dedup.scope` changed has its chunks
+    /// under the other key). An object nobody else holds (as fetched) is
+    /// decrypted where it lies, without a copy.
     pub fn open(
         &self,
         kind: ObjectKind,
         id: &ChunkId,
         name: &ObjectName,
         object: Bytes,
+        id_keys: &[ChunkIdKey],
     ) -> Result<Bytes, CryptoError> {
         self.check_header(kind, &object)?;
         let aad = [&object[..HEADER_LEN], name.as_str().as_bytes()].concat();
@@ -142,7 +145,7 @@ impl Sealer {
         } else {
             payload.freeze()
         };
-        if kind == ObjectKind::Chunk && ChunkId::of(&self.keys, &plain) != *id {
+        if kind == ObjectKind::Chunk && !id_keys.iter().any(|k| ChunkId::under(k, &plain) == *id) {
             return Err(CryptoError::IdMismatch);
         }
         Ok(plain)
@@ -176,6 +179,10 @@ mod tests {
     use crate::crypto::MasterKey;
     use std::sync::Arc;
 
+    fn shared_key(s: &Sealer) -> [ChunkIdKey; 1] {
+        [ChunkIdKey::shared(s.keys())]
+    }
+
     fn sealer() -> Sealer {
         Sealer::new(
             Arc::new(MasterKey::from_bytes([9; 32]).derive()),
@@ -195,13 +202,20 @@ mod tests {
             let id = ChunkId::of(s.keys(), plain);
             let name = ObjectName::for_chunk(s.keys(), &id);
             let obj = s.seal(ObjectKind::Chunk, &id, &name, plain).unwrap();
-            let opened = s.open(ObjectKind::Chunk, &id, &name, Bytes::from(obj.clone()));
+            let opened = s.open(
+                ObjectKind::Chunk,
+                &id,
+                &name,
+                Bytes::from(obj.clone()),
+                &shared_key(&s),
+            );
             assert_eq!(opened.unwrap(), plain);
             // An object shared with someone else is opened from a copy.
             let shared = Bytes::from(obj.clone());
             let _keep = shared.clone();
             assert_eq!(
-                s.open(ObjectKind::Chunk, &id, &name, shared).unwrap(),
+                s.open(ObjectKind::Chunk, &id, &name, shared, &shared_key(&s))
+                    .unwrap(),
                 plain
             );
             // Deterministic: the same chunk always seals to the same bytes.
@@ -252,16 +266,52 @@ mod tests {
             let mut bad = obj.clone();
             bad[i] ^= 0x40;
             assert!(
-                s.open(ObjectKind::Chunk, &id, &name, Bytes::from(bad))
-                    .is_err(),
+                s.open(
+                    ObjectKind::Chunk,
+                    &id,
+                    &name,
+                    Bytes::from(bad),
+                    &shared_key(&s)
+                )
+                .is_err(),
                 "byte {i}"
             );
         }
         let other = ObjectName::for_chunk(s.keys(), &ChunkId([0; 32]));
         let obj = Bytes::from(obj);
-        assert!(s.open(ObjectKind::Chunk, &id, &other, obj.clone()).is_err());
         assert!(s
-            .open(ObjectKind::Chunk, &id, &name, obj.slice(..obj.len() - 1))
+            .open(ObjectKind::Chunk, &id, &other, obj.clone(), &shared_key(&s))
             .is_err());
+        assert!(s
+            .open(
+                ObjectKind::Chunk,
+                &id,
+                &name,
+                obj.slice(..obj.len() - 1),
+                &shared_key(&s)
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn a_chunk_opens_only_under_a_key_its_id_was_made_with() {
+        let s = sealer();
+        let plain = b"per-user content".repeat(10);
+        let alice = ChunkIdKey::of_user(s.keys(), 1);
+        let bob = ChunkIdKey::of_user(s.keys(), 2);
+        let id = ChunkId::under(&alice, &plain);
+        let name = ObjectName::for_chunk(s.keys(), &id);
+        let obj = Bytes::from(s.seal(ObjectKind::Chunk, &id, &name, &plain).unwrap());
+        let open = |keys: &[ChunkIdKey]| s.open(ObjectKind::Chunk, &id, &name, obj.clone(), keys);
+        assert!(matches!(
+            open(std::slice::from_ref(&bob)),
+            Err(CryptoError::IdMismatch)
+        ));
+        assert!(matches!(
+            open(&shared_key(&s)),
+            Err(CryptoError::IdMismatch)
+        ));
+        assert_eq!(open(&[bob, alice.clone()]).unwrap(), plain);
+        assert_eq!(open(&[alice]).unwrap(), plain);
     }
 }

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use super::checksum::{self, Announced, Hashers};
 use super::{DedupFs, NodeMeta, RequestCtx};
+use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::{NamePath, NsError};
@@ -82,7 +83,7 @@ pub(super) async fn open_for_write(
                 "partial updates are not supported",
             )));
         }
-        let empty = fs.store.begin_upload(Some(0));
+        let empty = fs.store.begin_upload(ctx.owner.id, Some(0));
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
         let sums = Hashers::new(fs.checksums).finish().to_oc_string();
         let (node, _) = fs
@@ -118,10 +119,11 @@ pub(super) async fn open_for_write(
         fs: fs.clone(),
         ctx: ctx.clone(),
         names,
-        upload: Some(
-            fs.store
-                .begin_upload_with(options.size, checksum_sink(&hashers)),
-        ),
+        upload: Some(fs.store.begin_upload_with(
+            ctx.owner.id,
+            options.size,
+            checksum_sink(&hashers),
+        )),
         committed: None,
         hashers,
         announced,
@@ -169,7 +171,8 @@ impl DavFile for UploadFile {
     fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         async move {
             match &self.committed {
-                Some(n) => Ok(Box::new(NodeMeta(n.clone())) as Box<dyn DavMetaData>),
+                Some(n) => Ok(Box::new(NodeMeta::new(n.clone(), self.fs.ids().clone()))
+                    as Box<dyn DavMetaData>),
                 None => Err(FsError::NotFound),
             }
         }
@@ -208,6 +211,7 @@ impl DavFile for UploadFile {
 /// A file opened for reading.
 pub struct ReadFile {
     node: Node,
+    ids: Arc<VisibleIds>,
     reader: FileReader,
     ctx: RequestCtx,
 }
@@ -231,14 +235,15 @@ pub(super) fn open_for_read(
     };
     Ok(Box::new(ReadFile {
         node,
-        reader: FileReader::new(fs.store.clone(), manifest),
+        ids: fs.ids().clone(),
+        reader: FileReader::new(fs.store.clone(), ctx.owner.id, manifest),
         ctx: ctx.clone(),
     }))
 }
 
 impl DavFile for ReadFile {
     fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
-        let m: Box<dyn DavMetaData> = Box::new(NodeMeta(self.node.clone()));
+        let m: Box<dyn DavMetaData> = Box::new(NodeMeta::new(self.node.clone(), self.ids.clone()));
         async move { Ok(m) }.boxed()
     }
 

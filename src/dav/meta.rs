@@ -1,16 +1,30 @@
 //! Node metadata as dav-server sees it.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::fs::{DavDirEntry, DavMetaData, FsFuture, FsResult};
 use futures_util::FutureExt;
 
+use crate::crypto::VisibleIds;
 use crate::index::Node;
 
-/// A node's metadata; the etag is the node's change version, so it is the
-/// same in every reply and changes whenever the node or its content does.
+/// A node's metadata; the etag is the visible form of the node's change
+/// version, so it is the same in every reply and changes whenever the node
+/// or its content does. dav-server also compares `If`, `If-Match` and
+/// `If-None-Match` against it, so clients' conditions are checked in the
+/// form they saw.
 #[derive(Debug, Clone)]
-pub struct NodeMeta(pub Node);
+pub struct NodeMeta {
+    node: Node,
+    ids: Arc<VisibleIds>,
+}
+
+impl NodeMeta {
+    pub fn new(node: Node, ids: Arc<VisibleIds>) -> Self {
+        Self { node, ids }
+    }
+}
 
 fn unix_ns(ns: i64) -> SystemTime {
     if ns >= 0 {
@@ -32,23 +46,23 @@ pub(crate) fn created(node: &Node) -> SystemTime {
 
 impl DavMetaData for NodeMeta {
     fn len(&self) -> u64 {
-        self.0.size
+        self.node.size
     }
 
     fn modified(&self) -> FsResult<SystemTime> {
-        Ok(modified(&self.0))
+        Ok(modified(&self.node))
     }
 
     fn is_dir(&self) -> bool {
-        self.0.is_dir()
+        self.node.is_dir()
     }
 
     fn etag(&self) -> Option<String> {
-        Some(self.0.etag())
+        Some(self.ids.etag(self.node.id, self.node.version))
     }
 
     fn created(&self) -> FsResult<SystemTime> {
-        Ok(created(&self.0))
+        Ok(created(&self.node))
     }
 }
 
@@ -59,10 +73,10 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new(name: String, node: Node) -> Self {
+    pub(crate) fn new(name: String, node: Node, ids: Arc<VisibleIds>) -> Self {
         Self {
             name,
-            meta: NodeMeta(node),
+            meta: NodeMeta::new(node, ids),
         }
     }
 }

@@ -25,6 +25,7 @@ use futures_util::{stream, FutureExt};
 use http::StatusCode;
 use parking_lot::Mutex;
 
+use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
@@ -79,8 +80,6 @@ pub struct RequestCtx {
     pub owner: Owner,
     pub hints: UploadHints,
     pub failure: FailureSlot,
-    /// This installation's instance id, the suffix of `oc:id`.
-    pub instance: Arc<str>,
     /// Set for PROPFIND: remembers looked-up nodes for the `oc:` properties.
     pub props_cache: Option<PropsCache>,
     /// Set for MOVE/COPY that may overwrite: see [`PendingReplace`].
@@ -139,7 +138,6 @@ impl RequestCtx {
             owner,
             hints: UploadHints::default(),
             failure: FailureSlot::default(),
-            instance: Arc::from(""),
             props_cache: None,
             replace: None,
             written: Arc::default(),
@@ -164,17 +162,29 @@ pub struct DedupFs {
     ns: Namespace,
     store: Arc<ContentStore>,
     checksums: ChecksumSet,
+    ids: Arc<VisibleIds>,
 }
 
 impl DedupFs {
     /// `checksums`: the types every upload computes, besides those the
-    /// client announces.
-    pub fn new(ns: Namespace, store: Arc<ContentStore>, checksums: ChecksumSet) -> Self {
+    /// client announces; `ids`: how ids and etags are shown to clients.
+    pub fn new(
+        ns: Namespace,
+        store: Arc<ContentStore>,
+        checksums: ChecksumSet,
+        ids: Arc<VisibleIds>,
+    ) -> Self {
         Self {
             ns,
             store,
             checksums,
+            ids,
         }
+    }
+
+    /// The ids and etags clients see.
+    pub fn ids(&self) -> &Arc<VisibleIds> {
+        &self.ids
     }
 
     pub fn checksums(&self) -> ChecksumSet {
@@ -289,7 +299,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
                 .into_iter()
                 .map(|(name, node)| {
-                    Ok(Box::new(meta::Entry::new(name, node)) as Box<dyn DavDirEntry>)
+                    Ok(Box::new(meta::Entry::new(name, node, self.ids.clone()))
+                        as Box<dyn DavDirEntry>)
                 })
                 .collect();
             Ok(Box::pin(stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
@@ -305,7 +316,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
         async move {
             let names = self.names(path, ctx)?;
             match self.node_at(&names, ctx) {
-                Ok(node) => Ok(Box::new(NodeMeta(node)) as Box<dyn DavMetaData>),
+                Ok(node) => {
+                    Ok(Box::new(NodeMeta::new(node, self.ids.clone())) as Box<dyn DavMetaData>)
+                }
                 Err(NsError::NotFound) => Err(FsError::NotFound),
                 Err(e) => Err(ctx.fail(e)),
             }
@@ -456,7 +469,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                     &prop.name,
                     &node,
                     &ctx.owner.name,
-                    &ctx.instance,
+                    &self.ids,
                 )
                 .ok_or(FsError::NotFound);
             }

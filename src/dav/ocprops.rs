@@ -3,7 +3,8 @@
 //! them): `oc:id`, `oc:fileid`, `oc:permissions`, `oc:size`,
 //! `oc:checksums`, `oc:downloadURL`, `oc:dDC`, `oc:share-types`,
 //! `oc:data-fingerprint`, `oc:owner-id`, `oc:owner-display-name`,
-//! `nc:is-encrypted`.
+//! `nc:is-encrypted`. The ids are the visible ones ([`VisibleIds`]), never
+//! the internal node id.
 //!
 //! dav-server asks the file system for any property outside its own
 //! namespaces one at a time (`get_prop`) and checks `have_props` before
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::crypto::VisibleIds;
 use crate::index::Node;
 use crate::namespace::{NamePath, StoredProp};
 
@@ -26,12 +28,6 @@ pub const NS_NEXTCLOUD: &str = "http://nextcloud.org/ns";
 /// V move, W write, C create file, K create folder.
 pub const FILE_PERMISSIONS: &str = "RGDNVW";
 pub const FOLDER_PERMISSIONS: &str = "RGDNVCK";
-
-/// The `oc:id` of a node: the file id, zero-padded to 8 digits, then the
-/// installation's instance id.
-pub fn oc_id(fileid: u64, instance: &str) -> String {
-    format!("{fileid:08}{instance}")
-}
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -78,9 +74,9 @@ pub fn render(
     name: &str,
     node: &Node,
     owner_name: &str,
-    instance: &str,
+    ids: &VisibleIds,
 ) -> Option<Vec<u8>> {
-    render_as(namespace, name, node, owner_name, instance, true)
+    render_as(namespace, name, node, owner_name, ids, true)
 }
 
 /// Like [`render`], for a document that already declares the `oc` and `nc`
@@ -90,9 +86,9 @@ pub fn render_in_scope(
     name: &str,
     node: &Node,
     owner_name: &str,
-    instance: &str,
+    ids: &VisibleIds,
 ) -> Option<Vec<u8>> {
-    render_as(namespace, name, node, owner_name, instance, false)
+    render_as(namespace, name, node, owner_name, ids, false)
 }
 
 fn render_as(
@@ -100,14 +96,14 @@ fn render_as(
     name: &str,
     node: &Node,
     owner_name: &str,
-    instance: &str,
+    ids: &VisibleIds,
     declare: bool,
 ) -> Option<Vec<u8>> {
     match namespace? {
         NS_OWNCLOUD => {
             let text = match name {
-                "id" => oc_id(node.id, instance),
-                "fileid" => node.id.to_string(),
+                "id" => ids.oc_id(node.id),
+                "fileid" => ids.file_id(node.id).to_string(),
                 "permissions" => if node.is_dir() {
                     FOLDER_PERMISSIONS
                 } else {
@@ -220,19 +216,31 @@ mod tests {
         }
     }
 
+    fn ids() -> VisibleIds {
+        VisibleIds::new(
+            &crate::crypto::MasterKey::from_bytes([9; 32]).derive(),
+            0xabc,
+        )
+    }
+
     fn text(ns: &str, name: &str, n: &Node) -> Option<String> {
-        render(Some(ns), name, n, "al&ice", "ocabc").map(|b| String::from_utf8(b).unwrap())
+        render(Some(ns), name, n, "al&ice", &ids()).map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
     fn renders_oc_properties() {
         let f = node(NodeKind::File);
         let d = node(NodeKind::Dir);
+        // The visible id, never the node id.
+        let fileid = ids().file_id(42);
+        assert_ne!(fileid, 42);
         assert_eq!(
             text(NS_OWNCLOUD, "id", &f).unwrap(),
-            "<oc:id xmlns:oc=\"http://owncloud.org/ns\">00000042ocabc</oc:id>"
+            format!("<oc:id xmlns:oc=\"http://owncloud.org/ns\">{fileid:08}oc0000000abc</oc:id>")
         );
-        assert!(text(NS_OWNCLOUD, "fileid", &f).unwrap().contains(">42<"));
+        assert!(text(NS_OWNCLOUD, "fileid", &f)
+            .unwrap()
+            .contains(&format!(">{fileid}<")));
         assert!(text(NS_OWNCLOUD, "permissions", &f)
             .unwrap()
             .contains(">RGDNVW<"));

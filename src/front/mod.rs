@@ -57,7 +57,6 @@ pub struct Gateway {
     auth: Authenticator,
     locks: Mutex<HashMap<u64, LockTable>>,
     metrics: Metrics,
-    instance: Arc<str>,
     transfers: Transfers,
     limits: LimitsConfig,
     connection_limits: ConnectionLimits,
@@ -65,10 +64,6 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(app: &App) -> Arc<Self> {
-        let instance = format!(
-            "oc{:010x}",
-            app.index.instance_id().unwrap_or(0) & 0xff_ffff_ffff
-        );
         let gateway = Arc::new(Self {
             fs: app.fs.clone(),
             index: app.index.clone(),
@@ -81,7 +76,6 @@ impl Gateway {
             ),
             locks: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            instance: Arc::from(instance),
             transfers: Transfers::default(),
             limits: app.config.limits.clone(),
             connection_limits: ConnectionLimits::from(&app.config.limits),
@@ -92,11 +86,6 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// `oc:id` of a node: the file id and this installation's instance id.
-    pub fn oc_id(&self, fileid: u64) -> String {
-        crate::dav::ocprops::oc_id(fileid, &self.instance)
     }
 
     /// How long an untouched chunked upload is kept (default 24 h).
@@ -116,7 +105,7 @@ impl Gateway {
             ns: self.fs.namespace(),
             store: &self.store,
             transfers: &self.transfers,
-            instance: &self.instance,
+            ids: self.fs.ids(),
             checksums: self.fs.checksums(),
             locks: Box::new(self.lock_table(user)),
         }
@@ -339,7 +328,6 @@ impl Gateway {
         let mut ctx = RequestCtx::new(owner.clone());
         ctx.hints = upload_hints(&req);
         ctx.replace = pending_replace(&req, &prefix);
-        ctx.instance = self.instance.clone();
         let method = req.method().clone();
         let is_propfind = method.as_str() == "PROPFIND";
         if is_propfind {
@@ -357,7 +345,7 @@ impl Gateway {
         let scope = listing::Scope {
             ns: self.fs.namespace(),
             owner: &owner,
-            instance: &self.instance,
+            ids: self.fs.ids(),
             prefix: &prefix,
         };
         let (parts, body) = req.into_parts();
@@ -430,10 +418,11 @@ impl Gateway {
         let Some(node) = written.or_else(|| self.fs.namespace().lookup(owner, names).ok()) else {
             return;
         };
+        let ids = self.fs.ids();
         if reading {
             // The body comes from the version whose etag dav-server put in
             // the reply; add its checksum only if that is still this node.
-            let etag = format!("\"{}\"", node.etag());
+            let etag = ids.quoted_etag(node.id, node.version);
             if node.is_dir() || headers.get(header::ETAG).is_none_or(|v| *v != etag) {
                 return;
             }
@@ -454,8 +443,8 @@ impl Gateway {
             }
             return;
         }
-        let etag = format!("\"{}\"", node.etag());
-        if let Ok(v) = HeaderValue::from_str(&self.oc_id(node.id)) {
+        let etag = ids.quoted_etag(node.id, node.version);
+        if let Ok(v) = HeaderValue::from_str(&ids.oc_id(node.id)) {
             headers.insert("OC-FileId", v);
         }
         if let Ok(v) = HeaderValue::from_str(&etag) {

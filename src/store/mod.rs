@@ -1,13 +1,17 @@
 //! The content store: turns byte streams into deduplicated, sealed chunk
 //! objects and back.
 //!
-//! Upload path: bytes → [`chunker`] → chunk id (keyed HMAC) → dedup lookup in
+//! Upload path: bytes → [`chunker`] → chunk id (keyed BLAKE3) → dedup lookup in
 //! the index → new chunks sealed (zstd when it shrinks, AES-256-GCM-SIV) and
 //! put to the backend, up to `uploads_in_flight` at once (fewer when the
 //! [`budget`] of transfer memory has no room). Nothing is
 //! committed here: [`Upload::finish`] hands back the manifest for the
 //! namespace to commit, with the chunks pinned so a collector cannot remove
 //! them in between.
+//!
+//! How far dedup reaches is the chunk-id key's choice ([`ChunkKeys`]): one
+//! key for all users (`dedup.scope = "global"`), or one per user ("user"),
+//! so the dedup index separates users by itself.
 //!
 //! Read path: [`FileReader`] fetches only the chunks a range needs, checks
 //! each object's tag and id, and reads ahead on sequential access (as far as
@@ -23,7 +27,7 @@ mod upload;
 use std::sync::Arc;
 
 use crate::backend::{BackendError, SharedObjectStore};
-use crate::crypto::{ChunkId, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
+use crate::crypto::{ChunkId, ChunkIdKey, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
 use crate::index::{Index, IndexError};
 
 pub use budget::{BufferPermit, TransferBudget};
@@ -69,6 +73,9 @@ pub struct StoreSettings {
     /// Bytes all transfers' chunk buffers may take together
     /// (`limits.transfer_memory`); see [`budget`].
     pub transfer_memory: u64,
+    /// Chunks are shared only within one user's files (`dedup.scope =
+    /// "user"`), never across users.
+    pub dedup_per_user: bool,
 }
 
 impl Default for StoreSettings {
@@ -83,7 +90,24 @@ impl Default for StoreSettings {
             uploads_in_flight: 4,
             read_ahead: 4,
             transfer_memory: 256 << 20,
+            dedup_per_user: false,
         }
+    }
+}
+
+/// The chunk-id keys of one user's files: new uploads use the first (the
+/// configured dedup scope's); reads accept either, because files written
+/// before `dedup.scope` changed keep their chunks under the other one.
+#[derive(Clone, Debug)]
+pub struct ChunkKeys([ChunkIdKey; 2]);
+
+impl ChunkKeys {
+    fn for_uploads(&self) -> ChunkIdKey {
+        self.0[0].clone()
+    }
+
+    fn accepted(&self) -> &[ChunkIdKey] {
+        &self.0
     }
 }
 
@@ -137,26 +161,51 @@ impl ContentStore {
         &self.settings
     }
 
-    /// Starts an upload. `announced` is the expected length, if known.
-    pub fn begin_upload(self: &Arc<Self>, announced: Option<u64>) -> Upload {
-        Upload::new(self.clone(), announced, None)
+    /// The chunk-id keys of `owner`'s files under the configured scope.
+    pub fn chunk_keys(&self, owner: u64) -> ChunkKeys {
+        let shared = ChunkIdKey::shared(&self.keys);
+        let own = ChunkIdKey::of_user(&self.keys, owner);
+        ChunkKeys(if self.settings.dedup_per_user {
+            [own, shared]
+        } else {
+            [shared, own]
+        })
     }
 
-    /// Starts an upload whose bytes `sink` also sees, in order (for
-    /// whole-file checksums; see [`ByteSink`]).
-    pub fn begin_upload_with(self: &Arc<Self>, announced: Option<u64>, sink: ByteSink) -> Upload {
-        Upload::new(self.clone(), announced, Some(sink))
+    /// Starts an upload of `owner`'s. `announced` is the expected length,
+    /// if known.
+    pub fn begin_upload(self: &Arc<Self>, owner: u64, announced: Option<u64>) -> Upload {
+        let key = self.chunk_keys(owner).for_uploads();
+        Upload::new(self.clone(), key, announced, None)
     }
 
-    /// Fetches, authenticates and checks one chunk.
-    pub async fn fetch_chunk(self: &Arc<Self>, id: ChunkId) -> Result<bytes::Bytes, StoreError> {
+    /// Starts an upload of `owner`'s whose bytes `sink` also sees, in order
+    /// (for whole-file checksums; see [`ByteSink`]).
+    pub fn begin_upload_with(
+        self: &Arc<Self>,
+        owner: u64,
+        announced: Option<u64>,
+        sink: ByteSink,
+    ) -> Upload {
+        let key = self.chunk_keys(owner).for_uploads();
+        Upload::new(self.clone(), key, announced, Some(sink))
+    }
+
+    /// Fetches, authenticates and checks one chunk of a file whose chunk
+    /// ids are under `keys`.
+    pub async fn fetch_chunk(
+        self: &Arc<Self>,
+        id: ChunkId,
+        keys: &ChunkKeys,
+    ) -> Result<bytes::Bytes, StoreError> {
+        let keys = keys.clone();
         let name = ObjectName::for_chunk(&self.keys, &id);
         let object = self.backend.get(&name).await?;
         let store = self.clone();
         let plain = tokio::task::spawn_blocking(move || {
             store
                 .sealer
-                .open(ObjectKind::Chunk, &id, &name, object)
+                .open(ObjectKind::Chunk, &id, &name, object, keys.accepted())
                 .map_err(|source| StoreError::Object {
                     id,
                     name: name.to_string(),

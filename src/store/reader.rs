@@ -13,11 +13,13 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
-use super::{ContentStore, StoreError};
+use super::{ChunkKeys, ContentStore, StoreError};
 use crate::index::ManifestEntry;
 
 pub struct FileReader {
     store: Arc<ContentStore>,
+    /// The keys the owner's chunk ids may be under.
+    keys: ChunkKeys,
     chunks: Vec<ManifestEntry>,
     /// Start offset of each chunk.
     starts: Vec<u64>,
@@ -41,7 +43,8 @@ struct Ahead {
 }
 
 impl FileReader {
-    pub fn new(store: Arc<ContentStore>, chunks: Vec<ManifestEntry>) -> Self {
+    /// A reader of `owner`'s file made of `chunks`.
+    pub fn new(store: Arc<ContentStore>, owner: u64, chunks: Vec<ManifestEntry>) -> Self {
         let mut starts = Vec::with_capacity(chunks.len());
         let mut off = 0u64;
         for c in &chunks {
@@ -49,6 +52,7 @@ impl FileReader {
             off += c.len as u64;
         }
         Self {
+            keys: store.chunk_keys(owner),
             store,
             chunks,
             starts,
@@ -154,10 +158,10 @@ impl FileReader {
             let Some(room) = self.store.budget.try_extra(chunk_cost(entry.len as usize)) else {
                 break;
             };
-            let store = self.store.clone();
+            let (store, keys) = (self.store.clone(), self.keys.clone());
             self.ahead.push_back(Ahead {
                 idx: next,
-                task: tokio::spawn(async move { store.fetch_chunk(entry.id).await }),
+                task: tokio::spawn(async move { store.fetch_chunk(entry.id, &keys).await }),
                 room,
             });
             next += 1;
@@ -171,7 +175,9 @@ impl FileReader {
     }
 
     async fn fetch(&self, idx: usize) -> Result<Bytes, StoreError> {
-        self.store.fetch_chunk(self.chunks[idx].id).await
+        self.store
+            .fetch_chunk(self.chunks[idx].id, &self.keys)
+            .await
     }
 }
 

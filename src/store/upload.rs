@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
 use super::{ContentStore, PinGuard, StoreError};
-use crate::crypto::{ChunkId, ObjectKind, ObjectName};
+use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName};
 use crate::index::ManifestEntry;
 use crate::namespace::FileCommit;
 
@@ -106,6 +106,8 @@ impl Digester {
 /// committed, and objects it already stored are left for the orphan sweep.
 pub struct Upload {
     store: Arc<ContentStore>,
+    /// The key this upload's chunk ids are computed under (its dedup scope).
+    id_key: ChunkIdKey,
     announced: Option<u64>,
     chunker: super::Chunker,
     digester: Digester,
@@ -150,6 +152,7 @@ impl FinishedUpload {
 impl Upload {
     pub(super) fn new(
         store: Arc<ContentStore>,
+        id_key: ChunkIdKey,
         announced: Option<u64>,
         sink: Option<ByteSink>,
     ) -> Self {
@@ -157,6 +160,7 @@ impl Upload {
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
         Self {
             store,
+            id_key,
             announced,
             chunker,
             digester: Digester::start(sink, announced),
@@ -239,9 +243,10 @@ impl Upload {
         let store = self.store.clone();
         let pins = self.pins.clone();
         let on_floor = room.is_none();
+        let key = self.id_key.clone();
         let task = tokio::spawn(async move {
             let _buffers = room;
-            store_chunk(store, pins, chunk).await
+            store_chunk(store, pins, key, chunk).await
         });
         self.in_flight.push_back(InFlight { task, on_floor });
         Ok(())
@@ -310,12 +315,13 @@ async fn cpu<R: Send + 'static>(
 async fn store_chunk(
     store: Arc<ContentStore>,
     pins: Arc<Mutex<PinGuard>>,
+    id_key: ChunkIdKey,
     chunk: Bytes,
 ) -> Result<ChunkOutcome, StoreError> {
     let len = chunk.len() as u32;
     let inline = chunk.len() <= INLINE_CHUNK_MAX;
-    let (keys, data) = (store.keys.clone(), chunk.clone());
-    let id = cpu(inline, move || ChunkId::of(&keys, &data)).await?;
+    let data = chunk.clone();
+    let id = cpu(inline, move || ChunkId::under(&id_key, &data)).await?;
     if store.pin_and_check(id, &pins).await? {
         return Ok(ChunkOutcome {
             id,

@@ -17,6 +17,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use super::body::DavBody;
 use super::respond::{full, GwBody};
+use crate::crypto::VisibleIds;
 use crate::index::Node;
 use crate::namespace::{split_path, Namespace, NsError, Owner};
 use props::Want;
@@ -42,8 +43,8 @@ pub(super) enum Decline {
 pub(super) struct Scope<'a> {
     pub ns: &'a Namespace,
     pub owner: &'a Owner,
-    /// This installation's instance id (the suffix of `oc:id`).
-    pub instance: &'a str,
+    /// How ids and etags are shown to clients.
+    pub ids: &'a VisibleIds,
     /// The decoded URL prefix of the user's tree.
     pub prefix: &'a str,
 }
@@ -119,7 +120,7 @@ fn answer(
     let reply = xml::Reply {
         wants: &wants,
         owner_name: &scope.owner.name,
-        instance: scope.instance,
+        ids: scope.ids,
         quota,
         webdavfs: user_agent(parts).contains("WebDAVFS"),
     };

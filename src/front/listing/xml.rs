@@ -11,6 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::props::Want;
 use super::{Decline, Found};
+use crate::crypto::VisibleIds;
 use crate::dav::meta;
 use crate::dav::ocprops;
 use crate::index::Node;
@@ -38,7 +39,8 @@ const HTTP_DATE_END: u64 = 253_402_300_800;
 pub(super) struct Reply<'a> {
     pub wants: &'a [Want<'a>],
     pub owner_name: &'a str,
-    pub instance: &'a str,
+    /// How ids and etags are shown to clients.
+    pub ids: &'a VisibleIds,
     /// The owner's (used bytes, quota), when a quota property is asked for.
     pub quota: Option<(u64, Option<u64>)>,
     /// macOS Finder wants `quota-used-bytes` zero-padded.
@@ -138,14 +140,13 @@ impl Reply<'_> {
             Want::LastModified => {
                 dav_text(out, "getlastmodified", &http_date(meta::modified(node))?)
             }
-            Want::Etag => dav_text(out, "getetag", &format!("\"{}\"", node.etag())),
+            Want::Etag => dav_text(out, "getetag", &self.ids.quoted_etag(node.id, node.version)),
             Want::CreationDate => dav_text(out, "creationdate", &rfc3339(meta::created(node))?),
             Want::ContentType => dav_text(out, "getcontenttype", content_type(node, at.file_name)),
             Want::QuotaUsed | Want::QuotaAvailable => self.quota_prop(out, want, at),
             Want::SupportedLock => out.extend_from_slice(SUPPORTED_LOCK),
             Want::Synthesized(ns, name) => {
-                let xml =
-                    ocprops::render_in_scope(Some(ns), name, node, self.owner_name, self.instance);
+                let xml = ocprops::render_in_scope(Some(ns), name, node, self.owner_name, self.ids);
                 if let Some(xml) = xml {
                     out.extend_from_slice(&xml);
                 }

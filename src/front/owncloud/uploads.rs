@@ -31,14 +31,14 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 use dav_server::davpath::DavPath;
 use dav_server::ls::DavLockSystem;
 
+use crate::crypto::VisibleIds;
 use crate::dav::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
-use crate::dav::ocprops::oc_id;
 use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::uploads::{part_key, valid_name};
 use crate::namespace::{
-    split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, Owner, PartInfo,
-    UploadError, UploadSession,
+    split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, NsError, Owner,
+    PartInfo, UploadError, UploadSession,
 };
 use crate::store::{ByteSink, ContentStore, FileReader};
 
@@ -182,7 +182,8 @@ pub struct UploadsCtx<'a> {
     pub ns: &'a Namespace,
     pub store: &'a Arc<ContentStore>,
     pub transfers: &'a Transfers,
-    pub instance: &'a str,
+    /// How ids and etags are shown to clients.
+    pub ids: &'a VisibleIds,
     /// Checksum types every upload computes (besides announced ones).
     pub checksums: ChecksumSet,
     /// The user's WebDAV lock table: the assembled file must not land on a
@@ -352,12 +353,12 @@ fn mtime_hint(h: &HeaderMap) -> Option<i64> {
         .map(|s| (s * 1e9) as i64)
 }
 
-fn set_oc_headers(res: &mut Response<GwBody>, node: &Node, instance: &str) {
+fn set_oc_headers(res: &mut Response<GwBody>, node: &Node, ids: &VisibleIds) {
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&oc_id(node.id, instance)) {
+    if let Ok(v) = HeaderValue::from_str(&ids.oc_id(node.id)) {
         h.insert("OC-FileId", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", node.etag())) {
+    if let Ok(v) = HeaderValue::from_str(&ids.quoted_etag(node.id, node.version)) {
         h.insert("OC-ETag", v.clone());
         h.insert(header::ETAG, v);
     }
@@ -488,7 +489,7 @@ impl UploadsCtx<'_> {
                 r.hashers.update(data);
             }
         });
-        let mut upload = self.store.begin_upload_with(announced, sink);
+        let mut upload = self.store.begin_upload_with(owner.id, announced, sink);
         let mut body = req.into_body();
         let mut got = 0u64;
         while let Some(frame) = body.frame().await {
@@ -561,6 +562,9 @@ impl UploadsCtx<'_> {
                 check.if_etag = Some(unquote(v).to_string());
             }
         }
+        if let Some(seen) = check.if_etag.take() {
+            check.if_etag = Some(self.internal_etag(owner, &path, &seen)?);
+        }
         if header_str(h, header::IF_NONE_MATCH.as_str()) == Some("*")
             || header_str(h, "Overwrite").is_some_and(|v| v.eq_ignore_ascii_case("F"))
         {
@@ -587,7 +591,8 @@ impl UploadsCtx<'_> {
                     parts = parts.len(),
                     "chunks arrived out of order, before a restart, or with another checksum type announced; reading them back for the checksums"
                 );
-                self.digest_stored(manifest.clone(), &announced).await?
+                self.digest_stored(owner, manifest.clone(), &announced)
+                    .await?
             }
         };
         digests
@@ -610,7 +615,7 @@ impl UploadsCtx<'_> {
         } else {
             StatusCode::NO_CONTENT
         });
-        set_oc_headers(&mut res, &done.node, self.instance);
+        set_oc_headers(&mut res, &done.node, self.ids);
         if mtime.is_some() {
             res.headers_mut()
                 .insert("X-OC-MTime", HeaderValue::from_static("accepted"));
@@ -618,14 +623,33 @@ impl UploadsCtx<'_> {
         Ok(res)
     }
 
+    /// The client names the destination's etag as it saw it; the namespace
+    /// checks the internal one inside the committing transaction. The
+    /// destination as it is now translates: if its visible etag is the one
+    /// named, its internal etag is checked again at commit (so a change in
+    /// between still fails the request); otherwise the condition fails now.
+    fn internal_etag(
+        &self,
+        owner: &Owner,
+        path: &[String],
+        seen: &str,
+    ) -> Result<String, GatewayError> {
+        match self.ns.lookup(owner, path) {
+            Ok(n) if self.ids.etag(n.id, n.version) == seen => Ok(n.etag()),
+            Ok(_) | Err(NsError::NotFound) => Err(UploadError::PreconditionFailed.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads stored pieces back to compute their digests (bounded memory:
     /// one chunk at a time, plus the reader's read-ahead).
     async fn digest_stored(
         &self,
+        owner: &Owner,
         manifest: Vec<crate::index::ManifestEntry>,
         announced: &[Announced],
     ) -> Result<Digests, GatewayError> {
-        let mut reader = FileReader::new(self.store.clone(), manifest);
+        let mut reader = FileReader::new(self.store.clone(), owner.id, manifest);
         let mut hashers = Hashers::new(self.hashed_types().with_announced(announced));
         loop {
             let data = reader.read(1 << 20).await?;
