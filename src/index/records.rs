@@ -1,11 +1,12 @@
 //! Typed records stored in the index, and their encodings.
 //!
-//! Users and nodes are bincode-encoded serde structs; manifests and chunk
-//! records use fixed-size packed layouts because they are read on every
-//! upload and download.
+//! Users and nodes use the field layout of [`super::codec`]; manifests and
+//! chunk records use fixed-size packed layouts because they are read on
+//! every upload and download.
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::{Reader, Writer};
 use super::IndexError;
 use crate::crypto::ChunkId;
 
@@ -35,10 +36,31 @@ pub struct UserRecord {
 
 impl UserRecord {
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).unwrap_or_default()
+        Writer::new()
+            .u64(self.id)
+            .str(&self.name)
+            .str(&self.password_hash)
+            .bool(self.admin)
+            .option(self.quota, |w, q| {
+                w.u64(q);
+            })
+            .u64(self.used)
+            .u64(self.root)
+            .i64(self.created)
+            .finish()
     }
     pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
-        bincode::deserialize(b).map_err(|e| corrupt("users", e))
+        let mut r = Reader::new("users", b);
+        Ok(Self {
+            id: r.u64()?,
+            name: r.string()?,
+            password_hash: r.string()?,
+            admin: r.bool()?,
+            quota: r.option(|r| r.u64())?,
+            used: r.u64()?,
+            root: r.u64()?,
+            created: r.i64()?,
+        })
     }
 }
 
@@ -87,10 +109,45 @@ pub fn manifest_digest(entries: &[ManifestEntry]) -> [u8; 32] {
 
 impl Node {
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).unwrap_or_default()
+        let kind = match self.kind {
+            NodeKind::Dir => 0,
+            NodeKind::File => 1,
+        };
+        Writer::new()
+            .u64(self.id)
+            .u64(self.parent)
+            .u64(self.owner)
+            .variant(kind)
+            .u64(self.size)
+            .i64(self.mtime)
+            .i64(self.created)
+            .u64(self.version)
+            .option(self.digest.as_ref(), |w, d| {
+                w.array(d);
+            })
+            .option(self.checksums.as_deref(), |w, c| {
+                w.str(c);
+            })
+            .finish()
     }
     pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
-        bincode::deserialize(b).map_err(|e| corrupt("nodes", e))
+        let mut r = Reader::new("nodes", b);
+        Ok(Self {
+            id: r.u64()?,
+            parent: r.u64()?,
+            owner: r.u64()?,
+            kind: match r.variant()? {
+                0 => NodeKind::Dir,
+                1 => NodeKind::File,
+                _ => return Err(corrupt("nodes", "unknown node kind")),
+            },
+            size: r.u64()?,
+            mtime: r.i64()?,
+            created: r.i64()?,
+            version: r.u64()?,
+            digest: r.option(|r| r.array::<32>())?,
+            checksums: r.option(|r| r.string())?,
+        })
     }
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Dir
@@ -203,5 +260,72 @@ mod tests {
             unreferenced_since: 12345,
         };
         assert_eq!(ChunkRecord::decode(&r.encode()).unwrap(), r);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    fn user() -> UserRecord {
+        UserRecord {
+            id: 3,
+            name: "alïce".into(),
+            password_hash: "$argon2id$v=19$x".into(),
+            admin: true,
+            quota: Some(1 << 30),
+            used: 12345,
+            root: 9,
+            created: -5,
+        }
+    }
+
+    fn node(digest: bool) -> Node {
+        Node {
+            id: 77,
+            parent: 9,
+            owner: 3,
+            kind: if digest {
+                NodeKind::File
+            } else {
+                NodeKind::Dir
+            },
+            size: 1 << 40,
+            mtime: 1_700_000_000_123_456_789,
+            created: 42,
+            version: 0xdead_beef,
+            digest: digest.then_some([0xab; 32]),
+            checksums: digest.then(|| "SHA1:00 MD5:11".to_string()),
+        }
+    }
+
+    /// Bytes the previous encoder (the `bincode` 1 crate) wrote for these
+    /// records: existing indexes must keep reading as they are.
+    const USER: &str = "03000000000000000600000000000000616cc3af63651000000000000000246172676f6e32696424763d313924780101000000400000000039300000000000000900000000000000fbffffffffffffff";
+    const FILE: &str = "4d000000000000000900000000000000030000000000000001000000000000000001000015cd853dfe9c97172a00000000000000efbeadde0000000001abababababababababababababababababababababababababababababababab010e00000000000000534841313a3030204d44353a3131";
+    const DIR: &str = "4d000000000000000900000000000000030000000000000000000000000000000001000015cd853dfe9c97172a00000000000000efbeadde000000000000";
+
+    #[test]
+    fn records_keep_the_layout_existing_indexes_hold() {
+        assert_eq!(hex::encode(user().encode()), USER);
+        assert_eq!(hex::encode(node(true).encode()), FILE);
+        assert_eq!(hex::encode(node(false).encode()), DIR);
+        let u = UserRecord::decode(&hex::decode(USER).unwrap()).unwrap();
+        assert_eq!(
+            (u.name.as_str(), u.quota, u.created),
+            ("alïce", Some(1 << 30), -5)
+        );
+        let f = Node::decode(&hex::decode(FILE).unwrap()).unwrap();
+        assert_eq!(f.encode(), node(true).encode());
+        let d = Node::decode(&hex::decode(DIR).unwrap()).unwrap();
+        assert_eq!((d.kind, d.digest, d.checksums), (NodeKind::Dir, None, None));
+    }
+
+    #[test]
+    fn truncated_records_are_errors() {
+        let f = hex::decode(FILE).unwrap();
+        for cut in [0, 7, 30, f.len() - 1] {
+            assert!(Node::decode(&f[..cut]).is_err(), "{cut}");
+        }
     }
 }
