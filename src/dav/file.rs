@@ -2,6 +2,8 @@
 //! Uploads compute the configured checksums (`uploads.checksums`) and those
 //! the client announces in `OC-Checksum` as the bytes stream through, check
 //! the announced ones before committing, and store them for `oc:checksums`.
+//! An upload stops at the first byte past the owner's quota (announced
+//! length or not); the commit checks the quota again in its transaction.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct UploadFile {
     ctx: RequestCtx,
     names: NamePath,
     upload: Option<Upload>,
+    /// The most bytes the owner's quota lets this upload bring.
+    limit: Option<u64>,
     committed: Option<Node>,
     /// ownCloud checksums, fed by the upload's digest thread.
     hashers: Arc<Mutex<Hashers>>,
@@ -89,28 +93,25 @@ pub(super) async fn open_for_write(
             .ns
             .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
             .map_err(|e| ctx.fail(e))?;
+        finished.committed();
         return Ok(Box::new(UploadFile {
             fs: fs.clone(),
             ctx: ctx.clone(),
             names,
             upload: None,
+            limit: None,
             committed: Some(node),
             hashers: Arc::default(),
             announced: Vec::new(),
         }));
     }
     // Refuse an announced size over the quota before reading the body.
+    let replaced = existing.as_ref().map_or(0, |n| n.size);
     if let Some(size) = options.size {
-        let (used, quota) = (target.used, target.quota);
-        let old = existing.as_ref().map_or(0, |n| n.size);
-        if let Some(q) = quota {
-            if size > old && used.saturating_sub(old) + size > q {
-                return Err(ctx.fail(NsError::QuotaExceeded {
-                    needed: size,
-                    available: q.saturating_sub(used.saturating_sub(old)),
-                }));
-            }
-        }
+        target
+            .holdings
+            .check(replaced, size)
+            .map_err(|e| ctx.fail(e))?;
     }
     let hashers = Hashers::new(fs.checksums.with_announced(&announced));
     let hashers = Arc::new(Mutex::new(hashers));
@@ -122,6 +123,7 @@ pub(super) async fn open_for_write(
             fs.store
                 .begin_upload_with(options.size, checksum_sink(&hashers)),
         ),
+        limit: target.holdings.limit(replaced),
         committed: None,
         hashers,
         announced,
@@ -138,6 +140,16 @@ fn checksum_sink(hashers: &Arc<Mutex<Hashers>>) -> ByteSink {
 impl UploadFile {
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
+        let total = upload.len() + data.len() as u64;
+        if let Some(limit) = self.limit.filter(|l| total > *l) {
+            // Nothing of this body is committed; what it stored so far is
+            // released for the collector when the upload is dropped.
+            self.upload = None;
+            return Err(self.ctx.fail(NsError::QuotaExceeded {
+                needed: total,
+                available: limit,
+            }));
+        }
         upload.write(data).await.map_err(|e| self.ctx.fail(e))
     }
 
@@ -158,7 +170,7 @@ impl UploadFile {
             .commit_file(&self.ctx.owner, &self.names, &commit)
             .map_err(|e| self.ctx.fail(e))?;
         // The chunks stay pinned until here: the commit holds references now.
-        drop(finished);
+        finished.committed();
         *self.ctx.written.lock() = Some(node.clone());
         self.committed = Some(node);
         Ok(())

@@ -3,16 +3,19 @@
 //!
 //! Upload path: bytes → [`chunker`] → chunk id (keyed HMAC) → dedup lookup in
 //! the index → new chunks sealed (zstd when it shrinks, AES-256-GCM-SIV) and
-//! put to the backend, up to `uploads_in_flight` at once. Nothing is
+//! put to the backend, up to `uploads_in_flight` at once, each new object
+//! recorded as pending in the index before it is put. Nothing is
 //! committed here: [`Upload::finish`] hands back the manifest for the
 //! namespace to commit, with the chunks pinned so a collector cannot remove
-//! them in between.
+//! them in between; an upload that never commits leaves its objects to the
+//! collector.
 //!
 //! Read path: [`FileReader`] fetches only the chunks a range needs, checks
 //! each object's tag and id, and reads ahead on sequential access.
 
 pub mod chunker;
 mod gc;
+mod pending;
 mod pins;
 mod reader;
 mod upload;
@@ -51,6 +54,8 @@ pub enum StoreError {
     TooShort { got: u64, announced: u64 },
     #[error("a pipeline task failed: {0}")]
     Task(String),
+    #[error("could not record a new object in the index: {0}")]
+    Pending(String),
 }
 
 /// Tuning of the content pipeline.
@@ -87,6 +92,7 @@ pub struct ContentStore {
     backend: SharedObjectStore,
     index: Arc<Index>,
     pins: Pins,
+    pending: pending::PendingLog,
     settings: StoreSettings,
 }
 
@@ -106,6 +112,7 @@ impl ContentStore {
             backend,
             index,
             pins: Pins::default(),
+            pending: Default::default(),
             settings,
         })
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ObjectKind, ObjectName};
 use crate::index::ManifestEntry;
@@ -97,7 +98,9 @@ impl Digester {
 }
 
 /// An upload in progress. Dropping it abandons the upload: nothing is
-/// committed, and objects it already stored are left for the orphan sweep.
+/// committed; chunks in flight still finish (so no put lands after the
+/// collector looked), then the objects it stored are marked abandoned and
+/// the collector deletes them after the grace period.
 pub struct Upload {
     store: Arc<ContentStore>,
     announced: Option<u64>,
@@ -108,15 +111,19 @@ pub struct Upload {
     uploaded: Vec<(ChunkId, u32)>,
     in_flight: VecDeque<JoinHandle<Result<ChunkOutcome, StoreError>>>,
     pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
 }
 
 /// A fully stored upload, ready to commit. Its chunks stay pinned until it
-/// is dropped, so drop it only after the commit.
+/// is dropped, so drop it only after the commit, and tell it
+/// [`Self::committed`]; dropped otherwise, its new objects are marked
+/// abandoned for the collector.
 pub struct FinishedUpload {
     pub size: u64,
     pub manifest: Vec<ManifestEntry>,
     pub uploaded: Vec<(ChunkId, u32)>,
     _pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
 }
 
 impl FinishedUpload {
@@ -130,6 +137,12 @@ impl FinishedUpload {
             checksums,
         }
     }
+
+    /// The commit referencing this upload's chunks succeeded (it removed
+    /// their pending records); releases the pins.
+    pub fn committed(self) {
+        self.pending.lock().settled();
+    }
 }
 
 impl Upload {
@@ -140,6 +153,7 @@ impl Upload {
     ) -> Self {
         let chunker = super::Chunker::new(store.cdc.clone());
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
+        let pending = Arc::new(Mutex::new(PendingGuard::new(store.index.clone())));
         Self {
             store,
             announced,
@@ -150,6 +164,7 @@ impl Upload {
             uploaded: Vec::new(),
             in_flight: VecDeque::new(),
             pins,
+            pending,
         }
     }
 
@@ -201,6 +216,7 @@ impl Upload {
             manifest: std::mem::take(&mut self.manifest),
             uploaded: std::mem::take(&mut self.uploaded),
             _pins: self.pins.clone(),
+            pending: self.pending.clone(),
         })
     }
 
@@ -210,9 +226,9 @@ impl Upload {
         }
         self.digester.feed(&chunk).await?;
         let store = self.store.clone();
-        let pins = self.pins.clone();
+        let (pins, pending) = (self.pins.clone(), self.pending.clone());
         self.in_flight
-            .push_back(tokio::spawn(store_chunk(store, pins, chunk)));
+            .push_back(tokio::spawn(store_chunk(store, pins, pending, chunk)));
         Ok(())
     }
 
@@ -229,14 +245,6 @@ impl Upload {
             self.uploaded.push((outcome.id, stored));
         }
         Ok(())
-    }
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        for t in &self.in_flight {
-            t.abort();
-        }
     }
 }
 
@@ -259,9 +267,11 @@ async fn cpu<R: Send + 'static>(
 }
 
 /// Identifies one chunk, and seals and stores it unless the index knows it.
+/// A new chunk's pending record is durable before its object is put.
 async fn store_chunk(
     store: Arc<ContentStore>,
     pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
     chunk: Bytes,
 ) -> Result<ChunkOutcome, StoreError> {
     let len = chunk.len() as u32;
@@ -284,6 +294,8 @@ async fn store_chunk(
     })
     .await??;
     let n = sealed.len() as u32;
+    pending.lock().add(id);
+    store.record_pending(id, n).await?;
     store.backend.put(&name, Bytes::from(sealed)).await?;
     Ok(ChunkOutcome {
         id,

@@ -37,8 +37,8 @@ use crate::error::GatewayError;
 use crate::index::Node;
 use crate::namespace::uploads::{part_key, valid_name};
 use crate::namespace::{
-    split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, Owner, PartInfo,
-    UploadError, UploadSession,
+    split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, NsError, Owner,
+    PartInfo, UploadError, UploadSession,
 };
 use crate::store::{ByteSink, ContentStore, FileReader};
 
@@ -474,6 +474,14 @@ impl UploadsCtx<'_> {
                 return Err(UploadError::OverTotal(total).into());
             }
         }
+        // The quota counts this user's files and every session; the piece
+        // stops at the first byte past it.
+        let quota_limit = self.ns.part_limit(owner, transfer, name)?;
+        if let (Some(max), Some(len)) = (quota_limit, announced) {
+            if len > max {
+                return Err(quota_exceeded(len, max));
+            }
+        }
         let running = self.transfers.snapshot(owner.id, transfer, name);
         let base_len = running.as_ref().map_or(0, |r| r.covered.len());
         // The whole-file sums run on the upload's digest thread.
@@ -504,6 +512,9 @@ impl UploadsCtx<'_> {
                     return Err(UploadError::OverTotal(total).into());
                 }
             }
+            if let Some(max) = quota_limit.filter(|m| got > *m) {
+                return Err(quota_exceeded(got, max));
+            }
             upload.write(&data).await?;
         }
         let finished = upload.finish().await?;
@@ -512,9 +523,11 @@ impl UploadsCtx<'_> {
             chunks: finished.manifest.clone(),
             uploaded: finished.uploaded.clone(),
         };
+        // Refused here, the upload's objects are released for the collector
+        // when `finished` is dropped.
         self.ns.add_upload_part(owner, transfer, name, &part)?;
         // The session references the chunks now; the pins can go.
-        drop(finished);
+        finished.committed();
         let running = running.lock().take();
         if let Some(mut r) = running {
             r.covered.push((name.to_string(), part.size));
@@ -698,6 +711,10 @@ impl UploadsCtx<'_> {
         ms.file(&dir, &p);
         Ok(ms.finish())
     }
+}
+
+fn quota_exceeded(needed: u64, available: u64) -> GatewayError {
+    NsError::QuotaExceeded { needed, available }.into()
 }
 
 fn options() -> Response<GwBody> {
