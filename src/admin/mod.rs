@@ -177,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn stats_show_pending_objects() {
+        let s = Stats {
+            pending_objects: 3,
+            pending_bytes: 3 << 20,
+            ..Default::default()
+        };
+        assert!(render_stats(&s).contains("pending        3 objects, 3145728 bytes (3.00 MiB)"));
+        let json = stats_json(&s);
+        assert_eq!(json["pending_objects"], 3);
+        assert_eq!(json["pending_bytes"], 3 << 20);
+    }
+
+    #[test]
     fn first_admin_only_once() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();

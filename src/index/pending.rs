@@ -45,13 +45,18 @@ impl Index {
     }
 
     /// Marks the pending records of an upload that will not commit as
-    /// abandoned at `now` (the grace period starts over). Ids without a
-    /// record (a commit took them, or the collector already did) are
-    /// skipped; when none has one, nothing is written.
-    pub fn abandon_pending(&self, ids: &[[u8; 32]], now: u64) -> Result<usize, IndexError> {
+    /// abandoned at `now` (the grace period starts over), with the exact
+    /// size of each object the upload put. Ids without a record (a commit
+    /// took them, or the collector already did) are skipped; when none has
+    /// one, nothing is written.
+    pub fn abandon_pending(
+        &self,
+        ids: &[([u8; 32], Option<u32>)],
+        now: u64,
+    ) -> Result<usize, IndexError> {
         let any = self.read(|t| {
             let pending = t.pending()?;
-            for id in ids {
+            for (id, _) in ids {
                 if pending.get(id.as_slice())?.is_some() {
                     return Ok::<_, IndexError>(true);
                 }
@@ -63,9 +68,10 @@ impl Index {
         }
         self.write(|t| {
             let mut n = 0;
-            for id in ids {
+            for (id, stored) in ids {
                 if let Some(mut rec) = get_pending(&t.pending, id)? {
                     rec.since = rec.since.max(now);
+                    rec.stored = stored.unwrap_or(rec.stored);
                     t.pending.insert(id.as_slice(), rec.encode().as_slice())?;
                     n += 1;
                 }
@@ -164,8 +170,9 @@ mod tests {
         // A pending record never makes a chunk known (its object may not exist).
         assert!(!index.chunk_known(&[1; 32]).unwrap());
         // Abandoned later: the grace period starts over.
-        assert_eq!(index.abandon_pending(&[[2; 32], [9; 32]], 80).unwrap(), 1);
-        assert_eq!(index.abandon_pending(&[[9; 32]], 90).unwrap(), 0);
+        let abandoned = [([2; 32], Some(150)), ([9; 32], None)];
+        assert_eq!(index.abandon_pending(&abandoned, 80).unwrap(), 1);
+        assert_eq!(index.abandon_pending(&[([9; 32], None)], 90).unwrap(), 0);
         assert_eq!(index.expired_pending(60, 10).unwrap().len(), 2);
         // Chunk 3 was committed by another upload meanwhile.
         index
@@ -198,7 +205,8 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(index.pending_totals().unwrap(), (1, 200));
-        assert_eq!(index.pending(&[2; 32]).unwrap().unwrap().since, 80);
+        let left = index.pending(&[2; 32]).unwrap().unwrap();
+        assert_eq!((left.since, left.stored), (80, 150), "exact size once put");
+        assert_eq!(index.pending_totals().unwrap(), (1, 150));
     }
 }

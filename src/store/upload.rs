@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
-use crate::crypto::{ChunkId, ObjectKind, ObjectName};
+use crate::crypto::{ChunkId, ObjectKind, ObjectName, HEADER_LEN};
 use crate::index::ManifestEntry;
 use crate::namespace::FileCommit;
 
@@ -248,6 +248,10 @@ impl Upload {
     }
 }
 
+/// What sealing adds to a chunk at most: the object header and the AEAD
+/// tag (a payload is compressed only when that makes it smaller).
+const OBJECT_OVERHEAD: u32 = (HEADER_LEN + 16) as u32;
+
 /// Chunks up to this size are hashed and sealed on the request's own task:
 /// handing them to the blocking pool would cost more than the work.
 const INLINE_CHUNK_MAX: usize = 64 << 10;
@@ -287,16 +291,21 @@ async fn store_chunk(
     }
     let name = ObjectName::for_chunk(&store.keys, &id);
     let (cpu_store, object_name) = (store.clone(), name.clone());
-    let sealed = cpu(inline, move || {
+    let seal = cpu(inline, move || {
         cpu_store
             .sealer
             .seal(ObjectKind::Chunk, &id, &object_name, &chunk)
-    })
-    .await??;
-    let n = sealed.len() as u32;
+    });
+    // The pending record is made durable while the chunk is sealed, so the
+    // wait for the disk overlaps the compression and encryption. Until the
+    // put, its size is a bound (sealing adds at most the object overhead).
     pending.lock().add(id);
-    store.record_pending(id, n).await?;
+    let (recorded, sealed) = tokio::join!(store.record_pending(id, len + OBJECT_OVERHEAD), seal);
+    recorded?;
+    let sealed = sealed??;
+    let n = sealed.len() as u32;
     store.backend.put(&name, Bytes::from(sealed)).await?;
+    pending.lock().stored(id, n);
     Ok(ChunkOutcome {
         id,
         len,
