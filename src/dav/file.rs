@@ -17,7 +17,7 @@ use super::checksum::{self, Announced, Hashers};
 use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::error::GatewayError;
 use crate::index::Node;
-use crate::namespace::{NamePath, NsError};
+use crate::namespace::{NamePath, NsError, REFUSED_BODY_DRAIN};
 use crate::store::{ByteSink, FileReader, Upload};
 
 /// A PUT in progress. The new version becomes visible only when `flush`
@@ -30,6 +30,9 @@ pub struct UploadFile {
     upload: Option<Upload>,
     /// The most bytes the owner's quota lets this upload bring.
     limit: Option<u64>,
+    /// Set once the body went past `limit`: the bytes received so far. The
+    /// rest of the body is read and dropped, and the flush answers 507.
+    refused: Option<u64>,
     committed: Option<Node>,
     /// ownCloud checksums, fed by the upload's digest thread.
     hashers: Arc<Mutex<Hashers>>,
@@ -100,6 +103,7 @@ pub(super) async fn open_for_write(
             names,
             upload: None,
             limit: None,
+            refused: None,
             committed: Some(node),
             hashers: Arc::default(),
             announced: Vec::new(),
@@ -124,6 +128,7 @@ pub(super) async fn open_for_write(
                 .begin_upload_with(options.size, checksum_sink(&hashers)),
         ),
         limit: target.holdings.limit(replaced),
+        refused: None,
         committed: None,
         hashers,
         announced,
@@ -139,21 +144,37 @@ fn checksum_sink(hashers: &Arc<Mutex<Hashers>>) -> ByteSink {
 
 impl UploadFile {
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
+        if let Some(received) = self.refused.as_mut() {
+            *received += data.len() as u64;
+            let past = *received - self.limit.unwrap_or(0);
+            if past > REFUSED_BODY_DRAIN {
+                return Err(self.quota_refusal());
+            }
+            return Ok(());
+        }
         let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
         let total = upload.len() + data.len() as u64;
-        if let Some(limit) = self.limit.filter(|l| total > *l) {
-            // Nothing of this body is committed; what it stored so far is
-            // released for the collector when the upload is dropped.
+        if self.limit.is_some_and(|l| total > l) {
+            // Nothing more is stored and nothing is committed; what was
+            // stored is released for the collector with the upload.
             self.upload = None;
-            return Err(self.ctx.fail(NsError::QuotaExceeded {
-                needed: total,
-                available: limit,
-            }));
+            self.refused = Some(total);
+            return Ok(());
         }
         upload.write(data).await.map_err(|e| self.ctx.fail(e))
     }
 
+    fn quota_refusal(&self) -> FsError {
+        self.ctx.fail(NsError::QuotaExceeded {
+            needed: self.refused.unwrap_or(0),
+            available: self.limit.unwrap_or(0),
+        })
+    }
+
     async fn commit(&mut self) -> Result<(), FsError> {
+        if self.refused.is_some() {
+            return Err(self.quota_refusal());
+        }
         let Some(upload) = self.upload.take() else {
             return Ok(());
         };

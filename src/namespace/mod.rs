@@ -23,7 +23,7 @@ use crate::index::{
 };
 
 pub use path::{split_path, NamePath};
-pub use quota::Holdings;
+pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use uploads::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
 };

@@ -15,6 +15,12 @@ use super::uploads::bytes_in_sessions;
 use super::{NsError, Owner};
 use crate::index::tx::{get_user, WriteTables};
 
+/// How many bytes of a body refused over quota are still read (and
+/// dropped) before the refusal is answered: a client still sending its body
+/// when the connection closes sees a broken connection instead of the 507.
+/// Past this the request fails at once.
+pub const REFUSED_BODY_DRAIN: u64 = 64 << 20;
+
 /// What a user holds against their quota, read in one snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Holdings {

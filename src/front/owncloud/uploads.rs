@@ -38,7 +38,7 @@ use crate::index::Node;
 use crate::namespace::uploads::{part_key, valid_name};
 use crate::namespace::{
     split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, NsError, Owner,
-    PartInfo, UploadError, UploadSession,
+    PartInfo, UploadError, UploadSession, REFUSED_BODY_DRAIN,
 };
 use crate::store::{ByteSink, ContentStore, FileReader};
 
@@ -513,6 +513,9 @@ impl UploadsCtx<'_> {
                 }
             }
             if let Some(max) = quota_limit.filter(|m| got > *m) {
+                // Store no more; read the rest so the client sees the 507.
+                drop(upload);
+                drain(&mut body, got - max).await;
                 return Err(quota_exceeded(got, max));
             }
             upload.write(&data).await?;
@@ -710,6 +713,19 @@ impl UploadsCtx<'_> {
         let mut ms = Multistatus::new();
         ms.file(&dir, &p);
         Ok(ms.finish())
+    }
+}
+
+/// Reads and drops the rest of a refused body, up to
+/// [`REFUSED_BODY_DRAIN`] bytes past the limit (`past` already are).
+async fn drain(body: &mut Incoming, mut past: u64) {
+    while past <= REFUSED_BODY_DRAIN {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                past += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
     }
 }
 
