@@ -385,7 +385,11 @@ fn dead_properties_are_capped_and_count_in_the_quota() {
     let res = proppatch(
         &alice,
         "f",
-        &[("p1", "v1".into()), ("p2", "v2".into()), ("p3", "v3".into())],
+        &[
+            ("p1", "v1".into()),
+            ("p2", "v2".into()),
+            ("p3", "v3".into()),
+        ],
     );
     assert_eq!(res.status(), 507);
     let text = res.text().unwrap();
@@ -422,7 +426,11 @@ fn dead_properties_are_capped_and_count_in_the_quota() {
     // Deleting a node gives its properties' bytes back.
     let before = used(&gw, "alice");
     assert_eq!(
-        alice.request("DELETE", &alice.url("g0")).send().unwrap().status(),
+        alice
+            .request("DELETE", &alice.url("g0"))
+            .send()
+            .unwrap()
+            .status(),
         204
     );
     assert!(used(&gw, "alice") < before);

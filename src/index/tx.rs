@@ -392,7 +392,10 @@ impl WriteTables<'_> {
     }
 
     /// Removes the pending records of chunks a commit now references.
-    pub fn settle_pending(&mut self, ids: impl Iterator<Item = [u8; 32]>) -> Result<(), IndexError> {
+    pub fn settle_pending(
+        &mut self,
+        ids: impl Iterator<Item = [u8; 32]>,
+    ) -> Result<(), IndexError> {
         for id in ids {
             self.pending.remove(id.as_slice())?;
         }

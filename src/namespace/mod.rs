@@ -54,7 +54,11 @@ pub enum NsError {
     #[error("too many dead properties: a node may have at most {0}")]
     TooManyProps(usize),
     #[error("the value of property {name:?} has {len} bytes, more than the {max} allowed")]
-    PropTooLarge { name: String, len: usize, max: usize },
+    PropTooLarge {
+        name: String,
+        len: usize,
+        max: usize,
+    },
     #[error("chunk {0:?} is not stored")]
     MissingChunk(ChunkId),
     #[error("the account no longer exists")]
@@ -310,7 +314,8 @@ impl Namespace {
         path: &[String],
         commit: &FileCommit,
     ) -> Result<(Node, bool), NsError> {
-        self.index.write(|t| commit_file_in(t, owner, path, commit, None))
+        self.index
+            .write(|t| commit_file_in(t, owner, path, commit, None))
     }
 
     /// Removes a file, or an empty folder.
@@ -913,7 +918,9 @@ mod tests {
     #[test]
     fn a_commit_settles_the_pending_records_of_what_it_uploaded() {
         let (_d, ns, o) = setup();
-        ns.index().add_pending(&[([1; 32], 10), ([2; 32], 20)], 5).unwrap();
+        ns.index()
+            .add_pending(&[([1; 32], 10), ([2; 32], 20)], 5)
+            .unwrap();
         ns.commit_file(&o, &p("f"), &commit(10, 1)).unwrap();
         assert!(ns.index().pending(&[1; 32]).unwrap().is_none());
         assert!(ns.index().pending(&[2; 32]).unwrap().is_some());

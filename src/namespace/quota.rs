@@ -133,10 +133,7 @@ mod tests {
         assert_eq!(over.limit(40), Some(40));
         assert!(over.check(40, 40).is_ok());
         assert!(over.check(40, 41).is_err());
-        let unlimited = Holdings {
-            quota: None,
-            ..h
-        };
+        let unlimited = Holdings { quota: None, ..h };
         assert_eq!(unlimited.limit(0), None);
         assert!(unlimited.check(0, u64::MAX).is_ok());
     }

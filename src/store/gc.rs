@@ -178,3 +178,122 @@ impl ContentStore {
         failures
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalDirStore;
+    use crate::crypto::MasterKey;
+    use crate::index::Index;
+    use crate::store::{ChunkSizes, StoreSettings};
+
+    fn bytes(len: usize, mut x: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn files_below(dir: &std::path::Path) -> usize {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_below(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn objects_of_an_upload_cut_off_by_a_crash_go_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
+        let keys = Arc::new(MasterKey::from_bytes([5; 32]).derive());
+        let settings = StoreSettings {
+            chunk_sizes: ChunkSizes {
+                min: 4 << 10,
+                avg: 16 << 10,
+                max: 64 << 10,
+            },
+            ..StoreSettings::default()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let objects = dir.path().join("data").join("objects");
+        let before = ContentStore::new(
+            keys.clone(),
+            backend.clone(),
+            index.clone(),
+            settings.clone(),
+        );
+        rt.block_on(async {
+            let mut up = before.begin_upload(None);
+            up.write(&bytes(1 << 20, 9)).await.unwrap();
+            let stored = up.finish().await.unwrap();
+            // The process dies here: no commit, nothing marked abandoned.
+            std::mem::forget(stored);
+        });
+        let written = files_below(&objects);
+        assert!(written > 10, "{written} objects");
+        assert_eq!(index.pending_totals().unwrap().0, written as u64);
+
+        // After the restart no upload pins anything.
+        let after = ContentStore::new(keys, backend, index.clone(), settings);
+        let within = rt
+            .block_on(after.collect_garbage(Duration::from_secs(3600), |_| {}))
+            .unwrap();
+        assert_eq!(within.abandoned, 0);
+        assert_eq!(files_below(&objects), written);
+        let r = rt
+            .block_on(after.collect_garbage(Duration::ZERO, |_| {}))
+            .unwrap();
+        assert_eq!(r.abandoned, written as u64);
+        assert!(r.bytes_freed > 1 << 20);
+        assert_eq!(files_below(&objects), 0);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_pinned_pending_object_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
+        let keys = Arc::new(MasterKey::from_bytes([6; 32]).derive());
+        let store = ContentStore::new(keys, backend, index.clone(), StoreSettings::default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut up = store.begin_upload(None);
+            up.write(&bytes(100_000, 3)).await.unwrap();
+            let stored = up.finish().await.unwrap();
+            // Not committed yet, still pinned: the sweep keeps it.
+            let r = store.collect_garbage(Duration::ZERO, |_| {}).await.unwrap();
+            assert_eq!((r.abandoned, r.in_use), (0, 1));
+            assert_eq!(index.pending_totals().unwrap().0, 1);
+            drop(stored);
+        });
+        // Dropped without a commit: marked abandoned, then collected.
+        let r = rt
+            .block_on(store.collect_garbage(Duration::ZERO, |_| {}))
+            .unwrap();
+        assert_eq!(r.abandoned, 1);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+    }
+}
