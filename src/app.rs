@@ -10,7 +10,7 @@ use crate::config::{BackendKind, Config};
 use crate::crypto::{CryptoError, Keys, MasterKey, VisibleIds};
 use crate::dav::DedupFs;
 use crate::index::{Index, IndexError};
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, PropLimits};
 use crate::store::ContentStore;
 
 /// Errors of starting up.
@@ -66,8 +66,12 @@ impl App {
             config.store_settings(),
         );
         let ids = VisibleIds::new(&keys, index.instance_id().unwrap_or(0));
+        let prop_limits = PropLimits {
+            per_node: config.limits.props_per_node,
+            value_bytes: config.limits.prop_value_bytes,
+        };
         let fs = DedupFs::new(
-            Namespace::new(index.clone()),
+            Namespace::new(index.clone()).with_prop_limits(prop_limits),
             store.clone(),
             config.upload_checksums()?,
             Arc::new(ids),

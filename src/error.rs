@@ -56,7 +56,9 @@ fn namespace_status(e: &NsError) -> StatusCode {
         NsError::IsADirectory => StatusCode::CONFLICT,
         NsError::BadName(_) => StatusCode::BAD_REQUEST,
         NsError::IntoItself | NsError::Root => StatusCode::FORBIDDEN,
-        NsError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        NsError::QuotaExceeded { .. } | NsError::TooManyProps(_) | NsError::PropTooLarge { .. } => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
         NsError::NoUser => StatusCode::UNAUTHORIZED,
         NsError::MissingChunk(_) | NsError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

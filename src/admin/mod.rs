@@ -125,7 +125,8 @@ pub fn render_stats(s: &Stats) -> String {
         "-".into()
     };
     format!(
-        "users          {}\nfiles          {}\nlogical bytes  {} ({})\nstored bytes   {} ({})\nunique chunks  {}\ndedup ratio    {}\n",
+        "users          {}\nfiles          {}\nlogical bytes  {} ({})\nstored bytes   {} ({})\nunique chunks  {}\ndedup ratio    {}\n\
+         pending        {} objects, {} bytes ({}) of uploads not committed\n",
         s.users,
         s.files,
         s.logical_bytes,
@@ -133,12 +134,15 @@ pub fn render_stats(s: &Stats) -> String {
         s.stored_bytes,
         human(s.stored_bytes),
         s.chunks,
-        ratio
+        ratio,
+        s.pending_objects,
+        s.pending_bytes,
+        human(s.pending_bytes)
     )
 }
 
 /// The stats report as JSON (keys: users, files, logical_bytes,
-/// stored_bytes, chunks, dedup_ratio).
+/// stored_bytes, chunks, dedup_ratio, pending_objects, pending_bytes).
 pub fn stats_json(s: &Stats) -> serde_json::Value {
     let ratio = if s.stored_bytes > 0 {
         s.logical_bytes as f64 / s.stored_bytes as f64
@@ -152,6 +156,8 @@ pub fn stats_json(s: &Stats) -> serde_json::Value {
         "stored_bytes": s.stored_bytes,
         "chunks": s.chunks,
         "dedup_ratio": ratio,
+        "pending_objects": s.pending_objects,
+        "pending_bytes": s.pending_bytes,
     })
 }
 
@@ -168,6 +174,19 @@ mod tests {
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5X").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn stats_show_pending_objects() {
+        let s = Stats {
+            pending_objects: 3,
+            pending_bytes: 3 << 20,
+            ..Default::default()
+        };
+        assert!(render_stats(&s).contains("pending        3 objects, 3145728 bytes (3.00 MiB)"));
+        let json = stats_json(&s);
+        assert_eq!(json["pending_objects"], 3);
+        assert_eq!(json["pending_bytes"], 3 << 20);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! Uploads compute the configured checksums (`uploads.checksums`) and those
 //! the client announces in `OC-Checksum` as the bytes stream through, check
 //! the announced ones before committing, and store them for `oc:checksums`.
+//! An upload stops at the first byte past the owner's quota (announced
+//! length or not); the commit checks the quota again in its transaction.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
 use crate::index::Node;
-use crate::namespace::{NamePath, NsError};
+use crate::namespace::{NamePath, NsError, REFUSED_BODY_DRAIN};
 use crate::store::{ByteSink, FileReader, Upload};
 
 /// A PUT in progress. The new version becomes visible only when `flush`
@@ -27,6 +29,11 @@ pub struct UploadFile {
     ctx: RequestCtx,
     names: NamePath,
     upload: Option<Upload>,
+    /// The most bytes the owner's quota lets this upload bring.
+    limit: Option<u64>,
+    /// Set once the body went past `limit`: the bytes received so far. The
+    /// rest of the body is read and dropped, and the flush answers 507.
+    refused: Option<u64>,
     committed: Option<Node>,
     /// ownCloud checksums, fed by the upload's digest thread.
     hashers: Arc<Mutex<Hashers>>,
@@ -90,28 +97,26 @@ pub(super) async fn open_for_write(
             .ns
             .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
             .map_err(|e| ctx.fail(e))?;
+        finished.committed();
         return Ok(Box::new(UploadFile {
             fs: fs.clone(),
             ctx: ctx.clone(),
             names,
             upload: None,
+            limit: None,
+            refused: None,
             committed: Some(node),
             hashers: Arc::default(),
             announced: Vec::new(),
         }));
     }
     // Refuse an announced size over the quota before reading the body.
+    let replaced = existing.as_ref().map_or(0, |n| n.size);
     if let Some(size) = options.size {
-        let (used, quota) = (target.used, target.quota);
-        let old = existing.as_ref().map_or(0, |n| n.size);
-        if let Some(q) = quota {
-            if size > old && used.saturating_sub(old) + size > q {
-                return Err(ctx.fail(NsError::QuotaExceeded {
-                    needed: size,
-                    available: q.saturating_sub(used.saturating_sub(old)),
-                }));
-            }
-        }
+        target
+            .holdings
+            .check(replaced, size)
+            .map_err(|e| ctx.fail(e))?;
     }
     let hashers = Hashers::new(fs.checksums.with_announced(&announced));
     let hashers = Arc::new(Mutex::new(hashers));
@@ -124,6 +129,8 @@ pub(super) async fn open_for_write(
             options.size,
             checksum_sink(&hashers),
         )),
+        limit: target.holdings.limit(replaced),
+        refused: None,
         committed: None,
         hashers,
         announced,
@@ -139,11 +146,37 @@ fn checksum_sink(hashers: &Arc<Mutex<Hashers>>) -> ByteSink {
 
 impl UploadFile {
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
+        if let Some(received) = self.refused.as_mut() {
+            *received += data.len() as u64;
+            let past = *received - self.limit.unwrap_or(0);
+            if past > REFUSED_BODY_DRAIN {
+                return Err(self.quota_refusal());
+            }
+            return Ok(());
+        }
         let upload = self.upload.as_mut().ok_or(FsError::GeneralFailure)?;
+        let total = upload.len() + data.len() as u64;
+        if self.limit.is_some_and(|l| total > l) {
+            // Nothing more is stored and nothing is committed; what was
+            // stored is released for the collector with the upload.
+            self.upload = None;
+            self.refused = Some(total);
+            return Ok(());
+        }
         upload.write(data).await.map_err(|e| self.ctx.fail(e))
     }
 
+    fn quota_refusal(&self) -> FsError {
+        self.ctx.fail(NsError::QuotaExceeded {
+            needed: self.refused.unwrap_or(0),
+            available: self.limit.unwrap_or(0),
+        })
+    }
+
     async fn commit(&mut self) -> Result<(), FsError> {
+        if self.refused.is_some() {
+            return Err(self.quota_refusal());
+        }
         let Some(upload) = self.upload.take() else {
             return Ok(());
         };
@@ -160,7 +193,7 @@ impl UploadFile {
             .commit_file(&self.ctx.owner, &self.names, &commit)
             .map_err(|e| self.ctx.fail(e))?;
         // The chunks stay pinned until here: the commit holds references now.
-        drop(finished);
+        finished.committed();
         *self.ctx.written.lock() = Some(node.clone());
         self.committed = Some(node);
         Ok(())

@@ -8,6 +8,8 @@
 
 mod codec;
 pub(crate) mod durability;
+mod migrate;
+mod pending;
 pub mod records;
 pub(crate) mod tables;
 pub(crate) mod tx;
@@ -17,14 +19,21 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
-pub use records::{manifest_digest, ChunkRecord, ManifestEntry, Node, NodeKind, UserRecord};
+pub use pending::ExpiredPending;
+pub use records::{
+    manifest_digest, prop_cost, ChunkRecord, ManifestEntry, Node, NodeKind, PendingRecord,
+    UserRecord,
+};
 pub(crate) use tables::*;
 pub use users::{valid_user_name, NewUser};
 
 /// The schema version this build reads and writes. 2: objects live in one
 /// level of fan-out folders (`objects/ab/<name>`); an index of version 1
-/// names objects under `objects/ab/cd/`, so it is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+/// names objects under `objects/ab/cd/`, so it is refused. 3: the
+/// `pending` table (objects of uploads not committed yet) and dead
+/// properties counted in each user's `used`; a version-2 index is migrated
+/// on open ([`migrate`]).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Errors of the metadata index.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +79,10 @@ pub struct Stats {
     pub logical_bytes: u64,
     pub stored_bytes: u64,
     pub chunks: u64,
+    /// Objects written for uploads that have not committed (in flight, or
+    /// abandoned and awaiting the collector), and their backend bytes.
+    pub pending_objects: u64,
+    pub pending_bytes: u64,
 }
 
 /// The open index.
@@ -102,6 +115,7 @@ impl Index {
             let mut meta = tx.open_table(META)?;
             let found = meta.get(KEY_SCHEMA)?.map(|v| v.value());
             match found {
+                Some(2) => migrate::from_v2(&tx, &mut meta)?,
                 Some(v) if v != SCHEMA_VERSION => {
                     return Err(IndexError::SchemaMismatch {
                         found: v,
@@ -125,6 +139,7 @@ impl Index {
             tx.open_table(PROPS)?;
             tx.open_table(UPLOADS)?;
             tx.open_table(UPLOAD_PARTS)?;
+            tx.open_table(PENDING)?;
         }
         tx.commit()?;
         Ok(())
@@ -225,12 +240,15 @@ impl Index {
             let (_, v) = row?;
             logical += UserRecord::decode(v.value())?.used;
         }
+        let (pending_objects, pending_bytes) = self.pending_totals()?;
         Ok(Stats {
             users: users.len()?,
             files: get(KEY_FILES)?,
             logical_bytes: logical,
             stored_bytes: get(KEY_STORED_BYTES)?,
             chunks: tx.open_table(CHUNKS)?.len()?,
+            pending_objects,
+            pending_bytes,
         })
     }
 }
@@ -254,6 +272,53 @@ mod tests {
             Err(IndexError::SchemaMismatch { found: 99, .. }) => {}
             other => panic!("expected a schema mismatch, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn a_version_2_index_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (alice, value) = {
+            let index = Index::open(&path).unwrap();
+            let alice = index
+                .add_user(NewUser {
+                    name: "alice".into(),
+                    password_hash: "x".into(),
+                    admin: false,
+                    quota: None,
+                })
+                .unwrap();
+            let value = b"a dead property value".to_vec();
+            index
+                .write(|t| {
+                    t.props
+                        .insert((alice.root, "urn:x\0colour"), value.as_slice())?;
+                    Ok::<_, IndexError>(())
+                })
+                .unwrap();
+            (alice, value)
+        };
+        // Make it what version 2 wrote: no pending table, properties free.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 2).unwrap();
+            assert!(tx.delete_table(PENDING).unwrap());
+            tx.commit().unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let tx = index.db.begin_read().unwrap();
+        let version = tx.open_table(META).unwrap().get(KEY_SCHEMA).unwrap();
+        assert_eq!(version.unwrap().value(), SCHEMA_VERSION);
+        drop(tx);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+        let used = index.user("alice").unwrap().unwrap().used;
+        assert_eq!(used, prop_cost("urn:x\0colour", &value));
+        assert_eq!(index.user("alice").unwrap().unwrap().id, alice.id);
+        // Opening again changes nothing.
+        drop(index);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.user("alice").unwrap().unwrap().used, used);
     }
 
     #[test]

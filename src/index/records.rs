@@ -232,6 +232,44 @@ impl ChunkRecord {
     }
 }
 
+/// What one dead property costs its owner's quota: its stored key
+/// (namespace and name) plus its encoded value, i.e. what it takes in the
+/// index.
+pub fn prop_cost(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+/// An object of an upload that has not committed (see the `pending` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRecord {
+    /// Unix time (s) the record was written, or the upload was abandoned.
+    /// The collector deletes the object once this is older than the grace
+    /// period and no upload pins the chunk.
+    pub since: u64,
+    /// Size of the sealed object in the backend.
+    pub stored: u32,
+}
+
+impl PendingRecord {
+    pub fn encode(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&self.since.to_le_bytes());
+        out[8..].copy_from_slice(&self.stored.to_le_bytes());
+        out
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        if b.len() != 12 {
+            return Err(corrupt("pending", "record is not 12 bytes"));
+        }
+        let mut since = [0u8; 8];
+        since.copy_from_slice(&b[..8]);
+        Ok(Self {
+            since: u64::from_le_bytes(since),
+            stored: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +298,12 @@ mod tests {
             unreferenced_since: 12345,
         };
         assert_eq!(ChunkRecord::decode(&r.encode()).unwrap(), r);
+        let p = PendingRecord {
+            since: 77,
+            stored: 4096,
+        };
+        assert_eq!(PendingRecord::decode(&p.encode()).unwrap(), p);
+        assert!(PendingRecord::decode(&[0; 11]).is_err());
     }
 }
 

@@ -22,6 +22,12 @@ pub(crate) const UPLOADS: TableDefinition<(u64, &str), &[u8]> = TableDefinition:
 pub(crate) const UPLOAD_PARTS: TableDefinition<(u64, &str, &str), &[u8]> =
     TableDefinition::new("upload_parts");
 
+/// Chunk id → encoded [`super::PendingRecord`]: an object written (or
+/// about to be written) for an upload that has not committed yet. Written
+/// durably *before* the object is put upstream, removed when a commit
+/// references the chunk, swept with the object after the grace period.
+pub(crate) const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+
 pub(crate) const KEY_SCHEMA: &str = "schema_version";
 pub(crate) const KEY_NEXT_ID: &str = "next_id";
 pub(crate) const KEY_CHANGE: &str = "change_counter";

@@ -7,7 +7,9 @@ use std::cell::OnceCell;
 use redb::{ReadOnlyTable, ReadableTable, Table};
 
 use super::durability::Commit;
-use super::records::{decode_manifest, ChunkRecord, ManifestEntry, Node, UserRecord};
+use super::records::{
+    decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
+};
 use super::tables::*;
 use super::{Index, IndexError};
 
@@ -21,6 +23,7 @@ pub(crate) struct WriteTables<'t> {
     pub props: Table<'t, (u64, &'static str), &'static [u8]>,
     pub uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    pub pending: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 /// The tables of one read transaction, each opened on first use: most
@@ -35,6 +38,7 @@ pub(crate) struct ReadTables {
     props: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
     uploads: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
     upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
+    pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
 }
 
 /// Key of the `upload_parts` table: (user id, transfer, part name).
@@ -73,6 +77,7 @@ impl ReadTables {
             props: OnceCell::new(),
             uploads: OnceCell::new(),
             upload_parts: OnceCell::new(),
+            pending: OnceCell::new(),
         }
     }
 
@@ -84,6 +89,7 @@ impl ReadTables {
     read_table!(props, PROPS, (u64, &'static str), &'static [u8]);
     read_table!(uploads, UPLOADS, (u64, &'static str), &'static [u8]);
     read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
+    read_table!(pending, PENDING, &'static [u8], &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
@@ -98,6 +104,7 @@ impl<'t> WriteTables<'t> {
             props: tx.open_table(PROPS)?,
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
+            pending: tx.open_table(PENDING)?,
         })
     }
 }
@@ -213,6 +220,16 @@ pub(crate) fn get_manifest(
     }
 }
 
+pub(crate) fn get_pending(
+    pending: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: &[u8; 32],
+) -> Result<Option<PendingRecord>, IndexError> {
+    match pending.get(id.as_slice())? {
+        Some(v) => Ok(Some(PendingRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
 pub(crate) fn get_chunk(
     chunks: &impl ReadableTable<&'static [u8], &'static [u8]>,
     id: &[u8; 32],
@@ -323,7 +340,8 @@ impl WriteTables<'_> {
     }
 
     /// Deletes a node and everything below it (not its own dirent); files
-    /// release their chunks. Returns the files removed and their bytes (the
+    /// release their chunks. Returns the files removed and the bytes they
+    /// and every removed node's dead properties counted in the quota (the
     /// caller settles counters and quota).
     pub fn remove_subtree(&mut self, top: u64, now: u64) -> Result<(u64, u64), IndexError> {
         let (mut files, mut bytes) = (0u64, 0u64);
@@ -346,22 +364,40 @@ impl WriteTables<'_> {
                     bytes += node.size;
                 }
             }
-            self.drop_node(id)?;
+            bytes += self.drop_node(id)?;
         }
         Ok((files, bytes))
     }
 
-    /// Deletes a node's record, manifest and dead properties (not its dirent).
-    pub fn drop_node(&mut self, id: u64) -> Result<(), IndexError> {
+    /// Deletes a node's record, manifest and dead properties (not its
+    /// dirent). Returns what the properties counted in the quota.
+    pub fn drop_node(&mut self, id: u64) -> Result<u64, IndexError> {
         self.nodes.remove(id)?;
         self.manifests.remove(id)?;
+        let mut cost = 0;
         let keys: Vec<String> = self
             .props
             .range((id, "")..(id + 1, ""))?
-            .map(|r| r.map(|(k, _)| k.value().1.to_string()))
+            .map(|r| {
+                r.map(|(k, v)| {
+                    cost += prop_cost(k.value().1, v.value());
+                    k.value().1.to_string()
+                })
+            })
             .collect::<Result<_, _>>()?;
         for k in keys {
             self.props.remove((id, k.as_str()))?;
+        }
+        Ok(cost)
+    }
+
+    /// Removes the pending records of chunks a commit now references.
+    pub fn settle_pending(
+        &mut self,
+        ids: impl Iterator<Item = [u8; 32]>,
+    ) -> Result<(), IndexError> {
+        for id in ids {
+            self.pending.remove(id.as_slice())?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! write transaction: it applies completely or not at all.
 
 mod path;
+mod quota;
 pub mod uploads;
 
 use std::collections::HashMap;
@@ -17,10 +18,12 @@ use crate::index::tables::KEY_FILES;
 use crate::index::tables::KEY_STORED_BYTES;
 use crate::index::tx::{get_child, get_manifest, get_node, get_user, ReadTables, WriteTables};
 use crate::index::{
-    manifest_digest, ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind, UserRecord,
+    manifest_digest, prop_cost, ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind,
+    UserRecord,
 };
 
 pub use path::{split_path, NamePath};
+pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use uploads::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
 };
@@ -48,6 +51,14 @@ pub enum NsError {
     Root,
     #[error("quota exceeded: {needed} bytes needed, {available} available")]
     QuotaExceeded { needed: u64, available: u64 },
+    #[error("too many dead properties: a node may have at most {0}")]
+    TooManyProps(usize),
+    #[error("the value of property {name:?} has {len} bytes, more than the {max} allowed")]
+    PropTooLarge {
+        name: String,
+        len: usize,
+        max: usize,
+    },
     #[error("chunk {0:?} is not stored")]
     MissingChunk(ChunkId),
     #[error("the account no longer exists")]
@@ -92,8 +103,8 @@ pub struct FileCommit {
 pub struct WriteTarget {
     pub existing: Result<Node, NsError>,
     pub parent: Result<Node, NsError>,
-    pub used: u64,
-    pub quota: Option<u64>,
+    /// What the owner holds against their quota.
+    pub holdings: Holdings,
 }
 
 /// A dead property as stored.
@@ -116,10 +127,28 @@ fn prop_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}\0{}", namespace.unwrap_or(""), name)
 }
 
+/// Caps on dead properties (`limits.props_per_node`,
+/// `limits.prop_value_bytes`); what they take counts in the quota too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropLimits {
+    pub per_node: usize,
+    pub value_bytes: usize,
+}
+
+impl Default for PropLimits {
+    fn default() -> Self {
+        Self {
+            per_node: 256,
+            value_bytes: 64 << 10,
+        }
+    }
+}
+
 /// The tree operations, over the shared index.
 #[derive(Clone)]
 pub struct Namespace {
     index: Arc<Index>,
+    prop_limits: PropLimits,
 }
 
 fn resolve_in<T: ReadableTable<(u64, &'static str), u64>>(
@@ -136,7 +165,16 @@ fn resolve_in<T: ReadableTable<(u64, &'static str), u64>>(
 
 impl Namespace {
     pub fn new(index: Arc<Index>) -> Self {
-        Self { index }
+        Self {
+            index,
+            prop_limits: PropLimits::default(),
+        }
+    }
+
+    /// The same namespace with other caps on dead properties.
+    pub fn with_prop_limits(mut self, limits: PropLimits) -> Self {
+        self.prop_limits = limits;
+        self
     }
 
     pub fn index(&self) -> &Arc<Index> {
@@ -160,12 +198,10 @@ impl Namespace {
                 let id = resolve_in(t.dirents()?, owner.root, p)?;
                 get_node(t.nodes()?, id)?.ok_or(NsError::NotFound)
             };
-            let user = get_user(t.users()?, &owner.name)?.ok_or(NsError::NoUser)?;
             Ok(WriteTarget {
                 existing: node_at(path),
                 parent: node_at(parent_path),
-                used: user.used,
-                quota: user.quota,
+                holdings: Holdings::read(t.users()?, t.uploads()?, owner, None)?,
             })
         })
     }
@@ -225,6 +261,13 @@ impl Namespace {
             .read(|t: &ReadTables| get_manifest(t.manifests()?, node))?)
     }
 
+    /// What the owner holds against their quota (files, dead properties
+    /// and unfinished chunked uploads).
+    pub fn holdings(&self, owner: &Owner) -> Result<Holdings, NsError> {
+        self.index
+            .read(|t: &ReadTables| Holdings::read(t.users()?, t.uploads()?, owner, None))
+    }
+
     /// The owner's (logical bytes used, quota).
     pub fn usage(&self, owner: &Owner) -> Result<(u64, Option<u64>), NsError> {
         self.index.read(|t: &ReadTables| {
@@ -271,7 +314,8 @@ impl Namespace {
         path: &[String],
         commit: &FileCommit,
     ) -> Result<(Node, bool), NsError> {
-        self.index.write(|t| commit_file_in(t, owner, path, commit))
+        self.index
+            .write(|t| commit_file_in(t, owner, path, commit, None))
     }
 
     /// Removes a file, or an empty folder.
@@ -289,11 +333,12 @@ impl Namespace {
             } else {
                 let m = get_manifest(&t.manifests, id)?;
                 t.release_chunks(&m, now)?;
-                credit_quota(t, owner, node.size)?;
                 t.add_counter(KEY_FILES, -1)?;
             }
             t.dirents.remove((parent.id, name.as_str()))?;
-            t.drop_node(id)?;
+            let props = t.drop_node(id)?;
+            let file_bytes = if node.is_dir() { 0 } else { node.size };
+            quota::credit(t, owner, file_bytes + props)?;
             let version = t.next_change()?;
             // An empty folder has size 0, so this is right for both kinds.
             t.touch_up_sized(parent.id, version, -(node.size as i64))?;
@@ -386,26 +431,55 @@ impl Namespace {
         })
     }
 
-    /// Sets (`Some`) or removes (`None` xml with `set == false`) dead
-    /// properties, all in one transaction.
+    /// Sets (`set == true`) or removes dead properties, all in one
+    /// transaction: a value over `limits.prop_value_bytes`, more than
+    /// `limits.props_per_node` on the node, or more bytes than the owner's
+    /// quota has room for refuses the whole patch.
     pub fn patch_props(
         &self,
         owner: &Owner,
         path: &[String],
         patch: &[(bool, StoredProp)],
     ) -> Result<(), NsError> {
+        let limits = self.prop_limits;
+        for (_, p) in patch.iter().filter(|(set, _)| *set) {
+            let len = p.xml.as_ref().map_or(0, Vec::len);
+            if len > limits.value_bytes {
+                return Err(NsError::PropTooLarge {
+                    name: p.name.clone(),
+                    len,
+                    max: limits.value_bytes,
+                });
+            }
+        }
         self.index.write(|t| {
             let id = resolve_in(&t.dirents, owner.root, path)?;
+            let before = t.props.range((id, "")..(id + 1, ""))?.count();
+            let (mut count, mut old_cost, mut new_cost) = (before, 0, 0);
             for (set, p) in patch {
                 let key = prop_key(p.namespace.as_deref(), &p.name);
-                if *set {
+                let old = if *set {
                     let v = bincode::serialize(p).unwrap_or_default();
-                    t.props.insert((id, key.as_str()), v.as_slice())?;
+                    new_cost += prop_cost(&key, &v);
+                    let old = t.props.insert((id, key.as_str()), v.as_slice())?;
+                    old.map(|o| prop_cost(&key, o.value()))
                 } else {
-                    t.props.remove((id, key.as_str()))?;
+                    let old = t.props.remove((id, key.as_str()))?;
+                    old.map(|o| prop_cost(&key, o.value()))
+                };
+                match old {
+                    Some(cost) => old_cost += cost,
+                    None if *set => count += 1,
+                    None => {}
+                }
+                if !*set && old.is_some() {
+                    count -= 1;
                 }
             }
-            Ok(())
+            if count > limits.per_node && count > before {
+                return Err(NsError::TooManyProps(limits.per_node));
+            }
+            quota::charge(t, owner, old_cost, new_cost, None)
         })
     }
 
@@ -421,12 +495,15 @@ impl Namespace {
 }
 
 /// [`Namespace::commit_file`] inside a caller's write transaction (the
-/// chunked-upload assembly commits the file and ends its session in one).
+/// chunked-upload assembly commits the file and ends its session in one;
+/// it names that session in `except_session`, whose bytes become the
+/// file's rather than counting twice against the quota).
 pub(crate) fn commit_file_in(
     t: &mut WriteTables<'_>,
     owner: &Owner,
     path: &[String],
     commit: &FileCommit,
+    except_session: Option<&str>,
 ) -> Result<(Node, bool), NsError> {
     let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
     let now = now_ns();
@@ -439,7 +516,7 @@ pub(crate) fn commit_file_in(
         return Err(NsError::IsADirectory);
     }
     let old_size = existing.as_ref().map_or(0, |n| n.size);
-    charge_quota(t, owner, old_size, commit.size)?;
+    quota::charge(t, owner, old_size, commit.size, except_session)?;
     take_chunks(t, &commit.chunks, &commit.uploaded)?;
     let version = t.next_change()?;
     let node = match existing {
@@ -550,7 +627,7 @@ fn rename_in(
 fn remove_subtree(t: &mut WriteTables<'_>, owner: &Owner, top: u64) -> Result<(), NsError> {
     let now = (now_ns() / 1_000_000_000) as u64;
     let (files, bytes) = t.remove_subtree(top, now)?;
-    credit_quota(t, owner, bytes)?;
+    quota::credit(t, owner, bytes)?;
     t.add_counter(KEY_FILES, -(files as i64))?;
     Ok(())
 }
@@ -568,31 +645,10 @@ fn parent_dir(t: &WriteTables<'_>, owner: &Owner, path: &[String]) -> Result<Nod
     Ok(node)
 }
 
-/// Replaces `old` logical bytes by `new` in the owner's usage, refusing to
-/// go over their quota.
-fn charge_quota(t: &mut WriteTables<'_>, owner: &Owner, old: u64, new: u64) -> Result<(), NsError> {
-    let mut user = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
-    let used = user.used.saturating_sub(old);
-    if let Some(q) = user.quota {
-        if new > old && used + new > q {
-            return Err(NsError::QuotaExceeded {
-                needed: new,
-                available: q.saturating_sub(used),
-            });
-        }
-    }
-    user.used = used + new;
-    t.put_user(&user)?;
-    Ok(())
-}
-
-fn credit_quota(t: &mut WriteTables<'_>, owner: &Owner, size: u64) -> Result<(), NsError> {
-    charge_quota(t, owner, size, 0)
-}
-
 /// Takes one reference per manifest entry. A chunk must either be known to
 /// the index (and not yet collected) or have been uploaded by this commit;
-/// otherwise the commit fails and nothing changes.
+/// otherwise the commit fails and nothing changes. The chunks this commit
+/// uploaded are referenced now, so their pending records go.
 fn take_chunks(
     t: &mut WriteTables<'_>,
     chunks: &[ManifestEntry],
@@ -618,6 +674,7 @@ fn take_chunks(
         };
         t.put_chunk(&e.id.0, &rec)?;
     }
+    t.settle_pending(uploaded.keys().map(|id| id.0))?;
     Ok(())
 }
 
@@ -766,6 +823,111 @@ mod tests {
         let err = ns.commit_file(&o, &p("f"), &c).unwrap_err();
         assert!(matches!(err, NsError::MissingChunk(_)));
         assert!(matches!(ns.lookup(&o, &p("f")), Err(NsError::NotFound)));
+    }
+
+    fn prop(name: &str, value: &[u8]) -> (bool, StoredProp) {
+        let p = StoredProp {
+            name: name.into(),
+            prefix: None,
+            namespace: Some("urn:x".into()),
+            xml: Some(value.to_vec()),
+        };
+        (true, p)
+    }
+
+    #[test]
+    fn dead_properties_are_capped_and_count_in_the_quota() {
+        let (_d, ns, o) = setup();
+        let ns = ns.with_prop_limits(PropLimits {
+            per_node: 2,
+            value_bytes: 16,
+        });
+        ns.commit_file(&o, &p("f"), &commit(10, 1)).unwrap();
+        ns.patch_props(&o, &p("f"), &[prop("a", b"1")]).unwrap();
+        let after_one = ns.usage(&o).unwrap().0;
+        assert!(after_one > 10, "the property costs quota: {after_one}");
+        // Too many, or a value too large: refused whole, nothing applied.
+        let three = [prop("b", b"2"), prop("c", b"3")];
+        assert!(matches!(
+            ns.patch_props(&o, &p("f"), &three),
+            Err(NsError::TooManyProps(2))
+        ));
+        assert!(matches!(
+            ns.patch_props(&o, &p("f"), &[prop("b", &[b'x'; 17])]),
+            Err(NsError::PropTooLarge { len: 17, .. })
+        ));
+        assert_eq!(ns.props(&o, &p("f")).unwrap().len(), 1);
+        assert_eq!(ns.usage(&o).unwrap().0, after_one);
+        // Replacing one is allowed at the cap; the cost is replaced too.
+        ns.patch_props(&o, &p("f"), &[prop("b", b"2")]).unwrap();
+        ns.patch_props(&o, &p("f"), &[prop("b", b"22")]).unwrap();
+        let two = ns.usage(&o).unwrap().0;
+        // Removing one frees its bytes.
+        let (_, mut b) = prop("b", b"");
+        b.xml = None;
+        ns.patch_props(&o, &p("f"), &[(false, b)]).unwrap();
+        assert!(ns.usage(&o).unwrap().0 < two);
+        // Over the quota (100 bytes): refused.
+        let big = [prop("x", &[b'y'; 16])];
+        let room = 100 - ns.usage(&o).unwrap().0;
+        ns.commit_file(&o, &p("g"), &commit(room - 5, 2)).unwrap();
+        assert!(matches!(
+            ns.patch_props(&o, &p("g"), &big),
+            Err(NsError::QuotaExceeded { .. })
+        ));
+        // Deleting the node gives everything back.
+        ns.remove(&o, &p("f")).unwrap();
+        ns.remove(&o, &p("g")).unwrap();
+        assert_eq!(ns.usage(&o).unwrap().0, 0);
+    }
+
+    #[test]
+    fn chunked_sessions_count_against_every_write() {
+        let (_d, ns, o) = setup();
+        ns.create_upload(&o, "t", None).unwrap();
+        let part = NewPart {
+            size: 60,
+            chunks: vec![ManifestEntry {
+                id: ChunkId([5; 32]),
+                len: 60,
+            }],
+            uploaded: vec![(ChunkId([5; 32]), 70)],
+        };
+        ns.add_upload_part(&o, "t", "0", &part).unwrap();
+        assert_eq!(ns.holdings(&o).unwrap().limit(0), Some(40));
+        assert!(matches!(
+            ns.commit_file(&o, &p("f"), &commit(41, 1)),
+            Err(NsError::QuotaExceeded { .. })
+        ));
+        ns.commit_file(&o, &p("f"), &commit(40, 1)).unwrap();
+        // The assembly turns the session's bytes into the file's: not
+        // counted twice (60 + 40 = 100 fits).
+        let done = ns
+            .assemble_upload(
+                &o,
+                "t",
+                &p("g"),
+                &AssembleCheck::default(),
+                AssembleMeta::default(),
+            )
+            .unwrap();
+        assert_eq!(done.node.size, 60);
+        assert_eq!(ns.usage(&o).unwrap().0, 100);
+    }
+
+    #[test]
+    fn a_commit_settles_the_pending_records_of_what_it_uploaded() {
+        let (_d, ns, o) = setup();
+        ns.index()
+            .add_pending(&[([1; 32], 10), ([2; 32], 20)], 5)
+            .unwrap();
+        ns.commit_file(&o, &p("f"), &commit(10, 1)).unwrap();
+        assert!(ns.index().pending(&[1; 32]).unwrap().is_none());
+        assert!(ns.index().pending(&[2; 32]).unwrap().is_some());
+        // A failed commit leaves them.
+        let err = ns.commit_file(&o, &p("g"), &commit(200, 2)).unwrap_err();
+        assert!(matches!(err, NsError::QuotaExceeded { .. }));
+        assert!(ns.index().pending(&[2; 32]).unwrap().is_some());
     }
 
     #[test]

@@ -9,10 +9,11 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::quota::Holdings;
 use super::{commit_file_in, take_chunks, FileCommit, Namespace, NsError, Owner};
 use crate::crypto::ChunkId;
 use crate::index::records::{decode_manifest, encode_manifest};
-use crate::index::tx::{get_node, get_user, ReadTables, WriteTables};
+use crate::index::tx::{get_node, ReadTables, WriteTables};
 use crate::index::{IndexError, ManifestEntry, Node};
 
 /// Longest transfer id and part name accepted.
@@ -264,11 +265,18 @@ fn drop_session(
     Ok(())
 }
 
-/// The bytes all of a user's sessions hold.
-fn bytes_in_sessions(t: &WriteTables<'_>, user: u64) -> Result<u64, UploadError> {
+/// The bytes all of a user's sessions hold, but `except`.
+pub(super) fn bytes_in_sessions(
+    uploads: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    user: u64,
+    except: Option<&str>,
+) -> Result<u64, IndexError> {
     let mut total = 0u64;
-    for row in t.uploads.range((user, "")..(user + 1, ""))? {
-        let (_, v) = row.map_err(IndexError::from)?;
+    for row in uploads.range((user, "")..(user + 1, ""))? {
+        let (k, v) = row?;
+        if except == Some(k.value().1) {
+            continue;
+        }
         let s: UploadSession = decode("uploads", v.value())?;
         total = total.saturating_add(s.received);
     }
@@ -300,7 +308,7 @@ impl Namespace {
                 return Err(UploadError::TooMany(MAX_SESSIONS_PER_USER));
             }
             if let Some(total) = total_length {
-                check_quota(t, owner, total)?;
+                check_quota(t, owner, 0, total)?;
             }
             let s = UploadSession {
                 created: now,
@@ -374,6 +382,28 @@ impl Namespace {
         })
     }
 
+    /// The most bytes a PUT of part `name` may stream before the owner's
+    /// quota refuses it (`None`: no quota); a part of the same name is
+    /// replaced, so its bytes count as free. The session must exist.
+    pub fn part_limit(
+        &self,
+        owner: &Owner,
+        transfer: &str,
+        name: &str,
+    ) -> Result<Option<u64>, UploadError> {
+        self.index.read(|t: &ReadTables| {
+            if t.uploads()?.get((owner.id, transfer))?.is_none() {
+                return Err(UploadError::NoSession);
+            }
+            let replaced = match t.upload_parts()?.get((owner.id, transfer, name))? {
+                Some(v) => decode::<PartRecord>("upload_parts", v.value())?.size,
+                None => 0,
+            };
+            let holdings = Holdings::read(t.users()?, t.uploads()?, owner, None)?;
+            Ok(holdings.limit(replaced))
+        })
+    }
+
     /// Records a stored part (chunk PUT). Its chunks are referenced by the
     /// session from now on; a part of the same name is replaced.
     pub fn add_upload_part(
@@ -405,9 +435,7 @@ impl Namespace {
                     return Err(UploadError::OverTotal(total));
                 }
             }
-            if part.size > replaced {
-                check_quota(t, owner, part.size - replaced)?;
-            }
+            check_quota(t, owner, replaced, part.size)?;
             take_chunks(t, &part.chunks, &part.uploaded)?;
             let rec = PartRecord {
                 size: part.size,
@@ -514,7 +542,7 @@ impl Namespace {
             };
             // The file takes its references before the session lets go of
             // its own, so no chunk is ever unreferenced in between.
-            let (node, created) = commit_file_in(t, owner, path, &commit)?;
+            let (node, created) = commit_file_in(t, owner, path, &commit, Some(transfer))?;
             drop_session(t, owner.id, transfer, now)?;
             Ok(Assembled { node, created })
         })
@@ -576,20 +604,15 @@ fn lookup_in(
     }
 }
 
-/// Refuses `extra` more bytes when the user's files plus everything their
-/// sessions hold would go over their quota.
-fn check_quota(t: &WriteTables<'_>, owner: &Owner, extra: u64) -> Result<(), UploadError> {
-    let user = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
-    if let Some(q) = user.quota {
-        let held = user.used.saturating_add(bytes_in_sessions(t, owner.id)?);
-        if held.saturating_add(extra) > q {
-            return Err(NsError::QuotaExceeded {
-                needed: extra,
-                available: q.saturating_sub(held),
-            }
-            .into());
-        }
-    }
+/// Refuses `new` session bytes replacing `replaced` ones (a part sent
+/// again) when the user's holdings would go over their quota.
+fn check_quota(
+    t: &WriteTables<'_>,
+    owner: &Owner,
+    replaced: u64,
+    new: u64,
+) -> Result<(), UploadError> {
+    Holdings::read(&t.users, &t.uploads, owner, None)?.check(replaced, new)?;
     Ok(())
 }
 

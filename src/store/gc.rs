@@ -1,6 +1,8 @@
 //! Garbage collection: a chunk no manifest references any more is kept for a
 //! grace period (its record says since when), then its object is deleted and
-//! its record dropped — unless an upload revived it meanwhile. Deciding and
+//! its record dropped — unless an upload revived it meanwhile. The objects
+//! of uploads that never committed (pending records, `index::pending`)
+//! go the same way once their record is older than the grace period. Deciding and
 //! dropping records happens under the pin lock (see [`super::Pins`]), so an
 //! upload can never rely on, or re-store into, an object being deleted.
 
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 
+use super::pending::now_secs;
 use super::{ContentStore, StoreError};
 use crate::crypto::{ChunkId, ObjectName};
 
@@ -28,18 +31,15 @@ pub struct GcReport {
     pub in_use: u64,
     /// Objects whose deletion failed (left as orphans for a later sweep).
     pub delete_failures: u64,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    /// Objects of uploads that never committed, deleted (their bytes are
+    /// in `bytes_freed` too).
+    pub abandoned: u64,
 }
 
 impl ContentStore {
-    /// Deletes the chunks unreferenced for longer than `grace`. `on_progress`
-    /// is told the running totals after each batch.
+    /// Deletes the chunks unreferenced for longer than `grace`, and the
+    /// objects of uploads abandoned (or cut off by a crash) longer ago than
+    /// `grace`. `on_progress` is told the running totals after each batch.
     pub async fn collect_garbage(
         self: &Arc<Self>,
         grace: Duration,
@@ -73,7 +73,9 @@ impl ContentStore {
                 .copied()
                 .collect();
             self.pins.release_deleted(&revived);
-            self.delete_objects(&forgotten, &mut report).await;
+            let failures = self.delete_objects(&forgotten, &mut report).await;
+            report.deleted += forgotten.len() as u64;
+            report.delete_failures += failures;
             self.pins.release_deleted(&dropped);
             on_progress(&report);
             if claimed.is_empty() {
@@ -81,9 +83,12 @@ impl ContentStore {
                 break;
             }
         }
-        if report.deleted > 0 {
+        self.sweep_pending(cutoff, &mut report, &mut on_progress)
+            .await?;
+        if report.deleted > 0 || report.abandoned > 0 {
             tracing::info!(
                 deleted = report.deleted,
+                abandoned = report.abandoned,
                 bytes_freed = report.bytes_freed,
                 in_use = report.in_use,
                 failures = report.delete_failures,
@@ -93,7 +98,62 @@ impl ContentStore {
         Ok(report)
     }
 
-    async fn delete_objects(&self, dropped: &[([u8; 32], u32)], report: &mut GcReport) {
+    /// Deletes the objects of pending records older than `cutoff`, under
+    /// the same pin discipline as chunks: an upload pinning the chunk (it
+    /// is writing or committing it) keeps the record for a later round,
+    /// and a chunk being deleted cannot be pinned until its object is gone.
+    async fn sweep_pending(
+        &self,
+        cutoff: u64,
+        report: &mut GcReport,
+        on_progress: &mut impl FnMut(&GcReport),
+    ) -> Result<(), StoreError> {
+        loop {
+            let candidates = self.index.expired_pending(cutoff, BATCH)?;
+            if candidates.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
+            let (claimed, forgotten) = self.pins.claim_for_deletion(ids.clone(), |claimed| {
+                let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
+                self.index.forget_pending(&raw, cutoff)
+            });
+            let forgotten = match forgotten {
+                Ok(f) => f,
+                Err(e) => {
+                    self.pins.release_deleted(&claimed);
+                    return Err(e.into());
+                }
+            };
+            report.in_use += (ids.len() - claimed.len()) as u64;
+            // A chunk record names the object (another upload committed the
+            // same chunk), or the record was renewed: nothing to delete.
+            let doomed: Vec<([u8; 32], u32)> = forgotten
+                .iter()
+                .filter(|e| e.delete_object)
+                .map(|e| (e.id, e.stored))
+                .collect();
+            let doomed_ids: Vec<ChunkId> = doomed.iter().map(|(id, _)| ChunkId(*id)).collect();
+            let kept: Vec<ChunkId> = claimed
+                .iter()
+                .filter(|c| !doomed_ids.contains(c))
+                .copied()
+                .collect();
+            self.pins.release_deleted(&kept);
+            let failures = self.delete_objects(&doomed, report).await;
+            report.abandoned += doomed.len() as u64;
+            report.delete_failures += failures;
+            self.pins.release_deleted(&doomed_ids);
+            on_progress(report);
+            if claimed.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes the objects of `dropped` (id, stored size), adding their
+    /// bytes to `report`; returns how many deletions failed.
+    async fn delete_objects(&self, dropped: &[([u8; 32], u32)], report: &mut GcReport) -> u64 {
         let results: Vec<(u32, bool)> = stream::iter(dropped.iter().copied())
             .map(|(id, stored)| async move {
                 let name = ObjectName::for_chunk(&self.keys, &ChunkId(id));
@@ -108,12 +168,132 @@ impl ContentStore {
             .buffer_unordered(PARALLEL_DELETES)
             .collect()
             .await;
-        for (stored, ok) in results {
-            report.deleted += 1;
-            report.bytes_freed += stored as u64;
+        let mut failures = 0;
+        for (stored, ok) in &results {
+            report.bytes_freed += *stored as u64;
             if !ok {
-                report.delete_failures += 1;
+                failures += 1;
             }
         }
+        failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalDirStore;
+    use crate::crypto::MasterKey;
+    use crate::index::Index;
+    use crate::store::{ChunkSizes, StoreSettings};
+
+    fn bytes(len: usize, mut x: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn files_below(dir: &std::path::Path) -> usize {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_below(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn objects_of_an_upload_cut_off_by_a_crash_go_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
+        let keys = Arc::new(MasterKey::from_bytes([5; 32]).derive());
+        let settings = StoreSettings {
+            chunk_sizes: ChunkSizes {
+                min: 4 << 10,
+                avg: 16 << 10,
+                max: 64 << 10,
+            },
+            ..StoreSettings::default()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let objects = dir.path().join("data").join("objects");
+        let before = ContentStore::new(
+            keys.clone(),
+            backend.clone(),
+            index.clone(),
+            settings.clone(),
+        );
+        rt.block_on(async {
+            let mut up = before.begin_upload(1, None);
+            up.write(&bytes(1 << 20, 9)).await.unwrap();
+            let stored = up.finish().await.unwrap();
+            // The process dies here: no commit, nothing marked abandoned.
+            std::mem::forget(stored);
+        });
+        let written = files_below(&objects);
+        assert!(written > 10, "{written} objects");
+        assert_eq!(index.pending_totals().unwrap().0, written as u64);
+
+        // After the restart no upload pins anything.
+        let after = ContentStore::new(keys, backend, index.clone(), settings);
+        let within = rt
+            .block_on(after.collect_garbage(Duration::from_secs(3600), |_| {}))
+            .unwrap();
+        assert_eq!(within.abandoned, 0);
+        assert_eq!(files_below(&objects), written);
+        let r = rt
+            .block_on(after.collect_garbage(Duration::ZERO, |_| {}))
+            .unwrap();
+        assert_eq!(r.abandoned, written as u64);
+        assert!(r.bytes_freed > 1 << 20);
+        assert_eq!(files_below(&objects), 0);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_pinned_pending_object_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
+        let keys = Arc::new(MasterKey::from_bytes([6; 32]).derive());
+        let store = ContentStore::new(keys, backend, index.clone(), StoreSettings::default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut up = store.begin_upload(1, None);
+            up.write(&bytes(100_000, 3)).await.unwrap();
+            let stored = up.finish().await.unwrap();
+            // Not committed yet, still pinned: the sweep keeps it.
+            let r = store.collect_garbage(Duration::ZERO, |_| {}).await.unwrap();
+            assert_eq!((r.abandoned, r.in_use), (0, 1));
+            assert_eq!(index.pending_totals().unwrap().0, 1);
+            drop(stored);
+        });
+        // Dropped without a commit: marked abandoned, then collected.
+        let r = rt
+            .block_on(store.collect_garbage(Duration::ZERO, |_| {}))
+            .unwrap();
+        assert_eq!(r.abandoned, 1);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
     }
 }

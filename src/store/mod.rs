@@ -4,10 +4,12 @@
 //! Upload path: bytes → [`chunker`] → chunk id (keyed BLAKE3) → dedup lookup in
 //! the index → new chunks sealed (zstd when it shrinks, AES-256-GCM-SIV) and
 //! put to the backend, up to `uploads_in_flight` at once (fewer when the
-//! [`budget`] of transfer memory has no room). Nothing is
+//! [`budget`] of transfer memory has no room), each new object recorded as
+//! pending in the index before it is put. Nothing is
 //! committed here: [`Upload::finish`] hands back the manifest for the
 //! namespace to commit, with the chunks pinned so a collector cannot remove
-//! them in between.
+//! them in between; an upload that never commits leaves its objects to the
+//! collector.
 //!
 //! How far dedup reaches is the chunk-id key's choice ([`ChunkKeys`]): one
 //! key for all users (`dedup.scope = "global"`), or one per user ("user"),
@@ -20,6 +22,7 @@
 pub mod budget;
 pub mod chunker;
 mod gc;
+mod pending;
 mod pins;
 mod reader;
 mod upload;
@@ -59,6 +62,8 @@ pub enum StoreError {
     TooShort { got: u64, announced: u64 },
     #[error("a pipeline task failed: {0}")]
     Task(String),
+    #[error("could not record a new object in the index: {0}")]
+    Pending(String),
 }
 
 /// Tuning of the content pipeline.
@@ -120,6 +125,7 @@ pub struct ContentStore {
     index: Arc<Index>,
     pins: Pins,
     budget: TransferBudget,
+    pending: pending::PendingLog,
     settings: StoreSettings,
 }
 
@@ -140,6 +146,7 @@ impl ContentStore {
             index,
             pins: Pins::default(),
             budget: TransferBudget::new(settings.transfer_memory),
+            pending: Default::default(),
             settings,
         })
     }

@@ -14,8 +14,9 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
+use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
-use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName};
+use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName, HEADER_LEN};
 use crate::index::ManifestEntry;
 use crate::namespace::FileCommit;
 
@@ -103,7 +104,9 @@ impl Digester {
 }
 
 /// An upload in progress. Dropping it abandons the upload: nothing is
-/// committed, and objects it already stored are left for the orphan sweep.
+/// committed; chunks in flight still finish (so no put lands after the
+/// collector looked), then the objects it stored are marked abandoned and
+/// the collector deletes them after the grace period.
 pub struct Upload {
     store: Arc<ContentStore>,
     /// The key this upload's chunk ids are computed under (its dedup scope).
@@ -116,6 +119,7 @@ pub struct Upload {
     uploaded: Vec<(ChunkId, u32)>,
     in_flight: VecDeque<InFlight>,
     pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
     /// This upload's floor of the transfer budget, once it has input.
     floor: Option<BufferPermit>,
 }
@@ -128,12 +132,15 @@ struct InFlight {
 }
 
 /// A fully stored upload, ready to commit. Its chunks stay pinned until it
-/// is dropped, so drop it only after the commit.
+/// is dropped, so drop it only after the commit, and tell it
+/// [`Self::committed`]; dropped otherwise, its new objects are marked
+/// abandoned for the collector.
 pub struct FinishedUpload {
     pub size: u64,
     pub manifest: Vec<ManifestEntry>,
     pub uploaded: Vec<(ChunkId, u32)>,
     _pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
 }
 
 impl FinishedUpload {
@@ -147,6 +154,12 @@ impl FinishedUpload {
             checksums,
         }
     }
+
+    /// The commit referencing this upload's chunks succeeded (it removed
+    /// their pending records); releases the pins.
+    pub fn committed(self) {
+        self.pending.lock().settled();
+    }
 }
 
 impl Upload {
@@ -158,6 +171,7 @@ impl Upload {
     ) -> Self {
         let chunker = super::Chunker::new(store.cdc.clone());
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
+        let pending = Arc::new(Mutex::new(PendingGuard::new(store.index.clone())));
         Self {
             store,
             id_key,
@@ -169,6 +183,7 @@ impl Upload {
             uploaded: Vec::new(),
             in_flight: VecDeque::new(),
             pins,
+            pending,
             floor: None,
         }
     }
@@ -224,6 +239,7 @@ impl Upload {
             manifest: std::mem::take(&mut self.manifest),
             uploaded: std::mem::take(&mut self.uploaded),
             _pins: self.pins.clone(),
+            pending: self.pending.clone(),
         })
     }
 
@@ -241,12 +257,12 @@ impl Upload {
         let room = self.room_for(chunk.len()).await?;
         self.digester.feed(&chunk).await?;
         let store = self.store.clone();
-        let pins = self.pins.clone();
+        let (pins, pending) = (self.pins.clone(), self.pending.clone());
         let on_floor = room.is_none();
         let key = self.id_key.clone();
         let task = tokio::spawn(async move {
             let _buffers = room;
-            store_chunk(store, pins, key, chunk).await
+            store_chunk(store, pins, pending, key, chunk).await
         });
         self.in_flight.push_back(InFlight { task, on_floor });
         Ok(())
@@ -285,13 +301,9 @@ impl Upload {
     }
 }
 
-impl Drop for Upload {
-    fn drop(&mut self) {
-        for f in &self.in_flight {
-            f.task.abort();
-        }
-    }
-}
+/// What sealing adds to a chunk at most: the object header and the AEAD
+/// tag (a payload is compressed only when that makes it smaller).
+const OBJECT_OVERHEAD: u32 = (HEADER_LEN + 16) as u32;
 
 /// Chunks up to this size are hashed and sealed on the request's own task:
 /// handing them to the blocking pool would cost more than the work.
@@ -312,9 +324,11 @@ async fn cpu<R: Send + 'static>(
 }
 
 /// Identifies one chunk, and seals and stores it unless the index knows it.
+/// A new chunk's pending record is durable before its object is put.
 async fn store_chunk(
     store: Arc<ContentStore>,
     pins: Arc<Mutex<PinGuard>>,
+    pending: Arc<Mutex<PendingGuard>>,
     id_key: ChunkIdKey,
     chunk: Bytes,
 ) -> Result<ChunkOutcome, StoreError> {
@@ -331,14 +345,21 @@ async fn store_chunk(
     }
     let name = ObjectName::for_chunk(&store.keys, &id);
     let (cpu_store, object_name) = (store.clone(), name.clone());
-    let sealed = cpu(inline, move || {
+    let seal = cpu(inline, move || {
         cpu_store
             .sealer
             .seal(ObjectKind::Chunk, &id, &object_name, &chunk)
-    })
-    .await??;
+    });
+    // The pending record is made durable while the chunk is sealed, so the
+    // wait for the disk overlaps the compression and encryption. Until the
+    // put, its size is a bound (sealing adds at most the object overhead).
+    pending.lock().add(id);
+    let (recorded, sealed) = tokio::join!(store.record_pending(id, len + OBJECT_OVERHEAD), seal);
+    recorded?;
+    let sealed = sealed??;
     let n = sealed.len() as u32;
     store.backend.put(&name, Bytes::from(sealed)).await?;
+    pending.lock().stored(id, n);
     Ok(ChunkOutcome {
         id,
         len,

@@ -38,7 +38,7 @@ use crate::index::Node;
 use crate::namespace::uploads::{part_key, valid_name};
 use crate::namespace::{
     split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, NsError, Owner,
-    PartInfo, UploadError, UploadSession,
+    PartInfo, UploadError, UploadSession, REFUSED_BODY_DRAIN,
 };
 use crate::store::{ByteSink, ContentStore, FileReader};
 
@@ -475,6 +475,14 @@ impl UploadsCtx<'_> {
                 return Err(UploadError::OverTotal(total).into());
             }
         }
+        // The quota counts this user's files and every session; the piece
+        // stops at the first byte past it.
+        let quota_limit = self.ns.part_limit(owner, transfer, name)?;
+        if let (Some(max), Some(len)) = (quota_limit, announced) {
+            if len > max {
+                return Err(quota_exceeded(len, max));
+            }
+        }
         let running = self.transfers.snapshot(owner.id, transfer, name);
         let base_len = running.as_ref().map_or(0, |r| r.covered.len());
         // The whole-file sums run on the upload's digest thread.
@@ -505,6 +513,12 @@ impl UploadsCtx<'_> {
                     return Err(UploadError::OverTotal(total).into());
                 }
             }
+            if let Some(max) = quota_limit.filter(|m| got > *m) {
+                // Store no more; read the rest so the client sees the 507.
+                drop(upload);
+                drain(&mut body, got - max).await;
+                return Err(quota_exceeded(got, max));
+            }
             upload.write(&data).await?;
         }
         let finished = upload.finish().await?;
@@ -513,9 +527,11 @@ impl UploadsCtx<'_> {
             chunks: finished.manifest.clone(),
             uploaded: finished.uploaded.clone(),
         };
+        // Refused here, the upload's objects are released for the collector
+        // when `finished` is dropped.
         self.ns.add_upload_part(owner, transfer, name, &part)?;
         // The session references the chunks now; the pins can go.
-        drop(finished);
+        finished.committed();
         let running = running.lock().take();
         if let Some(mut r) = running {
             r.covered.push((name.to_string(), part.size));
@@ -722,6 +738,23 @@ impl UploadsCtx<'_> {
         ms.file(&dir, &p);
         Ok(ms.finish())
     }
+}
+
+/// Reads and drops the rest of a refused body, up to
+/// [`REFUSED_BODY_DRAIN`] bytes past the limit (`past` already are).
+async fn drain(body: &mut Incoming, mut past: u64) {
+    while past <= REFUSED_BODY_DRAIN {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                past += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn quota_exceeded(needed: u64, available: u64) -> GatewayError {
+    NsError::QuotaExceeded { needed, available }.into()
 }
 
 fn options() -> Response<GwBody> {
