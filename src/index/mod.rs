@@ -6,7 +6,7 @@
 //! [`crate::namespace::Namespace`], so a later multi-node deployment can put
 //! the same tables on a shared engine.
 
-mod codec;
+pub(crate) mod codec;
 pub(crate) mod durability;
 mod migrate;
 mod pending;

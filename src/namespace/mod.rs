@@ -13,6 +13,7 @@ use std::sync::Arc;
 use redb::ReadableTable;
 
 use crate::crypto::ChunkId;
+use crate::index::codec::{Reader, Writer};
 use crate::index::records::encode_manifest;
 use crate::index::tables::KEY_FILES;
 use crate::index::tables::KEY_STORED_BYTES;
@@ -108,12 +109,39 @@ pub struct WriteTarget {
 }
 
 /// A dead property as stored.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredProp {
     pub name: String,
     pub prefix: Option<String>,
     pub namespace: Option<String>,
     pub xml: Option<Vec<u8>>,
+}
+
+impl StoredProp {
+    /// The `props` table's value, in the layout of [`crate::index::codec`].
+    pub fn encode(&self) -> Vec<u8> {
+        let text = |w: &mut Writer, t: &str| {
+            w.str(t);
+        };
+        Writer::new()
+            .str(&self.name)
+            .option(self.prefix.as_deref(), text)
+            .option(self.namespace.as_deref(), text)
+            .option(self.xml.as_deref(), |w, x| {
+                w.bytes(x);
+            })
+            .finish()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        let mut r = Reader::new("props", b);
+        Ok(Self {
+            name: r.string()?,
+            prefix: r.option(|r| r.string())?,
+            namespace: r.option(|r| r.string())?,
+            xml: r.option(|r| r.bytes().map(<[u8]>::to_vec))?,
+        })
+    }
 }
 
 fn now_ns() -> i64 {
@@ -459,7 +487,7 @@ impl Namespace {
             for (set, p) in patch {
                 let key = prop_key(p.namespace.as_deref(), &p.name);
                 let old = if *set {
-                    let v = bincode::serialize(p).unwrap_or_default();
+                    let v = p.encode();
                     new_cost += prop_cost(&key, &v);
                     let old = t.props.insert((id, key.as_str()), v.as_slice())?;
                     old.map(|o| prop_cost(&key, o.value()))
@@ -559,11 +587,7 @@ fn props_of(t: &ReadTables, id: u64) -> Result<Vec<StoredProp>, NsError> {
     let mut out = Vec::new();
     for row in t.props()?.range((id, "")..(id + 1, ""))? {
         let (_, v) = row.map_err(IndexError::from)?;
-        let p: StoredProp = bincode::deserialize(v.value()).map_err(|e| IndexError::Corrupt {
-            table: "props",
-            cause: e.to_string(),
-        })?;
-        out.push(p);
+        out.push(StoredProp::decode(v.value())?);
     }
     Ok(out)
 }

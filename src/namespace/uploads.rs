@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::quota::Holdings;
 use super::{commit_file_in, take_chunks, FileCommit, Namespace, NsError, Owner};
 use crate::crypto::ChunkId;
+use crate::index::codec::{Reader, Writer};
 use crate::index::records::{decode_manifest, encode_manifest};
 use crate::index::tx::{get_node, ReadTables, WriteTables};
 use crate::index::{IndexError, ManifestEntry, Node};
@@ -78,7 +79,7 @@ pub struct UploadSession {
     pub received: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 struct PartRecord {
     size: u64,
     /// Unix seconds.
@@ -154,15 +155,52 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).unwrap_or_default()
+/// A record of the session tables, in the layout of [`crate::index::codec`].
+trait SessionRecord: Sized {
+    fn write(&self, w: &mut Writer);
+    fn read(r: &mut Reader<'_>) -> Result<Self, IndexError>;
 }
 
-fn decode<'a, T: Deserialize<'a>>(table: &'static str, b: &'a [u8]) -> Result<T, IndexError> {
-    bincode::deserialize(b).map_err(|e| IndexError::Corrupt {
-        table,
-        cause: e.to_string(),
-    })
+impl SessionRecord for UploadSession {
+    fn write(&self, w: &mut Writer) {
+        w.i64(self.created)
+            .i64(self.updated)
+            .option(self.total_length, |w, n| {
+                w.u64(n);
+            })
+            .u64(self.received);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, IndexError> {
+        Ok(Self {
+            created: r.i64()?,
+            updated: r.i64()?,
+            total_length: r.option(|r| r.u64())?,
+            received: r.u64()?,
+        })
+    }
+}
+
+impl SessionRecord for PartRecord {
+    fn write(&self, w: &mut Writer) {
+        w.u64(self.size).i64(self.modified).bytes(&self.manifest);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, IndexError> {
+        Ok(Self {
+            size: r.u64()?,
+            modified: r.i64()?,
+            manifest: r.bytes()?.to_vec(),
+        })
+    }
+}
+
+fn encode<T: SessionRecord>(v: &T) -> Vec<u8> {
+    let mut w = Writer::new();
+    v.write(&mut w);
+    w.finish()
+}
+
+fn decode<T: SessionRecord>(table: &'static str, b: &[u8]) -> Result<T, IndexError> {
+    T::read(&mut Reader::new(table, b))
 }
 
 fn get_session(
@@ -754,5 +792,47 @@ mod tests {
         assert!(!valid_name(".."));
         assert!(!valid_name("a/b"));
         assert!(!valid_name(&"x".repeat(201)));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::namespace::StoredProp;
+
+    // Bytes the previous encoder (the `bincode` 1 crate) wrote: existing
+    // indexes must keep reading as they are.
+    const SESSION: &str = "0500000000000000faffffffffffffff014d000000000000000900000000000000";
+    const PART: &str = "030000000000000004000000000000000300000000000000010203";
+    const PROP: &str = "01000000000000006e0001050000000000000075726e3a780102000000000000003c3e";
+
+    #[test]
+    fn session_and_property_records_keep_their_layout() {
+        let s = UploadSession {
+            created: 5,
+            updated: -6,
+            total_length: Some(77),
+            received: 9,
+        };
+        assert_eq!(hex::encode(encode(&s)), SESSION);
+        let back: UploadSession = decode("uploads", &hex::decode(SESSION).unwrap()).unwrap();
+        assert_eq!(back.total_length, Some(77));
+        let p = PartRecord {
+            size: 3,
+            modified: 4,
+            manifest: vec![1, 2, 3],
+        };
+        assert_eq!(hex::encode(encode(&p)), PART);
+        let back: PartRecord = decode("upload_parts", &hex::decode(PART).unwrap()).unwrap();
+        assert_eq!(back.manifest, vec![1, 2, 3]);
+        let q = StoredProp {
+            name: "n".into(),
+            prefix: None,
+            namespace: Some("urn:x".into()),
+            xml: Some(vec![60, 62]),
+        };
+        assert_eq!(hex::encode(q.encode()), PROP);
+        assert_eq!(StoredProp::decode(&hex::decode(PROP).unwrap()).unwrap(), q);
+        assert!(StoredProp::decode(&hex::decode(&PROP[..20]).unwrap()).is_err());
     }
 }
