@@ -167,7 +167,7 @@ impl Gateway {
     ) -> Result<Response<GwBody>, Infallible> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = path_for_log(req.uri().path());
         let has_body = request_has_body(&req);
         let (mut res, user) = self.dispatch(req, peer).await;
         let status = res.status();
@@ -493,6 +493,23 @@ where
     }
 }
 
+/// Longest request path written to the log, in bytes; a longer one is cut
+/// (at a character boundary) and marked with `…`. A path can be as long as
+/// the header limit (~400 KB): logging it whole would let one client fill
+/// the log.
+const LOGGED_PATH_BYTES: usize = 1024;
+
+fn path_for_log(path: &str) -> String {
+    if path.len() <= LOGGED_PATH_BYTES {
+        return path.to_string();
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
+}
+
 /// Whether the request carries a body (which an early refusal leaves unread).
 fn request_has_body(req: &Request<Incoming>) -> bool {
     let h = req.headers();
@@ -706,5 +723,19 @@ fn rewrite_destination(
             StatusCode::FORBIDDEN,
             "the destination must be inside your own files",
         )),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_cut_in_the_log() {
+        assert_eq!(path_for_log("/a/b"), "/a/b");
+        let long = format!("/{}", "é".repeat(2000));
+        let logged = path_for_log(&long);
+        assert!(logged.len() <= LOGGED_PATH_BYTES + '…'.len_utf8());
+        assert!(logged.ends_with('…'));
     }
 }
