@@ -53,17 +53,8 @@ impl ContentStore {
                 break;
             }
             let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let (claimed, forgotten) = self.pins.claim_for_deletion(ids.clone(), |claimed| {
-                let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
-                self.index.forget_chunks(&raw, cutoff)
-            });
-            let forgotten = match forgotten {
-                Ok(f) => f,
-                Err(e) => {
-                    self.pins.release_deleted(&claimed);
-                    return Err(e.into());
-                }
-            };
+            let (claimed, forgotten) =
+                self.claim_and_forget(&ids, |raw| self.index.forget_chunks(raw, cutoff))?;
             report.in_use += (ids.len() - claimed.len()) as u64;
             // Claimed but revived meanwhile: nothing to delete.
             let dropped: Vec<ChunkId> = forgotten.iter().map(|(id, _)| ChunkId(*id)).collect();
@@ -98,6 +89,28 @@ impl ContentStore {
         Ok(report)
     }
 
+    /// Claims the unpinned ones of `ids` for deletion (an upload can no
+    /// longer pin them) and lets `forget` drop their records in one index
+    /// transaction that re-checks them; if that fails, the claim is
+    /// released and nothing was deleted.
+    fn claim_and_forget<T>(
+        &self,
+        ids: &[ChunkId],
+        forget: impl FnOnce(&[[u8; 32]]) -> Result<T, crate::index::IndexError>,
+    ) -> Result<(Vec<ChunkId>, T), StoreError> {
+        let (claimed, forgotten) = self.pins.claim_for_deletion(ids.to_vec(), |claimed| {
+            let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
+            forget(&raw)
+        });
+        match forgotten {
+            Ok(f) => Ok((claimed, f)),
+            Err(e) => {
+                self.pins.release_deleted(&claimed);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Deletes the objects of pending records older than `cutoff`, under
     /// the same pin discipline as chunks: an upload pinning the chunk (it
     /// is writing or committing it) keeps the record for a later round,
@@ -114,17 +127,8 @@ impl ContentStore {
                 return Ok(());
             }
             let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let (claimed, forgotten) = self.pins.claim_for_deletion(ids.clone(), |claimed| {
-                let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
-                self.index.forget_pending(&raw, cutoff)
-            });
-            let forgotten = match forgotten {
-                Ok(f) => f,
-                Err(e) => {
-                    self.pins.release_deleted(&claimed);
-                    return Err(e.into());
-                }
-            };
+            let (claimed, forgotten) =
+                self.claim_and_forget(&ids, |raw| self.index.forget_pending(raw, cutoff))?;
             report.in_use += (ids.len() - claimed.len()) as u64;
             // A chunk record names the object (another upload committed the
             // same chunk), or the record was renewed: nothing to delete.
