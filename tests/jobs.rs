@@ -73,7 +73,12 @@ fn serve(dir: &Path) -> (Child, String, String, Arc<Mutex<String>>) {
             break;
         }
     }
-    (child, password.expect("password"), addr.expect("address"), log)
+    (
+        child,
+        password.expect("password"),
+        addr.expect("address"),
+        log,
+    )
 }
 
 /// The value of the series `name` in a Prometheus text reply.
@@ -142,7 +147,8 @@ fn the_collector_runs_under_serve_and_metrics_show_the_jobs() {
     stop(&mut child);
     let log = log.lock().unwrap();
     assert!(
-        log.lines().any(|l| l.contains("job run") && l.contains("gc")),
+        log.lines()
+            .any(|l| l.contains("job run") && l.contains("gc")),
         "a run that found work is logged: {log}"
     );
     assert!(log.contains("stopped"), "{log}");

@@ -219,17 +219,45 @@ impl Metrics {
     }
 }
 
+/// A job metric: name, type, help, and its value in a job's state.
+type JobSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&JobState) -> u64,
+);
+
 /// Appends the background jobs' counters, one series per job.
 pub fn render_jobs(out: &mut String, jobs: &[(&'static str, JobState)]) {
     let unix = |t: Option<std::time::SystemTime>| {
         t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs())
     };
-    let series: [(&str, &str, &str, fn(&JobState) -> u64); 4] = [
-        ("job_runs_total", "counter", "Background job runs finished.", |s| s.runs),
-        ("job_errors_total", "counter", "Background job batches that failed.", |s| s.errors_total),
-        ("job_items_total", "counter", "Items background jobs handled (objects deleted, sessions expired).", |s| s.items_total),
-        ("job_running", "gauge", "1 while a background job runs.", |s| u64::from(s.running)),
+    let series: [JobSeries; 4] = [
+        (
+            "job_runs_total",
+            "counter",
+            "Background job runs finished.",
+            |s| s.runs,
+        ),
+        (
+            "job_errors_total",
+            "counter",
+            "Background job batches that failed.",
+            |s| s.errors_total,
+        ),
+        (
+            "job_items_total",
+            "counter",
+            "Items background jobs handled (objects deleted, sessions expired).",
+            |s| s.items_total,
+        ),
+        (
+            "job_running",
+            "gauge",
+            "1 while a background job runs.",
+            |s| u64::from(s.running),
+        ),
     ];
     for (name, kind, help, value) in series {
         let _ = writeln!(out, "# HELP dedupdav_{name} {help}");
@@ -242,7 +270,11 @@ pub fn render_jobs(out: &mut String, jobs: &[(&'static str, JobState)]) {
     let _ = writeln!(out, "# HELP dedupdav_{name} When a background job last finished a run without error (Unix seconds; 0 = never).");
     let _ = writeln!(out, "# TYPE dedupdav_{name} gauge");
     for (job, state) in jobs {
-        let _ = writeln!(out, "dedupdav_{name}{{job=\"{job}\"}} {}", unix(state.last_success));
+        let _ = writeln!(
+            out,
+            "dedupdav_{name}{{job=\"{job}\"}} {}",
+            unix(state.last_success)
+        );
     }
 }
 
@@ -285,7 +317,10 @@ mod tests {
             ..JobState::default()
         };
         let mut text = String::new();
-        render_jobs(&mut text, &[("gc", gc), ("expire_uploads", JobState::default())]);
+        render_jobs(
+            &mut text,
+            &[("gc", gc), ("expire_uploads", JobState::default())],
+        );
         for line in [
             "dedupdav_job_runs_total{job=\"gc\"} 3",
             "dedupdav_job_items_total{job=\"gc\"} 7",

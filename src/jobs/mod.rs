@@ -252,7 +252,11 @@ impl Driver {
                 RunEnd::Failed => {
                     failures = failures.saturating_add(1);
                     delay = self.config.backoff(failures);
-                    tracing::debug!(job = self.name, retry_in_ms = delay.as_millis() as u64, "job backs off");
+                    tracing::debug!(
+                        job = self.name,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "job backs off"
+                    );
                 }
             }
         }

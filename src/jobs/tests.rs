@@ -103,7 +103,10 @@ async fn a_failed_run_is_retried_after_a_growing_backoff_then_the_interval() {
     // 4 failures (retries after 20, 40, 80, 80 ms), then a success, after
     // which the next run is an hour away.
     for _ in 0..200 {
-        if status.get("flaky").is_some_and(|s| s.last_success.is_some()) {
+        if status
+            .get("flaky")
+            .is_some_and(|s| s.last_success.is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,7 +171,11 @@ async fn shutdown_waits_for_the_batch_in_progress_then_stops() {
     assert!(status.get("steady").unwrap().running);
     assert!(runner.shutdown().await.is_empty(), "nothing aborted");
     let begun = starts.lock().len() as u64;
-    assert_eq!(finished.load(SeqCst), begun, "the batch in progress finished");
+    assert_eq!(
+        finished.load(SeqCst),
+        begun,
+        "the batch in progress finished"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(starts.lock().len() as u64, begun, "no batch after shutdown");
     let s = status.get("steady").unwrap();

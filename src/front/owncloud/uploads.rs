@@ -160,7 +160,6 @@ impl Transfers {
         }
         Some(r.hashers.clone().finish())
     }
-
 }
 
 /// Everything the upload endpoints work with.
