@@ -4,6 +4,7 @@
 //! errors that name the key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -133,6 +134,25 @@ pub struct GcConfig {
     pub grace_hours: u64,
     /// How often `serve` collects (minutes; 0 = only `dedupdav gc`).
     pub interval_minutes: u64,
+    /// Overrides `interval_minutes` with a period in seconds (0 = only
+    /// `dedupdav gc`). Meant for tests, which cannot wait a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+}
+
+impl GcConfig {
+    /// How often `serve` collects; `None` when only `dedupdav gc` does.
+    pub fn every(&self) -> Option<Duration> {
+        let secs = self
+            .interval_seconds
+            .unwrap_or(self.interval_minutes.saturating_mul(60));
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    /// How long an unreferenced chunk is kept.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_hours.saturating_mul(3600))
+    }
 }
 
 /// Chunked uploads (ownCloud/Nextcloud clients' large files).
@@ -246,6 +266,7 @@ impl Default for Config {
             gc: GcConfig {
                 grace_hours: 24,
                 interval_minutes: 60,
+                interval_seconds: None,
             },
             backend: BackendConfig {
                 kind: BackendKind::Local,

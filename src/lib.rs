@@ -10,6 +10,7 @@
 //! - [`crypto`]: keys, chunk ids, object names, the sealed object format.
 //! - [`backend`]: where sealed objects live (local directory, upstream WebDAV).
 //! - [`admin`]: users, stats and other operator jobs.
+//! - [`jobs`]: background work (garbage collection, upload expiry) under one runner.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -21,5 +22,6 @@ pub mod dav;
 pub mod error;
 pub mod front;
 pub mod index;
+pub mod jobs;
 pub mod namespace;
 pub mod store;

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ use dedupdav::app::App;
 use dedupdav::config::{Config, LogFormat};
 use dedupdav::front::Gateway;
 use dedupdav::index::Index;
+use dedupdav::jobs::expire::ExpireJob;
+use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::{Runner, RunnerConfig};
 
 /// A WebDAV gateway that stores every unique chunk of every upload once,
 /// compressed and encrypted, in a local directory or an ownCloud account,
@@ -55,7 +59,7 @@ enum Command {
     /// object, and print latencies or what is wrong.
     CheckUpstream,
     /// Delete the objects of chunks no file has referenced for the grace
-    /// period (stop `serve` first; it also collects every gc.interval_minutes).
+    /// period (stop `serve` first; its gc job also collects every gc.interval_minutes).
     Gc {
         /// Keep chunks unreferenced for less than this many hours
         /// (default: gc.grace_hours).
@@ -190,20 +194,24 @@ fn serve(config: Config) -> Result<(), AnyError> {
         ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
-        let gc = &app.config.gc;
-        let collector = (gc.interval_minutes > 0).then(|| {
-            gateway.spawn_collector(
-                Duration::from_secs(gc.interval_minutes * 60),
-                Duration::from_secs(gc.grace_hours * 3600),
-            )
-        });
+        let runner = start_jobs(&app, &gateway);
+        gateway.show_jobs(runner.status());
         gateway.serve(listener, shutdown_signal()).await;
-        if let Some(c) = collector {
-            c.abort();
-        }
+        runner.shutdown().await;
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
     })
+}
+
+/// Starts the background jobs: garbage collection (unless
+/// `gc.interval_minutes` is 0) and chunked-upload expiry.
+fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Runner {
+    let mut runner = Runner::new(RunnerConfig::default());
+    if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
+        runner.spawn(gc);
+    }
+    runner.spawn(ExpireJob::new(gateway.clone()));
+    runner
 }
 
 /// Prints a line for the operator; a closed stdout must not stop the server.

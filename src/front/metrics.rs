@@ -6,6 +6,7 @@
 //! status code, so invented method names cannot grow the table or the reply
 //! (400 requests with 60 KB method names once added 25 MB to both). The
 //! request log shows an unknown method cut to [`LOGGED_METHOD_CHARS`].
+//! Background jobs are keyed by their fixed names (`jobs::gc::NAME`, …).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::listener::Stalled;
 use crate::index::Stats;
+use crate::jobs::JobState;
 
 /// The methods counted under their own name.
 const KNOWN_METHODS: [&str; 16] = [
@@ -217,6 +219,65 @@ impl Metrics {
     }
 }
 
+/// A job metric: name, type, help, and its value in a job's state.
+type JobSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&JobState) -> u64,
+);
+
+/// Appends the background jobs' counters, one series per job.
+pub fn render_jobs(out: &mut String, jobs: &[(&'static str, JobState)]) {
+    let unix = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    };
+    let series: [JobSeries; 4] = [
+        (
+            "job_runs_total",
+            "counter",
+            "Background job runs finished.",
+            |s| s.runs,
+        ),
+        (
+            "job_errors_total",
+            "counter",
+            "Background job batches that failed.",
+            |s| s.errors_total,
+        ),
+        (
+            "job_items_total",
+            "counter",
+            "Items background jobs handled (objects deleted, sessions expired).",
+            |s| s.items_total,
+        ),
+        (
+            "job_running",
+            "gauge",
+            "1 while a background job runs.",
+            |s| u64::from(s.running),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP dedupdav_{name} {help}");
+        let _ = writeln!(out, "# TYPE dedupdav_{name} {kind}");
+        for (job, state) in jobs {
+            let _ = writeln!(out, "dedupdav_{name}{{job=\"{job}\"}} {}", value(state));
+        }
+    }
+    let name = "job_last_success_timestamp_seconds";
+    let _ = writeln!(out, "# HELP dedupdav_{name} When a background job last finished a run without error (Unix seconds; 0 = never).");
+    let _ = writeln!(out, "# TYPE dedupdav_{name} gauge");
+    for (job, state) in jobs {
+        let _ = writeln!(
+            out,
+            "dedupdav_{name}{{job=\"{job}\"}} {}",
+            unix(state.last_success)
+        );
+    }
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(out, "# HELP dedupdav_{name} {help}");
     let _ = writeln!(out, "# TYPE dedupdav_{name} gauge");
@@ -243,6 +304,33 @@ mod tests {
         );
         assert!(!text.contains("FROB"));
         assert!(text.len() < 4096);
+    }
+
+    #[test]
+    fn jobs_are_one_series_each() {
+        let gc = JobState {
+            runs: 3,
+            items_total: 7,
+            errors_total: 1,
+            running: true,
+            last_success: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+            ..JobState::default()
+        };
+        let mut text = String::new();
+        render_jobs(
+            &mut text,
+            &[("gc", gc), ("expire_uploads", JobState::default())],
+        );
+        for line in [
+            "dedupdav_job_runs_total{job=\"gc\"} 3",
+            "dedupdav_job_items_total{job=\"gc\"} 7",
+            "dedupdav_job_errors_total{job=\"gc\"} 1",
+            "dedupdav_job_running{job=\"gc\"} 1",
+            "dedupdav_job_last_success_timestamp_seconds{job=\"gc\"} 42",
+            "dedupdav_job_last_success_timestamp_seconds{job=\"expire_uploads\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -34,7 +34,9 @@ use crate::app::App;
 use crate::config::LimitsConfig;
 use crate::dav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
 use crate::index::{Index, UserRecord};
-use crate::namespace::Owner;
+use crate::jobs::expire::StaleSessions;
+use crate::jobs::JobStatus;
+use crate::namespace::{Owner, UploadError};
 use crate::store::ContentStore;
 use auth::{AuthError, Authenticator};
 use listener::ConnectionLimits;
@@ -60,6 +62,14 @@ pub struct Gateway {
     transfers: Transfers,
     limits: LimitsConfig,
     connection_limits: ConnectionLimits,
+    /// The background jobs' status, once `serve` has started them.
+    jobs: Mutex<Option<Arc<JobStatus>>>,
+}
+
+impl StaleSessions for Gateway {
+    fn expire_stale(&self, now: i64) -> Result<usize, UploadError> {
+        owncloud::uploads::expire(self.fs.namespace(), &self.transfers, now)
+    }
 }
 
 impl Gateway {
@@ -79,6 +89,7 @@ impl Gateway {
             transfers: Transfers::default(),
             limits: app.config.limits.clone(),
             connection_limits: ConnectionLimits::from(&app.config.limits),
+            jobs: Mutex::new(None),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -94,10 +105,19 @@ impl Gateway {
     }
 
     /// Drops chunked uploads untouched for longer than the TTL before `now`
-    /// (Unix seconds), releasing the chunks they hold. Returns how many.
-    /// `serve` runs this periodically.
+    /// (Unix seconds), releasing the chunks they hold. Returns how many
+    /// (0 after a failure, which is logged). `serve` schedules this as a
+    /// job (see [`crate::jobs::expire`]).
     pub fn expire_uploads(&self, now: i64) -> usize {
-        owncloud::uploads::expire(self.fs.namespace(), &self.transfers, now)
+        self.expire_stale(now).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "expiring stale uploads failed");
+            0
+        })
+    }
+
+    /// Shows the background jobs' state in `/metrics`.
+    pub fn show_jobs(&self, status: Arc<JobStatus>) {
+        *self.jobs.lock() = Some(status);
     }
 
     fn uploads_ctx(&self, user: u64) -> UploadsCtx<'_> {
@@ -111,26 +131,6 @@ impl Gateway {
         }
     }
 
-    /// Collects unreferenced chunks every `every`, keeping them for `grace`.
-    /// Runs until the returned task is aborted.
-    pub fn spawn_collector(
-        self: &Arc<Self>,
-        every: Duration,
-        grace: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = store.collect_garbage(grace, |_| {}).await {
-                    tracing::warn!(error = %e, "garbage collection failed; retrying later");
-                }
-            }
-        })
-    }
-
     /// Serves connections until `shutdown` completes (see [`listener`] for
     /// the caps and timeouts).
     pub async fn serve(
@@ -138,25 +138,7 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let sweeper = self.spawn_upload_sweeper();
         listener::accept_loop(self, listener, shutdown).await;
-        sweeper.abort();
-    }
-
-    /// Expires untouched chunked uploads every `SWEEP_EVERY`.
-    fn spawn_upload_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let gw = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(owncloud::uploads::SWEEP_EVERY);
-            loop {
-                tick.tick().await;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                gw.expire_uploads(now);
-            }
-        })
     }
 
     /// Handles one request; never fails (errors become replies).
@@ -458,7 +440,10 @@ impl Gateway {
 
     fn metrics_response(&self) -> Response<GwBody> {
         let stats = self.index.stats().ok();
-        let text = self.metrics.render(stats.as_ref());
+        let mut text = self.metrics.render(stats.as_ref());
+        if let Some(jobs) = self.jobs.lock().as_ref() {
+            metrics::render_jobs(&mut text, &jobs.snapshot());
+        }
         let mut res = Response::new(full(Bytes::from(text)));
         res.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -49,8 +49,6 @@ pub use super::super::routes::UPLOADS_PREFIX;
 
 /// How long an untouched session lives (Nextcloud uses the same).
 pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
-/// How often stale sessions are looked for.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// Sessions whose running digests are kept in memory at most.
 const MAX_RUNNING: usize = 4096;
 
@@ -80,7 +78,6 @@ struct Running {
 /// In-memory state of the chunked uploads in progress.
 pub struct Transfers {
     running: Mutex<HashMap<(u64, String), Running>>,
-    last_sweep: Mutex<Instant>,
     ttl: Mutex<Duration>,
 }
 
@@ -88,7 +85,6 @@ impl Default for Transfers {
     fn default() -> Self {
         Self {
             running: Mutex::new(HashMap::new()),
-            last_sweep: Mutex::new(Instant::now()),
             ttl: Mutex::new(UPLOAD_TTL),
         }
     }
@@ -164,17 +160,6 @@ impl Transfers {
         }
         Some(r.hashers.clone().finish())
     }
-
-    /// Whether a sweep is due (at most one every [`SWEEP_EVERY`]).
-    pub fn sweep_due(&self) -> bool {
-        let mut last = self.last_sweep.lock();
-        if last.elapsed() >= SWEEP_EVERY {
-            *last = Instant::now();
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Everything the upload endpoints work with.
@@ -198,32 +183,26 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Drops stale sessions, releasing the chunks they hold.
-pub fn expire(ns: &Namespace, transfers: &Transfers, now: i64) -> usize {
+/// Drops stale sessions, releasing the chunks they hold (the `jobs`
+/// runner schedules this).
+pub fn expire(ns: &Namespace, transfers: &Transfers, now: i64) -> Result<usize, UploadError> {
     let ttl = transfers.ttl().as_secs() as i64;
-    match ns.expire_uploads(now, ttl) {
-        Ok(n) => {
-            if n > 0 {
-                // Their running digests go too (cheap: the map is small).
-                let live: Vec<(u64, String)> = transfers.running.lock().keys().cloned().collect();
-                for (user, tid) in live {
-                    let owner = Owner {
-                        id: user,
-                        name: String::new(),
-                        root: 0,
-                    };
-                    if matches!(ns.upload(&owner, &tid), Err(UploadError::NoSession)) {
-                        transfers.forget(user, &tid);
-                    }
-                }
+    let n = ns.expire_uploads(now, ttl)?;
+    if n > 0 {
+        // Their running digests go too (cheap: the map is small).
+        let live: Vec<(u64, String)> = transfers.running.lock().keys().cloned().collect();
+        for (user, tid) in live {
+            let owner = Owner {
+                id: user,
+                name: String::new(),
+                root: 0,
+            };
+            if matches!(ns.upload(&owner, &tid), Err(UploadError::NoSession)) {
+                transfers.forget(user, &tid);
             }
-            n
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "expiring stale uploads failed");
-            0
         }
     }
+    Ok(n)
 }
 
 /// Where in the uploads tree a request points.
@@ -394,9 +373,6 @@ impl UploadsCtx<'_> {
         owner: &Owner,
         rest: &str,
     ) -> Response<GwBody> {
-        if self.transfers.sweep_due() {
-            expire(self.ns, self.transfers, now_secs());
-        }
         let Some(target) = parse_target(rest) else {
             return error_response(StatusCode::BAD_REQUEST, "invalid upload path");
         };

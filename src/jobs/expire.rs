@@ -1,0 +1,66 @@
+//! Chunked-upload expiry as a job: sessions untouched for longer than
+//! `uploads.expire_hours` are dropped, releasing the chunks they hold. This
+//! is the one place expiry is scheduled (it used to run from a timer in the
+//! HTTP front and again from the uploads endpoint).
+//!
+//! The sessions live in the metadata index, but the front keeps running
+//! digests for them in memory; the front implements [`StaleSessions`] so
+//! this job needs nothing of it but that one call.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Batch, Job, JobError};
+use crate::namespace::UploadError;
+
+/// The expiry job's name in the log and metrics.
+pub const NAME: &str = "expire_uploads";
+
+/// How often stale sessions are looked for. Sessions live 24 h by default:
+/// ten minutes late is nothing, and a sweep is one index transaction.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Whoever holds the upload sessions.
+pub trait StaleSessions: Send + Sync + 'static {
+    /// Drops the sessions untouched for longer than their TTL before `now`
+    /// (Unix seconds); returns how many.
+    fn expire_stale(&self, now: i64) -> Result<usize, UploadError>;
+}
+
+pub struct ExpireJob {
+    sessions: Arc<dyn StaleSessions>,
+    every: Duration,
+}
+
+impl ExpireJob {
+    pub fn new(sessions: Arc<dyn StaleSessions>) -> Self {
+        Self {
+            sessions,
+            every: SWEEP_EVERY,
+        }
+    }
+}
+
+impl Job for ExpireJob {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn interval(&self) -> Duration {
+        self.every
+    }
+
+    /// Sessions left over from before a restart go at once.
+    fn first_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn step(&mut self) -> Result<Batch, JobError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let expired = self.sessions.expire_stale(now)?;
+        Ok(Batch::done(expired as u64))
+    }
+}
