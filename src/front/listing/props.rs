@@ -249,7 +249,10 @@ fn plain_name(qname: &[u8]) -> bool {
 }
 
 fn check_element(e: &BytesStart<'_>) -> Result<(), Decline> {
-    if !plain_name(e.name().as_ref()) {
+    // The `xml` and `xmlns` prefixes are reserved: an element may not use
+    // them (found by fuzzing: `<xmlns:a/>`, which the WebDAV layer refuses).
+    let reserved = matches!(e.name().prefix(), Some(p) if matches!(p.as_ref(), b"xml" | b"xmlns"));
+    if !plain_name(e.name().as_ref()) || reserved {
         return Err(Decline::Body("an unusual element name"));
     }
     if !attributes_apart(e) {
@@ -413,6 +416,8 @@ mod tests {
             "<d:propfind xmlns:d=\"DAV:\" ymlns:x=\"urn:x\"><d:prop/></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\" xmlns:x=\"\"><d:prop/></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\" xmlns:xmlns=\"urn:x\"><d:prop/></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop><xmlns:a/></d:prop></d:propfind>",
+            "<d:propfind xmlns:d=\"DAV:\"><d:prop><xml:a/></d:prop></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\"><d:prop>\u{fffe}</d:prop></d:propfind>",
         ] {
             assert!(parse(body.as_bytes()).is_err(), "{body:?}");
