@@ -37,7 +37,7 @@ use crate::front::owncloud::uploads::{
 use crate::front::owncloud::{format_of, ocs as ocs_reply, Format};
 use crate::front::ranges::{merge, Merged};
 use crate::front::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
-use crate::index::UserRecord;
+use crate::index::{valid_user_name, UserRecord};
 use crate::namespace::uploads::{order_of, part_key, valid_name};
 use crate::namespace::{split_path, Owner};
 
@@ -180,11 +180,12 @@ pub fn request_path(data: &[u8]) {
     }
 }
 
-/// A `Destination` header: `user\nvalue`. Property: one resolved to the
+/// A `Destination` header: `user\nvalue` (a user name the index accepts;
+/// others are skipped). Property: one resolved to the
 /// user's own tree names valid files, and rewritten onto either URL form of
 /// that tree (as the front does) routes back into that tree.
 pub fn destination(data: &[u8]) {
-    let Some((user, value)) = two_parts(data) else {
+    let Some((user, value)) = two_parts(data).filter(|(u, _)| valid_user_name(u)) else {
         return;
     };
     let routes::Destination::Own(rest) = routes::destination(value, user) else {

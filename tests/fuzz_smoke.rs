@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner
 
 /// Generated inputs per target: the whole run stays within a few seconds
 /// in the debug test profile.
-const CASES: u32 = 600;
+const CASES: u32 = 2000;
 /// Largest input a mutation may grow (bytes).
 const MAX_INPUT: usize = 256 << 10;
 
