@@ -217,7 +217,7 @@ fn decl_fields<'a>(content: &'a [u8]) -> Option<Vec<(&'a [u8], &'a [u8])>> {
     let mut rest = content.strip_prefix(b"xml")?;
     let mut out = Vec::new();
     loop {
-        let field = rest.trim_ascii_start();
+        let field = trim_xml_space(rest);
         if field.is_empty() {
             return Some(out);
         }
@@ -225,8 +225,8 @@ fn decl_fields<'a>(content: &'a [u8]) -> Option<Vec<(&'a [u8], &'a [u8])>> {
             return None;
         }
         let eq = field.iter().position(|&c| c == b'=')?;
-        let name = field[..eq].trim_ascii_end();
-        let value = field[eq + 1..].trim_ascii_start();
+        let name = &field[..field[..eq].iter().rposition(|c| !is_xml_space(*c))? + 1];
+        let value = trim_xml_space(&field[eq + 1..]);
         let quote = *value.first().filter(|q| matches!(q, b'"' | b'\''))?;
         let end = value[1..].iter().position(|&c| c == quote)?;
         out.push((name, &value[1..1 + end]));
@@ -275,6 +275,16 @@ fn check_element(e: &BytesStart<'_>) -> Result<(), Decline> {
     Ok(())
 }
 
+/// XML's white space: space, tab, CR, LF (not form feed, found by fuzzing).
+fn is_xml_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn trim_xml_space(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|c| !is_xml_space(*c)).unwrap_or(s.len());
+    &s[start..]
+}
+
 /// Unprefixed names and namespace declarations only: an attribute with any
 /// other prefix needs that prefix declared, which this reader does not
 /// check (found by fuzzing: `ymlns:nc="..."`); `xml` and `xmlns` cannot be
@@ -296,7 +306,7 @@ fn attributes_apart(tag: &[u8]) -> bool {
     let mut quote = None;
     let mut just_closed = false;
     for &c in tag {
-        if just_closed && !c.is_ascii_whitespace() {
+        if just_closed && !is_xml_space(c) {
             return false;
         }
         just_closed = false;
@@ -418,6 +428,8 @@ mod tests {
             "<d:propfind xmlns:d=\"DAV:\" xmlns:xmlns=\"urn:x\"><d:prop/></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\"><d:prop><xmlns:a/></d:prop></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\"><d:prop><xml:a/></d:prop></d:propfind>",
+            "<?xml version=\"1.0\" encoding=\"utf-8\"\u{c}?><d:propfind xmlns:d=\"DAV:\"><d:prop/></d:propfind>",
+            "<?xml version=\"1.0\"\u{c}encoding=\"utf-8\"?><d:propfind xmlns:d=\"DAV:\"><d:prop/></d:propfind>",
             "<d:propfind xmlns:d=\"DAV:\"><d:prop>\u{fffe}</d:prop></d:propfind>",
         ] {
             assert!(parse(body.as_bytes()).is_err(), "{body:?}");
