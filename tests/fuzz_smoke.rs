@@ -160,15 +160,19 @@ fn seed_dir(target: &str) -> PathBuf {
         .join(target)
 }
 
-fn seeds_of(target: &str) -> Vec<Vec<u8>> {
+/// The seed files of a target, by name.
+fn seeds_of(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(seed_dir(target))
         .unwrap_or_else(|e| panic!("no seeds for {target}: {e}"))
         .map(|e| e.expect("a seed file").path())
         .collect();
     files.sort();
     files
-        .iter()
-        .map(|p| std::fs::read(p).expect("a readable seed"))
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).expect("a readable seed");
+            (p, data)
+        })
         .collect()
 }
 
@@ -190,11 +194,14 @@ fn inputs(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn smoke(target: &str, run: fn(&[u8])) {
-    let seeds = seeds_of(target);
-    assert!(!seeds.is_empty(), "{target} has no seeds");
-    for s in &seeds {
-        run(s);
+    let files = seeds_of(target);
+    assert!(!files.is_empty(), "{target} has no seeds");
+    for (path, data) in &files {
+        if std::panic::catch_unwind(|| run(data)).is_err() {
+            panic!("{target} fails on the seed {path:?}");
+        }
     }
+    let seeds: Vec<Vec<u8>> = files.into_iter().map(|(_, d)| d).collect();
     let seed = rng_seed();
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
