@@ -583,9 +583,12 @@ pub fn multistatus(data: &[u8]) {
     }
 }
 
+/// A fuzzing entry point.
+pub type EntryPoint = fn(&[u8]);
+
 /// Every entry point by name (the names of the libFuzzer targets and of the
 /// seed folders).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("xml_body", xml_body),
     ("propfind_body", propfind_body),
     ("request_path", request_path),

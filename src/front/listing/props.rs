@@ -213,7 +213,7 @@ fn check_decl(d: &BytesDecl<'_>) -> Result<(), Decline> {
 
 /// The `name="value"` fields of a declaration's content (`xml version=...`),
 /// or `None` unless it is nothing but such fields, each after white space.
-fn decl_fields<'a>(content: &'a [u8]) -> Option<Vec<(&'a [u8], &'a [u8])>> {
+fn decl_fields(content: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let mut rest = content.strip_prefix(b"xml")?;
     let mut out = Vec::new();
     loop {
