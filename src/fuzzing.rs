@@ -25,7 +25,7 @@ use percent_encoding::{percent_decode, utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::backend::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
-use crate::crypto::{ChunkId, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
+use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
 use crate::dav::checksum;
 use crate::dav::LockTable;
 use crate::front::below_prefix;
@@ -495,11 +495,20 @@ fn sealer() -> (Sealer, ChunkId, ObjectName) {
     (sealer, id, name)
 }
 
+/// The chunk-id keys objects are opened with: one user's and the shared one
+/// (as a file written before `dedup.scope` changed is read).
+fn id_keys(s: &Sealer) -> [ChunkIdKey; 2] {
+    [
+        ChunkIdKey::of_user(s.keys(), 1),
+        ChunkIdKey::shared(s.keys()),
+    ]
+}
+
 /// What the object opener must make of `object`: the plaintext only if
 /// sealing that plaintext gives exactly these bytes, an error otherwise.
 fn assert_opens_only_sealed(s: &Sealer, id: &ChunkId, name: &ObjectName, object: &[u8]) {
     for kind in [ObjectKind::Chunk, ObjectKind::Metadata] {
-        let opened = s.open(kind, id, name, Bytes::copy_from_slice(object));
+        let opened = s.open(kind, id, name, Bytes::copy_from_slice(object), &id_keys(s));
         if let Ok(plain) = opened {
             let again = s.seal(kind, id, name, &plain).ok();
             assert!(
@@ -528,7 +537,16 @@ pub fn object_tamper(data: &[u8]) {
     let Ok(sealed) = s.seal(ObjectKind::Chunk, &id, &name, data) else {
         panic!("sealing failed");
     };
-    let open = |bytes: &[u8]| s.open(ObjectKind::Chunk, &id, &name, Bytes::copy_from_slice(bytes));
+    let keys = id_keys(&s);
+    let open = |bytes: &[u8]| {
+        s.open(
+            ObjectKind::Chunk,
+            &id,
+            &name,
+            Bytes::copy_from_slice(bytes),
+            &keys,
+        )
+    };
     assert_eq!(open(&sealed).ok().as_deref(), Some(data));
     let bit = 1u8 << (data.len() % 8);
     let stride = (sealed.len() / 64).max(1);
@@ -549,10 +567,11 @@ pub fn object_tamper(data: &[u8]) {
         &id,
         &name,
         Bytes::from(sealed.clone()),
+        &keys,
     );
     assert!(as_meta.is_err(), "a chunk opens as metadata");
     let other = ChunkId::of(s.keys(), b"another chunk");
-    let elsewhere = s.open(ObjectKind::Chunk, &other, &name, Bytes::from(sealed));
+    let elsewhere = s.open(ObjectKind::Chunk, &other, &name, Bytes::from(sealed), &keys);
     assert!(elsewhere.is_err(), "an object opens under another id");
 }
 
