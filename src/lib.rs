@@ -21,6 +21,8 @@ pub mod crypto;
 pub mod dav;
 pub mod error;
 pub mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod jobs;
 pub mod namespace;

@@ -6,7 +6,7 @@
 //! reached over WebDAV.
 
 pub mod local;
-mod multistatus;
+pub(crate) mod multistatus;
 pub mod webdav;
 
 use std::sync::Arc;

@@ -8,11 +8,11 @@
 pub mod auth;
 pub mod body;
 mod listener;
-mod listing;
+pub(crate) mod listing;
 mod metrics;
 pub mod owncloud;
 mod propfind;
-mod ranges;
+pub(crate) mod ranges;
 mod respond;
 pub mod routes;
 
@@ -633,7 +633,7 @@ fn dav_target(uri: &http::Uri, prefix: &str) -> Option<Vec<String>> {
 
 /// The part of a raw path below `prefix`, matched segment by segment (the
 /// path may spell the prefix's user name percent-encoded).
-fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+pub(crate) fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let depth = prefix.trim_end_matches('/').matches('/').count();
     let mut rest = path;
     for _ in 0..depth {

@@ -8,7 +8,7 @@
 //! `GatewayError` mapping behind them are exactly what they always were.
 //! The reply is the one the WebDAV layer writes for the same request.
 
-mod props;
+pub(crate) mod props;
 mod xml;
 
 use dav_server::davpath::DavPath;
@@ -24,7 +24,7 @@ use props::Want;
 
 /// Why a PROPFIND is left to the WebDAV layer.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Decline {
+pub(crate) enum Decline {
     #[error("not answered here: {0}")]
     Unsupported(&'static str),
     #[error("request body: {0}")]

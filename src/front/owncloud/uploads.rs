@@ -207,13 +207,13 @@ pub fn expire(ns: &Namespace, transfers: &Transfers, now: i64) -> Result<usize, 
 
 /// Where in the uploads tree a request points.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Root,
     Transfer(String),
     Part(String, String),
 }
 
-fn parse_target(rest: &str) -> Option<Target> {
+pub(crate) fn parse_target(rest: &str) -> Option<Target> {
     let mut segs = Vec::new();
     for raw in rest.split('/').filter(|s| !s.is_empty()) {
         let s = percent_decode_str(raw).decode_utf8().ok()?.into_owned();
@@ -262,10 +262,9 @@ fn header_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, GatewayError> {
     }
 }
 
-/// The etags an `If` header asks for (`(["etag"])` lists), unquoted.
 /// Lock tokens submitted in an `If` header: `<…>` entries that are not
 /// resource tags (URLs or paths).
-fn if_header_lock_tokens(value: &str) -> Vec<String> {
+pub(crate) fn if_header_lock_tokens(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = value;
     while let Some(i) = rest.find('<') {
@@ -281,7 +280,7 @@ fn if_header_lock_tokens(value: &str) -> Vec<String> {
 }
 
 /// Whether the path is locked by a lock the request does not hold.
-async fn locked_for(
+pub(crate) async fn locked_for(
     locks: &dyn DavLockSystem,
     owner: &Owner,
     path: &[String],
@@ -301,7 +300,8 @@ async fn locked_for(
         .is_err()
 }
 
-fn if_header_etags(value: &str) -> Vec<String> {
+/// The etags an `If` header asks for (`(["etag"])` lists), unquoted.
+pub(crate) fn if_header_etags(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = value;
     while let Some(i) = rest.find("[\"") {
@@ -317,7 +317,7 @@ fn if_header_etags(value: &str) -> Vec<String> {
     out
 }
 
-fn unquote(s: &str) -> &str {
+pub(crate) fn unquote(s: &str) -> &str {
     let s = s.trim();
     let s = s.strip_prefix("W/").unwrap_or(s);
     s.strip_prefix('"')
