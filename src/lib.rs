@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod app;
 pub mod backend;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod dav;
@@ -27,3 +28,4 @@ pub mod index;
 pub mod jobs;
 pub mod namespace;
 pub mod store;
+pub mod xml_escape;

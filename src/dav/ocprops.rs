@@ -12,6 +12,7 @@
 //! and over: a PROPFIND's folder listing is remembered, so the properties
 //! of every listed entry come from memory.
 
+use crate::xml_escape::escape;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,12 +29,6 @@ pub const NS_NEXTCLOUD: &str = "http://nextcloud.org/ns";
 /// V move, W write, C create file, K create folder.
 pub const FILE_PERMISSIONS: &str = "RGDNVW";
 pub const FOLDER_PERMISSIONS: &str = "RGDNVCK";
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 fn element(prefix: &str, ns: &str, name: &str, inner: &str, declare: bool) -> Vec<u8> {
     if declare {

@@ -3,6 +3,7 @@
 //! recorded during streaming into a broken transfer instead of a short or
 //! empty reply.
 
+use crate::xml_escape::escape;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -20,13 +21,6 @@ pub fn full(data: impl Into<Bytes>) -> GwBody {
     Full::new(data.into())
         .map_err(|never| match never {})
         .boxed_unsync()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn exception_name(status: StatusCode) -> &'static str {

@@ -24,13 +24,6 @@ pub fn valid_user_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Index {
     /// Creates a user and their empty root folder.
     pub fn add_user(&self, new: NewUser) -> Result<UserRecord, IndexError> {
@@ -44,7 +37,7 @@ impl Index {
             let id = t.next_id()?;
             let root = t.next_id()?;
             let version = t.next_change()?;
-            let now = now_secs();
+            let now = crate::clock::unix_secs();
             t.put_node(&Node {
                 id: root,
                 parent: 0,
@@ -107,7 +100,7 @@ impl Index {
     /// Removes a user and their whole tree; the chunks only they used become
     /// unreferenced (and are collected after the grace period).
     pub fn remove_user(&self, name: &str) -> Result<(), IndexError> {
-        let now = now_secs() as u64;
+        let now = crate::clock::unix_secs() as u64;
         self.write(|t| {
             let user = get_user(&t.users, name)?
                 .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;

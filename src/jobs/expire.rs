@@ -8,7 +8,7 @@
 //! this job needs nothing of it but that one call.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Batch, Job, JobError};
 use crate::namespace::UploadError;
@@ -56,10 +56,7 @@ impl Job for ExpireJob {
     }
 
     async fn step(&mut self) -> Result<Batch, JobError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::clock::unix_secs();
         let expired = self.sessions.expire_stale(now)?;
         Ok(Batch::done(expired as u64))
     }

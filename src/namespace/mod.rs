@@ -144,13 +144,6 @@ impl StoredProp {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 fn prop_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}\0{}", namespace.unwrap_or(""), name)
 }
@@ -319,8 +312,8 @@ impl Namespace {
                 owner: owner.id,
                 kind: NodeKind::Dir,
                 size: 0,
-                mtime: now_ns(),
-                created: now_ns() / 1_000_000_000,
+                mtime: crate::clock::unix_nanos(),
+                created: crate::clock::unix_nanos() / 1_000_000_000,
                 version,
                 digest: None,
                 checksums: None,
@@ -349,7 +342,7 @@ impl Namespace {
     /// Removes a file, or an empty folder.
     pub fn remove(&self, owner: &Owner, path: &[String]) -> Result<(), NsError> {
         let (name, parent_path) = path.split_last().ok_or(NsError::Root)?;
-        let now = (now_ns() / 1_000_000_000) as u64;
+        let now = (crate::clock::unix_nanos() / 1_000_000_000) as u64;
         self.index.write(|t| {
             let parent = parent_dir(t, owner, parent_path)?;
             let id = get_child(&t.dirents, parent.id, name)?.ok_or(NsError::NotFound)?;
@@ -534,7 +527,7 @@ pub(crate) fn commit_file_in(
     except_session: Option<&str>,
 ) -> Result<(Node, bool), NsError> {
     let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
-    let now = now_ns();
+    let now = crate::clock::unix_nanos();
     let parent = parent_dir(t, owner, parent_path)?;
     let existing = match get_child(&t.dirents, parent.id, name)? {
         Some(id) => Some(t.node(id)?.ok_or(NsError::NotFound)?),
@@ -649,7 +642,7 @@ fn rename_in(
 /// Deletes a node and everything below it (not its own dirent): files
 /// release their chunks and their bytes from the owner's usage.
 fn remove_subtree(t: &mut WriteTables<'_>, owner: &Owner, top: u64) -> Result<(), NsError> {
-    let now = (now_ns() / 1_000_000_000) as u64;
+    let now = (crate::clock::unix_nanos() / 1_000_000_000) as u64;
     let (files, bytes) = t.remove_subtree(top, now)?;
     quota::credit(t, owner, bytes)?;
     t.add_counter(KEY_FILES, -(files as i64))?;

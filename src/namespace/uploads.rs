@@ -148,13 +148,6 @@ pub fn part_key(name: &str) -> Option<u128> {
     digits.parse().ok()
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A record of the session tables, in the layout of [`crate::index::codec`].
 trait SessionRecord: Sized {
     fn write(&self, w: &mut Writer);
@@ -349,7 +342,7 @@ impl Namespace {
         if !valid_name(transfer) {
             return Err(UploadError::BadName(transfer.into()));
         }
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         self.index.write(|t| {
             if get_session(t, owner.id, transfer)?.is_some() {
                 return Err(UploadError::SessionExists);
@@ -472,7 +465,7 @@ impl Namespace {
             return Err(UploadError::BadName(name.into()));
         }
         let key = part_key(name);
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         self.index.write(|t| {
             let mut s = get_session(t, owner.id, transfer)?.ok_or(UploadError::NoSession)?;
             let mut replaced = 0;
@@ -513,7 +506,7 @@ impl Namespace {
         transfer: &str,
         name: &str,
     ) -> Result<(), UploadError> {
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         self.index.write(|t| {
             let mut s = get_session(t, owner.id, transfer)?.ok_or(UploadError::NoSession)?;
             let rec: PartRecord = match t.upload_parts.get((owner.id, transfer, name))? {
@@ -531,7 +524,7 @@ impl Namespace {
 
     /// Abandons a transfer (DELETE), releasing what it holds.
     pub fn abandon_upload(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError> {
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         self.index.write(|t| {
             if get_session(t, owner.id, transfer)?.is_none() {
                 return Err(UploadError::NoSession);
@@ -553,7 +546,7 @@ impl Namespace {
         check: &AssembleCheck,
         commit_meta: AssembleMeta,
     ) -> Result<Assembled, UploadError> {
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         self.index.write(|t| {
             if get_session(t, owner.id, transfer)?.is_none() {
                 return Err(UploadError::NoSession);

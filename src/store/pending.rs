@@ -53,10 +53,7 @@ pub(crate) struct PendingLog {
 }
 
 pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::unix_secs().max(0) as u64
 }
 
 impl ContentStore {

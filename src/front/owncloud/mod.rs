@@ -9,6 +9,7 @@
 
 pub mod uploads;
 
+use crate::xml_escape::escape;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -165,13 +166,6 @@ fn envelope(v2: bool, ok: bool, message: &str, data: Value) -> Value {
             "data": data,
         }
     })
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// XML names must not start with a digit or contain odd characters; OCS

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -174,13 +174,6 @@ pub struct UploadsCtx<'a> {
     /// The user's WebDAV lock table: the assembled file must not land on a
     /// path someone else has locked.
     pub locks: Box<dyn DavLockSystem>,
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Drops stale sessions, releasing the chunks they hold (the `jobs`
@@ -665,7 +658,7 @@ impl UploadsCtx<'_> {
         base: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
         let mut ms = Multistatus::new();
-        ms.folder(&format!("{base}/"), now_secs(), "root");
+        ms.folder(&format!("{base}/"), crate::clock::unix_secs(), "root");
         if depth(req.headers()) != 0 {
             for (tid, s) in self.ns.uploads(owner)? {
                 ms.folder(
