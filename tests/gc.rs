@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::gateway::{random_bytes, TestGateway};
+use common::gateway::{random_bytes, upload_in_background, TestGateway};
 
 const MIB: usize = 1 << 20;
 
@@ -121,21 +121,7 @@ fn uploads_racing_the_collector_never_lose_chunks() {
                 .unwrap();
         }
         // Re-upload while the collector deletes the same chunks.
-        let uploader = {
-            let (base, data) = (gw.base.clone(), data.clone());
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::new();
-                for (i, d) in data.iter().enumerate() {
-                    let url = format!("{base}/remote.php/dav/files/alice/g{round}-{i}");
-                    let res = http
-                        .put(url)
-                        .basic_auth("alice", Some("pw"))
-                        .body(d.clone())
-                        .send();
-                    assert!(res.unwrap().status().is_success());
-                }
-            })
-        };
+        let uploader = upload_in_background(&gw.base, "alice", "pw", &format!("g{round}-"), &data);
         gw.collect_garbage(Duration::ZERO);
         uploader.join().unwrap();
         for (i, d) in data.iter().enumerate() {

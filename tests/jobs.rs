@@ -6,32 +6,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::gateway::random_bytes;
+use common::gateway::{files_below, random_bytes};
 use reqwest::blocking::Client;
 
 fn object_files(dir: &Path) -> usize {
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.len()
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
+    files_below(dir).len()
 }
 
 /// `serve` with a GC every second and no grace; returns the child, the

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::gateway::{basic, random_bytes, Dav, TestGateway};
+use common::gateway::{basic, random_bytes, upload_in_background, Dav, TestGateway};
 use dedupdav::config::Config;
 
 const MIB: usize = 1 << 20;
@@ -259,21 +259,7 @@ fn reuploads_racing_the_sweep_of_abandoned_objects_never_lose_chunks() {
                 .unwrap();
             assert_eq!(res.status(), 400);
         }
-        let uploader = {
-            let (base, data) = (gw.base.clone(), data.clone());
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::new();
-                for (i, d) in data.iter().enumerate() {
-                    let url = format!("{base}/remote.php/dav/files/alice/g{round}-{i}");
-                    let res = http
-                        .put(url)
-                        .basic_auth("alice", Some("pw"))
-                        .body(d.clone())
-                        .send();
-                    assert!(res.unwrap().status().is_success());
-                }
-            })
-        };
+        let uploader = upload_in_background(&gw.base, "alice", "pw", &format!("g{round}-"), &data);
         gw.collect_garbage(Duration::ZERO);
         uploader.join().unwrap();
         for (i, d) in data.iter().enumerate() {

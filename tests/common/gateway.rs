@@ -167,6 +167,43 @@ impl TestGateway {
     }
 }
 
+/// Every file below `dir` (none when it does not exist).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
+/// PUTs `data[i]` as `<prefix>{i}` in `user`'s tree on another thread
+/// (racing whatever the caller does meanwhile); every PUT must succeed.
+pub fn upload_in_background(
+    base: &str,
+    user: &str,
+    password: &str,
+    prefix: &str,
+    data: &[Vec<u8>],
+) -> std::thread::JoinHandle<()> {
+    let (base, user, password, prefix, data) = (
+        base.to_string(),
+        user.to_string(),
+        password.to_string(),
+        prefix.to_string(),
+        data.to_vec(),
+    );
+    std::thread::spawn(move || {
+        let http = Client::new();
+        for (i, d) in data.iter().enumerate() {
+            let url = format!("{base}/remote.php/dav/files/{user}/{prefix}{i}");
+            let res = http
+                .put(url)
+                .basic_auth(&user, Some(&password))
+                .body(d.clone())
+                .send();
+            assert!(res.expect("PUT").status().is_success());
+        }
+    })
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
