@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -43,29 +43,7 @@ fn first_start_prints_key_warning_and_admin_password() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    // Keep draining the server's output so it never blocks or breaks.
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut password = None;
-    let mut addr = None;
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        if let Some(p) = line.trim().strip_prefix("password: ") {
-            password = Some(p.to_string());
-        }
-        if let Some(a) = line.strip_prefix("dedupdav listening on ") {
-            addr = Some(a.trim().trim_end_matches('/').to_string());
-            break;
-        }
-    }
-    let (password, addr) = (
-        password.expect("admin password printed"),
-        addr.expect("address"),
-    );
+    let (password, addr) = common::read_first_start(&mut child);
     let key = dir.path().join("dedupdav-data/master.key");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

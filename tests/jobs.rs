@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::gateway::{files_below, random_bytes};
@@ -40,29 +40,8 @@ fn serve(dir: &Path) -> (Child, String, String, Arc<Mutex<String>>) {
             log.push('\n');
         }
     });
-    let (tx, rx) = mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut password, mut addr) = (None, None);
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        if let Some(p) = line.trim().strip_prefix("password: ") {
-            password = Some(p.to_string());
-        }
-        if let Some(a) = line.strip_prefix("dedupdav listening on ") {
-            addr = Some(a.trim().trim_end_matches('/').to_string());
-            break;
-        }
-    }
-    (
-        child,
-        password.expect("password"),
-        addr.expect("address"),
-        log,
-    )
+    let (password, addr) = common::read_first_start(&mut child);
+    (child, password, addr, log)
 }
 
 /// The value of the series `name` in a Prometheus text reply.

@@ -30,3 +30,31 @@ pub fn dedupdav_command() -> std::process::Command {
     }
     c
 }
+
+/// Reads what a first `serve` prints on stdout — the generated admin
+/// password and the address it listens on — and keeps draining its output
+/// afterwards so the server never blocks on a full pipe.
+pub fn read_first_start(child: &mut std::process::Child) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut password, mut addr) = (None, None);
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        if let Some(p) = line.trim().strip_prefix("password: ") {
+            password = Some(p.to_string());
+        }
+        if let Some(a) = line.strip_prefix("dedupdav listening on ") {
+            addr = Some(a.trim().trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    (
+        password.expect("admin password printed"),
+        addr.expect("listening address printed"),
+    )
+}
