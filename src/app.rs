@@ -8,10 +8,10 @@ use crate::backend::webdav::WebDavStore;
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::config::{BackendKind, Config};
 use crate::crypto::{CryptoError, Keys, MasterKey, VisibleIds};
-use crate::dav::DedupFs;
-use crate::index::{Index, IndexError};
-use crate::namespace::{Namespace, PropLimits};
+use crate::meta::{Index, IndexError};
+use crate::meta::{Namespace, PropLimits};
 use crate::store::ContentStore;
+use crate::webdav::DedupFs;
 
 /// Errors of starting up.
 #[derive(Debug, thiserror::Error)]

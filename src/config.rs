@@ -11,7 +11,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::webdav::WebDavConfig;
-use crate::dav::checksum::ChecksumSet;
+use crate::owncloud::checksum::ChecksumSet;
 use crate::store::{ChunkSizes, StoreSettings};
 
 /// Errors of loading the configuration.

@@ -9,9 +9,9 @@ use dav_server::fs::FsError;
 use http::StatusCode;
 
 use crate::backend::BackendError;
-use crate::front::body::BodyError;
-use crate::index::IndexError;
-use crate::namespace::{NsError, UploadError};
+use crate::http::body::BodyError;
+use crate::meta::IndexError;
+use crate::meta::{NsError, UploadError};
 use crate::store::StoreError;
 
 /// Any error a request can end with.

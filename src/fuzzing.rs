@@ -26,20 +26,20 @@ use percent_encoding::{percent_decode, utf8_percent_encode, NON_ALPHANUMERIC};
 use crate::backend::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
 use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
-use crate::dav::checksum;
-use crate::dav::LockTable;
-use crate::front::below_prefix;
-use crate::front::body::{check_xml, XmlLimits};
-use crate::front::listing::props;
-use crate::front::owncloud::uploads::{
+use crate::http::below_prefix;
+use crate::http::body::{check_xml, XmlLimits};
+use crate::http::ranges::{merge, Merged};
+use crate::http::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
+use crate::meta::sessions::{order_of, part_key, valid_name};
+use crate::meta::{split_path, Owner};
+use crate::meta::{valid_user_name, UserRecord};
+use crate::owncloud::checksum;
+use crate::owncloud::uploads::{
     if_header_etags, if_header_lock_tokens, locked_for, names_below, parse_target, unquote, Target,
 };
-use crate::front::owncloud::{format_of, ocs as ocs_reply, Format};
-use crate::front::ranges::{merge, Merged};
-use crate::front::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
-use crate::index::{valid_user_name, UserRecord};
-use crate::namespace::uploads::{order_of, part_key, valid_name};
-use crate::namespace::{split_path, Owner};
+use crate::owncloud::{format_of, ocs as ocs_reply, Format};
+use crate::webdav::propfind::props;
+use crate::webdav::LockTable;
 
 /// The user every two-part input that needs one acts as.
 const USER: &str = "alice";

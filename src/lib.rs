@@ -13,19 +13,19 @@
 //! - [`jobs`]: background work (garbage collection, upload expiry) under one runner.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod accounts;
 pub mod app;
 pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod dav;
 pub mod error;
-pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod index;
+pub mod http;
 pub mod jobs;
-pub mod namespace;
+pub mod meta;
+pub mod owncloud;
 pub mod store;
+pub mod webdav;
 pub mod xml_escape;

@@ -15,14 +15,14 @@ use clap::{Parser, Subcommand};
 /// with a single arena, reuses them across threads.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use dedupdav::admin;
+use dedupdav::accounts;
 use dedupdav::app::App;
 use dedupdav::config::{Config, LogFormat};
-use dedupdav::front::Gateway;
-use dedupdav::index::Index;
+use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
+use dedupdav::meta::Index;
 
 /// A WebDAV gateway that stores every unique chunk of every upload once,
 /// compressed and encrypted, in a local directory or an ownCloud account,
@@ -162,9 +162,9 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             let app = App::open(config)?;
             let stats = app.index.stats()?;
             if json {
-                println!("{}", admin::stats_json(&stats));
+                println!("{}", accounts::stats_json(&stats));
             } else {
-                print!("{}", admin::render_stats(&stats));
+                print!("{}", accounts::render_stats(&stats));
             }
             Ok(())
         }
@@ -178,7 +178,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
     runtime.block_on(async move {
         let listen = config.listen.clone();
         let app = App::open(config)?;
-        if let Some(pw) = admin::ensure_first_admin(&app.index)? {
+        if let Some(pw) = accounts::ensure_first_admin(&app.index)? {
             say(&format!(
                 "\nCreated the first user: admin\n  password: {pw}\n\
                  (shown only now; change it with `dedupdav user passwd admin`)\n"
@@ -305,13 +305,13 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             quota,
             password_stdin,
         } => {
-            let quota = quota.map(|q| admin::parse_size(&q)).transpose()?;
+            let quota = quota.map(|q| accounts::parse_size(&q)).transpose()?;
             let (password, generated) = if password_stdin {
                 (read_password_stdin()?, false)
             } else {
-                (admin::generate_password(), true)
+                (accounts::generate_password(), true)
             };
-            admin::add_user(&index, &name, &password, is_admin, quota)?;
+            accounts::add_user(&index, &name, &password, is_admin, quota)?;
             println!("created user {name}");
             if generated {
                 println!("  password: {password}");
@@ -332,7 +332,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             }
         }
         UserCommand::Remove { name } => {
-            admin::remove_user(&index, &name)?;
+            accounts::remove_user(&index, &name)?;
             println!("removed user {name} and their files");
         }
         UserCommand::Passwd {
@@ -342,9 +342,9 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             let (password, generated) = if password_stdin {
                 (read_password_stdin()?, false)
             } else {
-                (admin::generate_password(), true)
+                (accounts::generate_password(), true)
             };
-            admin::set_password(&index, &name, &password)?;
+            accounts::set_password(&index, &name, &password)?;
             println!("password of {name} changed");
             if generated {
                 println!("  password: {password}");

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::gateway::{basic, random_bytes, TestGateway};
-use dedupdav::front::Stalled;
+use dedupdav::http::Stalled;
 
 const MIB: usize = 1 << 20;
 const STATUS: &[u8] = b"GET /status.php HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -274,7 +274,7 @@ fn transfers_that_keep_moving_outlast_the_body_timeout() {
 #[test]
 fn invented_methods_add_nothing_to_metrics() {
     let gw = TestGateway::start();
-    dedupdav::admin::add_user(&gw.index, "root", "pw", true, None).unwrap();
+    dedupdav::accounts::add_user(&gw.index, "root", "pw", true, None).unwrap();
     let http = reqwest::blocking::Client::new();
     let nowhere = format!("{}/nowhere", gw.base);
     let send = |method: &str| {

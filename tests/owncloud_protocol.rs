@@ -664,7 +664,7 @@ fn removing_a_user_releases_their_unfinished_uploads() {
     });
     assert_eq!(dav.put("kept.bin", random_bytes(50_000, 12)).status(), 201);
     assert!(gw.index.chunk_references().unwrap() > 0);
-    dedupdav::admin::remove_user(&gw.index, "gone").unwrap();
+    dedupdav::accounts::remove_user(&gw.index, "gone").unwrap();
     assert_eq!(
         gw.index.chunk_references().unwrap(),
         0,

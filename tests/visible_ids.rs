@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::gateway::{Dav, TestGateway};
-use dedupdav::namespace::{Namespace, Owner};
+use dedupdav::meta::{Namespace, Owner};
 use reqwest::blocking::Response;
 
 const PROPS: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
@@ -76,7 +76,7 @@ fn everything(dav: &Dav) -> (BTreeMap<String, Seen>, String, String) {
 }
 
 /// The internal node of `user`'s `path`, read from the index.
-fn internal(gw: &TestGateway, user: &str, path: &str) -> dedupdav::index::Node {
+fn internal(gw: &TestGateway, user: &str, path: &str) -> dedupdav::meta::Node {
     let record = gw.index.user(user).unwrap().unwrap();
     let names: Vec<String> = path.split('/').map(str::to_string).collect();
     Namespace::new(gw.index.clone())

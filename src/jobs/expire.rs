@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Batch, Job, JobError};
-use crate::namespace::UploadError;
+use crate::meta::UploadError;
 
 /// The expiry job's name in the log and metrics.
 pub const NAME: &str = "expire_uploads";

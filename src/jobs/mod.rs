@@ -55,7 +55,7 @@ pub enum JobError {
     #[error("garbage collection failed: {0}")]
     Gc(#[from] crate::store::StoreError),
     #[error("expiring stale uploads failed: {0}")]
-    Expire(#[from] crate::namespace::UploadError),
+    Expire(#[from] crate::meta::UploadError),
     #[cfg(test)]
     #[error("test failure: {0}")]
     Test(&'static str),

@@ -96,7 +96,7 @@ impl ContentStore {
     fn claim_and_forget<T>(
         &self,
         ids: &[ChunkId],
-        forget: impl FnOnce(&[[u8; 32]]) -> Result<T, crate::index::IndexError>,
+        forget: impl FnOnce(&[[u8; 32]]) -> Result<T, crate::meta::IndexError>,
     ) -> Result<(Vec<ChunkId>, T), StoreError> {
         let (claimed, forgotten) = self.pins.claim_for_deletion(ids.to_vec(), |claimed| {
             let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use crate::backend::local::LocalDirStore;
     use crate::crypto::MasterKey;
-    use crate::index::Index;
+    use crate::meta::Index;
     use crate::store::{ChunkSizes, StoreSettings};
 
     fn bytes(len: usize, mut x: u64) -> Vec<u8> {

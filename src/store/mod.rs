@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::crypto::{ChunkId, ChunkIdKey, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
-use crate::index::{Index, IndexError};
+use crate::meta::{Index, IndexError};
 
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};

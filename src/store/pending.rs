@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use super::{ContentStore, StoreError};
 use crate::crypto::ChunkId;
-use crate::index::Index;
+use crate::meta::Index;
 
 /// One id waiting for its record to be durable.
 struct Waiting {

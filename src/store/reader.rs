@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
 use super::{ChunkKeys, ContentStore, StoreError};
-use crate::index::ManifestEntry;
+use crate::meta::ManifestEntry;
 
 pub struct FileReader {
     store: Arc<ContentStore>,

@@ -17,8 +17,8 @@ use super::budget::{chunk_cost, BufferPermit};
 use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName, HEADER_LEN};
-use crate::index::ManifestEntry;
-use crate::namespace::FileCommit;
+use crate::meta::FileCommit;
+use crate::meta::ManifestEntry;
 
 /// What became of one chunk.
 struct ChunkOutcome {

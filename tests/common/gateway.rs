@@ -9,8 +9,8 @@ use dedupdav::app::App;
 use dedupdav::config::{BackendKind, Config};
 
 use super::apache::Apache;
-use dedupdav::front::Gateway;
-use dedupdav::index::{Index, Stats};
+use dedupdav::http::Gateway;
+use dedupdav::meta::{Index, Stats};
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 
@@ -114,11 +114,11 @@ impl TestGateway {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
-        dedupdav::admin::add_user(&self.index, name, password, false, None).expect("add user");
+        dedupdav::accounts::add_user(&self.index, name, password, false, None).expect("add user");
     }
 
     pub fn add_user_with_quota(&self, name: &str, password: &str, quota: u64) {
-        dedupdav::admin::add_user(&self.index, name, password, false, Some(quota))
+        dedupdav::accounts::add_user(&self.index, name, password, false, Some(quota))
             .expect("add user");
     }
 

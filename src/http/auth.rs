@@ -1,0 +1,341 @@
+//! HTTP Basic authentication against argon2id hashes.
+//!
+//! Verifying an argon2id hash costs tens of milliseconds and 19 MiB by
+//! design, so:
+//! - a successful login is remembered for a while under a keyed MAC of the
+//!   credentials (the password itself is never kept), and a remembered one
+//!   costs no hashing and no delay;
+//! - at most `limits.password_checks` verifications run at once (each holds
+//!   its slot until the hash is done, even if the client hangs up); further
+//!   logins wait in a queue of at most [`QUEUE_PER_CHECK`] per slot for at
+//!   most [`QUEUE_WAIT`], and beyond that are answered 503 with
+//!   `Retry-After` ([`AuthError::Busy`]) instead of holding ever more
+//!   connections and memory;
+//! - repeated failures are held back *before* hashing by the [`throttle`],
+//!   counted per address and per user name.
+
+mod throttle;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{AuthConfig, LimitsConfig};
+use crate::crypto::{auth_cache_tag, Keys};
+use crate::meta::{Index, IndexError, UserRecord};
+use throttle::{Throttle, UserKey};
+
+/// Logins that may wait for a verification slot, per slot. A waiting login
+/// costs its connection and a few hundred bytes; at ~25-50 ms per check a
+/// full queue is one to two seconds of work, so a longer one only makes
+/// every login slower.
+pub const QUEUE_PER_CHECK: usize = 32;
+
+/// Longest wait for a verification slot before answering 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// Seconds a client answered [`AuthError::Busy`] is asked to wait.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
+
+/// Errors of authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials")]
+    Missing,
+    #[error("malformed Authorization header")]
+    Malformed,
+    #[error("wrong user name or password")]
+    Wrong,
+    #[error("too many logins are being checked; try again shortly")]
+    Busy,
+    #[error("the user index failed: {0}")]
+    Index(#[source] IndexError),
+    #[error("password hashing failed: {0}")]
+    Hash(#[source] argon2::password_hash::Error),
+    #[error("a password check stopped: {0}")]
+    Check(#[source] tokio::task::JoinError),
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(AuthError::Hash)
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Parses `Authorization: Basic …` into (user, password).
+pub fn parse_basic(header: Option<&str>) -> Result<(String, String), AuthError> {
+    let h = header.ok_or(AuthError::Missing)?;
+    let (scheme, rest) = h.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthError::Missing);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| AuthError::Malformed)?;
+    let text = String::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
+    let (u, p) = text.split_once(':').ok_or(AuthError::Malformed)?;
+    Ok((u.to_string(), p.to_string()))
+}
+
+/// The slots for password verification and the queue in front of them.
+struct PasswordChecks {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+/// Counts one login as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PasswordChecks {
+    fn new(slots: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: slots.saturating_mul(QUEUE_PER_CHECK),
+        }
+    }
+
+    /// A verification slot, or [`AuthError::Busy`] when the queue is full or
+    /// the wait too long.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, AuthError> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AuthError::Busy);
+        }
+        let _waiting = Waiting(&self.waiting);
+        match tokio::time::timeout(QUEUE_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(AuthError::Busy),
+        }
+    }
+
+    /// Verifies `password` against `hash` on the blocking pool, in a slot.
+    async fn verify(&self, hash: String, password: String) -> Result<bool, AuthError> {
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            // The slot is held by the hashing itself, so a client that hangs
+            // up does not free it while its hash still runs.
+            let _slot = slot;
+            verify_password(&hash, &password)
+        })
+        .await
+        .map_err(AuthError::Check)
+    }
+}
+
+pub struct Authenticator {
+    index: Arc<Index>,
+    keys: Arc<Keys>,
+    cfg: AuthConfig,
+    cache: Mutex<std::collections::HashMap<[u8; 32], Instant>>,
+    checks: PasswordChecks,
+    throttle: Throttle,
+}
+
+impl Authenticator {
+    pub fn new(index: Arc<Index>, keys: Arc<Keys>, cfg: AuthConfig, limits: &LimitsConfig) -> Self {
+        Self {
+            index,
+            keys,
+            throttle: Throttle::new(&cfg),
+            cfg,
+            cache: Mutex::new(std::collections::HashMap::new()),
+            checks: PasswordChecks::new(limits.password_checks),
+        }
+    }
+
+    /// Checks the request's credentials and returns the user.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        client: IpAddr,
+    ) -> Result<UserRecord, AuthError> {
+        let (name, password) = match parse_basic(header) {
+            Ok(credentials) => credentials,
+            Err(AuthError::Missing) => return Err(AuthError::Missing),
+            Err(e) => {
+                self.note_failure(client, None);
+                tokio::time::sleep(self.throttle.delay(client, None)).await;
+                return Err(e);
+            }
+        };
+        let who = self.user_key(&name);
+        let user = self.index.user(&name).map_err(AuthError::Index)?;
+        let tag = auth_cache_tag(
+            &self.keys,
+            &[name.as_bytes(), b"\0", password.as_bytes(), b"\0"],
+        );
+        let (tag, hash) = match &user {
+            Some(u) => (
+                Some(auth_cache_tag(
+                    &self.keys,
+                    &[&tag, u.password_hash.as_bytes()],
+                )),
+                u.password_hash.clone(),
+            ),
+            // Spend the same effort as for a real user, so timing does not
+            // tell which user names exist.
+            None => (None, dummy_hash().to_string()),
+        };
+        if let (Some(user), Some(tag)) = (&user, &tag) {
+            if self.cached(tag) {
+                self.throttle.succeeded(client, &who);
+                return Ok(user.clone());
+            }
+        }
+        let delay = self.throttle.delay(client, Some(&who));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let verified = self.checks.verify(hash, password).await?;
+        match (user, tag) {
+            (Some(user), Some(tag)) if verified => {
+                self.throttle.succeeded(client, &who);
+                self.remember(tag);
+                Ok(user)
+            }
+            _ => {
+                self.note_failure(client, Some(&who));
+                Err(AuthError::Wrong)
+            }
+        }
+    }
+
+    /// The throttle's key for a user name: a keyed hash of fixed size.
+    fn user_key(&self, name: &str) -> UserKey {
+        let mac = auth_cache_tag(&self.keys, &[b"login throttle\0", name.as_bytes()]);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&mac[..16]);
+        key
+    }
+
+    fn note_failure(&self, client: IpAddr, user: Option<&UserKey>) {
+        let failures = self.throttle.failed(client, user);
+        tracing::warn!(%client, failures, "failed login");
+    }
+
+    fn remember(&self, tag: [u8; 32]) {
+        if self.cfg.cache_seconds == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock();
+        if cache.len() > 10_000 {
+            let now = Instant::now();
+            cache.retain(|_, exp| *exp > now);
+        }
+        cache.insert(
+            tag,
+            Instant::now() + Duration::from_secs(self.cfg.cache_seconds),
+        );
+    }
+
+    fn cached(&self, tag: &[u8; 32]) -> bool {
+        self.cache
+            .lock()
+            .get(tag)
+            .is_some_and(|exp| *exp > Instant::now())
+    }
+}
+
+/// An argon2id hash of a random password, verified against when the user
+/// does not exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let random = uuid::Uuid::new_v4().to_string();
+        hash_password(&random).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_parsing() {
+        let h = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:pa:ss")
+        );
+        assert_eq!(
+            parse_basic(Some(&h)).unwrap(),
+            ("alice".to_string(), "pa:ss".to_string())
+        );
+        assert!(matches!(parse_basic(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            parse_basic(Some("Basic !!!")),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            parse_basic(Some("Bearer x")),
+            Err(AuthError::Missing)
+        ));
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let h = hash_password("secret").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "secret"));
+        assert!(!verify_password(&h, "Secret"));
+        assert!(!verify_password(dummy_hash(), "anything"));
+        assert!(PasswordHash::new(dummy_hash()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let checks = Arc::new(PasswordChecks::new(1));
+        let held = checks.slot().await.unwrap();
+        let waiters: Vec<_> = (0..QUEUE_PER_CHECK)
+            .map(|_| {
+                let c = checks.clone();
+                tokio::spawn(async move { c.slot().await.is_ok() })
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if checks.waiting.load(Ordering::Acquire) == QUEUE_PER_CHECK {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(checks.waiting.load(Ordering::Acquire), QUEUE_PER_CHECK);
+        // The queue is full: the next login is refused at once.
+        assert!(matches!(checks.slot().await, Err(AuthError::Busy)));
+        drop(held);
+        for w in waiters {
+            assert!(w.await.unwrap(), "every queued login gets its slot");
+        }
+        assert_eq!(checks.waiting.load(Ordering::Acquire), 0);
+    }
+}

@@ -1,0 +1,331 @@
+//! The metadata index: one redb database holding users, the per-user trees,
+//! file manifests, chunk refcounts and counters.
+//!
+//! Only this module and [`crate::meta`] see redb types. Everything else
+//! uses the typed records in [`records`] and the operations on [`Index`] and
+//! [`crate::meta::Namespace`], so a later multi-node deployment can put
+//! the same tables on a shared engine.
+
+pub(crate) mod durability;
+mod migrate;
+mod pending;
+pub(crate) mod quota;
+pub mod sessions;
+pub(crate) mod tables;
+pub mod tree;
+pub(crate) mod tx;
+mod users;
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+
+use crate::meta::records::{ChunkRecord, UserRecord};
+pub use pending::ExpiredPending;
+pub(crate) use tables::*;
+pub use users::{valid_user_name, NewUser};
+
+/// The schema version this build reads and writes. 2: objects live in one
+/// level of fan-out folders (`objects/ab/<name>`); an index of version 1
+/// names objects under `objects/ab/cd/`, so it is refused. 3: the
+/// `pending` table (objects of uploads not committed yet) and dead
+/// properties counted in each user's `used`; a version-2 index is migrated
+/// on open ([`migrate`]).
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// Errors of the metadata index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the index {path} is in use by another process (is `dedupdav serve` running? stop it first)")]
+    InUse { path: String },
+    #[error("the index has schema version {found}, this build understands {expected}; refusing to open it")]
+    SchemaMismatch { found: u64, expected: u64 },
+    #[error("index storage error: {0}")]
+    Storage(String),
+    #[error("corrupt index record in {table}: {cause}")]
+    Corrupt { table: &'static str, cause: String },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    #[error("invalid user name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
+    BadUserName(String),
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IndexError {
+            fn from(e: $t) -> Self {
+                IndexError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_from!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Usage figures for `dedupdav stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub users: u64,
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunks: u64,
+    /// Objects written for uploads that have not committed (in flight, or
+    /// abandoned and awaiting the collector), and their backend bytes.
+    pub pending_objects: u64,
+    pub pending_bytes: u64,
+}
+
+/// The open index.
+pub struct Index {
+    pub(crate) db: Database,
+    /// Shares durable commits between concurrent write transactions.
+    group: durability::GroupCommit,
+}
+
+impl Index {
+    /// Opens (or creates) the index at `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => IndexError::InUse {
+                path: path.display().to_string(),
+            },
+            other => IndexError::Storage(other.to_string()),
+        })?;
+        let index = Self {
+            db,
+            group: Default::default(),
+        };
+        index.init_schema()?;
+        Ok(index)
+    }
+
+    fn init_schema(&self) -> Result<(), IndexError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get(KEY_SCHEMA)?.map(|v| v.value());
+            match found {
+                Some(2) => migrate::from_v2(&tx, &mut meta)?,
+                Some(v) if v != SCHEMA_VERSION => {
+                    return Err(IndexError::SchemaMismatch {
+                        found: v,
+                        expected: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                    meta.insert(KEY_NEXT_ID, 1)?;
+                    meta.insert(KEY_CHANGE, 1)?;
+                    meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
+                }
+            }
+            // Create every table so read transactions never miss one.
+            tx.open_table(USERS)?;
+            tx.open_table(NODES)?;
+            tx.open_table(DIRENTS)?;
+            tx.open_table(MANIFESTS)?;
+            tx.open_table(CHUNKS)?;
+            tx.open_table(PROPS)?;
+            tx.open_table(UPLOADS)?;
+            tx.open_table(UPLOAD_PARTS)?;
+            tx.open_table(PENDING)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A short random id of this installation (part of `oc:id`).
+    pub fn instance_id(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_INSTANCE)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Whether the chunk is known (stored, possibly awaiting deletion).
+    pub fn chunk_known(&self, id: &[u8; 32]) -> Result<bool, IndexError> {
+        Ok(self.chunk(id)?.is_some())
+    }
+
+    /// What the index knows of a chunk.
+    pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
+        self.read(|t| tx::get_chunk(t.chunks()?, id))
+    }
+
+    /// The sum of all chunk reference counts (file manifests and chunked
+    /// upload sessions); a check that what is released is released.
+    pub fn chunk_references(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let chunks = tx.open_table(CHUNKS)?;
+        let mut total = 0u64;
+        for row in chunks.iter()? {
+            let (_, v) = row?;
+            total += ChunkRecord::decode(v.value())?.refs;
+        }
+        Ok(total)
+    }
+
+    /// Chunks no manifest references, unreferenced since `cutoff` (Unix
+    /// seconds) or earlier: the collector's candidates. At most `limit`.
+    pub fn unreferenced_chunks(
+        &self,
+        cutoff: u64,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, IndexError> {
+        self.read(|t| {
+            let mut out = Vec::new();
+            for row in t.chunks()?.iter()? {
+                let (k, v) = row?;
+                let rec = ChunkRecord::decode(v.value())?;
+                if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff
+                {
+                    let mut id = [0u8; 32];
+                    if k.value().len() == 32 {
+                        id.copy_from_slice(k.value());
+                        out.push(id);
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drops the records of chunks that are still unreferenced since
+    /// `cutoff` or earlier (re-checked in this transaction: a chunk an
+    /// upload revived meanwhile is kept). Returns those dropped, with their
+    /// object sizes.
+    pub fn forget_chunks(
+        &self,
+        ids: &[[u8; 32]],
+        cutoff: u64,
+    ) -> Result<Vec<([u8; 32], u32)>, IndexError> {
+        self.write(|t| {
+            let mut dropped = Vec::new();
+            for id in ids {
+                let Some(rec) = t.chunk(id)? else { continue };
+                if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff
+                {
+                    t.chunks.remove(id.as_slice())?;
+                    t.add_counter(KEY_STORED_BYTES, -(rec.stored as i64))?;
+                    dropped.push((*id, rec.stored));
+                }
+            }
+            Ok(dropped)
+        })
+    }
+
+    /// Overall usage figures.
+    pub fn stats(&self) -> Result<Stats, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let get = |k: &str| -> Result<u64, IndexError> {
+            Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+        };
+        let users = tx.open_table(USERS)?;
+        let mut logical = 0;
+        for row in users.iter()? {
+            let (_, v) = row?;
+            logical += UserRecord::decode(v.value())?.used;
+        }
+        let (pending_objects, pending_bytes) = self.pending_totals()?;
+        Ok(Stats {
+            users: users.len()?,
+            files: get(KEY_FILES)?,
+            logical_bytes: logical,
+            stored_bytes: get(KEY_STORED_BYTES)?,
+            chunks: tx.open_table(CHUNKS)?.len()?,
+            pending_objects,
+            pending_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::prop_cost;
+
+    #[test]
+    fn schema_version_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        drop(Index::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 99).unwrap();
+            tx.commit().unwrap();
+        }
+        match Index::open(&path) {
+            Err(IndexError::SchemaMismatch { found: 99, .. }) => {}
+            other => panic!("expected a schema mismatch, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_version_2_index_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let (alice, value) = {
+            let index = Index::open(&path).unwrap();
+            let alice = index
+                .add_user(NewUser {
+                    name: "alice".into(),
+                    password_hash: "x".into(),
+                    admin: false,
+                    quota: None,
+                })
+                .unwrap();
+            let value = b"a dead property value".to_vec();
+            index
+                .write(|t| {
+                    t.props
+                        .insert((alice.root, "urn:x\0colour"), value.as_slice())?;
+                    Ok::<_, IndexError>(())
+                })
+                .unwrap();
+            (alice, value)
+        };
+        // Make it what version 2 wrote: no pending table, properties free.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(KEY_SCHEMA, 2).unwrap();
+            assert!(tx.delete_table(PENDING).unwrap());
+            tx.commit().unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let tx = index.db.begin_read().unwrap();
+        let version = tx.open_table(META).unwrap().get(KEY_SCHEMA).unwrap();
+        assert_eq!(version.unwrap().value(), SCHEMA_VERSION);
+        drop(tx);
+        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+        let used = index.user("alice").unwrap().unwrap().used;
+        assert_eq!(used, prop_cost("urn:x\0colour", &value));
+        assert_eq!(index.user("alice").unwrap().unwrap().id, alice.id);
+        // Opening again changes nothing.
+        drop(index);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.user("alice").unwrap().unwrap().used, used);
+    }
+
+    #[test]
+    fn second_open_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let _first = Index::open(&path).unwrap();
+        let err = Index::open(&path).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

@@ -1,0 +1,404 @@
+//! Transactions over all tables at once: `Index::write` runs a closure with
+//! every table open and commits only when it returns `Ok`, so each logical
+//! change is exactly one redb write transaction.
+
+use std::cell::OnceCell;
+
+use redb::{ReadOnlyTable, ReadableTable, Table};
+
+use super::durability::Commit;
+use super::tables::*;
+use super::{Index, IndexError};
+use crate::meta::records::{
+    decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
+};
+
+pub(crate) struct WriteTables<'t> {
+    pub meta: Table<'t, &'static str, u64>,
+    pub users: Table<'t, &'static str, &'static [u8]>,
+    pub nodes: Table<'t, u64, &'static [u8]>,
+    pub dirents: Table<'t, (u64, &'static str), u64>,
+    pub manifests: Table<'t, u64, &'static [u8]>,
+    pub chunks: Table<'t, &'static [u8], &'static [u8]>,
+    pub props: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub uploads: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    pub pending: Table<'t, &'static [u8], &'static [u8]>,
+}
+
+/// The tables of one read transaction, each opened on first use: most
+/// reads touch one or two of them.
+pub(crate) struct ReadTables {
+    tx: redb::ReadTransaction,
+    users: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    nodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    dirents: OnceCell<ReadOnlyTable<(u64, &'static str), u64>>,
+    manifests: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    chunks: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    props: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
+    uploads: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
+    upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
+    pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+/// Key of the `upload_parts` table: (user id, transfer, part name).
+type PartKey = (u64, &'static str, &'static str);
+
+/// Opens `def` in `tx` unless `cell` already holds it.
+fn lazily<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
+    cell: &'c OnceCell<ReadOnlyTable<K, V>>,
+    tx: &redb::ReadTransaction,
+    def: redb::TableDefinition<'static, K, V>,
+) -> Result<&'c ReadOnlyTable<K, V>, IndexError> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = tx.open_table(def)?;
+    Ok(cell.get_or_init(|| table))
+}
+
+macro_rules! read_table {
+    ($name:ident, $def:ident, $k:ty, $v:ty) => {
+        pub fn $name(&self) -> Result<&ReadOnlyTable<$k, $v>, IndexError> {
+            lazily(&self.$name, &self.tx, $def)
+        }
+    };
+}
+
+impl ReadTables {
+    fn new(tx: redb::ReadTransaction) -> Self {
+        Self {
+            tx,
+            users: OnceCell::new(),
+            nodes: OnceCell::new(),
+            dirents: OnceCell::new(),
+            manifests: OnceCell::new(),
+            chunks: OnceCell::new(),
+            props: OnceCell::new(),
+            uploads: OnceCell::new(),
+            upload_parts: OnceCell::new(),
+            pending: OnceCell::new(),
+        }
+    }
+
+    read_table!(users, USERS, &'static str, &'static [u8]);
+    read_table!(nodes, NODES, u64, &'static [u8]);
+    read_table!(dirents, DIRENTS, (u64, &'static str), u64);
+    read_table!(manifests, MANIFESTS, u64, &'static [u8]);
+    read_table!(chunks, CHUNKS, &'static [u8], &'static [u8]);
+    read_table!(props, PROPS, (u64, &'static str), &'static [u8]);
+    read_table!(uploads, UPLOADS, (u64, &'static str), &'static [u8]);
+    read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
+    read_table!(pending, PENDING, &'static [u8], &'static [u8]);
+}
+
+impl<'t> WriteTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, IndexError> {
+        Ok(Self {
+            meta: tx.open_table(META)?,
+            users: tx.open_table(USERS)?,
+            nodes: tx.open_table(NODES)?,
+            dirents: tx.open_table(DIRENTS)?,
+            manifests: tx.open_table(MANIFESTS)?,
+            chunks: tx.open_table(CHUNKS)?,
+            props: tx.open_table(PROPS)?,
+            uploads: tx.open_table(UPLOADS)?,
+            upload_parts: tx.open_table(UPLOAD_PARTS)?,
+            pending: tx.open_table(PENDING)?,
+        })
+    }
+}
+
+impl Index {
+    /// Runs `f` in one write transaction; commits only if it returns `Ok`.
+    ///
+    /// A commit waits for the disk (fsync), and write transactions queue
+    /// behind each other: on a multi-threaded runtime the worker thread is
+    /// handed off first, so other requests keep being served meanwhile.
+    pub(crate) fn write<R, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.write_now(f))
+            }
+            _ => self.write_now(f),
+        }
+    }
+
+    /// Commits without waiting for the disk, then waits until a durable
+    /// commit (shared with concurrent writers) covers this one.
+    fn write_now<R, E>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        let writer = self.group.writer();
+        let mut tx = self.db.begin_write().map_err(IndexError::from)?;
+        let result = match WriteTables::open(&tx) {
+            Ok(mut t) => f(&mut t),
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(r) => {
+                match self.group.ticket(&writer) {
+                    Commit::Alone(ticket) => {
+                        tx.commit().map_err(IndexError::from)?;
+                        self.group.durable(ticket);
+                    }
+                    Commit::Grouped(ticket) => {
+                        tx.set_durability(redb::Durability::None);
+                        tx.commit().map_err(IndexError::from)?;
+                        self.group.wait_durable(ticket, || self.persist())?;
+                    }
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                // Dropping the transaction aborts it: nothing is applied.
+                let _ = tx.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes every transaction committed so far durable (one fsync).
+    fn persist(&self) -> Result<(), IndexError> {
+        self.db.begin_write()?.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` over a consistent snapshot of every table.
+    pub(crate) fn read<R, E>(&self, f: impl FnOnce(&ReadTables) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<IndexError>,
+    {
+        let tx = self.db.begin_read().map_err(IndexError::from)?;
+        f(&ReadTables::new(tx))
+    }
+}
+
+pub(crate) fn get_node(
+    nodes: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<Node>, IndexError> {
+    match nodes.get(id)? {
+        Some(v) => Ok(Some(Node::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn get_child(
+    dirents: &impl ReadableTable<(u64, &'static str), u64>,
+    parent: u64,
+    name: &str,
+) -> Result<Option<u64>, IndexError> {
+    Ok(dirents.get((parent, name))?.map(|v| v.value()))
+}
+
+pub(crate) fn get_user(
+    users: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Option<UserRecord>, IndexError> {
+    match users.get(name)? {
+        Some(v) => Ok(Some(UserRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn get_manifest(
+    manifests: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Vec<ManifestEntry>, IndexError> {
+    match manifests.get(id)? {
+        Some(v) => decode_manifest(v.value()),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub(crate) fn get_pending(
+    pending: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: &[u8; 32],
+) -> Result<Option<PendingRecord>, IndexError> {
+    match pending.get(id.as_slice())? {
+        Some(v) => Ok(Some(PendingRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn get_chunk(
+    chunks: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: &[u8; 32],
+) -> Result<Option<ChunkRecord>, IndexError> {
+    match chunks.get(id.as_slice())? {
+        Some(v) => Ok(Some(ChunkRecord::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+impl WriteTables<'_> {
+    pub fn counter(&self, key: &str) -> Result<u64, IndexError> {
+        Ok(self.meta.get(key)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn add_counter(&mut self, key: &str, delta: i64) -> Result<(), IndexError> {
+        let v = self.counter(key)?.saturating_add_signed(delta);
+        self.meta.insert(key, v)?;
+        Ok(())
+    }
+
+    /// Allocates a node or user id.
+    pub fn next_id(&mut self) -> Result<u64, IndexError> {
+        let id = self.counter(KEY_NEXT_ID)?.max(1);
+        self.meta.insert(KEY_NEXT_ID, id + 1)?;
+        Ok(id)
+    }
+
+    /// Allocates the next value of the change counter (used for etags).
+    pub fn next_change(&mut self) -> Result<u64, IndexError> {
+        let v = self.counter(KEY_CHANGE)?.max(1);
+        self.meta.insert(KEY_CHANGE, v + 1)?;
+        Ok(v)
+    }
+
+    pub fn node(&self, id: u64) -> Result<Option<Node>, IndexError> {
+        get_node(&self.nodes, id)
+    }
+
+    pub fn put_node(&mut self, node: &Node) -> Result<(), IndexError> {
+        self.nodes.insert(node.id, node.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_user(&mut self, user: &UserRecord) -> Result<(), IndexError> {
+        self.users
+            .insert(user.name.as_str(), user.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
+        get_chunk(&self.chunks, id)
+    }
+
+    pub fn put_chunk(&mut self, id: &[u8; 32], rec: &ChunkRecord) -> Result<(), IndexError> {
+        self.chunks.insert(id.as_slice(), rec.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Drops one reference from each manifest entry; a chunk whose count
+    /// reaches zero is marked unreferenced (kept for the grace period).
+    pub fn release_chunks(
+        &mut self,
+        entries: &[ManifestEntry],
+        now: u64,
+    ) -> Result<(), IndexError> {
+        for e in entries {
+            let Some(mut rec) = self.chunk(&e.id.0)? else {
+                return Err(IndexError::Corrupt {
+                    table: "chunks",
+                    cause: format!("manifest references unknown chunk {:?}", e.id),
+                });
+            };
+            rec.refs = rec.refs.saturating_sub(1);
+            if rec.refs == 0 {
+                rec.unreferenced_since = now.max(1);
+            }
+            self.put_chunk(&e.id.0, &rec)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `version` on the node and every ancestor up to the user's root,
+    /// so every folder's etag changes when anything below it changes.
+    pub fn touch_up(&mut self, id: u64, version: u64) -> Result<(), IndexError> {
+        self.touch_up_sized(id, version, 0)
+    }
+
+    /// Like [`Self::touch_up`], and adds `delta` bytes to the size of every
+    /// folder on the way (a folder's size is the sum of the files below it,
+    /// `oc:size`), in the same walk.
+    pub fn touch_up_sized(
+        &mut self,
+        mut id: u64,
+        version: u64,
+        delta: i64,
+    ) -> Result<(), IndexError> {
+        while id != 0 {
+            let Some(mut n) = self.node(id)? else { break };
+            n.version = version;
+            if n.is_dir() {
+                n.size = n.size.saturating_add_signed(delta);
+            }
+            self.put_node(&n)?;
+            id = n.parent;
+        }
+        Ok(())
+    }
+
+    /// Deletes a node and everything below it (not its own dirent); files
+    /// release their chunks. Returns the files removed and the bytes they
+    /// and every removed node's dead properties counted in the quota (the
+    /// caller settles counters and quota).
+    pub fn remove_subtree(&mut self, top: u64, now: u64) -> Result<(u64, u64), IndexError> {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut stack = vec![top];
+        while let Some(id) = stack.pop() {
+            let children: Vec<(String, u64)> = self
+                .dirents
+                .range((id, "")..(id + 1, ""))?
+                .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value())))
+                .collect::<Result<_, _>>()?;
+            for (name, child) in children {
+                self.dirents.remove((id, name.as_str()))?;
+                stack.push(child);
+            }
+            if let Some(node) = self.node(id)? {
+                if !node.is_dir() {
+                    let m = get_manifest(&self.manifests, id)?;
+                    self.release_chunks(&m, now)?;
+                    files += 1;
+                    bytes += node.size;
+                }
+            }
+            bytes += self.drop_node(id)?;
+        }
+        Ok((files, bytes))
+    }
+
+    /// Deletes a node's record, manifest and dead properties (not its
+    /// dirent). Returns what the properties counted in the quota.
+    pub fn drop_node(&mut self, id: u64) -> Result<u64, IndexError> {
+        self.nodes.remove(id)?;
+        self.manifests.remove(id)?;
+        let mut cost = 0;
+        let keys: Vec<String> = self
+            .props
+            .range((id, "")..(id + 1, ""))?
+            .map(|r| {
+                r.map(|(k, v)| {
+                    cost += prop_cost(k.value().1, v.value());
+                    k.value().1.to_string()
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            self.props.remove((id, k.as_str()))?;
+        }
+        Ok(cost)
+    }
+
+    /// Removes the pending records of chunks a commit now references.
+    pub fn settle_pending(
+        &mut self,
+        ids: impl Iterator<Item = [u8; 32]>,
+    ) -> Result<(), IndexError> {
+        for id in ids {
+            self.pending.remove(id.as_slice())?;
+        }
+        Ok(())
+    }
+}

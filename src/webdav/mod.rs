@@ -1,0 +1,496 @@
+//! The WebDAV file system: dav-server's `GuardedFileSystem` over one user's
+//! namespace and the shared content store.
+//!
+//! dav-server speaks the protocol; this module answers its file-system
+//! calls. Two of its gaps are closed here together with the front:
+//! errors it would swallow (a failing directory read becoming an empty
+//! listing) or blur (every storage error becoming a generic status) are
+//! recorded in the request's [`FailureSlot`], and the front answers with the
+//! precise error instead.
+
+mod file;
+mod locks;
+pub(crate) mod node_meta;
+pub(crate) mod propfind;
+pub(crate) mod quote_etags;
+
+use std::sync::Arc;
+
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavMetaData, DavProp, FsError, FsFuture, FsStream, GuardedFileSystem,
+    OpenOptions, ReadDirMeta,
+};
+use futures_util::{stream, FutureExt};
+use http::StatusCode;
+use parking_lot::Mutex;
+
+use crate::crypto::VisibleIds;
+use crate::error::GatewayError;
+use crate::meta::Node;
+use crate::meta::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
+use crate::owncloud::checksum::ChecksumSet;
+use crate::store::ContentStore;
+
+pub use crate::owncloud::props::PropsCache;
+pub use file::{ReadFile, UploadFile};
+pub use locks::LockTable;
+pub use node_meta::NodeMeta;
+
+/// Per-request hints from ownCloud clients for an upload.
+#[derive(Debug, Clone, Default)]
+pub struct UploadHints {
+    /// `X-OC-Mtime`, as Unix nanoseconds.
+    pub mtime: Option<i64>,
+    /// `OC-Checksum`, e.g. `SHA1:0a4d…`.
+    pub checksum: Option<String>,
+}
+
+/// Where the file system leaves the error a request really failed with.
+#[derive(Debug, Clone, Default)]
+pub struct FailureSlot(Arc<Mutex<Option<Arc<GatewayError>>>>);
+
+impl FailureSlot {
+    pub fn record(&self, e: GatewayError) -> Arc<GatewayError> {
+        let e = Arc::new(e);
+        if e.status().is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        } else {
+            tracing::info!(error = %e, "request refused");
+        }
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(e.clone());
+        }
+        e
+    }
+
+    pub fn take(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().take()
+    }
+
+    pub fn get(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().clone()
+    }
+}
+
+/// What the file system knows of the request it serves.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub owner: Owner,
+    pub hints: UploadHints,
+    pub failure: FailureSlot,
+    /// Set for PROPFIND: remembers looked-up nodes for the `oc:` properties.
+    pub props_cache: Option<PropsCache>,
+    /// Set for MOVE/COPY that may overwrite: see [`PendingReplace`].
+    pub replace: Option<PendingReplace>,
+    /// The node a PUT committed (for the reply's `OC-FileId`/`OC-ETag`
+    /// without reading it again).
+    pub written: Arc<Mutex<Option<Node>>>,
+}
+
+/// dav-server deletes an existing destination before it moves or copies
+/// onto it, in separate steps: a crash in between would lose the old
+/// destination. Instead, those deletions are only noted here, and the move
+/// (or the file copy) replaces the destination in its own transaction. If
+/// the move fails, the destination is untouched.
+#[derive(Debug, Clone)]
+pub struct PendingReplace {
+    dest: NamePath,
+    is_move: bool,
+    deferred: Arc<Mutex<bool>>,
+}
+
+impl PendingReplace {
+    pub fn new(dest: NamePath, is_move: bool) -> Self {
+        Self {
+            dest,
+            is_move,
+            deferred: Arc::default(),
+        }
+    }
+
+    /// Whether removing `names` is part of replacing the destination, and so
+    /// left to the move or copy that follows.
+    fn defer_removal(&self, names: &[String], is_file: bool) -> bool {
+        let covered = if self.is_move {
+            names.starts_with(&self.dest)
+        } else {
+            // A copy replaces a destination file in its own commit; a
+            // destination folder is deleted first (dav-server then creates
+            // it anew).
+            is_file && names == self.dest.as_slice()
+        };
+        if covered {
+            *self.deferred.lock() = true;
+        }
+        covered
+    }
+
+    fn replaces(&self, names: &[String]) -> bool {
+        *self.deferred.lock() && names == self.dest.as_slice()
+    }
+}
+
+impl RequestCtx {
+    pub fn new(owner: Owner) -> Self {
+        Self {
+            owner,
+            hints: UploadHints::default(),
+            failure: FailureSlot::default(),
+            props_cache: None,
+            replace: None,
+            written: Arc::default(),
+        }
+    }
+
+    /// Turns any layer's error into dav-server's, remembering it when the
+    /// front must report it precisely.
+    pub(crate) fn fail(&self, e: impl Into<GatewayError>) -> FsError {
+        let e: GatewayError = e.into();
+        let fs = e.fs_error();
+        if e.overrides_dav_status() {
+            self.failure.record(e);
+        }
+        fs
+    }
+}
+
+/// The deduplicating file system shared by every request.
+#[derive(Clone)]
+pub struct DedupFs {
+    ns: Namespace,
+    store: Arc<ContentStore>,
+    checksums: ChecksumSet,
+    ids: Arc<VisibleIds>,
+}
+
+impl DedupFs {
+    /// `checksums`: the types every upload computes, besides those the
+    /// client announces; `ids`: how ids and etags are shown to clients.
+    pub fn new(
+        ns: Namespace,
+        store: Arc<ContentStore>,
+        checksums: ChecksumSet,
+        ids: Arc<VisibleIds>,
+    ) -> Self {
+        Self {
+            ns,
+            store,
+            checksums,
+            ids,
+        }
+    }
+
+    /// The ids and etags clients see.
+    pub fn ids(&self) -> &Arc<VisibleIds> {
+        &self.ids
+    }
+
+    pub fn checksums(&self) -> ChecksumSet {
+        self.checksums
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    fn names(&self, path: &DavPath, ctx: &RequestCtx) -> Result<NamePath, FsError> {
+        split_path(path.as_bytes()).map_err(|e| ctx.fail(e))
+    }
+
+    /// The node at `names`, from the request's cache when it has one.
+    /// Dead properties, from the listing's memory when the path is in it.
+    fn dead_props(&self, names: &[String], ctx: &RequestCtx) -> Result<Vec<StoredProp>, FsError> {
+        if let Some(props) = ctx.props_cache.as_ref().and_then(|c| c.dead_props(names)) {
+            return Ok(props);
+        }
+        self.ns.props(&ctx.owner, names).map_err(|e| ctx.fail(e))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+        is_file: bool,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if ctx
+                .replace
+                .as_ref()
+                .is_some_and(|r| r.defer_removal(&names, is_file))
+            {
+                return Ok(());
+            }
+            self.ns.remove(&ctx.owner, &names).map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
+        if let Some(cache) = &ctx.props_cache {
+            if let Some(n) = cache.get(names) {
+                return Ok(n);
+            }
+            let n = self.ns.lookup(&ctx.owner, names)?;
+            cache.remember(names, &n);
+            return Ok(n);
+        }
+        self.ns.lookup(&ctx.owner, names)
+    }
+}
+
+fn to_stored(p: DavProp) -> StoredProp {
+    StoredProp {
+        name: p.name,
+        prefix: p.prefix,
+        namespace: p.namespace,
+        xml: p.xml,
+    }
+}
+
+fn from_stored(p: StoredProp) -> DavProp {
+    DavProp {
+        name: p.name,
+        prefix: p.prefix,
+        namespace: p.namespace,
+        xml: p.xml,
+    }
+}
+
+impl GuardedFileSystem<RequestCtx> for DedupFs {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if options.write {
+                file::open_for_write(self, names, options, ctx).await
+            } else {
+                file::open_for_read(self, names, ctx)
+            }
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let entries = self.ns.list(&ctx.owner, &names).map_err(|e| match e {
+                // A listing that fails for a reason other than "no such
+                // folder" must fail the request, not look empty.
+                NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
+                e => ctx.fail(e),
+            })?;
+            if let Some(cache) = &ctx.props_cache {
+                let ids: Vec<u64> = entries.iter().map(|(_, n)| n.id).collect();
+                cache.remember_dead(self.ns.props_of_nodes(&ids).map_err(|e| ctx.fail(e))?);
+                cache.remember_listing(&names, &entries);
+            }
+            let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
+                .into_iter()
+                .map(|(name, node)| {
+                    Ok(
+                        Box::new(node_meta::Entry::new(name, node, self.ids.clone()))
+                            as Box<dyn DavDirEntry>,
+                    )
+                })
+                .collect();
+            Ok(Box::pin(stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            match self.node_at(&names, ctx) {
+                Ok(node) => {
+                    Ok(Box::new(NodeMeta::new(node, self.ids.clone())) as Box<dyn DavMetaData>)
+                }
+                Err(NsError::NotFound) => Err(FsError::NotFound),
+                Err(e) => Err(ctx.fail(e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        async move {
+            let names = self.names(path, ctx)?;
+            if names.is_empty() {
+                return Err(FsError::Exists);
+            }
+            self.ns
+                .mkdir(&ctx.owner, &names)
+                .map(|_| ())
+                .map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        self.remove(path, ctx, false)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
+        self.remove(path, ctx, true)
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
+            let replacing = ctx.replace.as_ref().is_some_and(|r| r.replaces(&t));
+            let moved = if replacing {
+                self.ns.rename_replacing(&ctx.owner, &f, &t)
+            } else {
+                self.ns.rename(&ctx.owner, &f, &t)
+            };
+            moved.map(|_| ()).map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn copy<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
+            self.ns
+                .copy_file(&ctx.owner, &f, &t)
+                .map_err(|e| ctx.fail(e))?;
+            self.ns
+                .copy_props(&ctx.owner, &f, &t)
+                .map_err(|e| ctx.fail(e))
+        }
+        .boxed()
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a RequestCtx,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        async move {
+            match split_path(path.as_bytes()) {
+                // Dead properties can be stored on any existing node.
+                Ok(names) => self.node_at(&names, ctx).is_ok(),
+                Err(_) => false,
+            }
+        }
+        .boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let stored: Vec<(bool, StoredProp)> = patch
+                .iter()
+                .map(|(set, p)| (*set, to_stored(p.clone())))
+                .collect();
+            self.ns
+                .patch_props(&ctx.owner, &names, &stored)
+                .map_err(|e| ctx.fail(e))?;
+            Ok(patch
+                .into_iter()
+                .map(|(_, mut p)| {
+                    p.xml = None;
+                    (StatusCode::OK, p)
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        do_content: bool,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<DavProp>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            let props = self.dead_props(&names, ctx)?;
+            Ok(props
+                .into_iter()
+                .map(|p| {
+                    let mut p = from_stored(p);
+                    if !do_content {
+                        p.xml = None;
+                    }
+                    p
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_prop<'a>(
+        &'a self,
+        path: &'a DavPath,
+        prop: DavProp,
+        ctx: &'a RequestCtx,
+    ) -> FsFuture<'a, Vec<u8>> {
+        async move {
+            let names = self.names(path, ctx)?;
+            // ownCloud's properties are answered from the node itself.
+            if crate::owncloud::props::is_synthesized(prop.namespace.as_deref(), &prop.name) {
+                let node = match self.node_at(&names, ctx) {
+                    Ok(n) => n,
+                    Err(NsError::NotFound) => return Err(FsError::NotFound),
+                    Err(e) => return Err(ctx.fail(e)),
+                };
+                return crate::owncloud::props::render(
+                    prop.namespace.as_deref(),
+                    &prop.name,
+                    &node,
+                    &ctx.owner.name,
+                    &self.ids,
+                )
+                .ok_or(FsError::NotFound);
+            }
+            let props = self.dead_props(&names, ctx)?;
+            props
+                .into_iter()
+                .find(|p| p.name == prop.name && p.namespace == prop.namespace)
+                .and_then(|p| p.xml)
+                .ok_or(FsError::NotFound)
+        }
+        .boxed()
+    }
+
+    fn get_quota<'a>(&'a self, ctx: &'a RequestCtx) -> FsFuture<'a, (u64, Option<u64>)> {
+        async move {
+            let (used, quota) = self.ns.usage(&ctx.owner).map_err(|e| ctx.fail(e))?;
+            // dav-server wants (used, total) and computes what is available.
+            Ok((used, quota))
+        }
+        .boxed()
+    }
+}
