@@ -11,8 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dedupdav::backend::{BackendError, ObjectInfo, ObjectStore};
 use dedupdav::crypto::{MasterKey, ObjectName};
-use dedupdav::meta::{Index, NewUser};
-use dedupdav::meta::{Namespace, Owner};
+use dedupdav::meta::{Meta, NewUser, Owner};
 use dedupdav::store::{Cdc, ChunkSizes, Chunker, ContentStore, StoreSettings};
 use futures_util::stream::BoxStream;
 use parking_lot::Mutex;
@@ -86,38 +85,38 @@ fn compressible(len: usize) -> Vec<u8> {
 struct Rig {
     rt: tokio::runtime::Runtime,
     store: Arc<ContentStore>,
-    ns: Namespace,
+    meta: Meta,
     owner: Owner,
     _dir: tempfile::TempDir,
 }
 
 fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
-    let user = index
-        .add_user(NewUser {
-            name: "bench".into(),
-            password_hash: "x".into(),
-            admin: false,
-            quota: None,
-        })
-        .unwrap();
-    let keys = Arc::new(MasterKey::from_bytes([5; 32]).derive());
-    let store = ContentStore::new(
-        keys,
-        Arc::new(MemoryStore::default()),
-        index.clone(),
-        StoreSettings::default(),
-    );
+    let meta = Meta::open_redb(&dir.path().join("i.redb"), Default::default()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let user = rt
+        .block_on(meta.add_user(NewUser {
+            name: "bench".into(),
+            password_hash: "x".into(),
+            admin: false,
+            quota: None,
+        }))
+        .unwrap();
+    let keys = Arc::new(MasterKey::from_bytes([5; 32]).derive());
+    let store = ContentStore::new(
+        keys,
+        Arc::new(MemoryStore::default()),
+        meta.clone(),
+        StoreSettings::default(),
+    );
     Rig {
         rt,
         store,
-        ns: Namespace::new(index),
+        meta,
         owner: Owner::from(&user),
         _dir: dir,
     }
@@ -135,12 +134,13 @@ impl Rig {
                 up.write(piece).await.unwrap();
             }
             let done = up.finish().await.unwrap();
-            self.ns
+            self.meta
                 .commit_file(
                     &self.owner,
                     &[name.to_string()],
                     &done.to_commit(None, None),
                 )
+                .await
                 .unwrap();
         });
     }

@@ -8,8 +8,8 @@ use crate::backend::webdav::WebDavStore;
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::config::{BackendKind, Config};
 use crate::crypto::{CryptoError, Keys, MasterKey, VisibleIds};
-use crate::meta::{Index, IndexError};
-use crate::meta::{Namespace, PropLimits};
+use crate::meta::IndexError;
+use crate::meta::Meta;
 use crate::store::ContentStore;
 use crate::webdav::DedupFs;
 
@@ -38,7 +38,7 @@ pub enum StartError {
 pub struct App {
     pub config: Config,
     pub keys: Arc<Keys>,
-    pub index: Arc<Index>,
+    pub meta: Meta,
     pub store: Arc<ContentStore>,
     pub fs: DedupFs,
 }
@@ -53,7 +53,7 @@ impl App {
         })?;
         let master = load_master_key(&config)?;
         let keys = Arc::new(master.derive());
-        let index = Arc::new(Index::open(&config.index_path())?);
+        let meta = Meta::open_redb(&config.index_path(), config.prop_limits())?;
         make_private(&config.index_path()).map_err(|source| StartError::DataDir {
             path: config.index_path().display().to_string(),
             source,
@@ -62,16 +62,12 @@ impl App {
         let store = ContentStore::new(
             keys.clone(),
             backend,
-            index.clone(),
+            meta.clone(),
             config.store_settings(),
         );
-        let ids = VisibleIds::new(&keys, index.instance_id().unwrap_or(0));
-        let prop_limits = PropLimits {
-            per_node: config.limits.props_per_node,
-            value_bytes: config.limits.prop_value_bytes,
-        };
+        let ids = VisibleIds::new(&keys, meta.instance_id());
         let fs = DedupFs::new(
-            Namespace::new(index.clone()).with_prop_limits(prop_limits),
+            meta.clone(),
             store.clone(),
             config.upload_checksums()?,
             Arc::new(ids),
@@ -79,7 +75,7 @@ impl App {
         Ok(Self {
             config,
             keys,
-            index,
+            meta,
             store,
             fs,
         })

@@ -412,6 +412,15 @@ impl Config {
         }
     }
 
+    /// The caps on dead properties (`limits.props_per_node`,
+    /// `limits.prop_value_bytes`).
+    pub fn prop_limits(&self) -> crate::meta::PropLimits {
+        crate::meta::PropLimits {
+            per_node: self.limits.props_per_node,
+            value_bytes: self.limits.prop_value_bytes,
+        }
+    }
+
     pub fn index_path(&self) -> PathBuf {
         self.data_dir.join("index.redb")
     }

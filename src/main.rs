@@ -22,7 +22,7 @@ use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
-use dedupdav::meta::Index;
+use dedupdav::meta::Meta;
 
 /// A WebDAV gateway that stores every unique chunk of every upload once,
 /// compressed and encrypted, in a local directory or an ownCloud account,
@@ -160,7 +160,7 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Stats { json } => {
             init_logs(&config, false);
             let app = App::open(config)?;
-            let stats = app.index.stats()?;
+            let stats = block_on(app.meta.stats())??;
             if json {
                 println!("{}", accounts::stats_json(&stats));
             } else {
@@ -178,7 +178,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
     runtime.block_on(async move {
         let listen = config.listen.clone();
         let app = App::open(config)?;
-        if let Some(pw) = accounts::ensure_first_admin(&app.index)? {
+        if let Some(pw) = accounts::ensure_first_admin(&app.meta).await? {
             say(&format!(
                 "\nCreated the first user: admin\n  password: {pw}\n\
                  (shown only now; change it with `dedupdav user passwd admin`)\n"
@@ -291,13 +291,20 @@ fn read_password_stdin() -> Result<String, AnyError> {
     Ok(s.trim_end_matches(['\n', '\r']).to_string())
 }
 
-fn open_index(config: &Config) -> Result<std::sync::Arc<Index>, AnyError> {
+fn open_meta(config: &Config) -> Result<Meta, AnyError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    Ok(std::sync::Arc::new(Index::open(&config.index_path())?))
+    Ok(Meta::open_redb(&config.index_path(), config.prop_limits())?)
+}
+
+/// Runs one metadata operation of a command that does not serve.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, std::io::Error> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(f))
 }
 
 fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
-    let index = open_index(&config)?;
+    let meta = open_meta(&config)?;
     match cmd {
         UserCommand::Add {
             name,
@@ -311,7 +318,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             } else {
                 (accounts::generate_password(), true)
             };
-            accounts::add_user(&index, &name, &password, is_admin, quota)?;
+            block_on(accounts::add_user(&meta, &name, &password, is_admin, quota))??;
             println!("created user {name}");
             if generated {
                 println!("  password: {password}");
@@ -322,7 +329,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
                 "{:<24} {:>6} {:>16} {:>16}",
                 "NAME", "ADMIN", "USED", "QUOTA"
             );
-            for u in index.users()? {
+            for u in block_on(meta.users())?? {
                 let quota = u.quota.map_or("-".to_string(), |q| q.to_string());
                 let admin_flag = if u.admin { "yes" } else { "no" };
                 println!(
@@ -332,7 +339,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             }
         }
         UserCommand::Remove { name } => {
-            accounts::remove_user(&index, &name)?;
+            block_on(accounts::remove_user(&meta, &name))??;
             println!("removed user {name} and their files");
         }
         UserCommand::Passwd {
@@ -344,7 +351,7 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             } else {
                 (accounts::generate_password(), true)
             };
-            accounts::set_password(&index, &name, &password)?;
+            block_on(accounts::set_password(&meta, &name, &password))??;
             println!("password of {name} changed");
             if generated {
                 println!("  password: {password}");

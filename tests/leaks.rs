@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use common::wait;
 use common::gateway::{basic, random_bytes, upload_in_background, Dav, TestGateway};
 use dedupdav::config::Config;
 
@@ -68,7 +69,7 @@ fn collect_until_back_to(gw: &TestGateway, objects: usize) {
 }
 
 fn used(gw: &TestGateway, user: &str) -> u64 {
-    gw.index.user(user).unwrap().unwrap().used
+    wait(gw.meta.user(user)).unwrap().unwrap().used
 }
 
 /// Sends a request head, then `len` body bytes from a writer thread

@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wait;
 use common::gateway::{basic, random_bytes, TestGateway};
 use dedupdav::http::Stalled;
 
@@ -274,7 +275,7 @@ fn transfers_that_keep_moving_outlast_the_body_timeout() {
 #[test]
 fn invented_methods_add_nothing_to_metrics() {
     let gw = TestGateway::start();
-    dedupdav::accounts::add_user(&gw.index, "root", "pw", true, None).unwrap();
+    wait(dedupdav::accounts::add_user(&gw.meta, "root", "pw", true, None)).unwrap();
     let http = reqwest::blocking::Client::new();
     let nowhere = format!("{}/nowhere", gw.base);
     let send = |method: &str| {

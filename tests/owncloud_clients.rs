@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
+use common::wait;
 use common::gateway::{random_bytes, TestGateway};
 
 /// A client binary and how it is driven.
@@ -228,7 +229,7 @@ fn round_trip(client: Client) {
         "the moved folder's file was downloaded again"
     );
     // Nothing is left behind in the uploads area.
-    assert_eq!(gw.gateway.expire_uploads(i64::MAX / 2), 0);
+    assert_eq!(wait(gw.gateway.expire_uploads(i64::MAX / 2)), 0);
 }
 
 #[test]

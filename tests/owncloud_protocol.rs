@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::wait;
 use common::gateway::{random_bytes, Dav, TestGateway};
 use reqwest::blocking::Response;
 
@@ -523,7 +524,7 @@ fn transfers_are_private_abandonable_and_expire() {
     let olga = gw.client("olga", "olga-pw");
     let mallory = gw.client("mallory", "mallory-pw");
     olga.put("kept.bin", random_bytes(1_500_000, 9));
-    let refs = gw.index.chunk_references().unwrap();
+    let refs = wait(gw.meta.chunk_references()).unwrap();
 
     let mk = olga
         .request("MKCOL", &uploads_url(&olga, "olga", "secret"))
@@ -535,7 +536,7 @@ fn transfers_are_private_abandonable_and_expire() {
     put_pieces(&olga, "secret", &piece, piece.len(), &[0], |_, _| {
         "0".repeat(16)
     });
-    let held = gw.index.chunk_references().unwrap();
+    let held = wait(gw.meta.chunk_references()).unwrap();
     assert!(held > refs, "the session holds no chunk references");
 
     // Another user can neither see nor touch it, under either name.
@@ -570,14 +571,14 @@ fn transfers_are_private_abandonable_and_expire() {
         .header("Destination", "/remote.php/dav/files/mallory/stolen.bin")
         .send();
     assert_eq!(status_of(res), 404);
-    assert_eq!(gw.index.chunk_references().unwrap(), held);
+    assert_eq!(wait(gw.meta.chunk_references()).unwrap(), held);
 
     // Abandoning releases what the session held.
     let res = olga
         .request("DELETE", &uploads_url(&olga, "olga", "secret"))
         .send();
     assert_eq!(status_of(res), 204);
-    assert_eq!(gw.index.chunk_references().unwrap(), refs);
+    assert_eq!(wait(gw.meta.chunk_references()).unwrap(), refs);
     assert!(olga.get_bytes("kept.bin").unwrap() == random_bytes(1_500_000, 9));
 
     // Untouched sessions expire after the TTL, releasing what they held;
@@ -593,9 +594,9 @@ fn transfers_are_private_abandonable_and_expire() {
         .as_secs() as i64;
     gw.gateway
         .set_upload_ttl(std::time::Duration::from_secs(3600));
-    assert_eq!(gw.gateway.expire_uploads(now), 0, "nothing is stale yet");
-    assert_eq!(gw.gateway.expire_uploads(now + 7200), 2);
-    assert_eq!(gw.index.chunk_references().unwrap(), refs);
+    assert_eq!(wait(gw.gateway.expire_uploads(now)), 0, "nothing is stale yet");
+    assert_eq!(wait(gw.gateway.expire_uploads(now + 7200)), 2);
+    assert_eq!(wait(gw.meta.chunk_references()).unwrap(), refs);
     let res = olga
         .request("PROPFIND", &uploads_url(&olga, "olga", "stale"))
         .header("Depth", "1")
@@ -663,12 +664,12 @@ fn removing_a_user_releases_their_unfinished_uploads() {
         format!("{off:016}")
     });
     assert_eq!(dav.put("kept.bin", random_bytes(50_000, 12)).status(), 201);
-    assert!(gw.index.chunk_references().unwrap() > 0);
-    dedupdav::accounts::remove_user(&gw.index, "gone").unwrap();
+    assert!(wait(gw.meta.chunk_references()).unwrap() > 0);
+    wait(dedupdav::accounts::remove_user(&gw.meta, "gone")).unwrap();
     assert_eq!(
-        gw.index.chunk_references().unwrap(),
+        wait(gw.meta.chunk_references()).unwrap(),
         0,
         "nothing holds a chunk any more"
     );
-    assert!(gw.index.user("gone").unwrap().is_none());
+    assert!(wait(gw.meta.user("gone")).unwrap().is_none());
 }

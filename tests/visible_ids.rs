@@ -7,8 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::wait;
 use common::gateway::{Dav, TestGateway};
-use dedupdav::meta::{Namespace, Owner};
+use dedupdav::meta::Owner;
 use reqwest::blocking::Response;
 
 const PROPS: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
@@ -77,11 +78,9 @@ fn everything(dav: &Dav) -> (BTreeMap<String, Seen>, String, String) {
 
 /// The internal node of `user`'s `path`, read from the index.
 fn internal(gw: &TestGateway, user: &str, path: &str) -> dedupdav::meta::Node {
-    let record = gw.index.user(user).unwrap().unwrap();
+    let record = wait(gw.meta.user(user)).unwrap().unwrap();
     let names: Vec<String> = path.split('/').map(str::to_string).collect();
-    Namespace::new(gw.index.clone())
-        .lookup(&Owner::from(&record), &names)
-        .unwrap()
+    wait(gw.meta.lookup(&Owner::from(&record), &names)).unwrap()
 }
 
 fn fileid_of(dav: &Dav, path: &str) -> u64 {

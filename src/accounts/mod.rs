@@ -1,14 +1,14 @@
-//! Operator jobs: accounts, the first administrator, usage figures.
+//! Accounts: creating users, their passwords, removing a user with
+//! everything they hold, the first administrator; and the usage report.
+
+pub mod password;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::http::auth::{hash_password, AuthError};
-use std::sync::Arc;
-
 use crate::meta::sessions::UploadError;
-use crate::meta::{Index, IndexError, NewUser, Stats, UserRecord};
-use crate::meta::{Namespace, Owner};
+use crate::meta::{IndexError, Meta, NewUser, Owner, Stats, UserRecord};
+use password::{hash_password, PasswordError};
 
 /// Errors of admin commands.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum AdminError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Password(#[from] PasswordError),
     #[error("invalid size {0:?}: use a number with an optional unit such as 500M, 10GiB or 2T")]
     BadSize(String),
     #[error("the password must not be empty")]
@@ -53,8 +53,8 @@ pub fn parse_size(text: &str) -> Result<u64, AdminError> {
 }
 
 /// Creates a user with the given password.
-pub fn add_user(
-    index: &Index,
+pub async fn add_user(
+    meta: &Meta,
     name: &str,
     password: &str,
     admin: bool,
@@ -63,42 +63,45 @@ pub fn add_user(
     if password.is_empty() {
         return Err(AdminError::EmptyPassword);
     }
-    Ok(index.add_user(NewUser {
+    let password_hash = hash_password(password)?;
+    let new = NewUser {
         name: name.to_string(),
-        password_hash: hash_password(password)?,
+        password_hash,
         admin,
         quota,
-    })?)
+    };
+    Ok(meta.add_user(new).await?)
 }
 
-pub fn set_password(index: &Index, name: &str, password: &str) -> Result<(), AdminError> {
+pub async fn set_password(meta: &Meta, name: &str, password: &str) -> Result<(), AdminError> {
     if password.is_empty() {
         return Err(AdminError::EmptyPassword);
     }
-    Ok(index.set_password(name, hash_password(password)?)?)
+    let hash = hash_password(password)?;
+    Ok(meta.set_password(name, hash).await?)
 }
 
 /// Removes a user: first their unfinished chunked uploads (releasing the
 /// chunks those hold), then their whole tree and the account.
-pub fn remove_user(index: &Arc<Index>, name: &str) -> Result<(), AdminError> {
-    let user = index
-        .user(name)?
+pub async fn remove_user(meta: &Meta, name: &str) -> Result<(), AdminError> {
+    let user = meta
+        .user(name)
+        .await?
         .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
-    let ns = Namespace::new(index.clone());
     let owner = Owner::from(&user);
-    for (transfer, _) in ns.uploads(&owner)? {
-        ns.abandon_upload(&owner, &transfer)?;
+    for (transfer, _) in meta.uploads(&owner).await? {
+        meta.abandon_upload(&owner, &transfer).await?;
     }
-    Ok(index.remove_user(name)?)
+    Ok(meta.remove_user(name).await?)
 }
 
 /// On a fresh index, creates `admin` with a random password and returns it.
-pub fn ensure_first_admin(index: &Index) -> Result<Option<String>, AdminError> {
-    if !index.users()?.is_empty() {
+pub async fn ensure_first_admin(meta: &Meta) -> Result<Option<String>, AdminError> {
+    if !meta.users().await?.is_empty() {
         return Ok(None);
     }
     let password = generate_password();
-    add_user(index, "admin", &password, true, None)?;
+    add_user(meta, "admin", &password, true, None).await?;
     Ok(Some(password))
 }
 
@@ -189,13 +192,13 @@ mod tests {
         assert_eq!(json["pending_bytes"], 3 << 20);
     }
 
-    #[test]
-    fn first_admin_only_once() {
+    #[tokio::test]
+    async fn first_admin_only_once() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(&dir.path().join("i.redb")).unwrap();
-        let pw = ensure_first_admin(&index).unwrap().unwrap();
+        let meta = Meta::open_redb(&dir.path().join("i.redb"), Default::default()).unwrap();
+        let pw = ensure_first_admin(&meta).await.unwrap().unwrap();
         assert_eq!(pw.len(), 24);
-        assert!(ensure_first_admin(&index).unwrap().is_none());
-        assert!(index.user("admin").unwrap().unwrap().admin);
+        assert!(ensure_first_admin(&meta).await.unwrap().is_none());
+        assert!(meta.user("admin").await.unwrap().unwrap().admin);
     }
 }

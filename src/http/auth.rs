@@ -21,15 +21,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::Engine;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::accounts::password::{hash_password, verify_password, PasswordError};
 use crate::config::{AuthConfig, LimitsConfig};
 use crate::crypto::{auth_cache_tag, Keys};
-use crate::meta::{Index, IndexError, UserRecord};
+use crate::meta::{IndexError, Meta, UserRecord};
 use throttle::{Throttle, UserKey};
 
 /// Logins that may wait for a verification slot, per slot. A waiting login
@@ -57,29 +56,10 @@ pub enum AuthError {
     Busy,
     #[error("the user index failed: {0}")]
     Index(#[source] IndexError),
-    #[error("password hashing failed: {0}")]
-    Hash(#[source] argon2::password_hash::Error),
+    #[error(transparent)]
+    Hash(#[from] PasswordError),
     #[error("a password check stopped: {0}")]
     Check(#[source] tokio::task::JoinError),
-}
-
-/// Hashes a password with argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(AuthError::Hash)
-}
-
-fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 /// Parses `Authorization: Basic …` into (user, password).
@@ -155,7 +135,7 @@ impl PasswordChecks {
 }
 
 pub struct Authenticator {
-    index: Arc<Index>,
+    meta: Meta,
     keys: Arc<Keys>,
     cfg: AuthConfig,
     cache: Mutex<std::collections::HashMap<[u8; 32], Instant>>,
@@ -164,9 +144,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(index: Arc<Index>, keys: Arc<Keys>, cfg: AuthConfig, limits: &LimitsConfig) -> Self {
+    pub fn new(meta: Meta, keys: Arc<Keys>, cfg: AuthConfig, limits: &LimitsConfig) -> Self {
         Self {
-            index,
+            meta,
             keys,
             throttle: Throttle::new(&cfg),
             cfg,
@@ -191,7 +171,7 @@ impl Authenticator {
             }
         };
         let who = self.user_key(&name);
-        let user = self.index.user(&name).map_err(AuthError::Index)?;
+        let user = self.meta.user(&name).await.map_err(AuthError::Index)?;
         let tag = auth_cache_tag(
             &self.keys,
             &[name.as_bytes(), b"\0", password.as_bytes(), b"\0"],
@@ -310,7 +290,7 @@ mod tests {
         assert!(verify_password(&h, "secret"));
         assert!(!verify_password(&h, "Secret"));
         assert!(!verify_password(dummy_hash(), "anything"));
-        assert!(PasswordHash::new(dummy_hash()).is_ok());
+        assert!(argon2::password_hash::PasswordHash::new(dummy_hash()).is_ok());
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dav_server::DavHandler;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use futures_util::future::{BoxFuture, FutureExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -31,7 +32,7 @@ use crate::app::App;
 use crate::config::LimitsConfig;
 use crate::jobs::expire::StaleSessions;
 use crate::jobs::JobStatus;
-use crate::meta::{Index, UserRecord};
+use crate::meta::{Meta, UserRecord};
 use crate::meta::{Owner, UploadError};
 use crate::owncloud::uploads::{names_below, Transfers, UploadsCtx};
 use crate::store::ContentStore;
@@ -51,7 +52,7 @@ const READ_PIECE: usize = 256 << 10;
 /// The gateway's HTTP service.
 pub struct Gateway {
     fs: DedupFs,
-    index: Arc<Index>,
+    meta: Meta,
     store: Arc<ContentStore>,
     auth: Authenticator,
     locks: Mutex<HashMap<u64, LockTable>>,
@@ -64,8 +65,8 @@ pub struct Gateway {
 }
 
 impl StaleSessions for Gateway {
-    fn expire_stale(&self, now: i64) -> Result<usize, UploadError> {
-        crate::owncloud::uploads::expire(self.fs.namespace(), &self.transfers, now)
+    fn expire_stale(&self, now: i64) -> BoxFuture<'_, Result<usize, UploadError>> {
+        crate::owncloud::uploads::expire(&self.meta, &self.transfers, now).boxed()
     }
 }
 
@@ -73,10 +74,10 @@ impl Gateway {
     pub fn new(app: &App) -> Arc<Self> {
         let gateway = Arc::new(Self {
             fs: app.fs.clone(),
-            index: app.index.clone(),
+            meta: app.meta.clone(),
             store: app.store.clone(),
             auth: Authenticator::new(
-                app.index.clone(),
+                app.meta.clone(),
                 app.keys.clone(),
                 app.config.auth.clone(),
                 &app.config.limits,
@@ -105,8 +106,8 @@ impl Gateway {
     /// (Unix seconds), releasing the chunks they hold. Returns how many
     /// (0 after a failure, which is logged). `serve` schedules this as a
     /// job (see [`crate::jobs::expire`]).
-    pub fn expire_uploads(&self, now: i64) -> usize {
-        self.expire_stale(now).unwrap_or_else(|e| {
+    pub async fn expire_uploads(&self, now: i64) -> usize {
+        self.expire_stale(now).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "expiring stale uploads failed");
             0
         })
@@ -119,7 +120,7 @@ impl Gateway {
 
     fn uploads_ctx(&self, user: u64) -> UploadsCtx<'_> {
         UploadsCtx {
-            ns: self.fs.namespace(),
+            meta: &self.meta,
             store: &self.store,
             transfers: &self.transfers,
             ids: self.fs.ids(),
@@ -213,7 +214,7 @@ impl Gateway {
                 (res, Some(name))
             }
             Route::Metrics => match self.login(&req, peer).await {
-                Ok(u) if u.admin => (self.metrics_response(), Some(u.name)),
+                Ok(u) if u.admin => (self.metrics_response().await, Some(u.name)),
                 Ok(u) => (
                     error_response(StatusCode::FORBIDDEN, "metrics are for administrators"),
                     Some(u.name),
@@ -326,7 +327,7 @@ impl Gateway {
             dav_target(req.uri(), &prefix)
         };
         let scope = crate::webdav::propfind::Scope {
-            ns: self.fs.namespace(),
+            meta: &self.meta,
             owner: &owner,
             ids: self.fs.ids(),
             prefix: &prefix,
@@ -338,7 +339,7 @@ impl Gateway {
                 Ok(b) => b,
                 Err(e) => return body_refused(&e),
             };
-        let req = match crate::webdav::propfind::propfind(&scope, Request::from_parts(parts, body))
+        let req = match crate::webdav::propfind::propfind(&scope, Request::from_parts(parts, body)).await
         {
             Ok(res) => return res,
             Err(req) => *req,
@@ -366,7 +367,7 @@ impl Gateway {
         }
         let (mut parts, body) = res.into_parts();
         if parts.status.is_success() {
-            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers);
+            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers).await;
         }
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
@@ -385,7 +386,7 @@ impl Gateway {
     /// ownCloud clients read the file id and etag of what they just wrote,
     /// created or moved (for MOVE and COPY, `target` is the destination),
     /// and check a download against `OC-Checksum`.
-    fn add_oc_headers(
+    async fn add_oc_headers(
         &self,
         method: &Method,
         owner: &Owner,
@@ -399,8 +400,12 @@ impl Gateway {
         }
         let Some(names) = target else { return };
         let written = ctx.written.lock().clone().filter(|_| method == Method::PUT);
-        let Some(node) = written.or_else(|| self.fs.namespace().lookup(owner, names).ok()) else {
-            return;
+        let node = match written {
+            Some(node) => node,
+            None => match self.meta.lookup(owner, names).await {
+                Ok(node) => node,
+                Err(_) => return,
+            },
         };
         let ids = self.fs.ids();
         if reading {
@@ -440,8 +445,8 @@ impl Gateway {
         }
     }
 
-    fn metrics_response(&self) -> Response<GwBody> {
-        let stats = self.index.stats().ok();
+    async fn metrics_response(&self) -> Response<GwBody> {
+        let stats = self.meta.stats().await.ok();
         let mut text = self.metrics.render(stats.as_ref());
         if let Some(jobs) = self.jobs.lock().as_ref() {
             metrics::render_jobs(&mut text, &jobs.snapshot());

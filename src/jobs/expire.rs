@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{Batch, Job, JobError};
 use crate::meta::UploadError;
+use futures_util::future::BoxFuture;
 
 /// The expiry job's name in the log and metrics.
 pub const NAME: &str = "expire_uploads";
@@ -24,7 +25,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub trait StaleSessions: Send + Sync + 'static {
     /// Drops the sessions untouched for longer than their TTL before `now`
     /// (Unix seconds); returns how many.
-    fn expire_stale(&self, now: i64) -> Result<usize, UploadError>;
+    fn expire_stale(&self, now: i64) -> BoxFuture<'_, Result<usize, UploadError>>;
 }
 
 pub struct ExpireJob {
@@ -57,7 +58,7 @@ impl Job for ExpireJob {
 
     async fn step(&mut self) -> Result<Batch, JobError> {
         let now = crate::clock::unix_secs();
-        let expired = self.sessions.expire_stale(now)?;
+        let expired = self.sessions.expire_stale(now).await?;
         Ok(Batch::done(expired as u64))
     }
 }

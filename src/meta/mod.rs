@@ -2,17 +2,26 @@
 //! references, upload sessions and counters.
 
 pub mod codec;
+mod error;
+mod operations;
 mod path;
+pub mod quota;
 pub mod records;
 pub(crate) mod redb;
+pub mod sessions;
+pub mod tree;
 
-pub use self::redb::sessions;
-pub use self::redb::tree::*;
-pub use self::redb::{
-    valid_user_name, ExpiredPending, Index, IndexError, NewUser, Stats, SCHEMA_VERSION,
-};
+pub use self::redb::tree::Namespace;
+pub use operations::Meta;
+pub use self::redb::{Index, SCHEMA_VERSION};
+pub use error::IndexError;
 pub use path::{split_path, NamePath};
+pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use records::{
-    manifest_digest, prop_cost, ChunkRecord, ManifestEntry, Node, NodeKind, PendingRecord,
-    UserRecord,
+    manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry, NewUser,
+    Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
 };
+pub use sessions::{
+    AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
+};
+pub use tree::{FileCommit, NsError, Owner, PropLimits, WriteTarget};

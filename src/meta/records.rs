@@ -373,3 +373,80 @@ mod layout_tests {
         }
     }
 }
+
+/// A dead property as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProp {
+    pub name: String,
+    pub prefix: Option<String>,
+    pub namespace: Option<String>,
+    pub xml: Option<Vec<u8>>,
+}
+
+impl StoredProp {
+    /// The `props` table's value, in the layout of [`crate::meta::codec`].
+    pub fn encode(&self) -> Vec<u8> {
+        let text = |w: &mut Writer, t: &str| {
+            w.str(t);
+        };
+        Writer::new()
+            .str(&self.name)
+            .option(self.prefix.as_deref(), text)
+            .option(self.namespace.as_deref(), text)
+            .option(self.xml.as_deref(), |w, x| {
+                w.bytes(x);
+            })
+            .finish()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        let mut r = Reader::new("props", b);
+        Ok(Self {
+            name: r.string()?,
+            prefix: r.option(|r| r.string())?,
+            namespace: r.option(|r| r.string())?,
+            xml: r.option(|r| r.bytes().map(<[u8]>::to_vec))?,
+        })
+    }
+}
+
+/// Usage figures for `dedupdav stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub users: u64,
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunks: u64,
+    /// Objects written for uploads that have not committed (in flight, or
+    /// abandoned and awaiting the collector), and their backend bytes.
+    pub pending_objects: u64,
+    pub pending_bytes: u64,
+}
+
+/// What the collector does with one expired pending record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiredPending {
+    pub id: [u8; 32],
+    pub stored: u32,
+    /// False when a chunk record names the object (a commit of the same
+    /// chunk by another upload took it over): only the record goes.
+    pub delete_object: bool,
+}
+
+/// What `user add` supplies.
+pub struct NewUser {
+    pub name: String,
+    pub password_hash: String,
+    pub admin: bool,
+    pub quota: Option<u64>,
+}
+
+/// User names appear in URLs: keep them to a safe alphabet.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+        && !name.starts_with('.')
+}

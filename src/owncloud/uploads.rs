@@ -36,7 +36,7 @@ use crate::error::GatewayError;
 use crate::meta::sessions::{part_key, valid_name};
 use crate::meta::Node;
 use crate::meta::{
-    split_path, AssembleCheck, AssembleMeta, NamePath, Namespace, NewPart, NsError, Owner,
+    split_path, AssembleCheck, AssembleMeta, NamePath, Meta, NewPart, NsError, Owner,
     PartInfo, UploadError, UploadSession, REFUSED_BODY_DRAIN,
 };
 use crate::owncloud::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
@@ -164,7 +164,7 @@ impl Transfers {
 
 /// Everything the upload endpoints work with.
 pub struct UploadsCtx<'a> {
-    pub ns: &'a Namespace,
+    pub meta: &'a Meta,
     pub store: &'a Arc<ContentStore>,
     pub transfers: &'a Transfers,
     /// How ids and etags are shown to clients.
@@ -178,9 +178,9 @@ pub struct UploadsCtx<'a> {
 
 /// Drops stale sessions, releasing the chunks they hold (the `jobs`
 /// runner schedules this).
-pub fn expire(ns: &Namespace, transfers: &Transfers, now: i64) -> Result<usize, UploadError> {
+pub async fn expire(meta: &Meta, transfers: &Transfers, now: i64) -> Result<usize, UploadError> {
     let ttl = transfers.ttl().as_secs() as i64;
-    let n = ns.expire_uploads(now, ttl)?;
+    let n = meta.expire_uploads(now, ttl).await?;
     if n > 0 {
         // Their running digests go too (cheap: the map is small).
         let live: Vec<(u64, String)> = transfers.running.lock().keys().cloned().collect();
@@ -190,7 +190,7 @@ pub fn expire(ns: &Namespace, transfers: &Transfers, now: i64) -> Result<usize, 
                 name: String::new(),
                 root: 0,
             };
-            if matches!(ns.upload(&owner, &tid), Err(UploadError::NoSession)) {
+            if matches!(meta.upload(&owner, &tid).await, Err(UploadError::NoSession)) {
                 transfers.forget(user, &tid);
             }
         }
@@ -376,13 +376,13 @@ impl UploadsCtx<'_> {
         );
         let result = match (&target, method.as_str()) {
             (_, "OPTIONS") => Ok(options()),
-            (Target::Root, "PROPFIND") => self.list_root(&req, owner, &base),
+            (Target::Root, "PROPFIND") => self.list_root(&req, owner, &base).await,
             (Target::Root, _) => Ok(not_allowed("create a transfer folder below this one")),
-            (Target::Transfer(t), "MKCOL") => self.mkcol(&req, owner, t),
-            (Target::Transfer(t), "PROPFIND") => self.list_transfer(&req, owner, &base, t),
+            (Target::Transfer(t), "MKCOL") => self.mkcol(&req, owner, t).await,
+            (Target::Transfer(t), "PROPFIND") => self.list_transfer(&req, owner, &base, t).await,
             (Target::Transfer(t), "DELETE") => self
-                .ns
-                .abandon_upload(owner, t)
+                .meta
+                .abandon_upload(owner, t).await
                 .map(|()| {
                     self.transfers.forget(owner.id, t);
                     empty(StatusCode::NO_CONTENT)
@@ -393,12 +393,12 @@ impl UploadsCtx<'_> {
             (Target::Part(t, p), "MOVE") if p == ".file" => self.assemble(&req, owner, t).await,
             (Target::Part(t, p), "DELETE") => {
                 self.transfers.forget(owner.id, t);
-                self.ns
-                    .remove_upload_part(owner, t, p)
+                self.meta
+                    .remove_upload_part(owner, t, p).await
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(GatewayError::from)
             }
-            (Target::Part(t, p), "PROPFIND") => self.list_part(owner, &base, t, p),
+            (Target::Part(t, p), "PROPFIND") => self.list_part(owner, &base, t, p).await,
             (Target::Part(..), _) => Ok(not_allowed(
                 "chunks can only be uploaded, listed or deleted",
             )),
@@ -413,14 +413,14 @@ impl UploadsCtx<'_> {
         })
     }
 
-    fn mkcol(
+    async fn mkcol(
         &self,
         req: &Request<Incoming>,
         owner: &Owner,
         transfer: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
         let total = header_u64(req.headers(), "OC-Total-Length")?;
-        self.ns.create_upload(owner, transfer, total)?;
+        self.meta.create_upload(owner, transfer, total).await?;
         self.transfers
             .start(owner.id, transfer, self.hashed_types());
         Ok(empty(StatusCode::CREATED))
@@ -436,7 +436,7 @@ impl UploadsCtx<'_> {
         if name == ".file" || part_key(name).is_none() {
             return Err(UploadError::BadName(name.into()).into());
         }
-        let (session, _) = self.ns.upload(owner, transfer)?;
+        let (session, _) = self.meta.upload(owner, transfer).await?;
         let announced = header_u64(req.headers(), header::CONTENT_LENGTH.as_str())?;
         let limit = session.total_length;
         if let (Some(total), Some(len)) = (limit, announced) {
@@ -446,7 +446,7 @@ impl UploadsCtx<'_> {
         }
         // The quota counts this user's files and every session; the piece
         // stops at the first byte past it.
-        let quota_limit = self.ns.part_limit(owner, transfer, name)?;
+        let quota_limit = self.meta.part_limit(owner, transfer, name).await?;
         if let (Some(max), Some(len)) = (quota_limit, announced) {
             if len > max {
                 return Err(quota_exceeded(len, max));
@@ -498,7 +498,7 @@ impl UploadsCtx<'_> {
         };
         // Refused here, the upload's objects are released for the collector
         // when `finished` is dropped.
-        self.ns.add_upload_part(owner, transfer, name, &part)?;
+        self.meta.add_upload_part(owner, transfer, name, &part).await?;
         // The session references the chunks now; the pins can go.
         finished.committed();
         let running = running.lock().take();
@@ -548,7 +548,7 @@ impl UploadsCtx<'_> {
             }
         }
         if let Some(seen) = check.if_etag.take() {
-            check.if_etag = Some(self.internal_etag(owner, &path, &seen)?);
+            check.if_etag = Some(self.internal_etag(owner, &path, &seen).await?);
         }
         if header_str(h, header::IF_NONE_MATCH.as_str()) == Some("*")
             || header_str(h, "Overwrite").is_some_and(|v| v.eq_ignore_ascii_case("F"))
@@ -563,7 +563,7 @@ impl UploadsCtx<'_> {
         };
         let mtime = mtime_hint(h);
 
-        let (parts, manifest) = self.ns.upload_manifest(owner, transfer)?;
+        let (parts, manifest) = self.meta.upload_manifest(owner, transfer).await?;
         let running = self
             .transfers
             .digests_for(owner.id, transfer, &parts)
@@ -583,7 +583,7 @@ impl UploadsCtx<'_> {
         digests
             .verify(&announced)
             .map_err(|e| GatewayError::ChecksumMismatch(e.to_string()))?;
-        let done = self.ns.assemble_upload(
+        let done = self.meta.assemble_upload(
             owner,
             transfer,
             &path,
@@ -593,7 +593,7 @@ impl UploadsCtx<'_> {
                 checksums: digests.to_oc_string(),
                 expected_manifest: Some(manifest),
             },
-        )?;
+        ).await?;
         self.transfers.forget(owner.id, transfer);
         let mut res = empty(if done.created {
             StatusCode::CREATED
@@ -613,13 +613,13 @@ impl UploadsCtx<'_> {
     /// destination as it is now translates: if its visible etag is the one
     /// named, its internal etag is checked again at commit (so a change in
     /// between still fails the request); otherwise the condition fails now.
-    fn internal_etag(
+    async fn internal_etag(
         &self,
         owner: &Owner,
         path: &[String],
         seen: &str,
     ) -> Result<String, GatewayError> {
-        match self.ns.lookup(owner, path) {
+        match self.meta.lookup(owner, path).await {
             Ok(n) if self.ids.etag(n.id, n.version) == seen => Ok(n.etag()),
             Ok(_) | Err(NsError::NotFound) => Err(UploadError::PreconditionFailed.into()),
             Err(e) => Err(e.into()),
@@ -651,7 +651,7 @@ impl UploadsCtx<'_> {
         Ok(hashers.finish())
     }
 
-    fn list_root(
+    async fn list_root(
         &self,
         req: &Request<Incoming>,
         owner: &Owner,
@@ -660,7 +660,7 @@ impl UploadsCtx<'_> {
         let mut ms = Multistatus::new();
         ms.folder(&format!("{base}/"), crate::clock::unix_secs(), "root");
         if depth(req.headers()) != 0 {
-            for (tid, s) in self.ns.uploads(owner)? {
+            for (tid, s) in self.meta.uploads(owner).await? {
                 ms.folder(
                     &format!("{base}/{}/", utf8_percent_encode(&tid, SEGMENT)),
                     s.updated,
@@ -671,14 +671,14 @@ impl UploadsCtx<'_> {
         Ok(ms.finish())
     }
 
-    fn list_transfer(
+    async fn list_transfer(
         &self,
         req: &Request<Incoming>,
         owner: &Owner,
         base: &str,
         transfer: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
-        let (s, parts) = self.ns.upload(owner, transfer)?;
+        let (s, parts) = self.meta.upload(owner, transfer).await?;
         let dir = format!("{base}/{}/", utf8_percent_encode(transfer, SEGMENT));
         let mut ms = Multistatus::new();
         ms.folder(&dir, s.updated, &session_etag(&s));
@@ -690,14 +690,14 @@ impl UploadsCtx<'_> {
         Ok(ms.finish())
     }
 
-    fn list_part(
+    async fn list_part(
         &self,
         owner: &Owner,
         base: &str,
         transfer: &str,
         name: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
-        let (_, parts) = self.ns.upload(owner, transfer)?;
+        let (_, parts) = self.meta.upload(owner, transfer).await?;
         let p = parts
             .into_iter()
             .find(|p| p.name == name)

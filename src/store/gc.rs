@@ -48,13 +48,14 @@ impl ContentStore {
         let cutoff = now_secs().saturating_sub(grace.as_secs());
         let mut report = GcReport::default();
         loop {
-            let candidates = self.index.unreferenced_chunks(cutoff, BATCH)?;
+            let candidates = self.meta.unreferenced_chunks(cutoff, BATCH).await?;
             if candidates.is_empty() {
                 break;
             }
             let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let (claimed, forgotten) =
-                self.claim_and_forget(&ids, |raw| self.index.forget_chunks(raw, cutoff))?;
+            let claimed = self.pins.claim_for_deletion(ids.clone());
+            let forgotten = self.meta.forget_chunks(&raw(&claimed), cutoff).await;
+            let forgotten = self.released_on_error(&claimed, forgotten)?;
             report.in_use += (ids.len() - claimed.len()) as u64;
             // Claimed but revived meanwhile: nothing to delete.
             let dropped: Vec<ChunkId> = forgotten.iter().map(|(id, _)| ChunkId(*id)).collect();
@@ -89,26 +90,18 @@ impl ContentStore {
         Ok(report)
     }
 
-    /// Claims the unpinned ones of `ids` for deletion (an upload can no
-    /// longer pin them) and lets `forget` drop their records in one index
-    /// transaction that re-checks them; if that fails, the claim is
-    /// released and nothing was deleted.
-    fn claim_and_forget<T>(
+    /// The answer of the transaction that dropped the records of the
+    /// `claimed` chunks; if it failed, the claim is released and nothing
+    /// was deleted.
+    fn released_on_error<T>(
         &self,
-        ids: &[ChunkId],
-        forget: impl FnOnce(&[[u8; 32]]) -> Result<T, crate::meta::IndexError>,
-    ) -> Result<(Vec<ChunkId>, T), StoreError> {
-        let (claimed, forgotten) = self.pins.claim_for_deletion(ids.to_vec(), |claimed| {
-            let raw: Vec<[u8; 32]> = claimed.iter().map(|c| c.0).collect();
-            forget(&raw)
-        });
-        match forgotten {
-            Ok(f) => Ok((claimed, f)),
-            Err(e) => {
-                self.pins.release_deleted(&claimed);
-                Err(e.into())
-            }
-        }
+        claimed: &[ChunkId],
+        forgotten: Result<T, crate::meta::IndexError>,
+    ) -> Result<T, StoreError> {
+        forgotten.map_err(|e| {
+            self.pins.release_deleted(claimed);
+            e.into()
+        })
     }
 
     /// Deletes the objects of pending records older than `cutoff`, under
@@ -122,13 +115,14 @@ impl ContentStore {
         on_progress: &mut impl FnMut(&GcReport),
     ) -> Result<(), StoreError> {
         loop {
-            let candidates = self.index.expired_pending(cutoff, BATCH)?;
+            let candidates = self.meta.expired_pending(cutoff, BATCH).await?;
             if candidates.is_empty() {
                 return Ok(());
             }
             let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let (claimed, forgotten) =
-                self.claim_and_forget(&ids, |raw| self.index.forget_pending(raw, cutoff))?;
+            let claimed = self.pins.claim_for_deletion(ids.clone());
+            let forgotten = self.meta.forget_pending(&raw(&claimed), cutoff).await;
+            let forgotten = self.released_on_error(&claimed, forgotten)?;
             report.in_use += (ids.len() - claimed.len()) as u64;
             // A chunk record names the object (another upload committed the
             // same chunk), or the record was renewed: nothing to delete.
@@ -183,12 +177,16 @@ impl ContentStore {
     }
 }
 
+fn raw(ids: &[ChunkId]) -> Vec<[u8; 32]> {
+    ids.iter().map(|c| c.0).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::local::LocalDirStore;
     use crate::crypto::MasterKey;
-    use crate::meta::Index;
+    use crate::meta::Meta;
     use crate::store::{ChunkSizes, StoreSettings};
 
     fn bytes(len: usize, mut x: u64) -> Vec<u8> {
@@ -221,7 +219,7 @@ mod tests {
     #[test]
     fn objects_of_an_upload_cut_off_by_a_crash_go_after_the_grace_period() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let meta = Meta::open_redb(&dir.path().join("i.redb"), Default::default()).unwrap();
         let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
         let keys = Arc::new(MasterKey::from_bytes([5; 32]).derive());
         let settings = StoreSettings {
@@ -241,7 +239,7 @@ mod tests {
         let before = ContentStore::new(
             keys.clone(),
             backend.clone(),
-            index.clone(),
+            meta.clone(),
             settings.clone(),
         );
         rt.block_on(async {
@@ -253,10 +251,10 @@ mod tests {
         });
         let written = files_below(&objects);
         assert!(written > 10, "{written} objects");
-        assert_eq!(index.pending_totals().unwrap().0, written as u64);
+        assert_eq!(rt.block_on(meta.pending_totals()).unwrap().0, written as u64);
 
         // After the restart no upload pins anything.
-        let after = ContentStore::new(keys, backend, index.clone(), settings);
+        let after = ContentStore::new(keys, backend, meta.clone(), settings);
         let within = rt
             .block_on(after.collect_garbage(Duration::from_secs(3600), |_| {}))
             .unwrap();
@@ -268,16 +266,16 @@ mod tests {
         assert_eq!(r.abandoned, written as u64);
         assert!(r.bytes_freed > 1 << 20);
         assert_eq!(files_below(&objects), 0);
-        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+        assert_eq!(rt.block_on(meta.pending_totals()).unwrap(), (0, 0));
     }
 
     #[test]
     fn a_pinned_pending_object_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Arc::new(Index::open(&dir.path().join("i.redb")).unwrap());
+        let meta = Meta::open_redb(&dir.path().join("i.redb"), Default::default()).unwrap();
         let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
         let keys = Arc::new(MasterKey::from_bytes([6; 32]).derive());
-        let store = ContentStore::new(keys, backend, index.clone(), StoreSettings::default());
+        let store = ContentStore::new(keys, backend, meta.clone(), StoreSettings::default());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -290,7 +288,7 @@ mod tests {
             // Not committed yet, still pinned: the sweep keeps it.
             let r = store.collect_garbage(Duration::ZERO, |_| {}).await.unwrap();
             assert_eq!((r.abandoned, r.in_use), (0, 1));
-            assert_eq!(index.pending_totals().unwrap().0, 1);
+            assert_eq!(meta.pending_totals().await.unwrap().0, 1);
             drop(stored);
         });
         // Dropped without a commit: marked abandoned, then collected.
@@ -298,6 +296,6 @@ mod tests {
             .block_on(store.collect_garbage(Duration::ZERO, |_| {}))
             .unwrap();
         assert_eq!(r.abandoned, 1);
-        assert_eq!(index.pending_totals().unwrap(), (0, 0));
+        assert_eq!(rt.block_on(meta.pending_totals()).unwrap(), (0, 0));
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use crate::backend::{BackendError, SharedObjectStore};
 use crate::crypto::{ChunkId, ChunkIdKey, CryptoError, Keys, ObjectKind, ObjectName, Sealer};
-use crate::meta::{Index, IndexError};
+use crate::meta::{IndexError, Meta};
 
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
@@ -122,7 +122,7 @@ pub struct ContentStore {
     sealer: Sealer,
     cdc: Cdc,
     backend: SharedObjectStore,
-    index: Arc<Index>,
+    meta: Meta,
     pins: Pins,
     budget: TransferBudget,
     pending: pending::PendingLog,
@@ -133,7 +133,7 @@ impl ContentStore {
     pub fn new(
         keys: Arc<Keys>,
         backend: SharedObjectStore,
-        index: Arc<Index>,
+        meta: Meta,
         settings: StoreSettings,
     ) -> Arc<Self> {
         let sealer = Sealer::new(keys.clone(), settings.zstd_level, settings.chunk_sizes.max);
@@ -143,7 +143,7 @@ impl ContentStore {
             sealer,
             cdc,
             backend,
-            index,
+            meta,
             pins: Pins::default(),
             budget: TransferBudget::new(settings.transfer_memory),
             pending: Default::default(),

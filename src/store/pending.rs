@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use super::{ContentStore, StoreError};
 use crate::crypto::ChunkId;
-use crate::meta::Index;
+use crate::meta::Meta;
 
 /// One id waiting for its record to be durable.
 struct Waiting {
@@ -76,7 +76,7 @@ impl ContentStore {
         };
         if start_writer {
             let store = self.clone();
-            tokio::task::spawn_blocking(move || store.pending.write_batches(&store.index));
+            tokio::spawn(async move { store.pending.write_batches(&store.meta).await });
         }
         finished
             .await
@@ -87,7 +87,7 @@ impl ContentStore {
 
 impl PendingLog {
     /// Writes queued records, one transaction per batch, until none is left.
-    fn write_batches(&self, index: &Index) {
+    async fn write_batches(&self, meta: &Meta) {
         loop {
             let batch = {
                 let mut q = self.queue.lock();
@@ -98,8 +98,9 @@ impl PendingLog {
                 std::mem::take(&mut q.waiting)
             };
             let entries: Vec<([u8; 32], u32)> = batch.iter().map(|w| (w.id, w.stored)).collect();
-            let result = index
+            let result = meta
                 .add_pending(&entries, now_secs())
+                .await
                 .map_err(|e| e.to_string());
             for w in batch {
                 let _ = w.done.send(result.clone());
@@ -112,14 +113,14 @@ impl PendingLog {
 /// it put. Unless [`Self::settled`] (the upload committed), dropping it
 /// marks those still pending as abandoned.
 pub(super) struct PendingGuard {
-    index: Arc<Index>,
+    meta: Meta,
     ids: Vec<([u8; 32], Option<u32>)>,
 }
 
 impl PendingGuard {
-    pub(super) fn new(index: Arc<Index>) -> Self {
+    pub(super) fn new(meta: Meta) -> Self {
         Self {
-            index,
+            meta,
             ids: Vec::new(),
         }
     }
@@ -146,11 +147,18 @@ impl Drop for PendingGuard {
         if self.ids.is_empty() {
             return;
         }
-        // If this fails the records keep their first time: the collector
-        // still deletes the objects, after the grace period counted from
-        // when they were written.
-        if let Err(e) = self.index.abandon_pending(&self.ids, now_secs()) {
-            tracing::warn!(error = %e, "could not mark an abandoned upload's objects");
-        }
+        // Marked by a task of its own: a drop cannot wait. If that fails,
+        // or no runtime is left to run it, the records keep their first
+        // time: the collector still deletes the objects, after the grace
+        // period counted from when they were written.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (meta, ids) = (self.meta.clone(), std::mem::take(&mut self.ids));
+        runtime.spawn(async move {
+            if let Err(e) = meta.abandon_pending(&ids, now_secs()).await {
+                tracing::warn!(error = %e, "could not mark an abandoned upload's objects");
+            }
+        });
     }
 }

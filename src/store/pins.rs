@@ -25,16 +25,18 @@ pub struct Pins {
 }
 
 impl Pins {
-    /// Pins `id` and, under the same lock, runs `check` (the index lookup).
-    /// Returns `None` (nothing pinned) while the collector is deleting the
-    /// chunk's object: the caller waits and tries again.
-    pub fn pin_then<R>(&self, id: ChunkId, check: impl FnOnce() -> R) -> Option<R> {
+    /// Pins `id`, then the caller looks the chunk up. Returns `false`
+    /// (nothing pinned) while the collector is deleting the chunk's object:
+    /// the caller waits and tries again. The lookup needs no lock: once
+    /// pinned, the collector cannot claim the chunk, and a chunk it claimed
+    /// earlier stays unpinnable until its record and object are both gone.
+    pub fn pin(&self, id: ChunkId) -> bool {
         let mut state = self.inner.lock();
         if state.deleting.contains(&id) {
-            return None;
+            return false;
         }
         *state.pins.entry(id).or_insert(0) += 1;
-        Some(check())
+        true
     }
 
     fn unpin(&self, ids: &[ChunkId]) {
@@ -49,22 +51,18 @@ impl Pins {
         }
     }
 
-    /// For the collector: under the lock, keeps the unpinned `candidates`,
-    /// marks them as being deleted, and runs `forget` on them (the index
-    /// transaction that drops their records); returns what `forget` kept.
-    pub fn claim_for_deletion<R>(
-        &self,
-        candidates: Vec<ChunkId>,
-        forget: impl FnOnce(&[ChunkId]) -> R,
-    ) -> (Vec<ChunkId>, R) {
+    /// For the collector: under the lock, keeps the unpinned `candidates`
+    /// and marks them as being deleted, so no upload can pin them until
+    /// [`Self::release_deleted`]. The collector then drops their records
+    /// (re-checked in that transaction) and deletes their objects.
+    pub fn claim_for_deletion(&self, candidates: Vec<ChunkId>) -> Vec<ChunkId> {
         let mut state = self.inner.lock();
         let claimed: Vec<ChunkId> = candidates
             .into_iter()
             .filter(|id| !state.pins.contains_key(id) && !state.deleting.contains(id))
             .collect();
         state.deleting.extend(claimed.iter().copied());
-        let r = forget(&claimed);
-        (claimed, r)
+        claimed
     }
 
     /// For the collector: the objects of `ids` are gone; uploads may store
@@ -119,16 +117,15 @@ mod tests {
         let pins = Pins::default();
         let (a, b) = (ChunkId([1; 32]), ChunkId([2; 32]));
         let mut guard = PinGuard::new(pins.clone());
-        assert_eq!(pins.pin_then(a, || 7), Some(7));
+        assert!(pins.pin(a));
         guard.add(a);
-        let (claimed, seen) = pins.claim_for_deletion(vec![a, b], |ids| ids.to_vec());
+        let claimed = pins.claim_for_deletion(vec![a, b]);
         assert_eq!(claimed, vec![b]);
-        assert_eq!(seen, vec![b]);
-        assert_eq!(pins.pin_then(b, || ()), None, "being deleted");
+        assert!(!pins.pin(b), "being deleted");
         pins.release_deleted(&[b]);
-        assert_eq!(pins.pin_then(b, || ()), Some(()));
+        assert!(pins.pin(b));
         drop(guard);
-        let (claimed, _) = pins.claim_for_deletion(vec![a], |_| ());
+        let claimed = pins.claim_for_deletion(vec![a]);
         assert_eq!(claimed, vec![a], "unpinned once the upload is done");
     }
 }

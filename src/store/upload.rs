@@ -171,7 +171,7 @@ impl Upload {
     ) -> Self {
         let chunker = super::Chunker::new(store.cdc.clone());
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
-        let pending = Arc::new(Mutex::new(PendingGuard::new(store.index.clone())));
+        let pending = Arc::new(Mutex::new(PendingGuard::new(store.meta.clone())));
         Self {
             store,
             id_key,
@@ -377,14 +377,11 @@ impl ContentStore {
         pins: &Arc<Mutex<PinGuard>>,
     ) -> Result<bool, StoreError> {
         loop {
-            let found = self.pins.pin_then(id, || {
+            if self.pins.pin(id) {
                 pins.lock().add(id);
-                self.index.chunk_known(&id.0)
-            });
-            match found {
-                Some(known) => return Ok(known?),
-                None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                return Ok(self.meta.chunk_known(&id.0).await?);
             }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }

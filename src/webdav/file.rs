@@ -62,8 +62,8 @@ pub(super) async fn open_for_write(
         None => Vec::new(),
     };
     let target = fs
-        .ns
-        .write_target(&ctx.owner, &names)
+        .meta
+        .write_target(&ctx.owner, &names).await
         .map_err(|e| ctx.fail(e))?;
     let existing = match target.existing {
         Ok(n) => Some(n),
@@ -94,8 +94,8 @@ pub(super) async fn open_for_write(
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
         let sums = Hashers::new(fs.checksums).finish().to_oc_string();
         let (node, _) = fs
-            .ns
-            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
+            .meta
+            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums)).await
             .map_err(|e| ctx.fail(e))?;
         finished.committed();
         return Ok(Box::new(UploadFile {
@@ -189,8 +189,8 @@ impl UploadFile {
         let commit = finished.to_commit(self.ctx.hints.mtime, digests.to_oc_string());
         let (node, _created) = self
             .fs
-            .ns
-            .commit_file(&self.ctx.owner, &self.names, &commit)
+            .meta
+            .commit_file(&self.ctx.owner, &self.names, &commit).await
             .map_err(|e| self.ctx.fail(e))?;
         // The chunks stay pinned until here: the commit holds references now.
         finished.committed();
@@ -255,12 +255,12 @@ impl std::fmt::Debug for ReadFile {
     }
 }
 
-pub(super) fn open_for_read(
+pub(super) async fn open_for_read(
     fs: &DedupFs,
     names: NamePath,
     ctx: &RequestCtx,
 ) -> Result<Box<dyn DavFile>, FsError> {
-    let (node, manifest) = match fs.ns.open_file(&ctx.owner, &names) {
+    let (node, manifest) = match fs.meta.open_file(&ctx.owner, &names).await {
         Ok(x) => x,
         Err(NsError::NotFound) => return Err(FsError::NotFound),
         Err(NsError::IsADirectory) => return Err(FsError::Forbidden),

@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
 use crate::meta::Node;
-use crate::meta::{split_path, NamePath, Namespace, NsError, Owner, StoredProp};
+use crate::meta::{split_path, Meta, NamePath, NsError, Owner, StoredProp};
 use crate::owncloud::checksum::ChecksumSet;
 use crate::store::ContentStore;
 
@@ -159,7 +159,7 @@ impl RequestCtx {
 /// The deduplicating file system shared by every request.
 #[derive(Clone)]
 pub struct DedupFs {
-    ns: Namespace,
+    meta: Meta,
     store: Arc<ContentStore>,
     checksums: ChecksumSet,
     ids: Arc<VisibleIds>,
@@ -169,13 +169,13 @@ impl DedupFs {
     /// `checksums`: the types every upload computes, besides those the
     /// client announces; `ids`: how ids and etags are shown to clients.
     pub fn new(
-        ns: Namespace,
+        meta: Meta,
         store: Arc<ContentStore>,
         checksums: ChecksumSet,
         ids: Arc<VisibleIds>,
     ) -> Self {
         Self {
-            ns,
+            meta,
             store,
             checksums,
             ids,
@@ -191,8 +191,8 @@ impl DedupFs {
         self.checksums
     }
 
-    pub fn namespace(&self) -> &Namespace {
-        &self.ns
+    pub fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     fn names(&self, path: &DavPath, ctx: &RequestCtx) -> Result<NamePath, FsError> {
@@ -201,11 +201,11 @@ impl DedupFs {
 
     /// The node at `names`, from the request's cache when it has one.
     /// Dead properties, from the listing's memory when the path is in it.
-    fn dead_props(&self, names: &[String], ctx: &RequestCtx) -> Result<Vec<StoredProp>, FsError> {
+    async fn dead_props(&self, names: &[String], ctx: &RequestCtx) -> Result<Vec<StoredProp>, FsError> {
         if let Some(props) = ctx.props_cache.as_ref().and_then(|c| c.dead_props(names)) {
             return Ok(props);
         }
-        self.ns.props(&ctx.owner, names).map_err(|e| ctx.fail(e))
+        self.meta.props(&ctx.owner, names).await.map_err(|e| ctx.fail(e))
     }
 
     fn remove<'a>(
@@ -223,21 +223,21 @@ impl DedupFs {
             {
                 return Ok(());
             }
-            self.ns.remove(&ctx.owner, &names).map_err(|e| ctx.fail(e))
+            self.meta.remove(&ctx.owner, &names).await.map_err(|e| ctx.fail(e))
         }
         .boxed()
     }
 
-    fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
+    async fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
         if let Some(cache) = &ctx.props_cache {
             if let Some(n) = cache.get(names) {
                 return Ok(n);
             }
-            let n = self.ns.lookup(&ctx.owner, names)?;
+            let n = self.meta.lookup(&ctx.owner, names).await?;
             cache.remember(names, &n);
             return Ok(n);
         }
-        self.ns.lookup(&ctx.owner, names)
+        self.meta.lookup(&ctx.owner, names).await
     }
 }
 
@@ -271,7 +271,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             if options.write {
                 file::open_for_write(self, names, options, ctx).await
             } else {
-                file::open_for_read(self, names, ctx)
+                file::open_for_read(self, names, ctx).await
             }
         }
         .boxed()
@@ -285,7 +285,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let names = self.names(path, ctx)?;
-            let entries = self.ns.list(&ctx.owner, &names).map_err(|e| match e {
+            let entries = self.meta.list(&ctx.owner, &names).await.map_err(|e| match e {
                 // A listing that fails for a reason other than "no such
                 // folder" must fail the request, not look empty.
                 NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
@@ -293,7 +293,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             })?;
             if let Some(cache) = &ctx.props_cache {
                 let ids: Vec<u64> = entries.iter().map(|(_, n)| n.id).collect();
-                cache.remember_dead(self.ns.props_of_nodes(&ids).map_err(|e| ctx.fail(e))?);
+                cache.remember_dead(self.meta.props_of_nodes(&ids).await.map_err(|e| ctx.fail(e))?);
                 cache.remember_listing(&names, &entries);
             }
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
@@ -317,7 +317,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let names = self.names(path, ctx)?;
-            match self.node_at(&names, ctx) {
+            match self.node_at(&names, ctx).await {
                 Ok(node) => {
                     Ok(Box::new(NodeMeta::new(node, self.ids.clone())) as Box<dyn DavMetaData>)
                 }
@@ -334,8 +334,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             if names.is_empty() {
                 return Err(FsError::Exists);
             }
-            self.ns
-                .mkdir(&ctx.owner, &names)
+            self.meta
+                .mkdir(&ctx.owner, &names).await
                 .map(|_| ())
                 .map_err(|e| ctx.fail(e))
         }
@@ -360,9 +360,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
             let replacing = ctx.replace.as_ref().is_some_and(|r| r.replaces(&t));
             let moved = if replacing {
-                self.ns.rename_replacing(&ctx.owner, &f, &t)
+                self.meta.rename_replacing(&ctx.owner, &f, &t).await
             } else {
-                self.ns.rename(&ctx.owner, &f, &t)
+                self.meta.rename(&ctx.owner, &f, &t).await
             };
             moved.map(|_| ()).map_err(|e| ctx.fail(e))
         }
@@ -377,11 +377,11 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, ()> {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
-            self.ns
-                .copy_file(&ctx.owner, &f, &t)
+            self.meta
+                .copy_file(&ctx.owner, &f, &t).await
                 .map_err(|e| ctx.fail(e))?;
-            self.ns
-                .copy_props(&ctx.owner, &f, &t)
+            self.meta
+                .copy_props(&ctx.owner, &f, &t).await
                 .map_err(|e| ctx.fail(e))
         }
         .boxed()
@@ -395,7 +395,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
         async move {
             match split_path(path.as_bytes()) {
                 // Dead properties can be stored on any existing node.
-                Ok(names) => self.node_at(&names, ctx).is_ok(),
+                Ok(names) => self.node_at(&names, ctx).await.is_ok(),
                 Err(_) => false,
             }
         }
@@ -414,8 +414,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 .iter()
                 .map(|(set, p)| (*set, to_stored(p.clone())))
                 .collect();
-            self.ns
-                .patch_props(&ctx.owner, &names, &stored)
+            self.meta
+                .patch_props(&ctx.owner, &names, &stored).await
                 .map_err(|e| ctx.fail(e))?;
             Ok(patch
                 .into_iter()
@@ -436,7 +436,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
             let names = self.names(path, ctx)?;
-            let props = self.dead_props(&names, ctx)?;
+            let props = self.dead_props(&names, ctx).await?;
             Ok(props
                 .into_iter()
                 .map(|p| {
@@ -461,7 +461,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             let names = self.names(path, ctx)?;
             // ownCloud's properties are answered from the node itself.
             if crate::owncloud::props::is_synthesized(prop.namespace.as_deref(), &prop.name) {
-                let node = match self.node_at(&names, ctx) {
+                let node = match self.node_at(&names, ctx).await {
                     Ok(n) => n,
                     Err(NsError::NotFound) => return Err(FsError::NotFound),
                     Err(e) => return Err(ctx.fail(e)),
@@ -475,7 +475,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 )
                 .ok_or(FsError::NotFound);
             }
-            let props = self.dead_props(&names, ctx)?;
+            let props = self.dead_props(&names, ctx).await?;
             props
                 .into_iter()
                 .find(|p| p.name == prop.name && p.namespace == prop.namespace)
@@ -487,7 +487,7 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
 
     fn get_quota<'a>(&'a self, ctx: &'a RequestCtx) -> FsFuture<'a, (u64, Option<u64>)> {
         async move {
-            let (used, quota) = self.ns.usage(&ctx.owner).map_err(|e| ctx.fail(e))?;
+            let (used, quota) = self.meta.usage(&ctx.owner).await.map_err(|e| ctx.fail(e))?;
             // dav-server wants (used, total) and computes what is available.
             Ok((used, quota))
         }

@@ -10,7 +10,7 @@ use dedupdav::config::{BackendKind, Config};
 
 use super::apache::Apache;
 use dedupdav::http::Gateway;
-use dedupdav::meta::{Index, Stats};
+use dedupdav::meta::{Meta, Stats};
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 
@@ -19,7 +19,7 @@ pub struct TestGateway {
     /// Where the backend keeps its `objects/` tree on disk.
     pub objects_root: PathBuf,
     pub data: tempfile::TempDir,
-    pub index: Arc<Index>,
+    pub meta: Meta,
     pub store: Arc<dedupdav::store::ContentStore>,
     pub gateway: Arc<Gateway>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -77,7 +77,7 @@ impl TestGateway {
         };
         tweak(&mut config);
         let app = App::open(config).expect("gateway starts");
-        let index = app.index.clone();
+        let meta = app.meta.clone();
         let store = app.store.clone();
         let gateway = Gateway::new(&app);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -105,7 +105,7 @@ impl TestGateway {
             objects_root: data.path().join("objects"),
             apache: None,
             data,
-            index,
+            meta,
             store,
             gateway,
             shutdown: Some(tx),
@@ -114,11 +114,12 @@ impl TestGateway {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
-        dedupdav::accounts::add_user(&self.index, name, password, false, None).expect("add user");
+        super::wait(dedupdav::accounts::add_user(&self.meta, name, password, false, None))
+            .expect("add user");
     }
 
     pub fn add_user_with_quota(&self, name: &str, password: &str, quota: u64) {
-        dedupdav::accounts::add_user(&self.index, name, password, false, Some(quota))
+        super::wait(dedupdav::accounts::add_user(&self.meta, name, password, false, Some(quota)))
             .expect("add user");
     }
 
@@ -134,7 +135,7 @@ impl TestGateway {
     }
 
     pub fn stats(&self) -> Stats {
-        self.index.stats().expect("stats")
+        super::wait(self.meta.stats()).expect("stats")
     }
 
     /// The fan-out tree of objects.

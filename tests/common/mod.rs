@@ -21,6 +21,15 @@ pub mod gateway;
 
 /// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
 /// environment leaking into it.
+/// Runs one metadata operation from a test that is not async.
+pub fn wait<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 pub fn dedupdav_command() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedupdav"));
     for (k, _) in std::env::vars() {

@@ -16,7 +16,7 @@
 
 use parking_lot::{Condvar, Mutex};
 
-use super::IndexError;
+use crate::meta::IndexError;
 
 #[derive(Default)]
 struct State {

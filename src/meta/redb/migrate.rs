@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::tables::*;
-use super::IndexError;
+use crate::meta::IndexError;
 use crate::meta::records::{prop_cost, Node, UserRecord};
 
 /// Version 2 → 3: adds the `pending` table (created empty: a version-2

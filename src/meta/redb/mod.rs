@@ -21,9 +21,9 @@ use std::path::Path;
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use crate::meta::records::{ChunkRecord, UserRecord};
-pub use pending::ExpiredPending;
+use crate::meta::records::Stats;
+use crate::meta::IndexError;
 pub(crate) use tables::*;
-pub use users::{valid_user_name, NewUser};
 
 /// The schema version this build reads and writes. 2: objects live in one
 /// level of fan-out folders (`objects/ab/<name>`); an index of version 1
@@ -32,25 +32,6 @@ pub use users::{valid_user_name, NewUser};
 /// properties counted in each user's `used`; a version-2 index is migrated
 /// on open ([`migrate`]).
 pub const SCHEMA_VERSION: u64 = 3;
-
-/// Errors of the metadata index.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("the index {path} is in use by another process (is `dedupdav serve` running? stop it first)")]
-    InUse { path: String },
-    #[error("the index has schema version {found}, this build understands {expected}; refusing to open it")]
-    SchemaMismatch { found: u64, expected: u64 },
-    #[error("index storage error: {0}")]
-    Storage(String),
-    #[error("corrupt index record in {table}: {cause}")]
-    Corrupt { table: &'static str, cause: String },
-    #[error("user {0} already exists")]
-    UserExists(String),
-    #[error("no user named {0}")]
-    NoSuchUser(String),
-    #[error("invalid user name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
-    BadUserName(String),
-}
 
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
@@ -68,20 +49,6 @@ storage_from!(
     redb::StorageError,
     redb::CommitError
 );
-
-/// Usage figures for `dedupdav stats`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Stats {
-    pub users: u64,
-    pub files: u64,
-    pub logical_bytes: u64,
-    pub stored_bytes: u64,
-    pub chunks: u64,
-    /// Objects written for uploads that have not committed (in flight, or
-    /// abandoned and awaiting the collector), and their backend bytes.
-    pub pending_objects: u64,
-    pub pending_bytes: u64,
-}
 
 /// The open index.
 pub struct Index {
@@ -254,7 +221,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::prop_cost;
+    use crate::meta::{prop_cost, NewUser};
 
     #[test]
     fn schema_version_is_checked() {

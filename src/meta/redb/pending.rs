@@ -10,18 +10,9 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::tx::{get_chunk, get_pending};
-use super::{Index, IndexError};
-use crate::meta::records::PendingRecord;
-
-/// What the collector does with one expired pending record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpiredPending {
-    pub id: [u8; 32],
-    pub stored: u32,
-    /// False when a chunk record names the object (a commit of the same
-    /// chunk by another upload took it over): only the record goes.
-    pub delete_object: bool,
-}
+use super::Index;
+use crate::meta::IndexError;
+use crate::meta::records::{ExpiredPending, PendingRecord};
 
 impl Index {
     /// Records `entries` (chunk id, sealed size) as pending since `now`,

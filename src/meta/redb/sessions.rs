@@ -7,76 +7,22 @@
 //! a user can never name, list or touch another user's transfer.
 
 use redb::ReadableTable;
-use serde::{Deserialize, Serialize};
 
-use super::quota::Holdings;
-use super::tree::{commit_file_in, take_chunks, FileCommit, Namespace, NsError, Owner};
-use crate::crypto::ChunkId;
+
+
+use super::tree::{commit_file_in, take_chunks, Namespace};
+use crate::meta::sessions::*;
+use crate::meta::tree::{FileCommit, NsError, Owner};
+
 use crate::meta::codec::{Reader, Writer};
 use crate::meta::records::{decode_manifest, encode_manifest};
 use crate::meta::redb::tx::{get_node, ReadTables, WriteTables};
 use crate::meta::{IndexError, ManifestEntry, Node};
 
-/// Longest transfer id and part name accepted.
-const MAX_NAME: usize = 200;
-/// Open sessions one user may have at once (each costs index space until
-/// it is finished, abandoned or expires).
-pub const MAX_SESSIONS_PER_USER: usize = 1000;
-
-/// Errors of chunked-upload sessions.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    #[error("no such upload")]
-    NoSession,
-    #[error("an upload with this id already exists")]
-    SessionExists,
-    #[error("too many unfinished uploads ({0}); finish or delete some first")]
-    TooMany(usize),
-    #[error("no such chunk")]
-    NoPart,
-    #[error("invalid upload or chunk name {0:?}")]
-    BadName(String),
-    #[error("chunk {0:?} would duplicate the position of chunk {1:?}")]
-    DuplicatePosition(String, String),
-    #[error("the upload would exceed its announced total length of {0} bytes")]
-    OverTotal(u64),
-    #[error("the chunks sum up to {actual} bytes, not the announced {expected}")]
-    LengthMismatch { expected: u64, actual: u64 },
-    #[error("the chunks do not form a contiguous file: {0}")]
-    Gap(String),
-    #[error("the destination changed since the client last saw it")]
-    PreconditionFailed,
-    #[error("the destination already exists and overwriting was not allowed")]
-    DestinationExists,
-    #[error("the chunks changed while the upload was being assembled")]
-    Changed,
-    #[error(transparent)]
-    Namespace(#[from] NsError),
-}
-
-impl From<IndexError> for UploadError {
-    fn from(e: IndexError) -> Self {
-        UploadError::Namespace(NsError::Index(e))
-    }
-}
-
 impl From<redb::StorageError> for UploadError {
     fn from(e: redb::StorageError) -> Self {
         UploadError::Namespace(NsError::from(e))
     }
-}
-
-/// A transfer folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadSession {
-    /// Unix seconds.
-    pub created: i64,
-    /// Unix seconds of the last change (expiry counts from here).
-    pub updated: i64,
-    /// `OC-Total-Length` announced at creation, if any.
-    pub total_length: Option<u64>,
-    /// Bytes held by the session's parts.
-    pub received: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -85,67 +31,6 @@ struct PartRecord {
     /// Unix seconds.
     modified: i64,
     manifest: Vec<u8>,
-}
-
-/// One part of a transfer, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartInfo {
-    pub name: String,
-    pub size: u64,
-    pub modified: i64,
-}
-
-/// What a chunk PUT stored.
-#[derive(Debug, Clone)]
-pub struct NewPart {
-    pub size: u64,
-    pub chunks: Vec<ManifestEntry>,
-    /// Chunks this PUT stored in the backend, with their object sizes.
-    pub uploaded: Vec<(ChunkId, u32)>,
-}
-
-/// How the final MOVE may replace its destination.
-#[derive(Debug, Clone, Default)]
-pub struct AssembleCheck {
-    /// `OC-Total-Length`: the parts must sum up to it.
-    pub total_length: Option<u64>,
-    /// The destination must exist with this (unquoted) etag (`If`,
-    /// `If-Match`).
-    pub if_etag: Option<String>,
-    /// `If-None-Match: *` or `Overwrite: F`: the destination must not exist.
-    pub must_not_exist: bool,
-}
-
-/// The result of an assembly.
-#[derive(Debug, Clone)]
-pub struct Assembled {
-    pub node: Node,
-    pub created: bool,
-}
-
-/// A validated transfer id or part name: one path segment, printable
-/// ASCII-safe text without separators.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
-}
-
-/// A part's position key: its leading decimal digits (byte offset for
-/// ownCloud, index for Nextcloud, `start-end` for rclone and Nextcloud's
-/// documented scheme). Parts are assembled in this order.
-pub fn part_key(name: &str) -> Option<u128> {
-    let digits: &str = &name[..name
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(name.len())];
-    if digits.is_empty() || digits.len() > 38 {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// A record of the session tables, in the layout of [`crate::meta::codec`].
@@ -238,58 +123,8 @@ fn parts_of(
 /// Sorts parts by position and checks they can form one file: no two at
 /// the same position, and positions that are either byte offsets matching
 /// the sizes or consecutive indexes.
-fn ordered(mut parts: Vec<(String, PartRecord)>) -> Result<Vec<(String, PartRecord)>, UploadError> {
-    let mut keyed = Vec::with_capacity(parts.len());
-    for (name, rec) in parts.drain(..) {
-        let key = part_key(&name).ok_or_else(|| UploadError::BadName(name.clone()))?;
-        keyed.push((key, name, rec));
-    }
-    keyed.sort_by_key(|a| a.0);
-    for w in keyed.windows(2) {
-        if w[0].0 == w[1].0 {
-            return Err(UploadError::DuplicatePosition(
-                w[1].1.clone(),
-                w[0].1.clone(),
-            ));
-        }
-    }
-    let mut offset: u128 = 0;
-    let mut offsets_match = true;
-    for (key, _, rec) in &keyed {
-        if *key != offset {
-            offsets_match = false;
-        }
-        offset += rec.size as u128;
-    }
-    let first = keyed.first().map_or(0, |k| k.0);
-    let indexes_match = first <= 1
-        && keyed
-            .iter()
-            .enumerate()
-            .all(|(i, k)| k.0 == first + i as u128);
-    if !(offsets_match || indexes_match) {
-        return Err(UploadError::Gap(
-            "their names are neither consecutive byte offsets nor consecutive numbers".into(),
-        ));
-    }
-    Ok(keyed.into_iter().map(|(_, n, r)| (n, r)).collect())
-}
-
-/// The order [`ordered`] gives parts of these names and sizes (for the
-/// fuzzing entry points, which cannot build part records).
-pub(crate) fn order_of(parts: &[(String, u64)]) -> Result<Vec<String>, UploadError> {
-    let records = parts
-        .iter()
-        .map(|(name, size)| {
-            let rec = PartRecord {
-                size: *size,
-                modified: 0,
-                manifest: Vec::new(),
-            };
-            (name.clone(), rec)
-        })
-        .collect();
-    Ok(ordered(records)?.into_iter().map(|(n, _)| n).collect())
+fn ordered(parts: Vec<(String, PartRecord)>) -> Result<Vec<(String, PartRecord)>, UploadError> {
+    order_parts(parts.into_iter().map(|(n, r)| (n, r.size, r)).collect())
 }
 
 fn release_part(t: &mut WriteTables<'_>, rec: &PartRecord, now: i64) -> Result<(), UploadError> {
@@ -447,7 +282,7 @@ impl Namespace {
                 Some(v) => decode::<PartRecord>("upload_parts", v.value())?.size,
                 None => 0,
             };
-            let holdings = Holdings::read(t.users()?, t.uploads()?, owner, None)?;
+            let holdings = super::quota::read_holdings(t.users()?, t.uploads()?, owner, None)?;
             Ok(holdings.limit(replaced))
         })
     }
@@ -632,14 +467,6 @@ impl Namespace {
     }
 }
 
-/// What the assembled file records besides its content.
-#[derive(Debug, Clone, Default)]
-pub struct AssembleMeta {
-    pub mtime: Option<i64>,
-    pub checksums: Option<String>,
-    pub expected_manifest: Option<Vec<ManifestEntry>>,
-}
-
 fn lookup_in(
     t: &WriteTables<'_>,
     owner: &Owner,
@@ -660,7 +487,7 @@ fn check_quota(
     replaced: u64,
     new: u64,
 ) -> Result<(), UploadError> {
-    Holdings::read(&t.users, &t.uploads, owner, None)?.check(replaced, new)?;
+    super::quota::read_holdings(&t.users, &t.uploads, owner, None)?.check(replaced, new)?;
     Ok(())
 }
 
@@ -846,3 +673,4 @@ mod layout_tests {
         assert!(StoredProp::decode(&hex::decode(&PROP[..20]).unwrap()).is_err());
     }
 }
+

@@ -9,155 +9,19 @@ use std::sync::Arc;
 use redb::ReadableTable;
 
 use crate::crypto::ChunkId;
-use crate::meta::codec::{Reader, Writer};
 use crate::meta::records::encode_manifest;
 use crate::meta::redb::tables::KEY_FILES;
 use crate::meta::redb::tables::KEY_STORED_BYTES;
 use crate::meta::redb::tx::{get_child, get_manifest, get_node, get_user, ReadTables, WriteTables};
 use crate::meta::{
     manifest_digest, prop_cost, ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind,
-    UserRecord,
 };
 
-pub use super::quota::{Holdings, REFUSED_BODY_DRAIN};
-pub use super::sessions::{
-    AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
-};
-
-/// Errors of namespace operations.
-#[derive(Debug, thiserror::Error)]
-pub enum NsError {
-    #[error("not found")]
-    NotFound,
-    #[error("already exists")]
-    Exists,
-    #[error("a parent folder does not exist")]
-    ParentMissing,
-    #[error("not a folder")]
-    NotADirectory,
-    #[error("is a folder")]
-    IsADirectory,
-    #[error("folder is not empty")]
-    NotEmpty,
-    #[error("invalid name: {0}")]
-    BadName(String),
-    #[error("a folder cannot be moved into itself")]
-    IntoItself,
-    #[error("the root folder cannot be changed that way")]
-    Root,
-    #[error("quota exceeded: {needed} bytes needed, {available} available")]
-    QuotaExceeded { needed: u64, available: u64 },
-    #[error("too many dead properties: a node may have at most {0}")]
-    TooManyProps(usize),
-    #[error("the value of property {name:?} has {len} bytes, more than the {max} allowed")]
-    PropTooLarge {
-        name: String,
-        len: usize,
-        max: usize,
-    },
-    #[error("chunk {0:?} is not stored")]
-    MissingChunk(ChunkId),
-    #[error("the account no longer exists")]
-    NoUser,
-    #[error(transparent)]
-    Index(#[from] IndexError),
-}
-
-/// The user a request acts for.
-#[derive(Debug, Clone)]
-pub struct Owner {
-    pub id: u64,
-    pub name: String,
-    pub root: u64,
-}
-
-impl From<&UserRecord> for Owner {
-    fn from(u: &UserRecord) -> Self {
-        Self {
-            id: u.id,
-            name: u.name.clone(),
-            root: u.root,
-        }
-    }
-}
-
-/// A finished upload, ready to become the file's new version.
-#[derive(Debug, Clone)]
-pub struct FileCommit {
-    pub size: u64,
-    pub chunks: Vec<ManifestEntry>,
-    /// Chunks this upload stored in the backend, with their object sizes.
-    pub uploaded: Vec<(ChunkId, u32)>,
-    /// Modification time to record (Unix ns); now when absent.
-    pub mtime: Option<i64>,
-    pub checksums: Option<String>,
-}
-
-/// See [`Namespace::write_target`]. `existing` and `parent` are what
-/// [`Namespace::lookup`] would answer for the path and its parent.
-#[derive(Debug)]
-pub struct WriteTarget {
-    pub existing: Result<Node, NsError>,
-    pub parent: Result<Node, NsError>,
-    /// What the owner holds against their quota.
-    pub holdings: Holdings,
-}
-
-/// A dead property as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredProp {
-    pub name: String,
-    pub prefix: Option<String>,
-    pub namespace: Option<String>,
-    pub xml: Option<Vec<u8>>,
-}
-
-impl StoredProp {
-    /// The `props` table's value, in the layout of [`crate::meta::codec`].
-    pub fn encode(&self) -> Vec<u8> {
-        let text = |w: &mut Writer, t: &str| {
-            w.str(t);
-        };
-        Writer::new()
-            .str(&self.name)
-            .option(self.prefix.as_deref(), text)
-            .option(self.namespace.as_deref(), text)
-            .option(self.xml.as_deref(), |w, x| {
-                w.bytes(x);
-            })
-            .finish()
-    }
-
-    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
-        let mut r = Reader::new("props", b);
-        Ok(Self {
-            name: r.string()?,
-            prefix: r.option(|r| r.string())?,
-            namespace: r.option(|r| r.string())?,
-            xml: r.option(|r| r.bytes().map(<[u8]>::to_vec))?,
-        })
-    }
-}
+use crate::meta::tree::{FileCommit, NsError, Owner, PropLimits, WriteTarget};
+use crate::meta::{Holdings, StoredProp};
 
 fn prop_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}\0{}", namespace.unwrap_or(""), name)
-}
-
-/// Caps on dead properties (`limits.props_per_node`,
-/// `limits.prop_value_bytes`); what they take counts in the quota too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PropLimits {
-    pub per_node: usize,
-    pub value_bytes: usize,
-}
-
-impl Default for PropLimits {
-    fn default() -> Self {
-        Self {
-            per_node: 256,
-            value_bytes: 64 << 10,
-        }
-    }
 }
 
 /// The tree operations, over the shared index.
@@ -217,7 +81,7 @@ impl Namespace {
             Ok(WriteTarget {
                 existing: node_at(path),
                 parent: node_at(parent_path),
-                holdings: Holdings::read(t.users()?, t.uploads()?, owner, None)?,
+                holdings: super::quota::read_holdings(t.users()?, t.uploads()?, owner, None)?,
             })
         })
     }
@@ -281,7 +145,7 @@ impl Namespace {
     /// and unfinished chunked uploads).
     pub fn holdings(&self, owner: &Owner) -> Result<Holdings, NsError> {
         self.index
-            .read(|t: &ReadTables| Holdings::read(t.users()?, t.uploads()?, owner, None))
+            .read(|t: &ReadTables| super::quota::read_holdings(t.users()?, t.uploads()?, owner, None))
     }
 
     /// The owner's (logical bytes used, quota).
@@ -700,7 +564,7 @@ impl From<redb::StorageError> for NsError {
 mod tests {
     use super::*;
     use crate::meta::NewUser;
-    use crate::meta::{split_path, NamePath};
+    use crate::meta::{split_path, AssembleCheck, AssembleMeta, NamePath, NewPart};
 
     fn setup() -> (tempfile::TempDir, Namespace, Owner) {
         let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,8 @@ use redb::{ReadOnlyTable, ReadableTable, Table};
 
 use super::durability::Commit;
 use super::tables::*;
-use super::{Index, IndexError};
+use super::Index;
+use crate::meta::IndexError;
 use crate::meta::records::{
     decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
 };

@@ -4,25 +4,9 @@ use redb::ReadableTable;
 
 use super::tables::KEY_FILES;
 use super::tx::get_user;
-use super::{Index, IndexError};
-use crate::meta::records::{Node, NodeKind, UserRecord};
-
-/// What `user add` supplies.
-pub struct NewUser {
-    pub name: String,
-    pub password_hash: String,
-    pub admin: bool,
-    pub quota: Option<u64>,
-}
-
-/// User names appear in URLs: keep them to a safe alphabet.
-pub fn valid_user_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
-        && !name.starts_with('.')
-}
+use super::Index;
+use crate::meta::IndexError;
+use crate::meta::records::{valid_user_name, NewUser, Node, NodeKind, UserRecord};
 
 impl Index {
     /// Creates a user and their empty root folder.

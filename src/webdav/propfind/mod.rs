@@ -19,7 +19,7 @@ use crate::crypto::VisibleIds;
 use crate::http::body::DavBody;
 use crate::http::respond::{full, GwBody};
 use crate::meta::Node;
-use crate::meta::{split_path, Namespace, NsError, Owner};
+use crate::meta::{split_path, Meta, NsError, Owner};
 use props::Want;
 
 /// Why a PROPFIND is left to the WebDAV layer.
@@ -41,7 +41,7 @@ pub(crate) enum Decline {
 
 /// What the front knows of the request's user and tree.
 pub(crate) struct Scope<'a> {
-    pub ns: &'a Namespace,
+    pub meta: &'a Meta,
     pub owner: &'a Owner,
     /// How ids and etags are shown to clients.
     pub ids: &'a VisibleIds,
@@ -51,7 +51,7 @@ pub(crate) struct Scope<'a> {
 
 /// Answers a PROPFIND it can; otherwise gives the request back for the
 /// WebDAV layer. The body was read and checked by the front already.
-pub(crate) fn propfind(
+pub(crate) async fn propfind(
     scope: &Scope<'_>,
     req: Request<DavBody>,
 ) -> Result<Response<GwBody>, Box<Request<DavBody>>> {
@@ -63,7 +63,7 @@ pub(crate) fn propfind(
         _ => return Err(Box::new(req)),
     };
     let (parts, dav_body) = req.into_parts();
-    match answer(scope, &parts, depth_one, &body) {
+    match answer(scope, &parts, depth_one, &body).await {
         Ok(res) => Ok(res),
         Err(why) => {
             tracing::debug!(reason = %why, "PROPFIND left to the WebDAV layer");
@@ -97,7 +97,7 @@ struct Found {
     entries: Vec<(String, Node)>,
 }
 
-fn answer(
+async fn answer(
     scope: &Scope<'_>,
     parts: &Parts,
     depth_one: bool,
@@ -108,12 +108,12 @@ fn answer(
         .iter()
         .map(props::classify)
         .collect::<Result<Vec<Want<'_>>, Decline>>()?;
-    let found = find(scope, parts, depth_one)?;
+    let found = find(scope, parts, depth_one).await?;
     let wants_quota = wants
         .iter()
         .any(|w| matches!(w, Want::QuotaUsed | Want::QuotaAvailable));
     let quota = if wants_quota {
-        Some(scope.ns.usage(scope.owner)?)
+        Some(scope.meta.usage(scope.owner).await?)
     } else {
         None
     };
@@ -137,13 +137,13 @@ fn user_agent(parts: &Parts) -> &str {
 }
 
 /// Resolves the request path as the WebDAV layer does, in the owner's tree.
-fn find(scope: &Scope<'_>, parts: &Parts, depth_one: bool) -> Result<Found, Decline> {
+async fn find(scope: &Scope<'_>, parts: &Parts, depth_one: bool) -> Result<Found, Decline> {
     let mut path = DavPath::new(parts.uri.path()).map_err(|_| Decline::Path)?;
     path.set_prefix(scope.prefix).map_err(|_| Decline::Path)?;
     let names = split_path(path.as_bytes())?;
-    let node = scope.ns.lookup(scope.owner, &names)?;
+    let node = scope.meta.lookup(scope.owner, &names).await?;
     let entries = if node.is_dir() && depth_one {
-        scope.ns.list(scope.owner, &names)?
+        scope.meta.list(scope.owner, &names).await?
     } else {
         Vec::new()
     };
@@ -151,7 +151,7 @@ fn find(scope: &Scope<'_>, parts: &Parts, depth_one: bool) -> Result<Found, Decl
     let ids: Vec<u64> = std::iter::once(node.id)
         .chain(entries.iter().map(|(_, n)| n.id))
         .collect();
-    if !scope.ns.props_of_nodes(&ids)?.is_empty() {
+    if !scope.meta.props_of_nodes(&ids).await?.is_empty() {
         return Err(Decline::DeadProps);
     }
     Ok(Found {

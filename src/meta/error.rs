@@ -1,0 +1,21 @@
+//! Errors of the metadata store, whatever engine holds it.
+
+
+/// Errors of the metadata index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the index {path} is in use by another process (is `dedupdav serve` running? stop it first)")]
+    InUse { path: String },
+    #[error("the index has schema version {found}, this build understands {expected}; refusing to open it")]
+    SchemaMismatch { found: u64, expected: u64 },
+    #[error("index storage error: {0}")]
+    Storage(String),
+    #[error("corrupt index record in {table}: {cause}")]
+    Corrupt { table: &'static str, cause: String },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    #[error("invalid user name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
+    BadUserName(String),
+}
