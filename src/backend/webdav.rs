@@ -32,7 +32,6 @@ use parking_lot::Mutex;
 use rand::Rng;
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, Url};
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -57,94 +56,7 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(15);
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop></d:propfind>"#;
 
-/// How to reach the upstream WebDAV account (`[backend] kind = "webdav"`).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebDavConfig {
-    /// The account's WebDAV root, e.g.
-    /// `https://cloud.example.org/remote.php/dav/files/svc/`.
-    pub url: String,
-    /// Account name for Basic auth; empty means no authentication.
-    #[serde(default)]
-    pub username: String,
-    /// The password (or app password); prefer `password_file`.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// A file holding the password (trailing newline ignored).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// Folder inside the account that holds every object.
-    #[serde(default = "default_root")]
-    pub root: String,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Limit for one whole request, body included.
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_secs: u64,
-    /// How long transient failures are retried before the error is returned.
-    #[serde(default = "default_retry_deadline")]
-    pub retry_deadline_secs: u64,
-    /// Most requests in flight to the upstream at once.
-    #[serde(default = "default_parallelism")]
-    pub parallelism: usize,
-    /// Check the stored size with a HEAD after every PUT.
-    #[serde(default = "default_true")]
-    pub verify_puts: bool,
-}
-
-fn default_root() -> String {
-    "dedupdav".to_string()
-}
-fn default_connect_timeout() -> u64 {
-    10
-}
-fn default_request_timeout() -> u64 {
-    120
-}
-fn default_retry_deadline() -> u64 {
-    120
-}
-fn default_parallelism() -> usize {
-    8
-}
-fn default_true() -> bool {
-    true
-}
-
-impl WebDavConfig {
-    /// A configuration with every optional setting at its default.
-    pub fn new(url: impl Into<String>, username: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            username: username.into(),
-            password: None,
-            password_file: None,
-            root: default_root(),
-            connect_timeout_secs: default_connect_timeout(),
-            request_timeout_secs: default_request_timeout(),
-            retry_deadline_secs: default_retry_deadline(),
-            parallelism: default_parallelism(),
-            verify_puts: true,
-        }
-    }
-}
-
-impl std::fmt::Debug for WebDavConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebDavConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password_file", &self.password_file)
-            .field("root", &self.root)
-            .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("request_timeout_secs", &self.request_timeout_secs)
-            .field("retry_deadline_secs", &self.retry_deadline_secs)
-            .field("parallelism", &self.parallelism)
-            .field("verify_puts", &self.verify_puts)
-            .finish()
-    }
-}
+pub use super::config::WebDavConfig;
 
 /// A [`WebDavConfig`] that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -1330,33 +1242,6 @@ fn normalize(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_defaults_and_embedding() {
-        #[derive(Deserialize)]
-        #[serde(tag = "kind", rename_all = "lowercase")]
-        #[allow(dead_code)]
-        enum Backend {
-            Local { path: PathBuf },
-            Webdav(WebDavConfig),
-        }
-        let cfg: Backend = toml::from_str(
-            r#"kind = "webdav"
-               url = "https://cloud.example.org/remote.php/dav/files/svc/"
-               username = "svc"
-               password = "secret""#,
-        )
-        .unwrap();
-        let Backend::Webdav(cfg) = cfg else {
-            panic!("wrong variant")
-        };
-        assert_eq!(cfg.root, "dedupdav");
-        assert_eq!(cfg.parallelism, 8);
-        assert!(cfg.verify_puts);
-        assert!(!format!("{cfg:?}").contains("secret"));
-        let bad = toml::from_str::<WebDavConfig>("url = \"http://x/\"\nusernme = \"svc\"");
-        assert!(bad.is_err());
-    }
 
     #[test]
     fn config_validation() {
