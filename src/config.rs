@@ -456,7 +456,7 @@ mod tests {
             // webdav key at its default.
             let example = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
             let c = Config::load(Some(example)).map_err(|e| e.to_string())?;
-            assert!(matches!(c.backend, BackendConfig::Local(LocalConfig { path: None, .. })));
+            assert!(matches!(c.backend, BackendConfig::Local(LocalConfig { path: None })));
 
             // ... switched to the upstream by the environment (its header).
             jail.set_env("DEDUPDAV_BACKEND__KIND", "webdav");
@@ -511,17 +511,18 @@ root = "dedupdav"                             # folder holding the objects
             let e = Config::load(Some(Path::new("a.toml")))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("backend") && e.contains("url"), "{e}");
+            assert!(e.contains("backend") && e.contains("url is required"), "{e}");
             jail.create_file("b.toml", "[backend]\nkind = \"webdav\"\nurl = \"http://h/\"\nparallelism = -1\n")?;
             let e = Config::load(Some(Path::new("b.toml")))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("backend") && e.contains("-1"), "{e}");
+            assert!(e.contains("backend.parallelism") && e.contains("-1"), "{e}");
             jail.create_file("c.toml", "[backend]\nkind = \"ftp\"\n")?;
             let e = Config::load(Some(Path::new("c.toml")))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("ftp") && e.contains("local") && e.contains("webdav"), "{e}");
+
             Ok(())
         });
     }

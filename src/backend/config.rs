@@ -2,26 +2,35 @@
 //! its settings. This is the one definition of that schema and of its
 //! defaults; `config.rs` re-exports it into the whole configuration.
 //!
-//! The section is a tagged enum on `kind` ("local" or "webdav"), so each
-//! kind's settings exist only where they apply and a webdav backend cannot
-//! exist without its URL. Two compatibility rules keep every file that
-//! parsed before parsing the same way:
+//! The rest of the gateway sees [`BackendConfig`], an enum tagged by `kind`
+//! ("local" or "webdav"): each kind's settings exist only where they apply,
+//! and a webdav backend cannot exist without its URL. The file is read
+//! through [`Section`], the table as users write it, and converted. Two
+//! reasons, both checked by the tests below and in `config.rs`:
 //!
-//! - `config.example.toml` lists every key with its default, the webdav ones
-//!   under `kind = "local"`, and copies of it are in use: a local section
-//!   accepts the webdav keys (checked for their type, never used).
-//! - A webdav section accepts a leftover `path` the same way, so switching
-//!   kind (in the file or with `DEDUPDAV_BACKEND__KIND`) needs no other edit.
-//!
-//! Any other key is an error naming it.
+//! - Files that parsed before keep parsing the same way. `config.example.toml`
+//!   lists every key with its default, the webdav ones under
+//!   `kind = "local"`, and copies of it are in use; a leftover `path` under
+//!   `kind = "webdav"` was accepted too. A key of the other kind is still
+//!   checked for its type, and ignored; any other key is an error naming it.
+//! - Errors keep naming the key. A derived internally tagged enum buffers
+//!   the section before it picks the variant, so a bad value was reported
+//!   "for key backend" instead of "for key backend.parallelism" (tried).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// A `[backend]` section that names no usable backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendConfigError {
+    #[error("url is required when kind = \"webdav\"")]
+    MissingUrl,
+}
+
 /// Where objects are stored (`[backend]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(try_from = "Section", into = "Section")]
 pub enum BackendConfig {
     /// A directory on the gateway (the embedded default).
     Local(LocalConfig),
@@ -46,46 +55,13 @@ impl BackendConfig {
 }
 
 /// `kind = "local"`: one file per object below a directory.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-// The webdav keys below are accepted for compatibility (module header) and
-// never read.
-#[allow(dead_code)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalConfig {
     /// The object directory; default `<data_dir>/objects`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    #[serde(default, skip_serializing)]
-    url: Option<String>,
-    #[serde(default, skip_serializing)]
-    username: Option<String>,
-    #[serde(default, skip_serializing)]
-    password: Option<String>,
-    #[serde(default, skip_serializing)]
-    password_file: Option<PathBuf>,
-    #[serde(default, skip_serializing)]
-    root: Option<String>,
-    #[serde(default, skip_serializing)]
-    connect_timeout_secs: Option<u64>,
-    #[serde(default, skip_serializing)]
-    request_timeout_secs: Option<u64>,
-    #[serde(default, skip_serializing)]
-    retry_deadline_secs: Option<u64>,
-    #[serde(default, skip_serializing)]
-    parallelism: Option<usize>,
-    #[serde(default, skip_serializing)]
-    verify_puts: Option<bool>,
 }
 
 impl LocalConfig {
-    /// A local backend in `path`.
-    pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: Some(path.into()),
-            ..Self::default()
-        }
-    }
-
     /// The object directory: `path`, or `<data_dir>/objects`.
     pub fn objects_dir(&self, data_dir: &Path) -> PathBuf {
         self.path
@@ -95,82 +71,50 @@ impl LocalConfig {
 }
 
 /// `kind = "webdav"`: how to reach the upstream WebDAV account.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
 pub struct WebDavConfig {
     /// The account's WebDAV root, e.g.
     /// `https://cloud.example.org/remote.php/dav/files/svc/`.
     pub url: String,
     /// Account name for Basic auth; empty means no authentication.
-    #[serde(default)]
     pub username: String,
     /// The password (or app password); prefer `password_file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// A file holding the password (trailing newline ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// Folder inside the account that holds every object.
-    #[serde(default = "default_root")]
     pub root: String,
-    #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
     /// Limit for one whole request, body included.
-    #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
     /// How long transient failures are retried before the error is returned.
-    #[serde(default = "default_retry_deadline")]
     pub retry_deadline_secs: u64,
     /// Most requests in flight to the upstream at once.
-    #[serde(default = "default_parallelism")]
     pub parallelism: usize,
     /// Check the stored size with a HEAD after every PUT.
-    #[serde(default = "default_true")]
     pub verify_puts: bool,
-    /// The local kind's key, accepted for compatibility (module header).
-    #[serde(default, skip_serializing)]
-    #[allow(dead_code)]
-    path: Option<PathBuf>,
-}
-
-fn default_root() -> String {
-    "dedupdav".to_string()
-}
-fn default_connect_timeout() -> u64 {
-    10
-}
-fn default_request_timeout() -> u64 {
-    120
-}
-/// 60 s. Two defaults existed (60 in the configuration, 120 here); 60 is the
-/// one every `serve` actually ran with, and the one config.example.toml
-/// documents ("retried with backoff before the client gets 503"). A client
-/// waiting longer than a minute for an answer usually gives up by itself.
-fn default_retry_deadline() -> u64 {
-    60
-}
-fn default_parallelism() -> usize {
-    8
-}
-fn default_true() -> bool {
-    true
 }
 
 impl WebDavConfig {
-    /// A configuration with every optional setting at its default.
+    /// A configuration with every optional setting at its default: the
+    /// defaults of `[backend]`, as config.example.toml shows them.
     pub fn new(url: impl Into<String>, username: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             username: username.into(),
             password: None,
             password_file: None,
-            root: default_root(),
-            connect_timeout_secs: default_connect_timeout(),
-            request_timeout_secs: default_request_timeout(),
-            retry_deadline_secs: default_retry_deadline(),
-            parallelism: default_parallelism(),
-            verify_puts: default_true(),
-            path: None,
+            root: "dedupdav".to_string(),
+            connect_timeout_secs: 10,
+            request_timeout_secs: 120,
+            // Two defaults existed (60 s in the configuration, 120 s in this
+            // backend); 60 s is the one every `serve` ran with and the one
+            // config.example.toml documents ("retried with backoff before
+            // the client gets 503"). Most clients give up on an answer
+            // that takes longer than a minute anyway.
+            retry_deadline_secs: 60,
+            parallelism: 8,
+            verify_puts: true,
         }
     }
 }
@@ -189,6 +133,102 @@ impl std::fmt::Debug for WebDavConfig {
             .field("parallelism", &self.parallelism)
             .field("verify_puts", &self.verify_puts)
             .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    #[default]
+    Local,
+    Webdav,
+}
+
+/// The `[backend]` table as written: every key of every kind, unset keys
+/// taking the defaults of [`WebDavConfig::new`].
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect_timeout_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_timeout_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_deadline_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parallelism: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verify_puts: Option<bool>,
+}
+
+impl Section {
+    /// The webdav settings: the keys set here over the defaults.
+    fn into_webdav(self) -> Result<WebDavConfig, BackendConfigError> {
+        let url = self.url.ok_or(BackendConfigError::MissingUrl)?;
+        let mut w = WebDavConfig::new(url, self.username.unwrap_or_default());
+        w.password = self.password;
+        w.password_file = self.password_file;
+        w.root = self.root.unwrap_or(w.root);
+        w.connect_timeout_secs = self.connect_timeout_secs.unwrap_or(w.connect_timeout_secs);
+        w.request_timeout_secs = self.request_timeout_secs.unwrap_or(w.request_timeout_secs);
+        w.retry_deadline_secs = self.retry_deadline_secs.unwrap_or(w.retry_deadline_secs);
+        w.parallelism = self.parallelism.unwrap_or(w.parallelism);
+        w.verify_puts = self.verify_puts.unwrap_or(w.verify_puts);
+        Ok(w)
+    }
+
+    fn from_webdav(w: WebDavConfig) -> Self {
+        Self {
+            kind: Kind::Webdav,
+            path: None,
+            url: Some(w.url),
+            username: Some(w.username),
+            password: w.password,
+            password_file: w.password_file,
+            root: Some(w.root),
+            connect_timeout_secs: Some(w.connect_timeout_secs),
+            request_timeout_secs: Some(w.request_timeout_secs),
+            retry_deadline_secs: Some(w.retry_deadline_secs),
+            parallelism: Some(w.parallelism),
+            verify_puts: Some(w.verify_puts),
+        }
+    }
+}
+
+impl TryFrom<Section> for BackendConfig {
+    type Error = BackendConfigError;
+
+    fn try_from(s: Section) -> Result<Self, Self::Error> {
+        Ok(match s.kind {
+            Kind::Local => Self::Local(LocalConfig { path: s.path }),
+            Kind::Webdav => Self::Webdav(s.into_webdav()?),
+        })
+    }
+}
+
+impl From<BackendConfig> for Section {
+    fn from(c: BackendConfig) -> Self {
+        match c {
+            BackendConfig::Local(l) => Self {
+                path: l.path,
+                ..Self::default()
+            },
+            BackendConfig::Webdav(w) => Self::from_webdav(w),
+        }
     }
 }
 
@@ -219,16 +259,14 @@ mod tests {
         assert_eq!(cfg.parallelism, 8);
         assert!(cfg.verify_puts);
         assert!(!format!("{cfg:?}").contains("secret"));
-        let new = WebDavConfig::new("http://x/", "svc");
-        assert_eq!(new.retry_deadline_secs, cfg.retry_deadline_secs);
-        let bad = toml::from_str::<WebDavConfig>("url = \"http://x/\"\nusernme = \"svc\"");
+        let bad = parse("kind = \"webdav\"\nurl = \"http://x/\"\nusernme = \"svc\"");
         assert!(bad.is_err());
     }
 
     #[test]
     fn local_accepts_the_webdav_keys_but_nothing_else() {
         let cfg = parse("kind = \"local\"\nroot = \"x\"\nretry_deadline_secs = 5\n").unwrap();
-        assert!(matches!(cfg, BackendConfig::Local(LocalConfig { path: None, .. })));
+        assert!(matches!(cfg, BackendConfig::Local(LocalConfig { path: None })));
         let cfg = parse("kind = \"local\"\npath = \"/srv/o\"\n").unwrap();
         let BackendConfig::Local(local) = cfg else {
             panic!("wrong variant")
@@ -240,14 +278,30 @@ mod tests {
         );
         let e = parse("kind = \"local\"\nurll = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("urll"), "{e}");
-        // Compatible keys keep their type.
+        // Keys of the other kind keep their type.
         let e = parse("kind = \"local\"\nparallelism = \"many\"\n").unwrap_err();
-        assert!(e.to_string().contains("many"), "{e}");
+        assert!(e.to_string().contains("parallelism"), "{e}");
     }
 
     #[test]
-    fn webdav_accepts_a_leftover_path() {
+    fn webdav_accepts_a_leftover_path_and_needs_a_url() {
         let cfg = parse("kind = \"webdav\"\nurl = \"http://x/\"\npath = \"/srv/o\"\n").unwrap();
         assert_eq!(cfg.kind(), "webdav");
+        let e = parse("kind = \"webdav\"\nusername = \"svc\"\n").unwrap_err();
+        assert!(e.to_string().contains("url is required"), "{e}");
+    }
+
+    #[test]
+    fn written_back_it_reads_the_same() {
+        let mut w = WebDavConfig::new("http://x/", "svc");
+        w.password = Some("pw".into());
+        w.parallelism = 3;
+        let text = toml::to_string(&BackendConfig::Webdav(w)).unwrap();
+        let BackendConfig::Webdav(back) = parse(&text).unwrap() else {
+            panic!("wrong variant: {text}")
+        };
+        assert_eq!((back.parallelism, back.password.as_deref()), (3, Some("pw")));
+        let text = toml::to_string(&BackendConfig::default()).unwrap();
+        assert_eq!(text.trim(), "kind = \"local\"");
     }
 }
