@@ -8,7 +8,6 @@
 
 pub mod config;
 pub mod local;
-pub(crate) mod multistatus;
 pub mod webdav;
 
 use std::path::Path;
