@@ -456,19 +456,28 @@ mod tests {
             // webdav key at its default.
             let example = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
             let c = Config::load(Some(example)).map_err(|e| e.to_string())?;
-            assert!(matches!(c.backend, BackendConfig::Local(LocalConfig { path: None })));
+            assert!(matches!(
+                c.backend,
+                BackendConfig::Local(LocalConfig { path: None })
+            ));
 
             // ... switched to the upstream by the environment (its header).
             jail.set_env("DEDUPDAV_BACKEND__KIND", "webdav");
             jail.set_env("DEDUPDAV_BACKEND__URL", "https://cloud.example.com/dav/");
             jail.set_env("DEDUPDAV_BACKEND__USERNAME", "dedupsvc");
-            jail.set_env("DEDUPDAV_BACKEND__PASSWORD_FILE", "/etc/dedupdav/upstream.pw");
+            jail.set_env(
+                "DEDUPDAV_BACKEND__PASSWORD_FILE",
+                "/etc/dedupdav/upstream.pw",
+            );
             jail.set_env("DEDUPDAV_BACKEND__RETRY_DEADLINE_SECS", "30");
             let c = Config::load(Some(example)).map_err(|e| e.to_string())?;
             let w = upstream(&c)?;
             assert_eq!(w.url, "https://cloud.example.com/dav/");
             assert_eq!(w.username, "dedupsvc");
-            assert_eq!(w.password_file.as_deref(), Some(Path::new("/etc/dedupdav/upstream.pw")));
+            assert_eq!(
+                w.password_file.as_deref(),
+                Some(Path::new("/etc/dedupdav/upstream.pw"))
+            );
             assert_eq!((w.retry_deadline_secs, w.parallelism), (30, 8));
 
             // ... and by the environment alone (benches/e2e.rs).
@@ -494,12 +503,18 @@ root = "dedupdav"                             # folder holding the objects
             assert!(w.verify_puts && w.password.is_none());
 
             // A local directory, and a section without `kind` (local).
-            jail.create_file("local.toml", "[backend]\npath = \"/srv/dedupdav/objects\"\n")?;
+            jail.create_file(
+                "local.toml",
+                "[backend]\npath = \"/srv/dedupdav/objects\"\n",
+            )?;
             let c = Config::load(Some(Path::new("local.toml"))).map_err(|e| e.to_string())?;
             let BackendConfig::Local(l) = &c.backend else {
                 return Err(format!("expected kind local, got {:?}", c.backend).into());
             };
-            assert_eq!(l.objects_dir(&c.data_dir), Path::new("/srv/dedupdav/objects"));
+            assert_eq!(
+                l.objects_dir(&c.data_dir),
+                Path::new("/srv/dedupdav/objects")
+            );
             Ok(())
         });
     }
@@ -507,12 +522,21 @@ root = "dedupdav"                             # folder holding the objects
     #[test]
     fn a_bad_backend_section_says_what_is_wrong() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("a.toml", "[backend]\nkind = \"webdav\"\nusername = \"svc\"\n")?;
+            jail.create_file(
+                "a.toml",
+                "[backend]\nkind = \"webdav\"\nusername = \"svc\"\n",
+            )?;
             let e = Config::load(Some(Path::new("a.toml")))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("backend") && e.contains("url is required"), "{e}");
-            jail.create_file("b.toml", "[backend]\nkind = \"webdav\"\nurl = \"http://h/\"\nparallelism = -1\n")?;
+            assert!(
+                e.contains("backend") && e.contains("url is required"),
+                "{e}"
+            );
+            jail.create_file(
+                "b.toml",
+                "[backend]\nkind = \"webdav\"\nurl = \"http://h/\"\nparallelism = -1\n",
+            )?;
             let e = Config::load(Some(Path::new("b.toml")))
                 .unwrap_err()
                 .to_string();
@@ -521,7 +545,10 @@ root = "dedupdav"                             # folder holding the objects
             let e = Config::load(Some(Path::new("c.toml")))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("ftp") && e.contains("local") && e.contains("webdav"), "{e}");
+            assert!(
+                e.contains("ftp") && e.contains("local") && e.contains("webdav"),
+                "{e}"
+            );
 
             Ok(())
         });

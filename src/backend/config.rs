@@ -266,7 +266,10 @@ mod tests {
     #[test]
     fn local_accepts_the_webdav_keys_but_nothing_else() {
         let cfg = parse("kind = \"local\"\nroot = \"x\"\nretry_deadline_secs = 5\n").unwrap();
-        assert!(matches!(cfg, BackendConfig::Local(LocalConfig { path: None })));
+        assert!(matches!(
+            cfg,
+            BackendConfig::Local(LocalConfig { path: None })
+        ));
         let cfg = parse("kind = \"local\"\npath = \"/srv/o\"\n").unwrap();
         let BackendConfig::Local(local) = cfg else {
             panic!("wrong variant")
@@ -300,7 +303,10 @@ mod tests {
         let BackendConfig::Webdav(back) = parse(&text).unwrap() else {
             panic!("wrong variant: {text}")
         };
-        assert_eq!((back.parallelism, back.password.as_deref()), (3, Some("pw")));
+        assert_eq!(
+            (back.parallelism, back.password.as_deref()),
+            (3, Some("pw"))
+        );
         let text = toml::to_string(&BackendConfig::default()).unwrap();
         assert_eq!(text.trim(), "kind = \"local\"");
     }

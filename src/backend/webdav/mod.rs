@@ -24,6 +24,7 @@
 //! retried.
 //!
 //! [`ObjectStore`]: super::ObjectStore
+//! [`BackendError`]: super::BackendError
 
 mod check;
 mod classify;
@@ -34,16 +35,15 @@ mod objects;
 mod retry;
 mod setup;
 
+use std::time::Duration;
+
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Url};
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use self::check::CheckReport;
 pub use self::setup::WebDavConfigError;
 pub use super::config::WebDavConfig;
-#[cfg(doc)]
-use super::BackendError;
 use folders::FolderCache;
 
 /// The properties every PROPFIND of this backend asks for.

@@ -235,7 +235,11 @@ impl WebDavStore {
     }
 
     /// DELETE; a missing object is fine.
-    pub(super) async fn delete_rel(&self, rel: &str, deadline: Duration) -> Result<(), BackendError> {
+    pub(super) async fn delete_rel(
+        &self,
+        rel: &str,
+        deadline: Duration,
+    ) -> Result<(), BackendError> {
         let url = self.url(rel, false);
         let what = format!("DELETE {rel}");
         self.with_retries(&what, deadline, || async {

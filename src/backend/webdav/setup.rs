@@ -117,11 +117,10 @@ pub(super) fn password(config: &WebDavConfig) -> Result<Option<String>, WebDavCo
 
 /// The file's content without its trailing newline.
 fn read_password_file(path: &PathBuf) -> Result<String, WebDavConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| WebDavConfigError::PasswordFile {
-            path: path.clone(),
-            source,
-        })?;
+    let text = std::fs::read_to_string(path).map_err(|source| WebDavConfigError::PasswordFile {
+        path: path.clone(),
+        source,
+    })?;
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
 }
 
