@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::backend::local::LocalDirStore;
 use crate::backend::webdav::WebDavStore;
-use crate::backend::{BackendError, SharedObjectStore};
-use crate::config::{BackendKind, Config};
+use crate::backend::BackendError;
+use crate::config::{BackendConfig, Config};
 use crate::crypto::{CryptoError, Keys, MasterKey, VisibleIds};
 use crate::meta::IndexError;
 use crate::meta::Meta;
@@ -58,7 +57,7 @@ impl App {
             path: config.index_path().display().to_string(),
             source,
         })?;
-        let backend = open_backend(&config)?;
+        let backend = crate::backend::open(&config.backend, &config.data_dir)?;
         let store = ContentStore::new(
             keys.clone(),
             backend,
@@ -128,15 +127,11 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
 
 /// The upstream WebDAV store the configuration names.
 pub fn open_webdav(config: &Config) -> Result<WebDavStore, StartError> {
-    let w = config
-        .webdav_config()
-        .ok_or_else(|| StartError::Unsupported("backend.url is not set".into()))?;
-    WebDavStore::new(&w).map_err(|e| StartError::Backend(e.into()))
-}
-
-fn open_backend(config: &Config) -> Result<SharedObjectStore, StartError> {
-    match config.backend.kind {
-        BackendKind::Local => Ok(Arc::new(LocalDirStore::open(&config.local_objects_path())?)),
-        BackendKind::Webdav => Ok(Arc::new(open_webdav(config)?)),
-    }
+    let BackendConfig::Webdav(upstream) = &config.backend else {
+        let kind = config.backend.kind();
+        return Err(StartError::Unsupported(format!(
+            "backend.kind is \"{kind}\": there is no upstream"
+        )));
+    };
+    WebDavStore::new(upstream).map_err(|e| StartError::Backend(e.into()))
 }

@@ -10,9 +10,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::webdav::WebDavConfig;
 use crate::owncloud::checksum::ChecksumSet;
 use crate::store::{ChunkSizes, StoreSettings};
+
+/// `[backend]` is defined by the backend module itself, with its defaults.
+pub use crate::backend::config::{BackendConfig, LocalConfig, WebDavConfig};
 
 /// Errors of loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -203,39 +205,6 @@ pub struct AuthConfig {
     pub max_delay_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    Local,
-    Webdav,
-}
-
-/// Where objects are stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConfig {
-    /// "local" (a directory) or "webdav" (an ownCloud account).
-    pub kind: BackendKind,
-    /// local: the object directory; default `<data_dir>/objects`.
-    pub path: Option<PathBuf>,
-    /// webdav: the account's WebDAV root, e.g.
-    /// `https://cloud.example.com/remote.php/dav/files/dedupsvc/`.
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    /// webdav: folder inside the account that holds the objects.
-    pub root: String,
-    pub connect_timeout_secs: u64,
-    pub request_timeout_secs: u64,
-    /// How long transient upstream failures are retried.
-    pub retry_deadline_secs: u64,
-    /// Upstream requests in flight at most.
-    pub parallelism: usize,
-    /// webdav: after each object PUT, check its size upstream with a HEAD.
-    pub verify_puts: bool,
-}
-
 impl Default for Config {
     fn default() -> Self {
         let s = StoreSettings::default();
@@ -268,20 +237,7 @@ impl Default for Config {
                 interval_minutes: 60,
                 interval_seconds: None,
             },
-            backend: BackendConfig {
-                kind: BackendKind::Local,
-                path: None,
-                url: None,
-                username: None,
-                password: None,
-                password_file: None,
-                root: "dedupdav".into(),
-                connect_timeout_secs: 10,
-                request_timeout_secs: 120,
-                retry_deadline_secs: 60,
-                parallelism: 8,
-                verify_puts: true,
-            },
+            backend: BackendConfig::default(),
             limits: LimitsConfig {
                 max_connections: 4096,
                 max_connections_per_address: 256,
@@ -334,11 +290,6 @@ impl Config {
                 "listen: {:?} is not an address such as 127.0.0.1:8080",
                 self.listen
             )));
-        }
-        if self.backend.kind == BackendKind::Webdav && self.backend.url.is_none() {
-            return Err(ConfigError::Invalid(
-                "backend.url is required when backend.kind = \"webdav\"".into(),
-            ));
         }
         if self.uploads.expire_hours == 0 {
             return Err(ConfigError::Invalid(
@@ -430,28 +381,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
-
-    /// The upstream settings when `backend.kind = "webdav"`.
-    pub fn webdav_config(&self) -> Option<WebDavConfig> {
-        let b = &self.backend;
-        let mut w = WebDavConfig::new(b.url.clone()?, b.username.clone().unwrap_or_default());
-        w.password = b.password.clone();
-        w.password_file = b.password_file.clone();
-        w.root = b.root.clone();
-        w.connect_timeout_secs = b.connect_timeout_secs;
-        w.request_timeout_secs = b.request_timeout_secs;
-        w.retry_deadline_secs = b.retry_deadline_secs;
-        w.parallelism = b.parallelism;
-        w.verify_puts = b.verify_puts;
-        Some(w)
-    }
-
-    pub fn local_objects_path(&self) -> PathBuf {
-        self.backend
-            .path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("objects"))
-    }
 }
 
 #[cfg(test)]
@@ -467,7 +396,7 @@ mod tests {
     fn defaults_are_valid() {
         let c = Config::load_with_env(None, no_env()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
-        assert_eq!(c.backend.kind, BackendKind::Local);
+        assert!(matches!(c.backend, BackendConfig::Local(_)));
     }
 
     #[test]
@@ -475,14 +404,17 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "c.toml",
-                "listen = \"127.0.0.1:9000\"\n[backend]\nkind = \"local\"\nroot = \"x\"\n",
+                "listen = \"127.0.0.1:9000\"\n[backend]\nkind = \"webdav\"\nurl = \"http://h/\"\nroot = \"x\"\n",
             )?;
             jail.set_env("DEDUPDAV_LISTEN", "127.0.0.1:9001");
             jail.set_env("DEDUPDAV_CHUNKING__ZSTD_LEVEL", "3");
             let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen, "127.0.0.1:9001");
             assert_eq!(c.chunking.zstd_level, 3);
-            assert_eq!(c.backend.root, "x");
+            let BackendConfig::Webdav(w) = &c.backend else {
+                panic!("kind from the file: {:?}", c.backend)
+            };
+            assert_eq!(w.root, "x");
             Ok(())
         });
     }
@@ -514,6 +446,119 @@ mod tests {
             let c = Config::load(Some(Path::new("g.toml"))).unwrap();
             let set = c.upload_checksums().unwrap();
             assert!(set.sha1 && set.md5 && !set.adler32);
+            Ok(())
+        });
+    }
+
+    /// The upstream settings, or a test failure naming the kind found.
+    fn upstream(c: &Config) -> Result<&WebDavConfig, String> {
+        match &c.backend {
+            BackendConfig::Webdav(w) => Ok(w),
+            other => Err(format!("expected kind webdav, got {other:?}")),
+        }
+    }
+
+    #[test]
+    fn documented_backend_forms_parse() {
+        figment::Jail::expect_with(|jail| {
+            // config.example.toml as shipped: kind = "local" with every
+            // webdav key at its default.
+            let example = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
+            let c = Config::load(Some(example)).map_err(|e| e.to_string())?;
+            assert!(matches!(
+                c.backend,
+                BackendConfig::Local(LocalConfig { path: None })
+            ));
+
+            // ... switched to the upstream by the environment (its header).
+            jail.set_env("DEDUPDAV_BACKEND__KIND", "webdav");
+            jail.set_env("DEDUPDAV_BACKEND__URL", "https://cloud.example.com/dav/");
+            jail.set_env("DEDUPDAV_BACKEND__USERNAME", "dedupsvc");
+            jail.set_env(
+                "DEDUPDAV_BACKEND__PASSWORD_FILE",
+                "/etc/dedupdav/upstream.pw",
+            );
+            jail.set_env("DEDUPDAV_BACKEND__RETRY_DEADLINE_SECS", "30");
+            let c = Config::load(Some(example)).map_err(|e| e.to_string())?;
+            let w = upstream(&c)?;
+            assert_eq!(w.url, "https://cloud.example.com/dav/");
+            assert_eq!(w.username, "dedupsvc");
+            assert_eq!(
+                w.password_file.as_deref(),
+                Some(Path::new("/etc/dedupdav/upstream.pw"))
+            );
+            assert_eq!((w.retry_deadline_secs, w.parallelism), (30, 8));
+
+            // ... and by the environment alone (benches/e2e.rs).
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(upstream(&c)?.root, "dedupdav");
+            jail.clear_env();
+
+            // README, "Store the objects in ownCloud".
+            jail.create_file(
+                "readme.toml",
+                r#"[backend]
+kind = "webdav"
+url = "https://cloud.example.com/remote.php/dav/files/dedupsvc/"
+username = "dedupsvc"
+password_file = "/etc/dedupdav/upstream.pw"   # the app password
+root = "dedupdav"                             # folder holding the objects
+"#,
+            )?;
+            let c = Config::load(Some(Path::new("readme.toml"))).map_err(|e| e.to_string())?;
+            let w = upstream(&c)?;
+            assert_eq!(w.username, "dedupsvc");
+            assert_eq!((w.retry_deadline_secs, w.request_timeout_secs), (60, 120));
+            assert!(w.verify_puts && w.password.is_none());
+
+            // A local directory, and a section without `kind` (local).
+            jail.create_file(
+                "local.toml",
+                "[backend]\npath = \"/srv/dedupdav/objects\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("local.toml"))).map_err(|e| e.to_string())?;
+            let BackendConfig::Local(l) = &c.backend else {
+                return Err(format!("expected kind local, got {:?}", c.backend).into());
+            };
+            assert_eq!(
+                l.objects_dir(&c.data_dir),
+                Path::new("/srv/dedupdav/objects")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_backend_section_says_what_is_wrong() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "a.toml",
+                "[backend]\nkind = \"webdav\"\nusername = \"svc\"\n",
+            )?;
+            let e = Config::load(Some(Path::new("a.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("backend") && e.contains("url is required"),
+                "{e}"
+            );
+            jail.create_file(
+                "b.toml",
+                "[backend]\nkind = \"webdav\"\nurl = \"http://h/\"\nparallelism = -1\n",
+            )?;
+            let e = Config::load(Some(Path::new("b.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("backend.parallelism") && e.contains("-1"), "{e}");
+            jail.create_file("c.toml", "[backend]\nkind = \"ftp\"\n")?;
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("ftp") && e.contains("local") && e.contains("webdav"),
+                "{e}"
+            );
+
             Ok(())
         });
     }

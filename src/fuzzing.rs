@@ -23,7 +23,7 @@ use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use percent_encoding::{percent_decode, utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::backend::multistatus::{parse_multistatus, read_multistatus};
+use crate::backend::webdav::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
 use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
 use crate::http::below_prefix;

@@ -269,7 +269,7 @@ fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyEr
 }
 
 fn check_upstream(config: Config) -> Result<(), AnyError> {
-    if config.backend.kind != dedupdav::config::BackendKind::Webdav {
+    if !matches!(config.backend, dedupdav::config::BackendConfig::Webdav(_)) {
         return Err("backend.kind is \"local\": there is no upstream to check (set [backend] kind = \"webdav\")".into());
     }
     let store = dedupdav::app::open_webdav(&config)?;

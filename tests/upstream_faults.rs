@@ -33,9 +33,10 @@ fn rig(retry_deadline_secs: u64) -> Rig {
             url
         },
         |c| {
-            c.backend.retry_deadline_secs = retry_deadline_secs;
-            c.backend.request_timeout_secs = 5;
-            c.backend.connect_timeout_secs = 2;
+            let upstream = TestGateway::upstream_of(c);
+            upstream.retry_deadline_secs = retry_deadline_secs;
+            upstream.request_timeout_secs = 5;
+            upstream.connect_timeout_secs = 2;
         },
     );
     gw.add_user("alice", "pw");

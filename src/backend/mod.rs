@@ -3,18 +3,23 @@
 //! The content store only ever talks to an [`ObjectStore`]: a flat key/value
 //! store of immutable objects addressed by [`ObjectName`]. Two kinds exist:
 //! a local directory (the embedded default) and an upstream ownCloud account
-//! reached over WebDAV.
+//! reached over WebDAV. [`open`] builds the one the `[backend]` section
+//! ([`config::BackendConfig`]) names.
 
+pub mod config;
 pub mod local;
-pub(crate) mod multistatus;
 pub mod webdav;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+use self::config::BackendConfig;
+use self::local::LocalDirStore;
+use self::webdav::WebDavStore;
 use crate::crypto::ObjectName;
 
 /// Errors of an object backend, classified so callers know whether a retry
@@ -70,3 +75,13 @@ pub trait ObjectStore: Send + Sync + 'static {
 }
 
 pub type SharedObjectStore = Arc<dyn ObjectStore>;
+
+/// Opens the backend `config` names; `data_dir` holds a local backend's
+/// objects unless it sets its own `path`. A webdav backend sends nothing
+/// upstream until the first request.
+pub fn open(config: &BackendConfig, data_dir: &Path) -> Result<SharedObjectStore, BackendError> {
+    Ok(match config {
+        BackendConfig::Local(local) => Arc::new(LocalDirStore::open(&local.objects_dir(data_dir))?),
+        BackendConfig::Webdav(upstream) => Arc::new(WebDavStore::new(upstream)?),
+    })
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dedupdav::app::App;
-use dedupdav::config::{BackendKind, Config};
+use dedupdav::config::{BackendConfig, Config, WebDavConfig};
 
 use super::apache::Apache;
 use dedupdav::http::Gateway;
@@ -54,17 +54,24 @@ impl TestGateway {
         let user = apache.user().to_string();
         let password = apache.password().to_string();
         let mut gw = Self::start_with(|c| {
-            c.backend.kind = BackendKind::Webdav;
-            c.backend.url = Some(url);
-            c.backend.username = Some(user);
-            c.backend.password = Some(password);
-            c.backend.root = "dedupdav".into();
-            c.backend.retry_deadline_secs = 10;
+            let mut upstream = WebDavConfig::new(url, user);
+            upstream.password = Some(password);
+            upstream.root = "dedupdav".into();
+            upstream.retry_deadline_secs = 10;
+            c.backend = BackendConfig::Webdav(upstream);
             tweak(c);
         });
         gw.objects_root = apache.data_dir().join("dedupdav");
         gw.apache = Some(apache);
         gw
+    }
+
+    /// The upstream settings of a configuration `start_on_apache*` made.
+    pub fn upstream_of(c: &mut Config) -> &mut WebDavConfig {
+        match &mut c.backend {
+            BackendConfig::Webdav(upstream) => upstream,
+            other => panic!("not a webdav backend: {other:?}"),
+        }
     }
 
     /// A gateway whose configuration `tweak` may change first.

@@ -5,7 +5,8 @@
 //! its `</response>` is read, the in-memory [`parse_multistatus`] built on it,
 //! and [`stream_multistatus`], which parses an HTTP body while it arrives so
 //! that a folder of any size is listed in bounded memory. Talking to the
-//! upstream (requests, retries, error classification) stays in `webdav`.
+//! upstream (requests, retries, error classification) stays in the other
+//! files of `webdav`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
