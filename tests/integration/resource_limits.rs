@@ -7,14 +7,14 @@
 //! real allocator, nothing of the test's own buffers): the peak resident
 //! size (`VmHWM` in `/proc/<pid>/status`) before and after the load.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::gateway::TestGateway;
+use crate::common::gateway::TestGateway;
 
 const MIB: u64 = 1 << 20;
 

@@ -3,15 +3,13 @@
 //! caps, the accept loop out of file descriptors, and request metrics that
 //! invented method names cannot grow.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::gateway::{basic, random_bytes, TestGateway};
+use crate::common::gateway::{basic, random_bytes, TestGateway};
 use dedupdav::front::Stalled;
 
 const MIB: usize = 1 << 20;

@@ -1,6 +1,5 @@
 //! Shared harnesses for integration tests: the gateway in-process, a real
 //! Apache WebDAV upstream, and a fault-injecting proxy to put in front of it.
-#![allow(dead_code, unused_macros)]
 
 /// Runs each scenario (a `fn(TestGateway)` in the calling file) on the embedded defaults and against a real Apache
 /// WebDAV upstream.

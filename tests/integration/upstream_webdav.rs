@@ -1,14 +1,12 @@
 //! The WebDAV object backend against a real Apache mod_dav upstream, with a
 //! fault-injecting proxy in between for the failures Apache does not produce.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::apache::{free_port, Apache};
+use crate::common::faultproxy::{Fault, FaultProxy};
 use bytes::Bytes;
-use common::apache::{free_port, Apache};
-use common::faultproxy::{Fault, FaultProxy};
 use dedupdav::backend::webdav::{WebDavConfig, WebDavStore};
 use dedupdav::backend::{BackendError, ObjectStore};
 use dedupdav::crypto::ObjectName;

@@ -3,9 +3,7 @@
 //! headers of PUT/MKCOL/MOVE matching later listings, checksums, and the
 //! chunked upload NG endpoint (order, resume, checks, isolation, expiry).
 
-mod common;
-
-use common::gateway::{random_bytes, Dav, TestGateway};
+use crate::common::gateway::{random_bytes, Dav, TestGateway};
 use reqwest::blocking::Response;
 
 const OWNCLOUDCMD_PROPFIND: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\

@@ -3,11 +3,9 @@
 //! same in every reply, and usable in conditional requests. Against a real
 //! gateway over HTTP.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::gateway::{Dav, TestGateway};
+use crate::common::gateway::{Dav, TestGateway};
 use dedupdav::namespace::{Namespace, Owner};
 use reqwest::blocking::Response;
 
