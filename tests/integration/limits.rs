@@ -138,6 +138,7 @@ fn a_half_sent_header_is_closed_after_the_header_timeout() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let _timed = crate::common::load::wall_clock_bound();
     let gw = TestGateway::start_with(|c| c.limits.idle_timeout_secs = 1);
     let mut quiet = connect(&gw);
     assert_eq!(status_on(&mut quiet), Some(200));
@@ -212,6 +213,7 @@ fn stalled_body_commits_nothing(gw: TestGateway) {
 
 #[test]
 fn transfers_that_keep_moving_outlast_the_body_timeout() {
+    let _timed = crate::common::load::wall_clock_bound();
     let gw = TestGateway::start_with(|c| c.limits.body_timeout_secs = 1);
     gw.add_user("alice", "pw");
     let alice = gw.client("alice", "pw");

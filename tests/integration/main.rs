@@ -1,6 +1,8 @@
 //! The integration tests, as one test binary: the crate and the harnesses
 //! in `common/` are linked once, not once per file. Each module is what
-//! used to be a file of its own under `tests/`.
+//! used to be a file of its own under `tests/`; `common::load` says what
+//! running them in one process changes and how the tests that care are
+//! kept apart.
 
 #[macro_use]
 mod common;

@@ -17,6 +17,7 @@ macro_rules! on_both_backends {
 pub mod apache;
 pub mod faultproxy;
 pub mod gateway;
+pub mod load;
 
 /// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
 /// environment leaking into it.
