@@ -17,7 +17,7 @@
 //!   reaches the gateway, so settings can be compared without editing a file.
 //!
 //! One run starts Apache httpd with mod_dav at `/remote.php/dav/files/svc/`
-//! on a loopback port (the test harness in `tests/common/apache.rs`), then
+//! on a loopback port (the test harness in `tests/integration/common/apache.rs`), then
 //! the release `dedupdav` binary as a separate process with a temporary data
 //! directory and `backend.kind = "webdav"` pointing at that Apache. Each
 //! measurement runs against Apache directly, then against the gateway, and
@@ -33,7 +33,7 @@
 //! that writing back the previous one's page cache does not slow down the
 //! next.
 
-#[path = "../tests/common/apache.rs"]
+#[path = "../tests/integration/common/apache.rs"]
 #[allow(dead_code)]
 mod apache;
 

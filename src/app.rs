@@ -58,12 +58,7 @@ impl App {
             source,
         })?;
         let backend = crate::backend::open(&config.backend, &config.data_dir)?;
-        let store = ContentStore::new(
-            keys.clone(),
-            backend,
-            meta.clone(),
-            config.store_settings(),
-        );
+        let store = ContentStore::new(keys.clone(), backend, meta.clone(), config.store_settings());
         let ids = VisibleIds::new(&keys, meta.instance_id());
         let fs = DedupFs::new(
             meta.clone(),

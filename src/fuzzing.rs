@@ -6,7 +6,7 @@
 //! input, and keeps the property written on the function. A broken property
 //! panics, which is what both runners report: the libFuzzer targets in
 //! `fuzz/` (one per function, same name) and the short run of
-//! `tests/fuzz_smoke.rs` in the normal test suite. Inputs made of two parts
+//! `tests/integration/fuzz_smoke.rs` in the normal test suite. Inputs made of two parts
 //! are split at the first newline; `fuzz/seeds/<function>/` holds examples.
 //!
 //! Not part of the gateway's interface: nothing else calls it.

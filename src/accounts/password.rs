@@ -33,4 +33,3 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         })
         .unwrap_or(false)
 }
-

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dav_server::DavHandler;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use futures_util::future::{BoxFuture, FutureExt};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use parking_lot::Mutex;
@@ -339,7 +339,8 @@ impl Gateway {
                 Ok(b) => b,
                 Err(e) => return body_refused(&e),
             };
-        let req = match crate::webdav::propfind::propfind(&scope, Request::from_parts(parts, body)).await
+        let req = match crate::webdav::propfind::propfind(&scope, Request::from_parts(parts, body))
+            .await
         {
             Ok(res) => return res,
             Err(req) => *req,
@@ -367,7 +368,8 @@ impl Gateway {
         }
         let (mut parts, body) = res.into_parts();
         if parts.status.is_success() {
-            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers).await;
+            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers)
+                .await;
         }
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {

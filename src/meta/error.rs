@@ -1,6 +1,5 @@
 //! Errors of the metadata store, whatever engine holds it.
 
-
 /// Errors of the metadata index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {

@@ -12,14 +12,14 @@ pub mod sessions;
 pub mod tree;
 
 pub use self::redb::tree::Namespace;
-pub use operations::Meta;
 pub use self::redb::{Index, SCHEMA_VERSION};
 pub use error::IndexError;
+pub use operations::Meta;
 pub use path::{split_path, NamePath};
 pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use records::{
-    manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry, NewUser,
-    Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
+    manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
+    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
 };
 pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,

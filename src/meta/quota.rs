@@ -54,7 +54,6 @@ impl Holdings {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

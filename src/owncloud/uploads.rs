@@ -36,8 +36,8 @@ use crate::error::GatewayError;
 use crate::meta::sessions::{part_key, valid_name};
 use crate::meta::Node;
 use crate::meta::{
-    split_path, AssembleCheck, AssembleMeta, NamePath, Meta, NewPart, NsError, Owner,
-    PartInfo, UploadError, UploadSession, REFUSED_BODY_DRAIN,
+    split_path, AssembleCheck, AssembleMeta, Meta, NamePath, NewPart, NsError, Owner, PartInfo,
+    UploadError, UploadSession, REFUSED_BODY_DRAIN,
 };
 use crate::owncloud::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::store::{ByteSink, ContentStore, FileReader};
@@ -382,7 +382,8 @@ impl UploadsCtx<'_> {
             (Target::Transfer(t), "PROPFIND") => self.list_transfer(&req, owner, &base, t).await,
             (Target::Transfer(t), "DELETE") => self
                 .meta
-                .abandon_upload(owner, t).await
+                .abandon_upload(owner, t)
+                .await
                 .map(|()| {
                     self.transfers.forget(owner.id, t);
                     empty(StatusCode::NO_CONTENT)
@@ -394,7 +395,8 @@ impl UploadsCtx<'_> {
             (Target::Part(t, p), "DELETE") => {
                 self.transfers.forget(owner.id, t);
                 self.meta
-                    .remove_upload_part(owner, t, p).await
+                    .remove_upload_part(owner, t, p)
+                    .await
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(GatewayError::from)
             }
@@ -498,7 +500,9 @@ impl UploadsCtx<'_> {
         };
         // Refused here, the upload's objects are released for the collector
         // when `finished` is dropped.
-        self.meta.add_upload_part(owner, transfer, name, &part).await?;
+        self.meta
+            .add_upload_part(owner, transfer, name, &part)
+            .await?;
         // The session references the chunks now; the pins can go.
         finished.committed();
         let running = running.lock().take();
@@ -583,17 +587,20 @@ impl UploadsCtx<'_> {
         digests
             .verify(&announced)
             .map_err(|e| GatewayError::ChecksumMismatch(e.to_string()))?;
-        let done = self.meta.assemble_upload(
-            owner,
-            transfer,
-            &path,
-            &check,
-            AssembleMeta {
-                mtime,
-                checksums: digests.to_oc_string(),
-                expected_manifest: Some(manifest),
-            },
-        ).await?;
+        let done = self
+            .meta
+            .assemble_upload(
+                owner,
+                transfer,
+                &path,
+                &check,
+                AssembleMeta {
+                    mtime,
+                    checksums: digests.to_oc_string(),
+                    expected_manifest: Some(manifest),
+                },
+            )
+            .await?;
         self.transfers.forget(owner.id, transfer);
         let mut res = empty(if done.created {
             StatusCode::CREATED

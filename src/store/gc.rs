@@ -251,7 +251,10 @@ mod tests {
         });
         let written = files_below(&objects);
         assert!(written > 10, "{written} objects");
-        assert_eq!(rt.block_on(meta.pending_totals()).unwrap().0, written as u64);
+        assert_eq!(
+            rt.block_on(meta.pending_totals()).unwrap().0,
+            written as u64
+        );
 
         // After the restart no upload pins anything.
         let after = ContentStore::new(keys, backend, meta.clone(), settings);

@@ -63,7 +63,8 @@ pub(super) async fn open_for_write(
     };
     let target = fs
         .meta
-        .write_target(&ctx.owner, &names).await
+        .write_target(&ctx.owner, &names)
+        .await
         .map_err(|e| ctx.fail(e))?;
     let existing = match target.existing {
         Ok(n) => Some(n),
@@ -95,7 +96,8 @@ pub(super) async fn open_for_write(
         let sums = Hashers::new(fs.checksums).finish().to_oc_string();
         let (node, _) = fs
             .meta
-            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums)).await
+            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
+            .await
             .map_err(|e| ctx.fail(e))?;
         finished.committed();
         return Ok(Box::new(UploadFile {
@@ -190,7 +192,8 @@ impl UploadFile {
         let (node, _created) = self
             .fs
             .meta
-            .commit_file(&self.ctx.owner, &self.names, &commit).await
+            .commit_file(&self.ctx.owner, &self.names, &commit)
+            .await
             .map_err(|e| self.ctx.fail(e))?;
         // The chunks stay pinned until here: the commit holds references now.
         finished.committed();

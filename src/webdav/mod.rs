@@ -201,11 +201,18 @@ impl DedupFs {
 
     /// The node at `names`, from the request's cache when it has one.
     /// Dead properties, from the listing's memory when the path is in it.
-    async fn dead_props(&self, names: &[String], ctx: &RequestCtx) -> Result<Vec<StoredProp>, FsError> {
+    async fn dead_props(
+        &self,
+        names: &[String],
+        ctx: &RequestCtx,
+    ) -> Result<Vec<StoredProp>, FsError> {
         if let Some(props) = ctx.props_cache.as_ref().and_then(|c| c.dead_props(names)) {
             return Ok(props);
         }
-        self.meta.props(&ctx.owner, names).await.map_err(|e| ctx.fail(e))
+        self.meta
+            .props(&ctx.owner, names)
+            .await
+            .map_err(|e| ctx.fail(e))
     }
 
     fn remove<'a>(
@@ -223,7 +230,10 @@ impl DedupFs {
             {
                 return Ok(());
             }
-            self.meta.remove(&ctx.owner, &names).await.map_err(|e| ctx.fail(e))
+            self.meta
+                .remove(&ctx.owner, &names)
+                .await
+                .map_err(|e| ctx.fail(e))
         }
         .boxed()
     }
@@ -285,15 +295,24 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let names = self.names(path, ctx)?;
-            let entries = self.meta.list(&ctx.owner, &names).await.map_err(|e| match e {
-                // A listing that fails for a reason other than "no such
-                // folder" must fail the request, not look empty.
-                NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
-                e => ctx.fail(e),
-            })?;
+            let entries = self
+                .meta
+                .list(&ctx.owner, &names)
+                .await
+                .map_err(|e| match e {
+                    // A listing that fails for a reason other than "no such
+                    // folder" must fail the request, not look empty.
+                    NsError::NotFound | NsError::NotADirectory => FsError::NotFound,
+                    e => ctx.fail(e),
+                })?;
             if let Some(cache) = &ctx.props_cache {
                 let ids: Vec<u64> = entries.iter().map(|(_, n)| n.id).collect();
-                cache.remember_dead(self.meta.props_of_nodes(&ids).await.map_err(|e| ctx.fail(e))?);
+                cache.remember_dead(
+                    self.meta
+                        .props_of_nodes(&ids)
+                        .await
+                        .map_err(|e| ctx.fail(e))?,
+                );
                 cache.remember_listing(&names, &entries);
             }
             let items: Vec<Result<Box<dyn DavDirEntry>, FsError>> = entries
@@ -335,7 +354,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 return Err(FsError::Exists);
             }
             self.meta
-                .mkdir(&ctx.owner, &names).await
+                .mkdir(&ctx.owner, &names)
+                .await
                 .map(|_| ())
                 .map_err(|e| ctx.fail(e))
         }
@@ -378,10 +398,12 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
             self.meta
-                .copy_file(&ctx.owner, &f, &t).await
+                .copy_file(&ctx.owner, &f, &t)
+                .await
                 .map_err(|e| ctx.fail(e))?;
             self.meta
-                .copy_props(&ctx.owner, &f, &t).await
+                .copy_props(&ctx.owner, &f, &t)
+                .await
                 .map_err(|e| ctx.fail(e))
         }
         .boxed()
@@ -415,7 +437,8 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
                 .map(|(set, p)| (*set, to_stored(p.clone())))
                 .collect();
             self.meta
-                .patch_props(&ctx.owner, &names, &stored).await
+                .patch_props(&ctx.owner, &names, &stored)
+                .await
                 .map_err(|e| ctx.fail(e))?;
             Ok(patch
                 .into_iter()

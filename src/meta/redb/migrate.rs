@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::tables::*;
-use crate::meta::IndexError;
 use crate::meta::records::{prop_cost, Node, UserRecord};
+use crate::meta::IndexError;
 
 /// Version 2 → 3: adds the `pending` table (created empty: a version-2
 /// gateway kept no account of uncommitted objects) and counts every dead

@@ -20,8 +20,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
-use crate::meta::records::{ChunkRecord, UserRecord};
 use crate::meta::records::Stats;
+use crate::meta::records::{ChunkRecord, UserRecord};
 use crate::meta::IndexError;
 pub(crate) use tables::*;
 

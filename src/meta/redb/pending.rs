@@ -11,8 +11,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::tx::{get_chunk, get_pending};
 use super::Index;
-use crate::meta::IndexError;
 use crate::meta::records::{ExpiredPending, PendingRecord};
+use crate::meta::IndexError;
 
 impl Index {
     /// Records `entries` (chunk id, sealed size) as pending since `now`,

@@ -6,8 +6,8 @@ use redb::ReadableTable;
 
 use super::sessions::bytes_in_sessions;
 use crate::meta::quota::Holdings;
-use crate::meta::tree::{NsError, Owner};
 use crate::meta::redb::tx::{get_user, WriteTables};
+use crate::meta::tree::{NsError, Owner};
 
 /// Reads a user's holdings; `except_session` is left out of the
 /// session bytes (the session being assembled into a file).

@@ -8,8 +8,6 @@
 
 use redb::ReadableTable;
 
-
-
 use super::tree::{commit_file_in, take_chunks, Namespace};
 use crate::meta::sessions::*;
 use crate::meta::tree::{FileCommit, NsError, Owner};
@@ -673,4 +671,3 @@ mod layout_tests {
         assert!(StoredProp::decode(&hex::decode(&PROP[..20]).unwrap()).is_err());
     }
 }
-

@@ -144,8 +144,9 @@ impl Namespace {
     /// What the owner holds against their quota (files, dead properties
     /// and unfinished chunked uploads).
     pub fn holdings(&self, owner: &Owner) -> Result<Holdings, NsError> {
-        self.index
-            .read(|t: &ReadTables| super::quota::read_holdings(t.users()?, t.uploads()?, owner, None))
+        self.index.read(|t: &ReadTables| {
+            super::quota::read_holdings(t.users()?, t.uploads()?, owner, None)
+        })
     }
 
     /// The owner's (logical bytes used, quota).

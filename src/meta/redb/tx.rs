@@ -9,10 +9,10 @@ use redb::{ReadOnlyTable, ReadableTable, Table};
 use super::durability::Commit;
 use super::tables::*;
 use super::Index;
-use crate::meta::IndexError;
 use crate::meta::records::{
     decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
 };
+use crate::meta::IndexError;
 
 pub(crate) struct WriteTables<'t> {
     pub meta: Table<'t, &'static str, u64>,

@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use super::tables::KEY_FILES;
 use super::tx::get_user;
 use super::Index;
-use crate::meta::IndexError;
 use crate::meta::records::{valid_user_name, NewUser, Node, NodeKind, UserRecord};
+use crate::meta::IndexError;
 
 impl Index {
     /// Creates a user and their empty root folder.

@@ -121,13 +121,21 @@ impl TestGateway {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
-        super::wait(dedupdav::accounts::add_user(&self.meta, name, password, false, None))
-            .expect("add user");
+        super::wait(dedupdav::accounts::add_user(
+            &self.meta, name, password, false, None,
+        ))
+        .expect("add user");
     }
 
     pub fn add_user_with_quota(&self, name: &str, password: &str, quota: u64) {
-        super::wait(dedupdav::accounts::add_user(&self.meta, name, password, false, Some(quota)))
-            .expect("add user");
+        super::wait(dedupdav::accounts::add_user(
+            &self.meta,
+            name,
+            password,
+            false,
+            Some(quota),
+        ))
+        .expect("add user");
     }
 
     /// Runs the garbage collector with the given grace period.

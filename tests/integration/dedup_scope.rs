@@ -2,11 +2,9 @@
 //! chunks only within one user's files, so no upload is faster because of
 //! what someone else stored. Against a real gateway over HTTP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::gateway::{random_bytes, Dav, TestGateway};
+use crate::common::gateway::{random_bytes, Dav, TestGateway};
 use dedupdav::config::{Config, DedupScope};
 
 const MIB: usize = 1 << 20;

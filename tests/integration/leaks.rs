@@ -6,15 +6,12 @@
 //! them (invariant 3); chunked sessions count against every write; dead
 //! properties are capped and count in the quota.
 
-#[macro_use]
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::wait;
-use common::gateway::{basic, random_bytes, upload_in_background, Dav, TestGateway};
+use crate::common::gateway::{basic, random_bytes, upload_in_background, Dav, TestGateway};
+use crate::common::wait;
 use dedupdav::config::Config;
 
 const MIB: usize = 1 << 20;

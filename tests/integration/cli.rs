@@ -1,7 +1,7 @@
 //! The `dedupdav` command as a person uses it: first start on the embedded
 //! defaults, user management, stats, and clear errors.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

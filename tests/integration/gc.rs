@@ -2,12 +2,9 @@
 //! period, data still (or again) referenced never does, and nothing a file
 //! references is ever deleted (invariant 3).
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::gateway::{random_bytes, upload_in_background, TestGateway};
+use crate::common::gateway::{random_bytes, upload_in_background, TestGateway};
 
 const MIB: usize = 1 << 20;
 

@@ -3,7 +3,7 @@
 //! `/metrics` shows every job's counters, and SIGTERM stops the jobs and
 //! the server cleanly.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::gateway::{files_below, random_bytes};
+use crate::common::gateway::{files_below, random_bytes};
 use reqwest::blocking::Client;
 
 fn object_files(dir: &Path) -> usize {

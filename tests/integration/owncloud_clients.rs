@@ -6,15 +6,13 @@
 //! transferring only what changed — the gateway's own metrics show the
 //! rename and the folder move as MOVEs, and nothing else sent again.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
-use common::wait;
-use common::gateway::{random_bytes, TestGateway};
+use crate::common::gateway::{random_bytes, TestGateway};
+use crate::common::wait;
 
 /// A client binary and how it is driven.
 #[derive(Clone, Copy)]

@@ -4,12 +4,9 @@
 //! root, `..` names, Range floods, locks that are never released, and a
 //! download whose first object is tampered with.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::gateway::{basic, random_bytes, raw_http, TestGateway};
+use crate::common::gateway::{basic, random_bytes, raw_http, TestGateway};
 
 on_both_backends!(
     short_or_long_finder_put_keeps_the_previous_version,

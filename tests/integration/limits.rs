@@ -3,16 +3,14 @@
 //! caps, the accept loop out of file descriptors, and request metrics that
 //! invented method names cannot grow.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::wait;
-use common::gateway::{basic, random_bytes, TestGateway};
+use crate::common::gateway::{basic, random_bytes, TestGateway};
+use crate::common::wait;
 use dedupdav::http::Stalled;
 
 const MIB: usize = 1 << 20;
@@ -141,6 +139,7 @@ fn a_half_sent_header_is_closed_after_the_header_timeout() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let _timed = crate::common::load::wall_clock_bound();
     let gw = TestGateway::start_with(|c| c.limits.idle_timeout_secs = 1);
     let mut quiet = connect(&gw);
     assert_eq!(status_on(&mut quiet), Some(200));
@@ -215,6 +214,7 @@ fn stalled_body_commits_nothing(gw: TestGateway) {
 
 #[test]
 fn transfers_that_keep_moving_outlast_the_body_timeout() {
+    let _timed = crate::common::load::wall_clock_bound();
     let gw = TestGateway::start_with(|c| c.limits.body_timeout_secs = 1);
     gw.add_user("alice", "pw");
     let alice = gw.client("alice", "pw");
@@ -275,7 +275,10 @@ fn transfers_that_keep_moving_outlast_the_body_timeout() {
 #[test]
 fn invented_methods_add_nothing_to_metrics() {
     let gw = TestGateway::start();
-    wait(dedupdav::accounts::add_user(&gw.meta, "root", "pw", true, None)).unwrap();
+    wait(dedupdav::accounts::add_user(
+        &gw.meta, "root", "pw", true, None,
+    ))
+    .unwrap();
     let http = reqwest::blocking::Client::new();
     let nowhere = format!("{}/nowhere", gw.base);
     let send = |method: &str| {

@@ -3,7 +3,7 @@
 //! exactly one version a client sent — never a mix — and every upload that
 //! was acknowledged is there.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::gateway::random_bytes;
+use crate::common::gateway::random_bytes;
 
 fn dedupdav(dir: &std::path::Path) -> Command {
     let mut c = common::dedupdav_command();

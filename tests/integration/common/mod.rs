@@ -1,6 +1,5 @@
 //! Shared harnesses for integration tests: the gateway in-process, a real
 //! Apache WebDAV upstream, and a fault-injecting proxy to put in front of it.
-#![allow(dead_code, unused_macros)]
 
 /// Runs each scenario (a `fn(TestGateway)` in the calling file) on the embedded defaults and against a real Apache
 /// WebDAV upstream.
@@ -18,6 +17,7 @@ macro_rules! on_both_backends {
 pub mod apache;
 pub mod faultproxy;
 pub mod gateway;
+pub mod load;
 
 /// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
 /// environment leaking into it.

@@ -8,9 +8,7 @@
 //! (chunked). Asking for `lockdiscovery` as well sends a request to the
 //! WebDAV layer, so the two answers can be compared entry by entry.
 
-mod common;
-
-use common::gateway::{Dav, TestGateway};
+use crate::common::gateway::{Dav, TestGateway};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;

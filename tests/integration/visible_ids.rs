@@ -3,12 +3,10 @@
 //! same in every reply, and usable in conditional requests. Against a real
 //! gateway over HTTP.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::wait;
-use common::gateway::{Dav, TestGateway};
+use crate::common::gateway::{Dav, TestGateway};
+use crate::common::wait;
 use dedupdav::meta::Owner;
 use reqwest::blocking::Response;
 

@@ -3,11 +3,11 @@
 //! afterwards, or fails with a clear 5xx and leaves the index unchanged; once
 //! the faults stop, everything acknowledged reads back byte for byte.
 
-mod common;
+use crate::common;
 
-use common::apache::Apache;
-use common::faultproxy::{Fault, FaultProxy};
-use common::gateway::{random_bytes, TestGateway};
+use crate::common::apache::Apache;
+use crate::common::faultproxy::{Fault, FaultProxy};
+use crate::common::gateway::{random_bytes, TestGateway};
 use http::Method;
 
 const MIB: usize = 1 << 20;

@@ -1,10 +1,7 @@
 //! Users are isolated: no request of one user reads, lists, changes or
 //! learns the existence of anything of another (invariant 5).
 
-#[macro_use]
-mod common;
-
-use common::gateway::{basic, raw_http, TestGateway};
+use crate::common::gateway::{basic, raw_http, TestGateway};
 
 const SECRET: &[u8] = b"alice's private numbers: 4711";
 

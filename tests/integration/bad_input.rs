@@ -1,13 +1,10 @@
 //! Bad input gets a clear HTTP error and changes nothing (invariant 7), and
 //! no acknowledged write is lost to a broken upload (invariant 2).
 
-#[macro_use]
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::gateway::{basic, random_bytes, raw_http, TestGateway};
+use crate::common::gateway::{basic, random_bytes, raw_http, TestGateway};
 
 const MIB: usize = 1 << 20;
 

@@ -1,14 +1,12 @@
 //! The WebDAV object backend against a real Apache mod_dav upstream, with a
 //! fault-injecting proxy in between for the failures Apache does not produce.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::apache::{free_port, Apache};
+use crate::common::faultproxy::{Fault, FaultProxy};
 use bytes::Bytes;
-use common::apache::{free_port, Apache};
-use common::faultproxy::{Fault, FaultProxy};
 use dedupdav::backend::webdav::{WebDavConfig, WebDavStore};
 use dedupdav::backend::{BackendError, ObjectStore};
 use dedupdav::crypto::ObjectName;
@@ -308,6 +306,7 @@ fn other_fanout(name: &ObjectName) -> &'static str {
 
 #[tokio::test]
 async fn wrong_password_is_permanent_with_clear_cause() {
+    let _timed = crate::common::load::wall_clock_bound_async().await;
     let apache = Apache::start();
     let mut cfg = config(apache.base_url(), &apache);
     cfg.password = Some("not-the-password".to_string());
@@ -347,6 +346,7 @@ async fn password_file_is_read() {
 
 #[tokio::test]
 async fn upstream_not_running_is_unreachable() {
+    let _timed = crate::common::load::wall_clock_bound_async().await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/remote.php/dav/files/svc/");
     let mut cfg = WebDavConfig::new(url, "svc");
@@ -408,6 +408,7 @@ async fn transient_statuses_are_retried() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
+    let _timed = crate::common::load::wall_clock_bound_async().await;
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
     let store = via(&proxy, &apache);
@@ -432,6 +433,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_at_the_deadline() {
+    let _timed = crate::common::load::wall_clock_bound_async().await;
     let apache = Apache::start();
     let proxy = FaultProxy::start(&apache.origin()).await;
     let mut cfg = config_via(&proxy, &apache);

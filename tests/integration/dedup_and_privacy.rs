@@ -2,12 +2,9 @@
 //! readable in the backend, tamper detection — over real HTTP against a
 //! gateway on the embedded defaults.
 
-#[macro_use]
-mod common;
-
 use std::collections::HashSet;
 
-use common::gateway::{random_bytes, text_bytes, TestGateway};
+use crate::common::gateway::{random_bytes, text_bytes, TestGateway};
 use dedupdav::crypto::{ChunkId, MasterKey, ObjectName};
 use dedupdav::store::{Cdc, Chunker};
 use sha2::{Digest, Sha256};

@@ -3,10 +3,8 @@
 //! headers of PUT/MKCOL/MOVE matching later listings, checksums, and the
 //! chunked upload NG endpoint (order, resume, checks, isolation, expiry).
 
-mod common;
-
-use common::wait;
-use common::gateway::{random_bytes, Dav, TestGateway};
+use crate::common::gateway::{random_bytes, Dav, TestGateway};
+use crate::common::wait;
 use reqwest::blocking::Response;
 
 const OWNCLOUDCMD_PROPFIND: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
@@ -594,7 +592,11 @@ fn transfers_are_private_abandonable_and_expire() {
         .as_secs() as i64;
     gw.gateway
         .set_upload_ttl(std::time::Duration::from_secs(3600));
-    assert_eq!(wait(gw.gateway.expire_uploads(now)), 0, "nothing is stale yet");
+    assert_eq!(
+        wait(gw.gateway.expire_uploads(now)),
+        0,
+        "nothing is stale yet"
+    );
     assert_eq!(wait(gw.gateway.expire_uploads(now + 7200)), 2);
     assert_eq!(wait(gw.meta.chunk_references()).unwrap(), refs);
     let res = olga

@@ -51,6 +51,8 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: Method,
+    /// Read only through `Debug`, in failure messages.
+    #[allow(dead_code)]
     pub path: String,
     pub fault: Fault,
     /// The request's `OC-Checksum` header.

@@ -173,10 +173,6 @@ Alias /remote.php/dav/files/{SERVICE_USER}/ "{r}/data/"
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `http://127.0.0.1:<port>`.
     pub fn origin(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -1,12 +1,9 @@
 //! litmus, the WebDAV conformance suite, against the gateway: every suite
 //! must pass, on both backends.
 
-#[macro_use]
-mod common;
-
 use std::process::Command;
 
-use common::gateway::TestGateway;
+use crate::common::gateway::TestGateway;
 
 on_both_backends!(litmus_passes_every_suite);
 

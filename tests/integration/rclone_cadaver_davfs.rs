@@ -1,13 +1,11 @@
 //! rclone (ownCloud and Nextcloud vendors), cadaver and a davfs2 mount
 //! against the gateway, each driven as a person would.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::gateway::{random_bytes, TestGateway};
+use crate::common::gateway::{random_bytes, TestGateway};
 
 fn run(cmd: &mut Command, what: &str) -> Output {
     let out = cmd.output().unwrap_or_else(|e| {
