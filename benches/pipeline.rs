@@ -11,6 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dedupdav::backend::{BackendError, ObjectInfo, ObjectStore};
 use dedupdav::crypto::{MasterKey, ObjectName};
+use dedupdav::files::put;
 use dedupdav::meta::{Meta, NewUser, Owner};
 use dedupdav::store::{Cdc, ChunkSizes, Chunker, ContentStore, StoreSettings};
 use futures_util::stream::BoxStream;
@@ -134,12 +135,8 @@ impl Rig {
                 up.write(piece).await.unwrap();
             }
             let done = up.finish().await.unwrap();
-            self.meta
-                .commit_file(
-                    &self.owner,
-                    &[name.to_string()],
-                    &done.to_commit(None, None),
-                )
+            let path = [name.to_string()];
+            put::commit_file(&self.meta, &self.owner, &path, done, Default::default())
                 .await
                 .unwrap();
         });

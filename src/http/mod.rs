@@ -317,7 +317,7 @@ impl Gateway {
         if is_propfind {
             ctx.props_cache = Some(Default::default());
         }
-        let target = if method.as_str() == "MOVE" || method.as_str() == "COPY" {
+        ctx.target = if method.as_str() == "MOVE" || method.as_str() == "COPY" {
             req.headers()
                 .get("Destination")
                 .and_then(|v| v.to_str().ok())
@@ -368,8 +368,7 @@ impl Gateway {
         }
         let (mut parts, body) = res.into_parts();
         if parts.status.is_success() {
-            self.add_oc_headers(&method, &owner, target.as_deref(), &ctx, &mut parts.headers)
-                .await;
+            self.add_oc_headers(&method, &ctx, &mut parts.headers);
         }
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
@@ -386,28 +385,16 @@ impl Gateway {
     }
 
     /// ownCloud clients read the file id and etag of what they just wrote,
-    /// created or moved (for MOVE and COPY, `target` is the destination),
-    /// and check a download against `OC-Checksum`.
-    async fn add_oc_headers(
-        &self,
-        method: &Method,
-        owner: &Owner,
-        target: Option<&[String]>,
-        ctx: &RequestCtx,
-        headers: &mut http::HeaderMap,
-    ) {
+    /// created or moved (for MOVE and COPY, the destination), and check a
+    /// download against `OC-Checksum`. All of it comes from the node the
+    /// operation answered (see [`RequestCtx::target_node`]).
+    fn add_oc_headers(&self, method: &Method, ctx: &RequestCtx, headers: &mut http::HeaderMap) {
         let reading = matches!(method.as_str(), "GET" | "HEAD");
         if !reading && !matches!(method.as_str(), "PUT" | "MKCOL" | "MOVE" | "COPY") {
             return;
         }
-        let Some(names) = target else { return };
-        let written = ctx.written.lock().clone().filter(|_| method == Method::PUT);
-        let node = match written {
-            Some(node) => node,
-            None => match self.meta.lookup(owner, names).await {
-                Ok(node) => node,
-                Err(_) => return,
-            },
+        let Some(node) = ctx.target_node.lock().clone() else {
+            return;
         };
         let ids = self.fs.ids();
         if reading {

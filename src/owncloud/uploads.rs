@@ -33,11 +33,12 @@ use dav_server::ls::DavLockSystem;
 
 use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
+use crate::files::put;
 use crate::meta::sessions::{part_key, valid_name};
 use crate::meta::Node;
 use crate::meta::{
-    split_path, AssembleCheck, AssembleMeta, Meta, NamePath, NewPart, NsError, Owner, PartInfo,
-    UploadError, UploadSession, REFUSED_BODY_DRAIN,
+    split_path, AssembleCheck, AssembleMeta, Meta, NamePath, NsError, Owner, PartInfo, UploadError,
+    UploadSession, REFUSED_BODY_DRAIN,
 };
 use crate::owncloud::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::store::{ByteSink, ContentStore, FileReader};
@@ -493,21 +494,11 @@ impl UploadsCtx<'_> {
             upload.write(&data).await?;
         }
         let finished = upload.finish().await?;
-        let part = NewPart {
-            size: finished.size,
-            chunks: finished.manifest.clone(),
-            uploaded: finished.uploaded.clone(),
-        };
-        // Refused here, the upload's objects are released for the collector
-        // when `finished` is dropped.
-        self.meta
-            .add_upload_part(owner, transfer, name, &part)
-            .await?;
-        // The session references the chunks now; the pins can go.
-        finished.committed();
+        // Refused here, the upload's objects are released for the collector.
+        let size = put::record_part(self.meta, owner, transfer, name, finished).await?;
         let running = running.lock().take();
         if let Some(mut r) = running {
-            r.covered.push((name.to_string(), part.size));
+            r.covered.push((name.to_string(), size));
             self.transfers.advance(owner.id, transfer, base_len, r);
         }
         Ok(empty(StatusCode::CREATED))

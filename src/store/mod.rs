@@ -38,7 +38,7 @@ pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::GcReport;
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
-pub use upload::{ByteSink, FinishedUpload, Upload};
+pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
 
 /// Errors of the content store.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,6 @@ use super::budget::{chunk_cost, BufferPermit};
 use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName, HEADER_LEN};
-use crate::meta::FileCommit;
 use crate::meta::ManifestEntry;
 
 /// What became of one chunk.
@@ -131,34 +130,65 @@ struct InFlight {
     on_floor: bool,
 }
 
-/// A fully stored upload, ready to commit. Its chunks stay pinned until it
-/// is dropped, so drop it only after the commit, and tell it
-/// [`Self::committed`]; dropped otherwise, its new objects are marked
-/// abandoned for the collector.
+/// A fully stored upload, ready to be recorded in the metadata. Its chunks
+/// stay pinned (the collector cannot delete them) for as long as it lives,
+/// and what it stored can only be had through [`Self::record_with`], which
+/// consumes it: so the pins always outlive the metadata operation that
+/// references the chunks (invariant 3), by construction. Dropped without
+/// being recorded, its new objects are marked abandoned for the collector.
 pub struct FinishedUpload {
-    pub size: u64,
-    pub manifest: Vec<ManifestEntry>,
-    pub uploaded: Vec<(ChunkId, u32)>,
-    _pins: Arc<Mutex<PinGuard>>,
+    size: u64,
+    manifest: Vec<ManifestEntry>,
+    uploaded: Vec<(ChunkId, u32)>,
+    pins: Arc<Mutex<PinGuard>>,
     pending: Arc<Mutex<PendingGuard>>,
 }
 
+/// What a stored upload brings to the metadata.
+#[derive(Debug)]
+pub struct StoredContent {
+    /// Logical bytes.
+    pub size: u64,
+    /// The chunks, in order.
+    pub manifest: Vec<ManifestEntry>,
+    /// Chunks this upload stored in the backend, with their object sizes.
+    pub uploaded: Vec<(ChunkId, u32)>,
+}
+
 impl FinishedUpload {
-    /// The namespace commit for this upload.
-    pub fn to_commit(&self, mtime: Option<i64>, checksums: Option<String>) -> FileCommit {
-        FileCommit {
-            size: self.size,
-            chunks: self.manifest.clone(),
-            uploaded: self.uploaded.clone(),
-            mtime,
-            checksums,
-        }
+    /// Logical bytes stored.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
-    /// The commit referencing this upload's chunks succeeded (it removed
-    /// their pending records); releases the pins.
-    pub fn committed(self) {
-        self.pending.lock().settled();
+    /// Runs `record`, the metadata operation that references this upload's
+    /// chunks (a file commit, a session part), with what was stored. The
+    /// pins are released only once it has answered; if it succeeded it
+    /// settled the objects' pending records, otherwise they are marked
+    /// abandoned for the collector.
+    pub async fn record_with<T, E, F, Fut>(self, record: F) -> Result<T, E>
+    where
+        F: FnOnce(StoredContent) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let Self {
+            size,
+            manifest,
+            uploaded,
+            pins,
+            pending,
+        } = self;
+        let content = StoredContent {
+            size,
+            manifest,
+            uploaded,
+        };
+        let recorded = record(content).await;
+        if recorded.is_ok() {
+            pending.lock().settled();
+        }
+        drop(pins);
+        recorded
     }
 }
 
@@ -238,7 +268,7 @@ impl Upload {
             size: self.size,
             manifest: std::mem::take(&mut self.manifest),
             uploaded: std::mem::take(&mut self.uploaded),
-            _pins: self.pins.clone(),
+            pins: self.pins.clone(),
             pending: self.pending.clone(),
         })
     }

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::crypto::VisibleIds;
 use crate::error::GatewayError;
+use crate::files::put::{self, FileAttrs};
 use crate::meta::Node;
 use crate::meta::{NamePath, NsError, REFUSED_BODY_DRAIN};
 use crate::owncloud::checksum::{self, Announced, Hashers};
@@ -94,12 +95,14 @@ pub(super) async fn open_for_write(
         let empty = fs.store.begin_upload(ctx.owner.id, Some(0));
         let finished = empty.finish().await.map_err(|e| ctx.fail(e))?;
         let sums = Hashers::new(fs.checksums).finish().to_oc_string();
-        let (node, _) = fs
-            .meta
-            .commit_file(&ctx.owner, &names, &finished.to_commit(None, sums))
+        let attrs = FileAttrs {
+            mtime: None,
+            checksums: sums,
+        };
+        let (node, _) = put::commit_file(&fs.meta, &ctx.owner, &names, finished, attrs)
             .await
             .map_err(|e| ctx.fail(e))?;
-        finished.committed();
+        ctx.note_target(&names, &node);
         return Ok(Box::new(UploadFile {
             fs: fs.clone(),
             ctx: ctx.clone(),
@@ -188,16 +191,15 @@ impl UploadFile {
         digests
             .verify(&self.announced)
             .map_err(|e| self.ctx.fail(GatewayError::ChecksumMismatch(e.to_string())))?;
-        let commit = finished.to_commit(self.ctx.hints.mtime, digests.to_oc_string());
-        let (node, _created) = self
-            .fs
-            .meta
-            .commit_file(&self.ctx.owner, &self.names, &commit)
-            .await
-            .map_err(|e| self.ctx.fail(e))?;
-        // The chunks stay pinned until here: the commit holds references now.
-        finished.committed();
-        *self.ctx.written.lock() = Some(node.clone());
+        let attrs = FileAttrs {
+            mtime: self.ctx.hints.mtime,
+            checksums: digests.to_oc_string(),
+        };
+        let (node, _created) =
+            put::commit_file(&self.fs.meta, &self.ctx.owner, &self.names, finished, attrs)
+                .await
+                .map_err(|e| self.ctx.fail(e))?;
+        self.ctx.note_target(&self.names, &node);
         self.committed = Some(node);
         Ok(())
     }
@@ -269,6 +271,7 @@ pub(super) async fn open_for_read(
         Err(NsError::IsADirectory) => return Err(FsError::Forbidden),
         Err(e) => return Err(ctx.fail(e)),
     };
+    ctx.note_target(&names, &node);
     Ok(Box::new(ReadFile {
         node,
         ids: fs.ids().clone(),

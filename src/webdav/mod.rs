@@ -84,9 +84,13 @@ pub struct RequestCtx {
     pub props_cache: Option<PropsCache>,
     /// Set for MOVE/COPY that may overwrite: see [`PendingReplace`].
     pub replace: Option<PendingReplace>,
-    /// The node a PUT committed (for the reply's `OC-FileId`/`OC-ETag`
-    /// without reading it again).
-    pub written: Arc<Mutex<Option<Node>>>,
+    /// The path the reply describes: the request's for GET, PUT and MKCOL,
+    /// the destination's for MOVE and COPY.
+    pub target: Option<NamePath>,
+    /// The node the operation read or wrote at [`Self::target`], as the
+    /// operation answered it: the reply's `OC-FileId`, `OC-ETag` and
+    /// `OC-Checksum` come from it without reading it again.
+    pub target_node: Arc<Mutex<Option<Node>>>,
 }
 
 /// dav-server deletes an existing destination before it moves or copies
@@ -140,7 +144,15 @@ impl RequestCtx {
             failure: FailureSlot::default(),
             props_cache: None,
             replace: None,
-            written: Arc::default(),
+            target: None,
+            target_node: Arc::default(),
+        }
+    }
+
+    /// Keeps `node` for the reply if `names` is the request's target.
+    pub(crate) fn note_target(&self, names: &[String], node: &Node) {
+        if self.target.as_deref() == Some(names) {
+            *self.target_node.lock() = Some(node.clone());
         }
     }
 
@@ -353,11 +365,13 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             if names.is_empty() {
                 return Err(FsError::Exists);
             }
-            self.meta
+            let node = self
+                .meta
                 .mkdir(&ctx.owner, &names)
                 .await
-                .map(|_| ())
-                .map_err(|e| ctx.fail(e))
+                .map_err(|e| ctx.fail(e))?;
+            ctx.note_target(&names, &node);
+            Ok(())
         }
         .boxed()
     }
@@ -384,7 +398,9 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             } else {
                 self.meta.rename(&ctx.owner, &f, &t).await
             };
-            moved.map(|_| ()).map_err(|e| ctx.fail(e))
+            let node = moved.map_err(|e| ctx.fail(e))?;
+            ctx.note_target(&t, &node);
+            Ok(())
         }
         .boxed()
     }
@@ -397,10 +413,13 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, ()> {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
-            self.meta
+            let node = self
+                .meta
                 .copy_file(&ctx.owner, &f, &t)
                 .await
                 .map_err(|e| ctx.fail(e))?;
+            // Dead properties do not change the node.
+            ctx.note_target(&t, &node);
             self.meta
                 .copy_props(&ctx.owner, &f, &t)
                 .await
