@@ -17,8 +17,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dav_server::davpath::DavPath;
-use dav_server::ls::DavLockSystem;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use percent_encoding::{percent_decode, utf8_percent_encode, NON_ALPHANUMERIC};
@@ -27,19 +25,19 @@ use crate::backend::webdav::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
 use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
 use crate::http::below_prefix;
-use crate::http::body::{check_xml, XmlLimits};
-use crate::http::ranges::{merge, Merged};
-use crate::http::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
 use crate::meta::sessions::{order_of, part_key, valid_name};
 use crate::meta::{split_path, Owner};
 use crate::meta::{valid_user_name, UserRecord};
 use crate::owncloud::checksum;
 use crate::owncloud::uploads::{
-    if_header_etags, if_header_lock_tokens, locked_for, names_below, parse_target, unquote, Target,
+    if_header_etags, if_header_lock_tokens, names_below, parse_target, unquote, PathLocks, Target,
 };
 use crate::owncloud::{format_of, ocs as ocs_reply, Format};
 use crate::webdav::propfind::props;
 use crate::webdav::LockTable;
+use crate::wire::body::{check_xml, XmlLimits};
+use crate::wire::ranges::{merge, Merged};
+use crate::wire::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
 
 /// The user every two-part input that needs one acts as.
 const USER: &str = "alice";
@@ -224,16 +222,13 @@ pub fn if_header(data: &[u8]) {
     }
     let _ = unquote(value);
     let table = LockTable::new(4);
-    let Ok(locked_dir) = DavPath::new(&format!("/{LOCKED}")) else {
-        return;
-    };
     let granted = table
-        .lock(&locked_dir, Some(USER), None, None, false, true)
+        .lock_exclusive(USER, &[LOCKED.to_string()], true)
         .now_or_never();
-    let Some(Ok(lock)) = granted else {
+    let Some(Some(token)) = granted else {
         panic!("the lock table refused the first lock");
     };
-    let value = value.replace(TOKEN_PLACEHOLDER, &lock.token);
+    let value = value.replace(TOKEN_PLACEHOLDER, &token);
     let tokens = if_header_lock_tokens(&value);
     let Some(names) = names_below(path) else {
         return;
@@ -243,14 +238,14 @@ pub fn if_header(data: &[u8]) {
         name: USER.into(),
         root: 1,
     };
-    let Some(locked) = locked_for(&table, &owner, &names, Some(&value)).now_or_never() else {
+    let Some(locked) = table
+        .locked_for(&owner, &names, Some(&value))
+        .now_or_never()
+    else {
         panic!("the lock check did not answer at once");
     };
     if names.first().is_some_and(|n| n == LOCKED) && !locked {
-        assert!(
-            tokens.contains(&lock.token),
-            "{path:?} unlocked by {value:?}"
-        );
+        assert!(tokens.contains(&token), "{path:?} unlocked by {value:?}");
     }
 }
 

@@ -2,15 +2,31 @@
 //! stores each unique chunk once (compressed, encrypted) in an object backend
 //! and shows every user a private tree.
 //!
-//! Layers, top to bottom:
-//! - [`front`]: the HTTP service (auth, routing, ownCloud endpoints).
-//! - [`dav`]: the WebDAV file system over one user's namespace.
-//! - [`namespace`]: the per-user tree of folders and files (redb index).
+//! # Layers and the dependency rule
+//!
+//! Top to bottom; a module imports only modules below it (and the helpers
+//! [`clock`] and [`xml_escape`]). `tests/integration/layout.rs` checks this
+//! on the source, and that `redb` is named only in `meta/redb/` and
+//! `dav_server` only in `webdav/`.
+//!
+//! - [`http`]: the hyper service: accept loop and connection limits, Basic
+//!   auth, routing to the protocol adapters, metrics. (`app`, the wiring
+//!   that assembles the parts from the configuration, sits just below it.)
+//! - Protocol adapters: [`webdav`] (the only module naming dav-server: the
+//!   file-system adapter, fast PROPFIND, etag quoting, lock tables) over
+//!   [`owncloud`] (the ownCloud/Nextcloud dialect: status, OCS, chunked
+//!   uploads, `OC-Checksum`, `oc:`/`nc:` properties). Both speak through
+//!   [`wire`]: request bodies and their limits, ranges, routes, replies, and
+//!   the one map from errors to HTTP statuses.
+//! - Use cases: [`files`] (the one write pipeline), [`accounts`] (users and
+//!   passwords), [`jobs`] (background work under one runner). [`config`]
+//!   is the settings file's schema, read by these layers and above.
 //! - [`store`]: the content store (chunking, dedup, sealing, reading).
-//! - [`crypto`]: keys, chunk ids, object names, the sealed object format.
-//! - [`backend`]: where sealed objects live (local directory, upstream WebDAV).
-//! - [`admin`]: users, stats and other operator jobs.
-//! - [`jobs`]: background work (garbage collection, upload expiry) under one runner.
+//! - [`meta`]: the metadata interface (users, trees, sessions, chunk
+//!   references), one async operation per logical change; the redb engine
+//!   behind it is private to `meta/redb/`.
+//! - [`crypto`] and [`backend`]: keys, ids and the sealed object format;
+//!   where sealed objects live (local directory, upstream WebDAV).
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -19,7 +35,6 @@ pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod error;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -29,4 +44,5 @@ pub mod meta;
 pub mod owncloud;
 pub mod store;
 pub mod webdav;
+pub mod wire;
 pub mod xml_escape;

@@ -1,17 +1,14 @@
-//! The HTTP front: one hyper service that authenticates, routes and hands
-//! WebDAV requests to dav-server over the user's own tree. It also owns the
-//! per-user lock tables, the request log and metrics, and turns failures the
-//! file system recorded into precise replies. The ownCloud endpoints
-//! (status, OCS, chunked uploads) live in [`owncloud`]; accepting
-//! connections, their caps and timeouts in [`listener`].
+//! The HTTP service: one hyper service that authenticates (Basic, through
+//! [`crate::accounts`] hashes), routes each request to its protocol adapter
+//! — WebDAV ([`crate::webdav`]) or the ownCloud endpoints (status, OCS,
+//! chunked uploads: [`crate::owncloud`]) — and keeps the per-user lock
+//! tables, the request log and metrics. Failures the adapters recorded
+//! become precise replies ([`crate::wire`]). Accepting connections, their
+//! caps and timeouts: `listener`.
 
 pub mod auth;
-pub mod body;
 mod listener;
 mod metrics;
-pub(crate) mod ranges;
-pub(crate) mod respond;
-pub mod routes;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dav_server::DavHandler;
 use futures_util::future::{BoxFuture, FutureExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -38,16 +34,16 @@ use crate::owncloud::uploads::{names_below, Transfers, UploadsCtx};
 use crate::store::ContentStore;
 use crate::webdav::quote_etags::QuoteEtags;
 use crate::webdav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
+pub use crate::wire::reply::GwBody;
+use crate::wire::reply::{
+    error_response, failure_response, full, home_page, unauthorized, GuardedBody,
+};
+use crate::wire::routes::{self, destination, route, Destination, Route};
+use crate::wire::{body, ranges, reply};
 use auth::{AuthError, Authenticator};
 use listener::ConnectionLimits;
 pub use listener::Stalled;
 pub use metrics::Metrics;
-pub use respond::GwBody;
-use respond::{error_response, failure_response, full, home_page, unauthorized, GuardedBody};
-use routes::{destination, route, Destination, Route};
-
-/// Largest piece of a file body handed to hyper at once.
-const READ_PIECE: usize = 256 << 10;
 
 /// The gateway's HTTP service.
 pub struct Gateway {
@@ -353,16 +349,7 @@ impl Gateway {
                 "you hold the most locks allowed; unlock files or wait for locks to expire",
             );
         }
-        let handler = DavHandler::builder()
-            .filesystem(Box::new(self.fs.clone()))
-            .locksystem(Box::new(locks))
-            .strip_prefix(prefix.clone())
-            // Reads are slices of whole chunks: hand out big pieces.
-            .read_buf_size(READ_PIECE)
-            .build_handler();
-        let res = handler
-            .handle_guarded(req, me.name.clone(), ctx.clone())
-            .await;
+        let res = crate::webdav::answer(&self.fs, locks, &prefix, req, &me.name, &ctx).await;
         if let Some(e) = ctx.failure.take() {
             return failure_response(&e);
         }
@@ -469,8 +456,8 @@ where
                 "the file could not be read; the gateway log has details",
             ))
         }
-        Some(Ok(frame)) => Ok(respond::Primed::new(Some(frame), body).boxed_unsync()),
-        None => Ok(respond::Primed::new(None, body).boxed_unsync()),
+        Some(Ok(frame)) => Ok(reply::Primed::new(Some(frame), body).boxed_unsync()),
+        None => Ok(reply::Primed::new(None, body).boxed_unsync()),
     }
 }
 
@@ -598,7 +585,7 @@ fn limit_ranges(req: &mut Request<Incoming>, max: usize) -> Option<Response<GwBo
 
 /// The reply to a request body refused before the WebDAV layer saw it.
 fn body_refused(e: &body::BodyError) -> Response<GwBody> {
-    let status = crate::error::body_status(e);
+    let status = crate::wire::error::body_status(e);
     tracing::info!(error = %e, status = status.as_u16(), "request body refused");
     let mut res = error_response(status, &e.to_string());
     res.headers_mut()
@@ -618,7 +605,7 @@ fn refuse_infinite_depth(req: &Request<Incoming>) -> Option<Response<GwBody>> {
         None => true,
         Some(d) => d.trim().eq_ignore_ascii_case("infinity"),
     };
-    infinite.then(respond::finite_depth_required)
+    infinite.then(reply::finite_depth_required)
 }
 
 /// The request's path as names inside the user's tree (percent-decoded,

@@ -7,12 +7,10 @@ mod operations;
 mod path;
 pub mod quota;
 pub mod records;
-pub(crate) mod redb;
+mod redb;
 pub mod sessions;
 pub mod tree;
 
-pub use self::redb::tree::Namespace;
-pub use self::redb::{Index, SCHEMA_VERSION};
 pub use error::IndexError;
 pub use operations::Meta;
 pub use path::{split_path, NamePath};

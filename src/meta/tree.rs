@@ -77,8 +77,8 @@ pub struct FileCommit {
     pub checksums: Option<String>,
 }
 
-/// See [`Namespace::write_target`]. `existing` and `parent` are what
-/// [`Namespace::lookup`] would answer for the path and its parent.
+/// See [`super::Meta::write_target`]. `existing` and `parent` are what
+/// [`super::Meta::lookup`] would answer for the path and its parent.
 #[derive(Debug)]
 pub struct WriteTarget {
     pub existing: Result<Node, NsError>,

@@ -15,9 +15,9 @@ use crate::xml_escape::escape;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::http::respond::{full, GwBody};
 use crate::meta::UserRecord;
 use crate::owncloud::checksum::SUPPORTED;
+use crate::wire::reply::{full, GwBody};
 
 /// The ownCloud version the gateway presents (≥ 10 makes clients ask for
 /// `oc:share-types`, as they do with a real server).

@@ -28,11 +28,9 @@ use hyper::body::Incoming;
 use parking_lot::Mutex;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use dav_server::davpath::DavPath;
-use dav_server::ls::DavLockSystem;
+use futures_util::future::BoxFuture;
 
 use crate::crypto::VisibleIds;
-use crate::error::GatewayError;
 use crate::files::put;
 use crate::meta::sessions::{part_key, valid_name};
 use crate::meta::Node;
@@ -42,11 +40,12 @@ use crate::meta::{
 };
 use crate::owncloud::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::store::{ByteSink, ContentStore, FileReader};
+use crate::wire::error::GatewayError;
 
-use crate::http::respond::{error_response, failure_response, full, GwBody};
-use crate::http::routes::{destination, Destination};
+use crate::wire::reply::{error_response, failure_response, full, GwBody};
+use crate::wire::routes::{destination, Destination};
 
-pub use crate::http::routes::UPLOADS_PREFIX;
+pub use crate::wire::routes::UPLOADS_PREFIX;
 
 /// How long an untouched session lives (Nextcloud uses the same).
 pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -54,7 +53,7 @@ pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_RUNNING: usize = 4096;
 
 /// Characters escaped in hrefs (a path segment).
-const SEGMENT: &AsciiSet = &CONTROLS
+pub(crate) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -172,9 +171,8 @@ pub struct UploadsCtx<'a> {
     pub ids: &'a VisibleIds,
     /// Checksum types every upload computes (besides announced ones).
     pub checksums: ChecksumSet,
-    /// The user's WebDAV lock table: the assembled file must not land on a
-    /// path someone else has locked.
-    pub locks: Box<dyn DavLockSystem>,
+    /// The user's WebDAV locks.
+    pub locks: Box<dyn PathLocks>,
 }
 
 /// Drops stale sessions, releasing the chunks they hold (the `jobs`
@@ -273,25 +271,18 @@ pub(crate) fn if_header_lock_tokens(value: &str) -> Vec<String> {
     out
 }
 
-/// Whether the path is locked by a lock the request does not hold.
-pub(crate) async fn locked_for(
-    locks: &dyn DavLockSystem,
-    owner: &Owner,
-    path: &[String],
-    if_header: Option<&str>,
-) -> bool {
-    let encoded: String = path
-        .iter()
-        .map(|seg| format!("/{}", utf8_percent_encode(seg, SEGMENT)))
-        .collect();
-    let Ok(dav_path) = DavPath::new(&encoded) else {
-        return false;
-    };
-    let tokens = if_header.map(if_header_lock_tokens).unwrap_or_default();
-    locks
-        .check(&dav_path, Some(&owner.name), false, false, &tokens)
-        .await
-        .is_err()
+/// Who tells whether a path is locked against a request: the user's
+/// WebDAV lock table (`webdav/locks.rs`). The assembled file must not land
+/// on a path someone else has locked.
+pub trait PathLocks: Send + Sync {
+    /// Whether `path` is locked by a lock the request does not hold
+    /// (`if_header`, the request's `If` header, may submit lock tokens).
+    fn locked_for<'a>(
+        &'a self,
+        owner: &'a Owner,
+        path: &'a [String],
+        if_header: Option<&'a str>,
+    ) -> BoxFuture<'a, bool>;
 }
 
 /// The etags an `If` header asks for (`(["etag"])` lists), unquoted.
@@ -524,7 +515,11 @@ impl UploadsCtx<'_> {
                 ))
             }
         };
-        if locked_for(self.locks.as_ref(), owner, &path, header_str(h, "If")).await {
+        if self
+            .locks
+            .locked_for(owner, &path, header_str(h, "If"))
+            .await
+        {
             return Ok(error_response(
                 StatusCode::LOCKED,
                 "the destination is locked",

@@ -15,12 +15,12 @@ use parking_lot::Mutex;
 
 use super::{DedupFs, NodeMeta, RequestCtx};
 use crate::crypto::VisibleIds;
-use crate::error::GatewayError;
 use crate::files::put::{self, FileAttrs};
 use crate::meta::Node;
 use crate::meta::{NamePath, NsError, REFUSED_BODY_DRAIN};
 use crate::owncloud::checksum::{self, Announced, Hashers};
 use crate::store::{ByteSink, FileReader, Upload};
+use crate::wire::error::GatewayError;
 
 /// A PUT in progress. The new version becomes visible only when `flush`
 /// has stored every chunk and committed the manifest; an upload dropped

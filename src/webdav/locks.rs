@@ -20,9 +20,14 @@ use std::time::{Duration, SystemTime};
 use dav_server::davpath::DavPath;
 use dav_server::ls::{DavLock, DavLockSystem, LsFuture};
 use dav_server::memls::MemLs;
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
+use percent_encoding::utf8_percent_encode;
 use xmltree::Element;
+
+use crate::meta::Owner;
+use crate::owncloud::uploads::{if_header_lock_tokens, PathLocks, SEGMENT};
 
 /// The longest lock granted (a client asking for more gets this).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -115,6 +120,48 @@ fn is_within(path: &DavPath, root: &DavPath) -> bool {
     let (p, r) = (path.as_bytes(), root.as_bytes());
     let r = r.strip_suffix(b"/").unwrap_or(r);
     p.starts_with(r) && (p.len() == r.len() || p[r.len()] == b'/')
+}
+
+impl LockTable {
+    /// Takes an exclusive lock on `path` (and, when `deep`, everything
+    /// below) for `user`, for the longest timeout; answers its token, or
+    /// `None` when a lock is in the way or the table is full.
+    pub async fn lock_exclusive(&self, user: &str, path: &[String], deep: bool) -> Option<String> {
+        let path = dav_path(path)?;
+        self.lock(&path, Some(user), None, None, false, deep)
+            .await
+            .ok()
+            .map(|lock| lock.token)
+    }
+}
+
+impl PathLocks for LockTable {
+    fn locked_for<'a>(
+        &'a self,
+        owner: &'a Owner,
+        path: &'a [String],
+        if_header: Option<&'a str>,
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            let Some(dav_path) = dav_path(path) else {
+                return false;
+            };
+            let tokens = if_header.map(if_header_lock_tokens).unwrap_or_default();
+            self.check(&dav_path, Some(&owner.name), false, false, &tokens)
+                .await
+                .is_err()
+        }
+        .boxed()
+    }
+}
+
+/// The percent-encoded path dav-server names `names` by.
+fn dav_path(names: &[String]) -> Option<DavPath> {
+    let encoded: String = names
+        .iter()
+        .map(|seg| format!("/{}", utf8_percent_encode(seg, SEGMENT)))
+        .collect();
+    DavPath::new(&encoded).ok()
 }
 
 impl DavLockSystem for LockTable {

@@ -8,6 +8,7 @@
 //! recorded in the request's [`FailureSlot`], and the front answers with the
 //! precise error instead.
 
+mod errors;
 mod file;
 mod locks;
 pub(crate) mod node_meta;
@@ -21,16 +22,18 @@ use dav_server::fs::{
     DavDirEntry, DavFile, DavMetaData, DavProp, FsError, FsFuture, FsStream, GuardedFileSystem,
     OpenOptions, ReadDirMeta,
 };
+use dav_server::DavHandler;
 use futures_util::{stream, FutureExt};
 use http::StatusCode;
 use parking_lot::Mutex;
 
 use crate::crypto::VisibleIds;
-use crate::error::GatewayError;
 use crate::meta::Node;
 use crate::meta::{split_path, Meta, NamePath, NsError, Owner, StoredProp};
 use crate::owncloud::checksum::ChecksumSet;
 use crate::store::ContentStore;
+use crate::wire::body::DavBody;
+use crate::wire::error::{FailureSlot, GatewayError};
 
 pub use crate::owncloud::props::PropsCache;
 pub use file::{ReadFile, UploadFile};
@@ -44,34 +47,6 @@ pub struct UploadHints {
     pub mtime: Option<i64>,
     /// `OC-Checksum`, e.g. `SHA1:0a4d…`.
     pub checksum: Option<String>,
-}
-
-/// Where the file system leaves the error a request really failed with.
-#[derive(Debug, Clone, Default)]
-pub struct FailureSlot(Arc<Mutex<Option<Arc<GatewayError>>>>);
-
-impl FailureSlot {
-    pub fn record(&self, e: GatewayError) -> Arc<GatewayError> {
-        let e = Arc::new(e);
-        if e.status().is_server_error() {
-            tracing::error!(error = %e, "request failed");
-        } else {
-            tracing::info!(error = %e, "request refused");
-        }
-        let mut slot = self.0.lock();
-        if slot.is_none() {
-            *slot = Some(e.clone());
-        }
-        e
-    }
-
-    pub fn take(&self) -> Option<Arc<GatewayError>> {
-        self.0.lock().take()
-    }
-
-    pub fn get(&self) -> Option<Arc<GatewayError>> {
-        self.0.lock().clone()
-    }
 }
 
 /// What the file system knows of the request it serves.
@@ -160,12 +135,39 @@ impl RequestCtx {
     /// front must report it precisely.
     pub(crate) fn fail(&self, e: impl Into<GatewayError>) -> FsError {
         let e: GatewayError = e.into();
-        let fs = e.fs_error();
+        let fs = errors::fs_error(&e);
         if e.overrides_dav_status() {
             self.failure.record(e);
         }
         fs
     }
+}
+
+/// Largest piece of a file body handed to hyper at once.
+const READ_PIECE: usize = 256 << 10;
+
+/// Answers one WebDAV request with dav-server over `fs`, with `locks` (the
+/// user's lock table); `prefix` is the URL path the user's tree is served
+/// under. Failures the file system recorded are in `ctx.failure`.
+pub async fn answer(
+    fs: &DedupFs,
+    locks: LockTable,
+    prefix: &str,
+    req: http::Request<DavBody>,
+    user: &str,
+    ctx: &RequestCtx,
+) -> http::Response<
+    impl http_body::Body<Data = bytes::Bytes, Error = std::io::Error> + Send + 'static,
+> {
+    DavHandler::builder()
+        .filesystem(Box::new(fs.clone()))
+        .locksystem(Box::new(locks))
+        .strip_prefix(prefix.to_string())
+        // Reads are slices of whole chunks: hand out big pieces.
+        .read_buf_size(READ_PIECE)
+        .build_handler()
+        .handle_guarded(req, user.to_string(), ctx.clone())
+        .await
 }
 
 /// The deduplicating file system shared by every request.

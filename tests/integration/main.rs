@@ -17,6 +17,7 @@ mod gc;
 mod hostile;
 mod isolation;
 mod jobs;
+mod layout;
 mod leaks;
 mod limits;
 mod litmus;

@@ -542,8 +542,9 @@ mod tests {
 
     fn setup(quota: Option<u64>) -> (tempfile::TempDir, Namespace, Owner, Owner) {
         let dir = tempfile::tempdir().unwrap();
-        let index =
-            std::sync::Arc::new(crate::meta::Index::open(&dir.path().join("i.redb")).unwrap());
+        let index = std::sync::Arc::new(
+            crate::meta::redb::Index::open(&dir.path().join("i.redb")).unwrap(),
+        );
         let mut owners = Vec::new();
         for name in ["ann", "ben"] {
             let u = index

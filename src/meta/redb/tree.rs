@@ -14,9 +14,10 @@ use crate::meta::redb::tables::KEY_FILES;
 use crate::meta::redb::tables::KEY_STORED_BYTES;
 use crate::meta::redb::tx::{get_child, get_manifest, get_node, get_user, ReadTables, WriteTables};
 use crate::meta::{
-    manifest_digest, prop_cost, ChunkRecord, Index, IndexError, ManifestEntry, Node, NodeKind,
+    manifest_digest, prop_cost, ChunkRecord, IndexError, ManifestEntry, Node, NodeKind,
 };
 
+use super::Index;
 use crate::meta::tree::{FileCommit, NsError, Owner, PropLimits, WriteTarget};
 use crate::meta::{Holdings, StoredProp};
 

@@ -16,10 +16,10 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::crypto::VisibleIds;
-use crate::http::body::DavBody;
-use crate::http::respond::{full, GwBody};
 use crate::meta::Node;
 use crate::meta::{split_path, Meta, NsError, Owner};
+use crate::wire::body::DavBody;
+use crate::wire::reply::{full, GwBody};
 use props::Want;
 
 /// Why a PROPFIND is left to the WebDAV layer.

@@ -2,17 +2,20 @@
 //!
 //! Each module has its own error enum; a request that fails carries a
 //! [`GatewayError`] and [`GatewayError::status`] decides what the client
-//! sees. The WebDAV layer also needs a `dav_server::fs::FsError`; that
-//! mapping lives here too, so the two cannot drift apart.
+//! sees. The WebDAV layer turns a status into the closest error of its
+//! library (`webdav/errors.rs`), from [`GatewayError::status`], so the two
+//! cannot drift apart.
 
-use dav_server::fs::FsError;
+use std::sync::Arc;
+
 use http::StatusCode;
+use parking_lot::Mutex;
 
 use crate::backend::BackendError;
-use crate::http::body::BodyError;
 use crate::meta::IndexError;
 use crate::meta::{NsError, UploadError};
 use crate::store::StoreError;
+use crate::wire::body::BodyError;
 
 /// Any error a request can end with.
 #[derive(Debug, thiserror::Error)]
@@ -125,24 +128,32 @@ impl GatewayError {
             || s == StatusCode::INSUFFICIENT_STORAGE
             || s == StatusCode::UNAUTHORIZED
     }
+}
 
-    /// The closest `FsError` for the WebDAV library.
-    pub fn fs_error(&self) -> FsError {
-        match self.status() {
-            StatusCode::NOT_FOUND => FsError::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => FsError::Exists,
-            StatusCode::CONFLICT => match self {
-                Self::Namespace(NsError::ParentMissing) => FsError::NotFound,
-                Self::Namespace(NsError::NotEmpty) => FsError::Exists,
-                _ => FsError::Forbidden,
-            },
-            StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => {
-                FsError::Forbidden
-            }
-            StatusCode::INSUFFICIENT_STORAGE => FsError::InsufficientStorage,
-            StatusCode::NOT_IMPLEMENTED => FsError::NotImplemented,
-            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => FsError::IsRemote,
-            _ => FsError::GeneralFailure,
+/// Where the file system leaves the error a request really failed with.
+#[derive(Debug, Clone, Default)]
+pub struct FailureSlot(Arc<Mutex<Option<Arc<GatewayError>>>>);
+
+impl FailureSlot {
+    pub fn record(&self, e: GatewayError) -> Arc<GatewayError> {
+        let e = Arc::new(e);
+        if e.status().is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        } else {
+            tracing::info!(error = %e, "request refused");
         }
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(e.clone());
+        }
+        e
+    }
+
+    pub fn take(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().take()
+    }
+
+    pub fn get(&self) -> Option<Arc<GatewayError>> {
+        self.0.lock().clone()
     }
 }

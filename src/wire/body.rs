@@ -33,8 +33,8 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use crate::config::LimitsConfig;
-use crate::error::GatewayError;
-use crate::webdav::FailureSlot;
+use crate::wire::error::FailureSlot;
+use crate::wire::error::GatewayError;
 
 /// Attributes one XML element may carry (namespace declarations included).
 /// Real clients send at most a handful.

@@ -12,8 +12,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
-use crate::error::GatewayError;
-use crate::webdav::FailureSlot;
+use crate::wire::error::FailureSlot;
+use crate::wire::error::GatewayError;
 
 pub type GwBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
