@@ -4,18 +4,18 @@
 //! against concurrent uploads). `interval_minutes = 0` schedules nothing:
 //! then only `dedupdav gc` collects.
 //!
-//! One collection is one batch: the store walks its candidates in rounds of
-//! 1000 inside `collect_garbage`, so the safe point the runner waits for on
-//! shutdown is the end of a collection (bounded by the runner's wait; an
-//! aborted collection leaves at most one round's objects unreferenced
-//! upstream, as a failed delete does).
+//! A collection is stepped one batch at a time (at most 1000 candidates: one
+//! metadata transaction, then their deletions; [`ContentStore::gc_batch`]),
+//! so the runner's tranquilizer can pause between batches and shutdown
+//! waits only for the batch in progress. A collection cut short leaves
+//! nothing inconsistent: the next one starts over from the metadata.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Batch, Job, JobError};
 use crate::config::GcConfig;
-use crate::store::ContentStore;
+use crate::store::{ContentStore, GcRound};
 
 /// The collector's name in the log and metrics.
 pub const NAME: &str = "gc";
@@ -24,6 +24,8 @@ pub struct GcJob {
     store: Arc<ContentStore>,
     every: Duration,
     grace: Duration,
+    /// The collection in progress, between batches.
+    round: Option<GcRound>,
 }
 
 impl GcJob {
@@ -35,6 +37,7 @@ impl GcJob {
             store,
             every,
             grace: config.grace(),
+            round: None,
         })
     }
 }
@@ -49,7 +52,22 @@ impl Job for GcJob {
     }
 
     async fn step(&mut self) -> Result<Batch, JobError> {
-        let report = self.store.collect_garbage(self.grace, |_| {}).await?;
-        Ok(Batch::done(report.deleted + report.abandoned))
+        let round = self
+            .round
+            .get_or_insert_with(|| self.store.gc_round(self.grace));
+        let batch = self.store.gc_batch(round).await;
+        let items = match batch {
+            Ok(items) => items,
+            Err(e) => {
+                // The next run starts a new collection.
+                self.round = None;
+                return Err(e.into());
+            }
+        };
+        if round.is_done() {
+            self.round = None;
+            return Ok(Batch::done(items));
+        }
+        Ok(Batch::more(items))
     }
 }

@@ -36,58 +36,118 @@ pub struct GcReport {
     pub abandoned: u64,
 }
 
+/// Where a collection stands between batches: which candidates it is
+/// walking and what it did so far. A job steps it one batch at a time
+/// ([`ContentStore::gc_batch`]), so the runner can pause between batches
+/// and stop at a batch's end.
+#[derive(Debug)]
+pub struct GcRound {
+    cutoff: u64,
+    phase: Phase,
+    /// What the collection did so far.
+    pub report: GcReport,
+}
+
+/// The candidates a collection walks, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Chunks no manifest references.
+    Unreferenced,
+    /// Objects of uploads that never committed.
+    Pending,
+    Done,
+}
+
+impl GcRound {
+    /// Whether every candidate has been seen.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
 impl ContentStore {
+    /// Starts a collection of what has been unreferenced (or pending) for
+    /// longer than `grace`.
+    pub fn gc_round(&self, grace: Duration) -> GcRound {
+        GcRound {
+            cutoff: now_secs().saturating_sub(grace.as_secs()),
+            phase: Phase::Unreferenced,
+            report: GcReport::default(),
+        }
+    }
+
+    /// Handles one batch of at most [`BATCH`] candidates (one metadata
+    /// transaction, then the object deletions); answers the items deleted.
+    /// When a phase runs out of candidates, or only candidates in use are
+    /// left, the round moves on.
+    pub async fn gc_batch(&self, round: &mut GcRound) -> Result<u64, StoreError> {
+        let before = round.report.deleted + round.report.abandoned;
+        let advance = match round.phase {
+            Phase::Unreferenced => {
+                self.unreferenced_batch(round.cutoff, &mut round.report)
+                    .await?
+            }
+            Phase::Pending => self.pending_batch(round.cutoff, &mut round.report).await?,
+            Phase::Done => false,
+        };
+        if advance {
+            round.phase = match round.phase {
+                Phase::Unreferenced => Phase::Pending,
+                Phase::Pending | Phase::Done => Phase::Done,
+            };
+            if round.is_done() {
+                log_report(&round.report);
+            }
+        }
+        Ok(round.report.deleted + round.report.abandoned - before)
+    }
+
     /// Deletes the chunks unreferenced for longer than `grace`, and the
     /// objects of uploads abandoned (or cut off by a crash) longer ago than
-    /// `grace`. `on_progress` is told the running totals after each batch.
+    /// `grace`, batch after batch. `on_progress` is told the running totals
+    /// after each batch.
     pub async fn collect_garbage(
         self: &Arc<Self>,
         grace: Duration,
         mut on_progress: impl FnMut(&GcReport),
     ) -> Result<GcReport, StoreError> {
-        let cutoff = now_secs().saturating_sub(grace.as_secs());
-        let mut report = GcReport::default();
-        loop {
-            let candidates = self.meta.unreferenced_chunks(cutoff, BATCH).await?;
-            if candidates.is_empty() {
-                break;
-            }
-            let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let claimed = self.pins.claim_for_deletion(ids.clone());
-            let forgotten = self.meta.forget_chunks(&raw(&claimed), cutoff).await;
-            let forgotten = self.released_on_error(&claimed, forgotten)?;
-            report.in_use += (ids.len() - claimed.len()) as u64;
-            // Claimed but revived meanwhile: nothing to delete.
-            let dropped: Vec<ChunkId> = forgotten.iter().map(|(id, _)| ChunkId(*id)).collect();
-            let revived: Vec<ChunkId> = claimed
-                .iter()
-                .filter(|c| !dropped.contains(c))
-                .copied()
-                .collect();
-            self.pins.release_deleted(&revived);
-            let failures = self.delete_objects(&forgotten, &mut report).await;
-            report.deleted += forgotten.len() as u64;
-            report.delete_failures += failures;
-            self.pins.release_deleted(&dropped);
-            on_progress(&report);
-            if claimed.is_empty() {
-                // Everything left is in use right now; try again next round.
-                break;
-            }
+        let mut round = self.gc_round(grace);
+        while !round.is_done() {
+            self.gc_batch(&mut round).await?;
+            on_progress(&round.report);
         }
-        self.sweep_pending(cutoff, &mut report, &mut on_progress)
-            .await?;
-        if report.deleted > 0 || report.abandoned > 0 {
-            tracing::info!(
-                deleted = report.deleted,
-                abandoned = report.abandoned,
-                bytes_freed = report.bytes_freed,
-                in_use = report.in_use,
-                failures = report.delete_failures,
-                "garbage collection"
-            );
+        Ok(round.report)
+    }
+
+    /// One batch of unreferenced chunks; answers whether the phase is over.
+    async fn unreferenced_batch(
+        &self,
+        cutoff: u64,
+        report: &mut GcReport,
+    ) -> Result<bool, StoreError> {
+        let candidates = self.meta.unreferenced_chunks(cutoff, BATCH).await?;
+        if candidates.is_empty() {
+            return Ok(true);
         }
-        Ok(report)
+        let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
+        let claimed = self.pins.claim_for_deletion(ids.clone());
+        let forgotten = self.meta.forget_chunks(&raw(&claimed), cutoff).await;
+        let forgotten = self.released_on_error(&claimed, forgotten)?;
+        report.in_use += (ids.len() - claimed.len()) as u64;
+        // Claimed but revived meanwhile: nothing to delete.
+        let dropped: Vec<ChunkId> = forgotten.iter().map(|(id, _)| ChunkId(*id)).collect();
+        let revived: Vec<ChunkId> = claimed
+            .iter()
+            .filter(|c| !dropped.contains(c))
+            .copied()
+            .collect();
+        self.pins.release_deleted(&revived);
+        let failures = self.delete_objects(&forgotten, report).await;
+        report.deleted += forgotten.len() as u64;
+        report.delete_failures += failures;
+        self.pins.release_deleted(&dropped);
+        // Everything left is in use right now: try again next round.
+        Ok(claimed.is_empty())
     }
 
     /// The answer of the transaction that dropped the records of the
@@ -104,49 +164,40 @@ impl ContentStore {
         })
     }
 
-    /// Deletes the objects of pending records older than `cutoff`, under
-    /// the same pin discipline as chunks: an upload pinning the chunk (it
-    /// is writing or committing it) keeps the record for a later round,
+    /// One batch of the objects of pending records older than `cutoff`,
+    /// under the same pin discipline as chunks: an upload pinning the chunk
+    /// (it is writing or committing it) keeps the record for a later round,
     /// and a chunk being deleted cannot be pinned until its object is gone.
-    async fn sweep_pending(
-        &self,
-        cutoff: u64,
-        report: &mut GcReport,
-        on_progress: &mut impl FnMut(&GcReport),
-    ) -> Result<(), StoreError> {
-        loop {
-            let candidates = self.meta.expired_pending(cutoff, BATCH).await?;
-            if candidates.is_empty() {
-                return Ok(());
-            }
-            let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
-            let claimed = self.pins.claim_for_deletion(ids.clone());
-            let forgotten = self.meta.forget_pending(&raw(&claimed), cutoff).await;
-            let forgotten = self.released_on_error(&claimed, forgotten)?;
-            report.in_use += (ids.len() - claimed.len()) as u64;
-            // A chunk record names the object (another upload committed the
-            // same chunk), or the record was renewed: nothing to delete.
-            let doomed: Vec<([u8; 32], u32)> = forgotten
-                .iter()
-                .filter(|e| e.delete_object)
-                .map(|e| (e.id, e.stored))
-                .collect();
-            let doomed_ids: Vec<ChunkId> = doomed.iter().map(|(id, _)| ChunkId(*id)).collect();
-            let kept: Vec<ChunkId> = claimed
-                .iter()
-                .filter(|c| !doomed_ids.contains(c))
-                .copied()
-                .collect();
-            self.pins.release_deleted(&kept);
-            let failures = self.delete_objects(&doomed, report).await;
-            report.abandoned += doomed.len() as u64;
-            report.delete_failures += failures;
-            self.pins.release_deleted(&doomed_ids);
-            on_progress(report);
-            if claimed.is_empty() {
-                return Ok(());
-            }
+    /// Answers whether the phase is over.
+    async fn pending_batch(&self, cutoff: u64, report: &mut GcReport) -> Result<bool, StoreError> {
+        let candidates = self.meta.expired_pending(cutoff, BATCH).await?;
+        if candidates.is_empty() {
+            return Ok(true);
         }
+        let ids: Vec<ChunkId> = candidates.iter().map(|c| ChunkId(*c)).collect();
+        let claimed = self.pins.claim_for_deletion(ids.clone());
+        let forgotten = self.meta.forget_pending(&raw(&claimed), cutoff).await;
+        let forgotten = self.released_on_error(&claimed, forgotten)?;
+        report.in_use += (ids.len() - claimed.len()) as u64;
+        // A chunk record names the object (another upload committed the
+        // same chunk), or the record was renewed: nothing to delete.
+        let doomed: Vec<([u8; 32], u32)> = forgotten
+            .iter()
+            .filter(|e| e.delete_object)
+            .map(|e| (e.id, e.stored))
+            .collect();
+        let doomed_ids: Vec<ChunkId> = doomed.iter().map(|(id, _)| ChunkId(*id)).collect();
+        let kept: Vec<ChunkId> = claimed
+            .iter()
+            .filter(|c| !doomed_ids.contains(c))
+            .copied()
+            .collect();
+        self.pins.release_deleted(&kept);
+        let failures = self.delete_objects(&doomed, report).await;
+        report.abandoned += doomed.len() as u64;
+        report.delete_failures += failures;
+        self.pins.release_deleted(&doomed_ids);
+        Ok(claimed.is_empty())
     }
 
     /// Deletes the objects of `dropped` (id, stored size), adding their
@@ -174,6 +225,19 @@ impl ContentStore {
             }
         }
         failures
+    }
+}
+
+fn log_report(report: &GcReport) {
+    if report.deleted > 0 || report.abandoned > 0 {
+        tracing::info!(
+            deleted = report.deleted,
+            abandoned = report.abandoned,
+            bytes_freed = report.bytes_freed,
+            in_use = report.in_use,
+            failures = report.delete_failures,
+            "garbage collection"
+        );
     }
 }
 

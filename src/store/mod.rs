@@ -35,7 +35,7 @@ use crate::meta::{IndexError, Meta};
 
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
-pub use gc::GcReport;
+pub use gc::{GcReport, GcRound};
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
