@@ -16,16 +16,28 @@ pub(super) async fn commits_reference_chunks_and_removal_releases_them(meta: Met
     assert_eq!(meta.chunk_references().await.unwrap(), 3);
     let one = meta.chunk(&[1; 32]).await.unwrap().unwrap();
     assert_eq!((one.stored, one.unreferenced_since), (sealed(10), 0));
-    meta.commit_file(&o, &p("g"), &stored(file(10, 1))).await.unwrap();
+    meta.commit_file(&o, &p("g"), &stored(file(10, 1)))
+        .await
+        .unwrap();
     assert_eq!(refs(&meta, 1).await, 3);
     meta.rename(&o, &p("g"), &p("h")).await.unwrap();
     assert_eq!(meta.chunk_references().await.unwrap(), 4);
     meta.remove(&o, &p("f")).await.unwrap();
     assert_eq!((refs(&meta, 1).await, refs(&meta, 2).await), (1, 0));
     let two = meta.chunk(&[2; 32]).await.unwrap().unwrap();
-    assert!(two.unreferenced_since > 0, "released, kept for the collector");
+    assert!(
+        two.unreferenced_since > 0,
+        "released, kept for the collector"
+    );
     assert!(meta.chunk_known(&[2; 32]).await.unwrap());
-    assert_eq!(meta.chunk(&[1; 32]).await.unwrap().unwrap().unreferenced_since, 0);
+    assert_eq!(
+        meta.chunk(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .unreferenced_since,
+        0
+    );
     meta.remove(&o, &p("h")).await.unwrap();
     assert_eq!(meta.chunk_references().await.unwrap(), 0);
     assert!(meta.chunk(&[9; 32]).await.unwrap().is_none());
@@ -44,7 +56,9 @@ pub(super) async fn a_commit_needs_its_chunks_stored(meta: Meta) {
     // A released chunk not yet collected is referenced again.
     meta.commit_file(&o, &p("f"), &file(4, 3)).await.unwrap();
     meta.remove(&o, &p("f")).await.unwrap();
-    meta.commit_file(&o, &p("g"), &stored(file(4, 3))).await.unwrap();
+    meta.commit_file(&o, &p("g"), &stored(file(4, 3)))
+        .await
+        .unwrap();
     let revived = meta.chunk(&[3; 32]).await.unwrap().unwrap();
     assert_eq!((revived.refs, revived.unreferenced_since), (1, 0));
     // A collected chunk is gone: referencing it needs an upload again.
@@ -106,7 +120,12 @@ pub(super) async fn unreferenced_chunks_respect_cutoff_and_limit(meta: Meta) {
     assert_eq!(some.len(), 2);
     assert!(some.iter().all(|id| all.contains(id)));
     // The cutoff is the time of release, to the second.
-    let since = meta.chunk(&[1; 32]).await.unwrap().unwrap().unreferenced_since;
+    let since = meta
+        .chunk(&[1; 32])
+        .await
+        .unwrap()
+        .unwrap()
+        .unreferenced_since;
     let at = meta.unreferenced_chunks(since, 10).await.unwrap();
     assert!(at.contains(&[1; 32]));
     assert!(!meta
@@ -120,13 +139,17 @@ pub(super) async fn forget_chunks_keeps_what_was_referenced_again(meta: Meta) {
     let o = user(&meta, "ann", None).await;
     for n in 1..=3u8 {
         let name = format!("f{n}");
-        meta.commit_file(&o, &p(&name), &file(n as u32, n)).await.unwrap();
+        meta.commit_file(&o, &p(&name), &file(n as u32, n))
+            .await
+            .unwrap();
         meta.remove(&o, &p(&name)).await.unwrap();
     }
     let candidates = meta.unreferenced_chunks(LATER, 10).await.unwrap();
     assert_eq!(candidates.len(), 3);
     // Between the listing and the forgetting, an upload references 2.
-    meta.commit_file(&o, &p("k"), &stored(file(2, 2))).await.unwrap();
+    meta.commit_file(&o, &p("k"), &stored(file(2, 2)))
+        .await
+        .unwrap();
     // A cutoff before the releases forgets nothing.
     assert!(meta.forget_chunks(&candidates, 0).await.unwrap().is_empty());
     let mut dropped = meta.forget_chunks(&candidates, LATER).await.unwrap();
@@ -136,7 +159,11 @@ pub(super) async fn forget_chunks_keeps_what_was_referenced_again(meta: Meta) {
     assert!(!meta.chunk_known(&[3; 32]).await.unwrap());
     assert_eq!(refs(&meta, 2).await, 1);
     assert_eq!(meta.stats().await.unwrap().stored_bytes, sealed(2) as u64);
-    assert!(meta.forget_chunks(&candidates, LATER).await.unwrap().is_empty());
+    assert!(meta
+        .forget_chunks(&candidates, LATER)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(meta.open_file(&o, &p("k")).await.unwrap().1.len(), 1);
 }
 
@@ -160,7 +187,11 @@ pub(super) async fn stats_count_files_bytes_and_chunks(meta: Meta) {
     meta.remove(&ann, &p("f2")).await.unwrap();
     let s = meta.stats().await.unwrap();
     assert_eq!((s.files, s.logical_bytes), (1, 10));
-    assert_eq!((s.chunks, s.stored_bytes), (2, both), "kept until collected");
+    assert_eq!(
+        (s.chunks, s.stored_bytes),
+        (2, both),
+        "kept until collected"
+    );
     meta.forget_chunks(&[[2; 32]], LATER).await.unwrap();
     let s = meta.stats().await.unwrap();
     assert_eq!((s.chunks, s.stored_bytes), (1, sealed(10) as u64));

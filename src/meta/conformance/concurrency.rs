@@ -63,7 +63,10 @@ pub(super) async fn writers_into_one_folder_lose_nothing(meta: Meta) {
     for w in 0..WRITERS {
         expected_top.insert(format!("sub{w}"));
         let listed = names(&meta.list(&o, &p(&format!("shared/sub{w}"))).await.unwrap());
-        let even: Vec<String> = (0..FILES_EACH).step_by(2).map(|f| format!("w{w}-{f}")).collect();
+        let even: Vec<String> = (0..FILES_EACH)
+            .step_by(2)
+            .map(|f| format!("w{w}-{f}"))
+            .collect();
         assert_eq!(listed, even);
         for f in 0..FILES_EACH {
             if f % 2 == 1 {
@@ -81,7 +84,10 @@ pub(super) async fn writers_into_one_folder_lose_nothing(meta: Meta) {
     assert_eq!(meta.chunk_references().await.unwrap(), 2 * files);
     assert_eq!(refs(&meta, 200).await, files);
     let s = meta.stats().await.unwrap();
-    assert_eq!((s.files, s.logical_bytes, s.stored_bytes), (files, total, stored_bytes));
+    assert_eq!(
+        (s.files, s.logical_bytes, s.stored_bytes),
+        (files, total, stored_bytes)
+    );
 }
 
 pub(super) async fn writers_of_one_file_leave_one_version(meta: Meta) {
@@ -146,7 +152,11 @@ pub(super) async fn racing_commits_never_exceed_the_quota(meta: Meta) {
 async fn shuffle(meta: Meta, o: Owner, w: u8) {
     for round in 0..24u8 {
         let k = (w + round) % WRITERS;
-        let (from, to) = if round % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let (from, to) = if round % 2 == 0 {
+            ("a", "b")
+        } else {
+            ("b", "a")
+        };
         let result = meta
             .rename(&o, &p(&format!("{from}/f{k}")), &p(&format!("{to}/f{k}")))
             .await;
@@ -220,7 +230,9 @@ pub(super) async fn collection_racing_commits_never_dangles(meta: Meta) {
                     let result = meta.commit_file(&o, &path, &stored(file(5, n))).await;
                     match result {
                         Ok(_) => outcome.push((n, true)),
-                        Err(NsError::MissingChunk(id)) if id == chunk(n) => outcome.push((n, false)),
+                        Err(NsError::MissingChunk(id)) if id == chunk(n) => {
+                            outcome.push((n, false))
+                        }
                         Err(other) => panic!("a commit racing the collector: {other:?}"),
                     }
                 }
@@ -241,12 +253,19 @@ pub(super) async fn collection_racing_commits_never_dangles(meta: Meta) {
             assert_eq!(manifest[0].id, chunk(n));
         } else {
             assert!(record.is_none(), "chunk {n} refused yet kept");
-            assert_err!(meta.lookup(&o, &p(&format!("f{n}"))).await, NsError::NotFound);
+            assert_err!(
+                meta.lookup(&o, &p(&format!("f{n}"))).await,
+                NsError::NotFound
+            );
         }
     }
     // Each chunk was either taken by its commit or forgotten, never both.
     assert_eq!(forgotten + kept, CHUNKS as usize);
     assert_eq!(meta.chunk_references().await.unwrap(), kept as u64);
     assert_eq!(meta.stats().await.unwrap().files, kept as u64);
-    assert!(meta.unreferenced_chunks(LATER, 100).await.unwrap().is_empty());
+    assert!(meta
+        .unreferenced_chunks(LATER, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }

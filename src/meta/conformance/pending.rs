@@ -16,11 +16,20 @@ pub(super) async fn pending_records_expire_and_are_forgotten(meta: Meta) {
     // Written again earlier: the later time stays.
     meta.add_pending(&[([1; 32], 100)], 40).await.unwrap();
     let one = meta.pending(&[1; 32]).await.unwrap();
-    assert_eq!(one, Some(PendingRecord { since: 50, stored: 100 }));
+    assert_eq!(
+        one,
+        Some(PendingRecord {
+            since: 50,
+            stored: 100
+        })
+    );
     // Abandoned later: the grace period starts over, with the exact size.
     let abandoned = [([2; 32], Some(150)), ([9; 32], None)];
     assert_eq!(meta.abandon_pending(&abandoned, 80).await.unwrap(), 1);
-    assert_eq!(meta.abandon_pending(&[([9; 32], None)], 90).await.unwrap(), 0);
+    assert_eq!(
+        meta.abandon_pending(&[([9; 32], None)], 90).await.unwrap(),
+        0
+    );
     let mut expired = meta.expired_pending(60, 10).await.unwrap();
     expired.sort();
     assert_eq!(expired, [[1; 32], [3; 32]]);
@@ -37,16 +46,28 @@ pub(super) async fn pending_records_expire_and_are_forgotten(meta: Meta) {
     assert_eq!(gone, [expected]);
     assert_eq!(meta.pending(&[1; 32]).await.unwrap(), None);
     let two = meta.pending(&[2; 32]).await.unwrap();
-    assert_eq!(two, Some(PendingRecord { since: 80, stored: 150 }));
+    assert_eq!(
+        two,
+        Some(PendingRecord {
+            since: 80,
+            stored: 150
+        })
+    );
     assert_eq!(meta.pending_totals().await.unwrap(), (2, 450));
-    assert!(meta.forget_pending(&[[1; 32]], 60).await.unwrap().is_empty());
+    assert!(meta
+        .forget_pending(&[[1; 32]], 60)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub(super) async fn pending_records_yield_to_chunk_records(meta: Meta) {
     let o = user(&meta, "ann", None).await;
     // An upload commits chunk 5; another one put the same object again.
     meta.commit_file(&o, &p("f"), &file(8, 5)).await.unwrap();
-    meta.add_pending(&[([5; 32], sealed(8)), ([6; 32], 30)], 10).await.unwrap();
+    meta.add_pending(&[([5; 32], sealed(8)), ([6; 32], 30)], 10)
+        .await
+        .unwrap();
     let mut gone = meta.forget_pending(&[[5; 32], [6; 32]], 10).await.unwrap();
     gone.sort_by_key(|g| g.id);
     let keep = ExpiredPending {

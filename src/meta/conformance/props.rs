@@ -43,7 +43,14 @@ pub(super) async fn a_patch_applies_all_or_none(meta: Meta) {
     // A value too large refuses the whole patch, the removal included.
     let mixed = [unset("a"), set("c", &[b'x'; 33])];
     let refused = meta.patch_props(&o, &p("f"), &mixed).await;
-    assert_err!(refused, NsError::PropTooLarge { len: 33, max: 32, .. });
+    assert_err!(
+        refused,
+        NsError::PropTooLarge {
+            len: 33,
+            max: 32,
+            ..
+        }
+    );
     assert_eq!(prop_names(&meta, &o, "f").await, ["a", "b"]);
     meta.patch_props(&o, &p("f"), &[unset("a"), set("b", b"22")])
         .await
@@ -72,13 +79,18 @@ pub(super) async fn caps_refuse_the_whole_patch(meta: Meta) {
     let fourth = meta.patch_props(&o, &p("d"), &[set("e", b"4")]).await;
     assert_err!(fourth, NsError::TooManyProps(3));
     // Replacing one at the cap is allowed; so is a swap in one patch.
-    meta.patch_props(&o, &p("d"), &[set("a", b"11")]).await.unwrap();
+    meta.patch_props(&o, &p("d"), &[set("a", b"11")])
+        .await
+        .unwrap();
     meta.patch_props(&o, &p("d"), &[unset("b"), set("e", b"5")])
         .await
         .unwrap();
     assert_eq!(prop_names(&meta, &o, "d").await, ["a", "c", "e"]);
     let too_many = [set("f", b"6"), set("g", b"7"), unset("a")];
-    assert_err!(meta.patch_props(&o, &p("d"), &too_many).await, NsError::TooManyProps(3));
+    assert_err!(
+        meta.patch_props(&o, &p("d"), &too_many).await,
+        NsError::TooManyProps(3)
+    );
     assert_eq!(prop_names(&meta, &o, "d").await, ["a", "c", "e"]);
     // The same name in another namespace is another property.
     let mut other = prop("a", b"1");
@@ -91,14 +103,23 @@ pub(super) async fn dead_properties_count_in_the_quota(meta: Meta) {
     let o = user(&meta, "ann", Some(1000)).await;
     meta.commit_file(&o, &p("f"), &file(10, 1)).await.unwrap();
     meta.commit_file(&o, &p("g"), &file(10, 2)).await.unwrap();
-    meta.patch_props(&o, &p("f"), &[set("a", b"12345")]).await.unwrap();
+    meta.patch_props(&o, &p("f"), &[set("a", b"12345")])
+        .await
+        .unwrap();
     let cost = used(&meta, &o).await - 20;
-    assert!(cost >= 6, "a property costs at least its name and value: {cost}");
+    assert!(
+        cost >= 6,
+        "a property costs at least its name and value: {cost}"
+    );
     // The same property costs the same on another node.
-    meta.patch_props(&o, &p("g"), &[set("a", b"12345")]).await.unwrap();
+    meta.patch_props(&o, &p("g"), &[set("a", b"12345")])
+        .await
+        .unwrap();
     assert_eq!(used(&meta, &o).await, 20 + 2 * cost);
     // A longer value costs the extra bytes exactly.
-    meta.patch_props(&o, &p("g"), &[set("a", b"1234567")]).await.unwrap();
+    meta.patch_props(&o, &p("g"), &[set("a", b"1234567")])
+        .await
+        .unwrap();
     assert_eq!(used(&meta, &o).await, 20 + 2 * cost + 2);
     meta.patch_props(&o, &p("g"), &[unset("a")]).await.unwrap();
     assert_eq!(used(&meta, &o).await, 20 + cost);
@@ -106,15 +127,23 @@ pub(super) async fn dead_properties_count_in_the_quota(meta: Meta) {
     meta.remove(&o, &p("f")).await.unwrap();
     assert_eq!(used(&meta, &o).await, 10);
     // Exactly the quota passes; one byte more does not.
-    meta.patch_props(&o, &p("g"), &[set("a", b"12345")]).await.unwrap();
+    meta.patch_props(&o, &p("g"), &[set("a", b"12345")])
+        .await
+        .unwrap();
     let room = 1000 - used(&meta, &o).await;
-    let one_more = meta.commit_file(&o, &p("h"), &file(room as u32 + 1, 3)).await;
+    let one_more = meta
+        .commit_file(&o, &p("h"), &file(room as u32 + 1, 3))
+        .await;
     assert_err!(one_more, NsError::QuotaExceeded { .. });
-    meta.commit_file(&o, &p("h"), &file(room as u32, 3)).await.unwrap();
+    meta.commit_file(&o, &p("h"), &file(room as u32, 3))
+        .await
+        .unwrap();
     let no_room = meta.patch_props(&o, &p("g"), &[set("b", b"1")]).await;
     assert_err!(no_room, NsError::QuotaExceeded { .. });
     // Shrinking a property is allowed at the quota.
-    meta.patch_props(&o, &p("g"), &[set("a", b"1234")]).await.unwrap();
+    meta.patch_props(&o, &p("g"), &[set("a", b"1234")])
+        .await
+        .unwrap();
     assert_eq!(used(&meta, &o).await, 999);
 }
 
@@ -126,7 +155,9 @@ pub(super) async fn properties_follow_a_rename_and_copy_props(meta: Meta) {
         .await
         .unwrap();
     let cost_of_f = used(&meta, &o).await - 1;
-    meta.patch_props(&o, &p("d"), &[set("dir", b"x")]).await.unwrap();
+    meta.patch_props(&o, &p("d"), &[set("dir", b"x")])
+        .await
+        .unwrap();
     meta.rename(&o, &p("d"), &p("e")).await.unwrap();
     meta.rename(&o, &p("e/f"), &p("e/g")).await.unwrap();
     assert_eq!(prop_names(&meta, &o, "e/g").await, ["a", "b"]);
@@ -146,7 +177,9 @@ pub(super) async fn properties_follow_a_rename_and_copy_props(meta: Meta) {
     let missing = meta.copy_props(&o, &p("e/g"), &p("nope")).await;
     assert_err!(missing, NsError::NotFound);
     // A rename over a node drops the replaced node's properties.
-    meta.rename_replacing(&o, &p("bare"), &p("c")).await.unwrap();
+    meta.rename_replacing(&o, &p("bare"), &p("c"))
+        .await
+        .unwrap();
     assert!(!meta.has_props(&o, &p("c")).await.unwrap());
     assert_eq!(used(&meta, &o).await, before + 1);
 }

@@ -105,7 +105,10 @@ pub(super) async fn rename_keeps_the_id_and_the_etag(meta: Meta) {
     assert_ne!(meta.lookup(&o, &p("b")).await.unwrap().etag(), b_before);
     // A folder moves with everything below it.
     meta.mkdir(&o, &p("b/deep")).await.unwrap();
-    let (g, _) = meta.commit_file(&o, &p("b/deep/g"), &file(1, 2)).await.unwrap();
+    let (g, _) = meta
+        .commit_file(&o, &p("b/deep/g"), &file(1, 2))
+        .await
+        .unwrap();
     meta.rename(&o, &p("b"), &p("a/b2")).await.unwrap();
     assert_eq!(meta.lookup(&o, &p("a/b2/deep/g")).await.unwrap().id, g.id);
     assert_eq!(meta.lookup(&o, &p("a/b2/g")).await.unwrap().id, f.id);
@@ -117,14 +120,29 @@ pub(super) async fn rename_refuses_what_it_cannot_do(meta: Meta) {
     meta.mkdir(&o, &p("a/b")).await.unwrap();
     meta.commit_file(&o, &p("f"), &file(1, 1)).await.unwrap();
     meta.commit_file(&o, &p("g"), &file(2, 2)).await.unwrap();
-    assert_err!(meta.rename(&o, &p("nope"), &p("x")).await, NsError::NotFound);
+    assert_err!(
+        meta.rename(&o, &p("nope"), &p("x")).await,
+        NsError::NotFound
+    );
     assert_err!(meta.rename(&o, &p("f"), &p("g")).await, NsError::Exists);
-    assert_err!(meta.rename(&o, &p("f"), &p("no/x")).await, NsError::ParentMissing);
-    assert_err!(meta.rename(&o, &p("f"), &p("g/x")).await, NsError::ParentMissing);
+    assert_err!(
+        meta.rename(&o, &p("f"), &p("no/x")).await,
+        NsError::ParentMissing
+    );
+    assert_err!(
+        meta.rename(&o, &p("f"), &p("g/x")).await,
+        NsError::ParentMissing
+    );
     assert_err!(meta.rename(&o, &[], &p("x")).await, NsError::Root);
     assert_err!(meta.rename(&o, &p("f"), &[]).await, NsError::Root);
-    assert_err!(meta.rename(&o, &p("a"), &p("a/x")).await, NsError::IntoItself);
-    assert_err!(meta.rename(&o, &p("a"), &p("a/b/x")).await, NsError::IntoItself);
+    assert_err!(
+        meta.rename(&o, &p("a"), &p("a/x")).await,
+        NsError::IntoItself
+    );
+    assert_err!(
+        meta.rename(&o, &p("a"), &p("a/b/x")).await,
+        NsError::IntoItself
+    );
     assert_err!(meta.rename(&o, &p("f"), &p("f")).await, NsError::Exists);
     // Nothing moved.
     assert_eq!(names(&meta.list(&o, &[]).await.unwrap()), ["a", "f", "g"]);
@@ -137,9 +155,16 @@ pub(super) async fn rename_replacing_swaps_in_one_step(meta: Meta) {
     let (src, _) = meta.commit_file(&o, &p("src"), &file(10, 1)).await.unwrap();
     meta.mkdir(&o, &p("dst")).await.unwrap();
     meta.mkdir(&o, &p("dst/sub")).await.unwrap();
-    meta.commit_file(&o, &p("dst/sub/f"), &file(20, 2)).await.unwrap();
-    meta.commit_file(&o, &p("dst/g"), &file(30, 3)).await.unwrap();
-    let moved = meta.rename_replacing(&o, &p("src"), &p("dst")).await.unwrap();
+    meta.commit_file(&o, &p("dst/sub/f"), &file(20, 2))
+        .await
+        .unwrap();
+    meta.commit_file(&o, &p("dst/g"), &file(30, 3))
+        .await
+        .unwrap();
+    let moved = meta
+        .rename_replacing(&o, &p("src"), &p("dst"))
+        .await
+        .unwrap();
     assert_eq!(moved.id, src.id);
     let there = meta.lookup(&o, &p("dst")).await.unwrap();
     assert_eq!((there.id, there.is_dir()), (src.id, false));
@@ -151,7 +176,9 @@ pub(super) async fn rename_replacing_swaps_in_one_step(meta: Meta) {
     meta.rename_replacing(&o, &p("h"), &p("dst")).await.unwrap();
     assert_eq!(meta.lookup(&o, &p("dst")).await.unwrap().size, 4);
     assert_eq!(refs(&meta, 1).await, 0);
-    meta.rename_replacing(&o, &p("dst"), &p("new")).await.unwrap();
+    meta.rename_replacing(&o, &p("dst"), &p("new"))
+        .await
+        .unwrap();
     assert_eq!(names(&meta.list(&o, &[]).await.unwrap()), ["new"]);
     // A destination holding the source is refused; nothing changes.
     meta.mkdir(&o, &p("a")).await.unwrap();
@@ -173,7 +200,10 @@ pub(super) async fn copy_file_shares_the_content(meta: Meta) {
     let (f, _) = meta.commit_file(&o, &p("f"), &commit).await.unwrap();
     let copy = meta.copy_file(&o, &p("f"), &p("c")).await.unwrap();
     assert_ne!(copy.id, f.id);
-    assert_eq!((copy.size, copy.digest, copy.mtime), (10, f.digest, f.mtime));
+    assert_eq!(
+        (copy.size, copy.digest, copy.mtime),
+        (10, f.digest, f.mtime)
+    );
     assert_eq!(copy.checksums.as_deref(), Some("SHA1:00"));
     assert_eq!(meta.manifest(copy.id).await.unwrap(), commit.chunks);
     assert_eq!(used(&meta, &o).await, 20);
@@ -183,12 +213,24 @@ pub(super) async fn copy_file_shares_the_content(meta: Meta) {
     assert_eq!((over.id, over.size), (g.id, 10));
     assert_eq!(refs(&meta, 3).await, 0);
     meta.mkdir(&o, &p("d")).await.unwrap();
-    assert_err!(meta.copy_file(&o, &p("d"), &p("x")).await, NsError::IsADirectory);
-    assert_err!(meta.copy_file(&o, &p("f"), &p("d")).await, NsError::IsADirectory);
-    assert_err!(meta.copy_file(&o, &p("nope"), &p("x")).await, NsError::NotFound);
+    assert_err!(
+        meta.copy_file(&o, &p("d"), &p("x")).await,
+        NsError::IsADirectory
+    );
+    assert_err!(
+        meta.copy_file(&o, &p("f"), &p("d")).await,
+        NsError::IsADirectory
+    );
+    assert_err!(
+        meta.copy_file(&o, &p("nope"), &p("x")).await,
+        NsError::NotFound
+    );
     let no_parent = meta.copy_file(&o, &p("f"), &p("no/x")).await;
     assert_err!(no_parent, NsError::ParentMissing);
-    assert_eq!(names(&meta.list(&o, &[]).await.unwrap()), ["c", "d", "f", "g"]);
+    assert_eq!(
+        names(&meta.list(&o, &[]).await.unwrap()),
+        ["c", "d", "f", "g"]
+    );
 }
 
 pub(super) async fn set_mtime_is_a_change(meta: Meta) {
@@ -200,7 +242,11 @@ pub(super) async fn set_mtime_is_a_change(meta: Meta) {
     assert_eq!((set.id, set.mtime), (f.id, 42_000_000_000));
     let now = meta.lookup(&o, &p("d/f")).await.unwrap();
     assert_eq!(now.mtime, 42_000_000_000);
-    assert_ne!(now.etag(), f.etag(), "a changed mtime is a change of the file");
+    assert_ne!(
+        now.etag(),
+        f.etag(),
+        "a changed mtime is a change of the file"
+    );
     assert_ne!(meta.lookup(&o, &p("d")).await.unwrap().etag(), d_before);
     let folder = meta.set_mtime(&o, &p("d"), 7).await.unwrap();
     assert_eq!(meta.lookup(&o, &p("d")).await.unwrap().mtime, folder.mtime);
@@ -229,16 +275,28 @@ pub(super) async fn etags_change_on_every_change_and_never_repeat(meta: Meta) {
     seen.after_change(&meta, &o, &["", "d"]).await;
     meta.mkdir(&o, &p("d/e")).await.unwrap();
     seen.after_change(&meta, &o, &["", "d", "d/e"]).await;
-    let (first, _) = meta.commit_file(&o, &p("d/e/f"), &file(1, 1)).await.unwrap();
-    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"]).await;
-    let (second, _) = meta.commit_file(&o, &p("d/e/f"), &file(1, 1)).await.unwrap();
+    let (first, _) = meta
+        .commit_file(&o, &p("d/e/f"), &file(1, 1))
+        .await
+        .unwrap();
+    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"])
+        .await;
+    let (second, _) = meta
+        .commit_file(&o, &p("d/e/f"), &file(1, 1))
+        .await
+        .unwrap();
     assert_eq!(second.id, first.id);
-    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"]).await;
+    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"])
+        .await;
     meta.remove(&o, &p("d/e/f")).await.unwrap();
     seen.after_change(&meta, &o, &["", "d", "d/e"]).await;
-    let (again, _) = meta.commit_file(&o, &p("d/e/f"), &file(1, 1)).await.unwrap();
+    let (again, _) = meta
+        .commit_file(&o, &p("d/e/f"), &file(1, 1))
+        .await
+        .unwrap();
     assert_ne!(again.id, first.id, "a file id is never reused");
-    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"]).await;
+    seen.after_change(&meta, &o, &["", "d", "d/e", "d/e/f"])
+        .await;
     meta.remove(&o, &p("d/e/f")).await.unwrap();
     meta.remove(&o, &p("d/e")).await.unwrap();
     meta.mkdir(&o, &p("d/e")).await.unwrap();
@@ -251,7 +309,10 @@ pub(super) async fn etags_change_on_every_change_and_never_repeat(meta: Meta) {
     assert_eq!(meta.lookup(&o, &p("e")).await.unwrap().etag(), e);
     // The etag a change answers is the one a lookup then shows.
     let (node, _) = meta.commit_file(&o, &p("e/f"), &file(2, 2)).await.unwrap();
-    assert_eq!(meta.lookup(&o, &p("e/f")).await.unwrap().etag(), node.etag());
+    assert_eq!(
+        meta.lookup(&o, &p("e/f")).await.unwrap().etag(),
+        node.etag()
+    );
 }
 
 pub(super) async fn folder_sizes_follow_the_files_below(meta: Meta) {
@@ -259,22 +320,38 @@ pub(super) async fn folder_sizes_follow_the_files_below(meta: Meta) {
     meta.mkdir(&o, &p("a")).await.unwrap();
     meta.mkdir(&o, &p("a/b")).await.unwrap();
     meta.mkdir(&o, &p("c")).await.unwrap();
-    meta.commit_file(&o, &p("a/b/f"), &file(10, 1)).await.unwrap();
+    meta.commit_file(&o, &p("a/b/f"), &file(10, 1))
+        .await
+        .unwrap();
     meta.commit_file(&o, &p("a/g"), &file(5, 2)).await.unwrap();
     let size = |path: &'static str| {
         let meta = meta.clone();
         let o = o.clone();
         async move { meta.lookup(&o, &p(path)).await.unwrap().size }
     };
-    assert_eq!((size("").await, size("a").await, size("a/b").await), (15, 15, 10));
-    meta.commit_file(&o, &p("a/b/f"), &file(4, 3)).await.unwrap();
-    assert_eq!((size("").await, size("a").await, size("a/b").await), (9, 9, 4));
+    assert_eq!(
+        (size("").await, size("a").await, size("a/b").await),
+        (15, 15, 10)
+    );
+    meta.commit_file(&o, &p("a/b/f"), &file(4, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (size("").await, size("a").await, size("a/b").await),
+        (9, 9, 4)
+    );
     meta.rename(&o, &p("a/b"), &p("c/b")).await.unwrap();
-    assert_eq!((size("a").await, size("c").await, size("").await), (5, 4, 9));
+    assert_eq!(
+        (size("a").await, size("c").await, size("").await),
+        (5, 4, 9)
+    );
     meta.copy_file(&o, &p("a/g"), &p("c/g")).await.unwrap();
     assert_eq!((size("c").await, size("").await), (9, 14));
     meta.remove(&o, &p("c/b/f")).await.unwrap();
-    assert_eq!((size("c/b").await, size("c").await, size("").await), (0, 5, 10));
+    assert_eq!(
+        (size("c/b").await, size("c").await, size("").await),
+        (0, 5, 10)
+    );
     meta.rename_replacing(&o, &p("a"), &p("c")).await.unwrap();
     assert_eq!((size("c").await, size("").await), (5, 5));
 }
@@ -312,8 +389,14 @@ pub(super) async fn commit_file_refuses_folders_and_missing_parents(meta: Meta) 
     let o = user(&meta, "ann", None).await;
     meta.mkdir(&o, &p("d")).await.unwrap();
     meta.commit_file(&o, &p("f"), &file(1, 1)).await.unwrap();
-    assert_err!(meta.commit_file(&o, &[], &file(1, 2)).await, NsError::IsADirectory);
-    assert_err!(meta.commit_file(&o, &p("d"), &file(1, 2)).await, NsError::IsADirectory);
+    assert_err!(
+        meta.commit_file(&o, &[], &file(1, 2)).await,
+        NsError::IsADirectory
+    );
+    assert_err!(
+        meta.commit_file(&o, &p("d"), &file(1, 2)).await,
+        NsError::IsADirectory
+    );
     let no_parent = meta.commit_file(&o, &p("x/f"), &file(1, 2)).await;
     assert_err!(no_parent, NsError::ParentMissing);
     let under_file = meta.commit_file(&o, &p("f/g"), &file(1, 2)).await;
@@ -337,7 +420,10 @@ pub(super) async fn open_file_and_write_target_read_one_snapshot(meta: Meta) {
     let target = meta.write_target(&o, &p("d/f")).await.unwrap();
     assert_eq!(target.existing.unwrap().id, f.id);
     assert!(target.parent.unwrap().is_dir());
-    assert_eq!((target.holdings.used, target.holdings.quota), (10, Some(1000)));
+    assert_eq!(
+        (target.holdings.used, target.holdings.quota),
+        (10, Some(1000))
+    );
     let fresh = meta.write_target(&o, &p("d/new")).await.unwrap();
     assert_err!(fresh.existing, NsError::NotFound);
     assert!(fresh.parent.is_ok());

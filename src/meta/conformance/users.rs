@@ -8,7 +8,10 @@ pub(super) async fn users_are_added_once_with_valid_names(meta: Meta) {
     let ann = user(&meta, "ann", Some(7)).await;
     let record = meta.user("ann").await.unwrap().unwrap();
     assert_eq!((record.id, record.root), (ann.id, ann.root));
-    assert_eq!((record.quota, record.used, record.admin), (Some(7), 0, false));
+    assert_eq!(
+        (record.quota, record.used, record.admin),
+        (Some(7), 0, false)
+    );
     assert_ne!(ann.id, ann.root);
     assert!(meta.user("nobody").await.unwrap().is_none());
     let again = NewUser {
@@ -39,7 +42,9 @@ pub(super) async fn users_are_added_once_with_valid_names(meta: Meta) {
         .collect();
     assert_eq!(names, ["ann", bob.name.as_str(), "carl@example.org"]);
     let roots = [ann.root, bob.root, carl.root];
-    assert!(roots.iter().all(|r| roots.iter().filter(|s| *s == r).count() == 1));
+    assert!(roots
+        .iter()
+        .all(|r| roots.iter().filter(|s| *s == r).count() == 1));
     for o in [&ann, &bob, &carl] {
         let root = meta.lookup(o, &[]).await.unwrap();
         assert_eq!((root.id, root.owner, root.is_dir()), (o.root, o.id, true));
@@ -50,17 +55,24 @@ pub(super) async fn users_are_added_once_with_valid_names(meta: Meta) {
 
 pub(super) async fn password_quota_and_removal(meta: Meta) {
     let old = user(&meta, "ann", None).await;
-    meta.set_password("ann", "$argon2id$new".into()).await.unwrap();
+    meta.set_password("ann", "$argon2id$new".into())
+        .await
+        .unwrap();
     let record = meta.user("ann").await.unwrap().unwrap();
     assert_eq!(record.password_hash, "$argon2id$new");
     meta.set_quota("ann", Some(500)).await.unwrap();
     assert_eq!(meta.usage(&old).await.unwrap(), (0, Some(500)));
     let missing = meta.set_password("nobody", "x".into()).await;
     assert_err!(missing, IndexError::NoSuchUser(_));
-    assert_err!(meta.set_quota("nobody", None).await, IndexError::NoSuchUser(_));
+    assert_err!(
+        meta.set_quota("nobody", None).await,
+        IndexError::NoSuchUser(_)
+    );
     // Removal takes the whole tree with it and releases its chunks.
     meta.mkdir(&old, &p("d")).await.unwrap();
-    meta.commit_file(&old, &p("d/f"), &file(10, 1)).await.unwrap();
+    meta.commit_file(&old, &p("d/f"), &file(10, 1))
+        .await
+        .unwrap();
     meta.commit_file(&old, &p("g"), &file(20, 2)).await.unwrap();
     meta.remove_user("ann").await.unwrap();
     assert!(meta.user("ann").await.unwrap().is_none());
@@ -85,11 +97,19 @@ pub(super) async fn trees_of_users_are_separate(meta: Meta) {
     for o in [&ann, &ben] {
         meta.mkdir(o, &p("d")).await.unwrap();
     }
-    let (a, _) = meta.commit_file(&ann, &p("d/f"), &file(10, 1)).await.unwrap();
-    let (b, _) = meta.commit_file(&ben, &p("d/f"), &file(4, 1)).await.unwrap();
+    let (a, _) = meta
+        .commit_file(&ann, &p("d/f"), &file(10, 1))
+        .await
+        .unwrap();
+    let (b, _) = meta
+        .commit_file(&ben, &p("d/f"), &file(4, 1))
+        .await
+        .unwrap();
     assert_ne!(a.id, b.id);
     assert_eq!(refs(&meta, 1).await, 2);
-    meta.commit_file(&ann, &p("only-ann"), &file(1, 2)).await.unwrap();
+    meta.commit_file(&ann, &p("only-ann"), &file(1, 2))
+        .await
+        .unwrap();
     assert_eq!(names(&meta.list(&ben, &[]).await.unwrap()), ["d"]);
     assert_err!(meta.lookup(&ben, &p("only-ann")).await, NsError::NotFound);
     let move_it = meta.rename(&ben, &p("only-ann"), &p("mine")).await;
