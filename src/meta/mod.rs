@@ -2,6 +2,8 @@
 //! references, upload sessions and counters.
 
 pub mod codec;
+#[cfg(test)]
+mod conformance;
 mod error;
 mod operations;
 mod path;

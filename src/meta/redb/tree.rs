@@ -271,13 +271,16 @@ impl Namespace {
         self.commit_file(owner, to, &commit).map(|(n, _)| n)
     }
 
-    /// Sets a node's modification time (Unix ns).
+    /// Sets a node's modification time (Unix ns). Like every change, it
+    /// takes a new version for the node and its ancestors (new etags).
     pub fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError> {
         self.index.write(|t| {
             let id = resolve_in(&t.dirents, owner.root, path)?;
             let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
             node.mtime = mtime;
+            node.version = t.next_change()?;
             t.put_node(&node)?;
+            t.touch_up(node.parent, node.version)?;
             Ok(node)
         })
     }
