@@ -103,8 +103,9 @@ operations! {
     index fn set_password(&self, name: &str, password_hash: String) -> Result<(), IndexError>;
     /// Sets (or, with `None`, lifts) a user's quota.
     index fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<(), IndexError>;
-    /// Removes a user record; the tree must be emptied first
-    /// ([`Meta::remove`] of each root entry).
+    /// Removes a user with their whole tree and their chunked-upload
+    /// sessions, releasing every chunk reference they held, in one
+    /// transaction.
     index fn remove_user(&self, name: &str) -> Result<(), IndexError>;
 
     // ---- Tree: reads ----

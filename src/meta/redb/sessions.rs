@@ -146,6 +146,24 @@ fn drop_session(
     Ok(())
 }
 
+/// Drops every session of `user`, releasing the chunks their parts hold
+/// (the user is being removed).
+pub(super) fn drop_sessions_of(
+    t: &mut WriteTables<'_>,
+    user: u64,
+    now: i64,
+) -> Result<(), UploadError> {
+    let mut transfers = Vec::new();
+    for row in t.uploads.range((user, "")..(user + 1, ""))? {
+        let (k, _) = row?;
+        transfers.push(k.value().1.to_string());
+    }
+    for transfer in transfers {
+        drop_session(t, user, &transfer, now)?;
+    }
+    Ok(())
+}
+
 /// The bytes all of a user's sessions hold, but `except`.
 pub(super) fn bytes_in_sessions(
     uploads: &impl ReadableTable<(u64, &'static str), &'static [u8]>,

@@ -6,7 +6,7 @@ use super::tables::KEY_FILES;
 use super::tx::get_user;
 use super::Index;
 use crate::meta::records::{valid_user_name, NewUser, Node, NodeKind, UserRecord};
-use crate::meta::IndexError;
+use crate::meta::{IndexError, NsError, UploadError};
 
 impl Index {
     /// Creates a user and their empty root folder.
@@ -88,11 +88,20 @@ impl Index {
         self.write(|t| {
             let user = get_user(&t.users, name)?
                 .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
+            super::sessions::drop_sessions_of(t, user.id, now as i64).map_err(storage_error)?;
             let (files, _) = t.remove_subtree(user.root, now)?;
             t.add_counter(KEY_FILES, -(files as i64))?;
             t.users.remove(name)?;
             Ok(())
         })
+    }
+}
+
+/// Dropping sessions fails only as the index does.
+fn storage_error(e: UploadError) -> IndexError {
+    match e {
+        UploadError::Namespace(NsError::Index(e)) => e,
+        other => IndexError::Storage(other.to_string()),
     }
 }
 
