@@ -126,7 +126,7 @@ fn rig() -> Rig {
 impl Rig {
     /// Streams `data` through the pipeline in 64 KiB pieces (what an HTTP
     /// body delivers) and commits it under `name`.
-    fn upload(&self, name: &str, data: &[u8]) {
+    fn session(&self, name: &str, data: &[u8]) {
         self.rt.block_on(async {
             let mut up = self
                 .store
@@ -157,7 +157,7 @@ fn pipeline(c: &mut Criterion) {
                 seed += 1;
                 random(LEN, seed)
             },
-            |data| rig.upload("r", &data),
+            |data| rig.session("r", &data),
             criterion::BatchSize::LargeInput,
         )
     });
@@ -175,14 +175,14 @@ fn pipeline(c: &mut Criterion) {
                 v.truncate(LEN);
                 v
             },
-            |data| rig.upload("c", &data),
+            |data| rig.session("c", &data),
             criterion::BatchSize::LargeInput,
         )
     });
 
     let dup = random(LEN, 4242);
-    rig.upload("dup-original", &dup);
-    g.bench_function("duplicate", |b| b.iter(|| rig.upload("dup-copy", &dup)));
+    rig.session("dup-original", &dup);
+    g.bench_function("duplicate", |b| b.iter(|| rig.session("dup-copy", &dup)));
 
     // The content-defined chunker alone (one core), fed 256 KiB pieces.
     let cdc = Cdc::new(

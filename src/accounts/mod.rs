@@ -89,8 +89,8 @@ pub async fn remove_user(meta: &Meta, name: &str) -> Result<(), AdminError> {
         .await?
         .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
     let owner = Owner::from(&user);
-    for (transfer, _) in meta.uploads(&owner).await? {
-        meta.abandon_upload(&owner, &transfer).await?;
+    for (transfer, _) in meta.sessions(&owner).await? {
+        meta.abandon_session(&owner, &transfer).await?;
     }
     Ok(meta.remove_user(name).await?)
 }

@@ -65,7 +65,7 @@ pub async fn record_part(
                 chunks: stored.manifest,
                 uploaded: stored.uploaded,
             };
-            meta.add_upload_part(owner, transfer, name, &part).await?;
+            meta.add_part(owner, transfer, name, &part).await?;
             Ok(part.size)
         })
         .await

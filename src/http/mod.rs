@@ -102,7 +102,7 @@ impl Gateway {
     /// (Unix seconds), releasing the chunks they hold. Returns how many
     /// (0 after a failure, which is logged). `serve` schedules this as a
     /// job (see [`crate::jobs::expire`]).
-    pub async fn expire_uploads(&self, now: i64) -> usize {
+    pub async fn expire_sessions(&self, now: i64) -> usize {
         self.expire_stale(now).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "expiring stale uploads failed");
             0

@@ -156,25 +156,25 @@ operations! {
 
     // ---- Chunked-upload sessions ----
     /// Opens the session `transfer`.
-    tree fn create_upload(&self, owner: &Owner, transfer: &str, total_length: Option<u64>) -> Result<UploadSession, UploadError>;
+    tree fn create_session(&self, owner: &Owner, transfer: &str, total_length: Option<u64>) -> Result<UploadSession, UploadError>;
     /// The session `transfer` and its parts.
-    tree fn upload(&self, owner: &Owner, transfer: &str) -> Result<(UploadSession, Vec<PartInfo>), UploadError>;
+    tree fn session(&self, owner: &Owner, transfer: &str) -> Result<(UploadSession, Vec<PartInfo>), UploadError>;
     /// The owner's open sessions.
-    tree fn uploads(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError>;
+    tree fn sessions(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError>;
     /// The parts of `transfer` in assembly order and their joined manifest.
-    tree fn upload_manifest(&self, owner: &Owner, transfer: &str) -> Result<(Vec<PartInfo>, Vec<ManifestEntry>), UploadError>;
+    tree fn session_manifest(&self, owner: &Owner, transfer: &str) -> Result<(Vec<PartInfo>, Vec<ManifestEntry>), UploadError>;
     /// The most bytes part `name` may have under the owner's quota.
     tree fn part_limit(&self, owner: &Owner, transfer: &str, name: &str) -> Result<Option<u64>, UploadError>;
     /// Records a stored part (replacing one of the same name).
-    tree fn add_upload_part(&self, owner: &Owner, transfer: &str, name: &str, part: &NewPart) -> Result<(), UploadError>;
+    tree fn add_part(&self, owner: &Owner, transfer: &str, name: &str, part: &NewPart) -> Result<(), UploadError>;
     /// Drops part `name` and releases its chunks.
-    tree fn remove_upload_part(&self, owner: &Owner, transfer: &str, name: &str) -> Result<(), UploadError>;
+    tree fn remove_part(&self, owner: &Owner, transfer: &str, name: &str) -> Result<(), UploadError>;
     /// Drops the session and releases its chunks.
-    tree fn abandon_upload(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError>;
+    tree fn abandon_session(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError>;
     /// Assembles the session into the file at `path` in one transaction.
-    tree fn assemble_upload(&self, owner: &Owner, transfer: &str, path: &[String], check: &AssembleCheck, commit_meta: AssembleMeta) -> Result<Assembled, UploadError>;
+    tree fn assemble_session(&self, owner: &Owner, transfer: &str, path: &[String], check: &AssembleCheck, commit_meta: AssembleMeta) -> Result<Assembled, UploadError>;
     /// Drops sessions untouched for `ttl_secs` before `now`; how many.
-    tree fn expire_uploads(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError>;
+    tree fn expire_sessions(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError>;
 
     // ---- Chunks and the collector ----
     /// Whether the chunk is known (stored, possibly awaiting deletion).

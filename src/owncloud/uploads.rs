@@ -179,7 +179,7 @@ pub struct UploadsCtx<'a> {
 /// runner schedules this).
 pub async fn expire(meta: &Meta, transfers: &Transfers, now: i64) -> Result<usize, UploadError> {
     let ttl = transfers.ttl().as_secs() as i64;
-    let n = meta.expire_uploads(now, ttl).await?;
+    let n = meta.expire_sessions(now, ttl).await?;
     if n > 0 {
         // Their running digests go too (cheap: the map is small).
         let live: Vec<(u64, String)> = transfers.running.lock().keys().cloned().collect();
@@ -189,7 +189,10 @@ pub async fn expire(meta: &Meta, transfers: &Transfers, now: i64) -> Result<usiz
                 name: String::new(),
                 root: 0,
             };
-            if matches!(meta.upload(&owner, &tid).await, Err(UploadError::NoSession)) {
+            if matches!(
+                meta.session(&owner, &tid).await,
+                Err(UploadError::NoSession)
+            ) {
                 transfers.forget(user, &tid);
             }
         }
@@ -374,7 +377,7 @@ impl UploadsCtx<'_> {
             (Target::Transfer(t), "PROPFIND") => self.list_transfer(&req, owner, &base, t).await,
             (Target::Transfer(t), "DELETE") => self
                 .meta
-                .abandon_upload(owner, t)
+                .abandon_session(owner, t)
                 .await
                 .map(|()| {
                     self.transfers.forget(owner.id, t);
@@ -387,7 +390,7 @@ impl UploadsCtx<'_> {
             (Target::Part(t, p), "DELETE") => {
                 self.transfers.forget(owner.id, t);
                 self.meta
-                    .remove_upload_part(owner, t, p)
+                    .remove_part(owner, t, p)
                     .await
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(GatewayError::from)
@@ -414,7 +417,7 @@ impl UploadsCtx<'_> {
         transfer: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
         let total = header_u64(req.headers(), "OC-Total-Length")?;
-        self.meta.create_upload(owner, transfer, total).await?;
+        self.meta.create_session(owner, transfer, total).await?;
         self.transfers
             .start(owner.id, transfer, self.hashed_types());
         Ok(empty(StatusCode::CREATED))
@@ -430,7 +433,7 @@ impl UploadsCtx<'_> {
         if name == ".file" || part_key(name).is_none() {
             return Err(UploadError::BadName(name.into()).into());
         }
-        let (session, _) = self.meta.upload(owner, transfer).await?;
+        let (session, _) = self.meta.session(owner, transfer).await?;
         let announced = header_u64(req.headers(), header::CONTENT_LENGTH.as_str())?;
         let limit = session.total_length;
         if let (Some(total), Some(len)) = (limit, announced) {
@@ -553,7 +556,7 @@ impl UploadsCtx<'_> {
         };
         let mtime = mtime_hint(h);
 
-        let (parts, manifest) = self.meta.upload_manifest(owner, transfer).await?;
+        let (parts, manifest) = self.meta.session_manifest(owner, transfer).await?;
         let running = self
             .transfers
             .digests_for(owner.id, transfer, &parts)
@@ -575,7 +578,7 @@ impl UploadsCtx<'_> {
             .map_err(|e| GatewayError::ChecksumMismatch(e.to_string()))?;
         let done = self
             .meta
-            .assemble_upload(
+            .assemble_session(
                 owner,
                 transfer,
                 &path,
@@ -653,7 +656,7 @@ impl UploadsCtx<'_> {
         let mut ms = Multistatus::new();
         ms.folder(&format!("{base}/"), crate::clock::unix_secs(), "root");
         if depth(req.headers()) != 0 {
-            for (tid, s) in self.meta.uploads(owner).await? {
+            for (tid, s) in self.meta.sessions(owner).await? {
                 ms.folder(
                     &format!("{base}/{}/", utf8_percent_encode(&tid, SEGMENT)),
                     s.updated,
@@ -671,7 +674,7 @@ impl UploadsCtx<'_> {
         base: &str,
         transfer: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
-        let (s, parts) = self.meta.upload(owner, transfer).await?;
+        let (s, parts) = self.meta.session(owner, transfer).await?;
         let dir = format!("{base}/{}/", utf8_percent_encode(transfer, SEGMENT));
         let mut ms = Multistatus::new();
         ms.folder(&dir, s.updated, &session_etag(&s));
@@ -690,7 +693,7 @@ impl UploadsCtx<'_> {
         transfer: &str,
         name: &str,
     ) -> Result<Response<GwBody>, GatewayError> {
-        let (_, parts) = self.meta.upload(owner, transfer).await?;
+        let (_, parts) = self.meta.session(owner, transfer).await?;
         let p = parts
             .into_iter()
             .find(|p| p.name == name)

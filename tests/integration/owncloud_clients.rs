@@ -227,7 +227,7 @@ fn round_trip(client: Client) {
         "the moved folder's file was downloaded again"
     );
     // Nothing is left behind in the uploads area.
-    assert_eq!(wait(gw.gateway.expire_uploads(i64::MAX / 2)), 0);
+    assert_eq!(wait(gw.gateway.expire_sessions(i64::MAX / 2)), 0);
 }
 
 #[test]

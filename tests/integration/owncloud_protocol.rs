@@ -593,11 +593,11 @@ fn transfers_are_private_abandonable_and_expire() {
     gw.gateway
         .set_upload_ttl(std::time::Duration::from_secs(3600));
     assert_eq!(
-        wait(gw.gateway.expire_uploads(now)),
+        wait(gw.gateway.expire_sessions(now)),
         0,
         "nothing is stale yet"
     );
-    assert_eq!(wait(gw.gateway.expire_uploads(now + 7200)), 2);
+    assert_eq!(wait(gw.gateway.expire_sessions(now + 7200)), 2);
     assert_eq!(wait(gw.meta.chunk_references()).unwrap(), refs);
     let res = olga
         .request("PROPFIND", &uploads_url(&olga, "olga", "stale"))

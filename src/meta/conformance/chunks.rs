@@ -89,12 +89,12 @@ pub(super) async fn copies_and_new_versions_move_references(meta: Meta) {
     meta.copy_file(&o, &p("f"), &p("f")).await.unwrap();
     assert_eq!(refs(&meta, 3).await, 2);
     // Session parts hold references too.
-    meta.create_upload(&o, "t", None).await.unwrap();
+    meta.create_session(&o, "t", None).await.unwrap();
     let part = NewPart {
         uploaded: Vec::new(),
         ..part_of(&[(3, 4)])
     };
-    meta.add_upload_part(&o, "t", "0", &part).await.unwrap();
+    meta.add_part(&o, "t", "0", &part).await.unwrap();
     assert_eq!(meta.chunk_references().await.unwrap(), 3);
 }
 

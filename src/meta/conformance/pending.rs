@@ -103,8 +103,8 @@ pub(super) async fn a_commit_settles_the_pending_records_it_uploaded(meta: Meta)
     assert_err!(refused, NsError::QuotaExceeded { .. });
     assert!(meta.pending(&[2; 32]).await.unwrap().is_some());
     // A session part settles what it uploaded too.
-    meta.create_upload(&o, "t", None).await.unwrap();
-    meta.add_upload_part(&o, "t", "0", &part_of(&[(2, 20)]))
+    meta.create_session(&o, "t", None).await.unwrap();
+    meta.add_part(&o, "t", "0", &part_of(&[(2, 20)]))
         .await
         .unwrap();
     assert_eq!(meta.pending_totals().await.unwrap(), (0, 0));

@@ -85,8 +85,8 @@ pub(super) async fn shrinking_is_allowed_over_the_quota(meta: Meta) {
 
 pub(super) async fn sessions_hold_bytes_against_the_quota(meta: Meta) {
     let o = user(&meta, "ann", Some(100)).await;
-    meta.create_upload(&o, "t", None).await.unwrap();
-    meta.add_upload_part(&o, "t", "0", &part_of(&[(1, 60)]))
+    meta.create_session(&o, "t", None).await.unwrap();
+    meta.add_part(&o, "t", "0", &part_of(&[(1, 60)]))
         .await
         .unwrap();
     let h = meta.holdings(&o).await.unwrap();
@@ -106,10 +106,10 @@ pub(super) async fn sessions_hold_bytes_against_the_quota(meta: Meta) {
     assert_eq!(meta.part_limit(&o, "t", "0").await.unwrap(), Some(60));
     assert_eq!(meta.part_limit(&o, "t", "60").await.unwrap(), Some(0));
     // A session announcing more than fits is refused at creation.
-    assert!(meta.create_upload(&o, "big", Some(1)).await.is_err());
-    meta.abandon_upload(&o, "t").await.unwrap();
+    assert!(meta.create_session(&o, "big", Some(1)).await.is_err());
+    meta.abandon_session(&o, "t").await.unwrap();
     assert_eq!(meta.holdings(&o).await.unwrap().in_sessions, 0);
-    meta.create_upload(&o, "u", Some(60)).await.unwrap();
+    meta.create_session(&o, "u", Some(60)).await.unwrap();
     meta.commit_file(&o, &p("g"), &file(60, 3)).await.unwrap();
     assert_eq!(used(&meta, &o).await, 100);
 }
@@ -122,7 +122,7 @@ pub(super) async fn without_a_quota_nothing_is_refused(meta: Meta) {
     meta.copy_file(&o, &p("f"), &p("g")).await.unwrap();
     assert_eq!(meta.usage(&o).await.unwrap(), (2 * big as u64, None));
     assert_eq!(meta.holdings(&o).await.unwrap().limit(0), None);
-    meta.create_upload(&o, "t", Some(u64::MAX)).await.unwrap();
+    meta.create_session(&o, "t", Some(u64::MAX)).await.unwrap();
     assert_eq!(meta.part_limit(&o, "t", "0").await.unwrap(), None);
     // A quota set again applies at once.
     meta.set_quota("ann", Some(10)).await.unwrap();

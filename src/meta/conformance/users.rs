@@ -75,9 +75,9 @@ pub(super) async fn password_quota_and_removal(meta: Meta) {
         .unwrap();
     meta.commit_file(&old, &p("g"), &file(20, 2)).await.unwrap();
     // An unfinished chunked upload goes with the account too.
-    meta.create_upload(&old, "t", None).await.unwrap();
+    meta.create_session(&old, "t", None).await.unwrap();
     let part = part_of(&[(9, 30)]);
-    meta.add_upload_part(&old, "t", "0", &part).await.unwrap();
+    meta.add_part(&old, "t", "0", &part).await.unwrap();
     meta.remove_user("ann").await.unwrap();
     assert!(meta.user("ann").await.unwrap().is_none());
     assert_err!(meta.remove_user("ann").await, IndexError::NoSuchUser(_));
@@ -92,7 +92,7 @@ pub(super) async fn password_quota_and_removal(meta: Meta) {
     assert!(meta.commit_file(&old, &p("h"), &file(1, 3)).await.is_err());
     assert!(meta.mkdir(&old, &p("e")).await.is_err());
     assert!(meta.list(&new, &[]).await.unwrap().is_empty());
-    assert!(meta.uploads(&new).await.unwrap().is_empty());
+    assert!(meta.sessions(&new).await.unwrap().is_empty());
     assert_eq!(used(&meta, &new).await, 0);
 }
 

@@ -184,7 +184,7 @@ pub(super) fn bytes_in_sessions(
 
 impl Namespace {
     /// Creates a transfer folder (MKCOL).
-    pub fn create_upload(
+    pub fn create_session(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -221,7 +221,7 @@ impl Namespace {
     }
 
     /// A transfer folder and its parts (PROPFIND, to resume).
-    pub fn upload(
+    pub fn session(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -244,7 +244,7 @@ impl Namespace {
     }
 
     /// The user's transfer folders.
-    pub fn uploads(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError> {
+    pub fn sessions(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError> {
         self.index.read(|t: &ReadTables| {
             let mut out = Vec::new();
             for row in t.uploads()?.range((owner.id, "")..(owner.id + 1, ""))? {
@@ -257,7 +257,7 @@ impl Namespace {
 
     /// The parts of a transfer in assembly order, and the manifest they
     /// would assemble into, read in one snapshot.
-    pub fn upload_manifest(
+    pub fn session_manifest(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -305,7 +305,7 @@ impl Namespace {
 
     /// Records a stored part (chunk PUT). Its chunks are referenced by the
     /// session from now on; a part of the same name is replaced.
-    pub fn add_upload_part(
+    pub fn add_part(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -351,7 +351,7 @@ impl Namespace {
     }
 
     /// Removes one part (DELETE of a chunk).
-    pub fn remove_upload_part(
+    pub fn remove_part(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -374,7 +374,7 @@ impl Namespace {
     }
 
     /// Abandons a transfer (DELETE), releasing what it holds.
-    pub fn abandon_upload(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError> {
+    pub fn abandon_session(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError> {
         let now = crate::clock::unix_secs();
         self.index.write(|t| {
             if get_session(t, owner.id, transfer)?.is_none() {
@@ -389,7 +389,7 @@ impl Namespace {
     /// the file takes its chunk references, the session releases its own
     /// and disappears. `expected` is the manifest the caller hashed, if it
     /// had to read the parts back; the assembly fails if they changed since.
-    pub fn assemble_upload(
+    pub fn assemble_session(
         &self,
         owner: &Owner,
         transfer: &str,
@@ -449,7 +449,7 @@ impl Namespace {
 
     /// Drops every session not changed for `ttl_secs` before `now` (Unix
     /// seconds), each in its own transaction. Returns how many.
-    pub fn expire_uploads(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError> {
+    pub fn expire_sessions(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError> {
         let stale: Vec<(u64, String)> = self.index.read(|t: &ReadTables| {
             let mut out = Vec::new();
             for row in t.uploads()?.iter()? {
@@ -591,51 +591,51 @@ mod tests {
     #[test]
     fn sessions_refuse_what_cannot_be_assembled() {
         let (_d, ns, ann, ben) = setup(Some(100));
-        ns.create_upload(&ann, "t", Some(50)).unwrap();
+        ns.create_session(&ann, "t", Some(50)).unwrap();
         assert!(matches!(
-            ns.create_upload(&ann, "t", None),
+            ns.create_session(&ann, "t", None),
             Err(UploadError::SessionExists)
         ));
         // Same id, other user: a separate session; neither sees the other's.
-        ns.create_upload(&ben, "t", None).unwrap();
-        ns.add_upload_part(&ann, "t", "0", &part(10)).unwrap();
-        assert_eq!(ns.upload(&ben, "t").unwrap().1.len(), 0);
+        ns.create_session(&ben, "t", None).unwrap();
+        ns.add_part(&ann, "t", "0", &part(10)).unwrap();
+        assert_eq!(ns.session(&ben, "t").unwrap().1.len(), 0);
         assert!(matches!(
-            ns.add_upload_part(&ann, "nope", "0", &part(1)),
+            ns.add_part(&ann, "nope", "0", &part(1)),
             Err(UploadError::NoSession)
         ));
         assert!(matches!(
-            ns.add_upload_part(&ann, "t", ".file", &part(1)),
+            ns.add_part(&ann, "t", ".file", &part(1)),
             Err(UploadError::BadName(_))
         ));
         assert!(matches!(
-            ns.add_upload_part(&ann, "t", "00", &part(1)),
+            ns.add_part(&ann, "t", "00", &part(1)),
             Err(UploadError::DuplicatePosition(..))
         ));
         assert!(matches!(
-            ns.add_upload_part(&ann, "t", "10", &part(41)),
+            ns.add_part(&ann, "t", "10", &part(41)),
             Err(UploadError::OverTotal(50))
         ));
         // Replacing a part counts its size once.
-        ns.add_upload_part(&ann, "t", "0", &part(20)).unwrap();
-        assert_eq!(ns.upload(&ann, "t").unwrap().0.received, 20);
+        ns.add_part(&ann, "t", "0", &part(20)).unwrap();
+        assert_eq!(ns.session(&ann, "t").unwrap().0.received, 20);
         // The quota counts what sessions hold.
-        ns.create_upload(&ann, "u", None).unwrap();
+        ns.create_session(&ann, "u", None).unwrap();
         assert!(matches!(
-            ns.add_upload_part(&ann, "u", "0", &part(81)),
+            ns.add_part(&ann, "u", "0", &part(81)),
             Err(UploadError::Namespace(NsError::QuotaExceeded { .. }))
         ));
         assert!(matches!(
-            ns.create_upload(&ann, "v", Some(1000)),
+            ns.create_session(&ann, "v", Some(1000)),
             Err(UploadError::Namespace(NsError::QuotaExceeded { .. }))
         ));
-        ns.abandon_upload(&ann, "t").unwrap();
+        ns.abandon_session(&ann, "t").unwrap();
         assert!(matches!(
-            ns.abandon_upload(&ann, "t"),
+            ns.abandon_session(&ann, "t"),
             Err(UploadError::NoSession)
         ));
-        assert_eq!(ns.uploads(&ann).unwrap().len(), 1);
-        assert_eq!(ns.uploads(&ben).unwrap().len(), 1);
+        assert_eq!(ns.sessions(&ann).unwrap().len(), 1);
+        assert_eq!(ns.sessions(&ben).unwrap().len(), 1);
     }
 
     #[test]

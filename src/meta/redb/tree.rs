@@ -766,7 +766,7 @@ mod tests {
     #[test]
     fn chunked_sessions_count_against_every_write() {
         let (_d, ns, o) = setup();
-        ns.create_upload(&o, "t", None).unwrap();
+        ns.create_session(&o, "t", None).unwrap();
         let part = NewPart {
             size: 60,
             chunks: vec![ManifestEntry {
@@ -775,7 +775,7 @@ mod tests {
             }],
             uploaded: vec![(ChunkId([5; 32]), 70)],
         };
-        ns.add_upload_part(&o, "t", "0", &part).unwrap();
+        ns.add_part(&o, "t", "0", &part).unwrap();
         assert_eq!(ns.holdings(&o).unwrap().limit(0), Some(40));
         assert!(matches!(
             ns.commit_file(&o, &p("f"), &commit(41, 1)),
@@ -785,7 +785,7 @@ mod tests {
         // The assembly turns the session's bytes into the file's: not
         // counted twice (60 + 40 = 100 fits).
         let done = ns
-            .assemble_upload(
+            .assemble_session(
                 &o,
                 "t",
                 &p("g"),
