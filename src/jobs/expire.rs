@@ -1,10 +1,10 @@
 //! Chunked-upload expiry as a job: sessions untouched for longer than
 //! `uploads.expire_hours` are dropped, releasing the chunks they hold. This
 //! is the one place expiry is scheduled (it used to run from a timer in the
-//! HTTP front and again from the uploads endpoint).
+//! HTTP service and again from the uploads endpoint).
 //!
-//! The sessions live in the metadata index, but the front keeps running
-//! digests for them in memory; the front implements [`StaleSessions`] so
+//! The sessions live in the metadata, but the ownCloud adapter keeps running
+//! digests for them in memory; the HTTP service implements [`StaleSessions`] so
 //! this job needs nothing of it but that one call.
 
 use std::sync::Arc;

@@ -7,8 +7,9 @@ pub enum IndexError {
     InUse { path: String },
     #[error("the index has schema version {found}, this build understands {expected}; refusing to open it")]
     SchemaMismatch { found: u64, expected: u64 },
+    /// The engine failed; the cause is kept as the error's source.
     #[error("index storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("corrupt index record in {table}: {cause}")]
     Corrupt { table: &'static str, cause: String },
     #[error("user {0} already exists")]

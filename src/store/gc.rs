@@ -1,7 +1,7 @@
 //! Garbage collection: a chunk no manifest references any more is kept for a
 //! grace period (its record says since when), then its object is deleted and
 //! its record dropped — unless an upload revived it meanwhile. The objects
-//! of uploads that never committed (pending records, `index::pending`)
+//! of uploads that never committed (pending records, `meta/redb/pending.rs`)
 //! go the same way once their record is older than the grace period. Deciding and
 //! dropping records happens under the pin lock (see [`super::Pins`]), so an
 //! upload can never rely on, or re-store into, an object being deleted.

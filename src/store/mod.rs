@@ -63,7 +63,7 @@ pub enum StoreError {
     #[error("a pipeline task failed: {0}")]
     Task(String),
     #[error("could not record a new object in the index: {0}")]
-    Pending(String),
+    Pending(#[source] Arc<IndexError>),
 }
 
 /// Tuning of the content pipeline.

@@ -1,5 +1,5 @@
 //! Pending records on the upload path, so no object is ever stored that
-//! the index cannot name (see `index::pending` and the safety argument in
+//! the index cannot name (see `meta/redb/pending.rs` and the safety argument in
 //! ARCHITECTURE, "No leaked storage").
 //!
 //! Before a new chunk's object is put upstream, its id must be recorded
@@ -30,13 +30,13 @@ use tokio::sync::oneshot;
 
 use super::{ContentStore, StoreError};
 use crate::crypto::ChunkId;
-use crate::meta::Meta;
+use crate::meta::{IndexError, Meta};
 
 /// One id waiting for its record to be durable.
 struct Waiting {
     id: [u8; 32],
     stored: u32,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Arc<IndexError>>>,
 }
 
 #[derive(Default)]
@@ -101,7 +101,7 @@ impl PendingLog {
             let result = meta
                 .add_pending(&entries, now_secs())
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(Arc::new);
             for w in batch {
                 let _ = w.done.send(result.clone());
             }

@@ -1,12 +1,24 @@
-//! The WebDAV file system: dav-server's `GuardedFileSystem` over one user's
-//! namespace and the shared content store.
+//! WebDAV: dav-server's `GuardedFileSystem` over one user's tree in the
+//! metadata and the shared content store, and the only module that names
+//! dav-server ([`answer`] runs its handler for one request).
 //!
 //! dav-server speaks the protocol; this module answers its file-system
-//! calls. Two of its gaps are closed here together with the front:
-//! errors it would swallow (a failing directory read becoming an empty
-//! listing) or blur (every storage error becoming a generic status) are
-//! recorded in the request's [`FailureSlot`], and the front answers with the
-//! precise error instead.
+//! calls and closes the gaps it leaves:
+//! - **Swallowed or blurred errors**: a failing directory read becomes an
+//!   empty listing, every storage error a generic status. The precise error
+//!   is recorded in the request's [`FailureSlot`] and the service answers
+//!   with it (`errors.rs` maps the rest to `FsError`).
+//! - **Unquoted etags** in PROPFIND replies (`quote_etags.rs`).
+//! - **Slow PROPFIND**: one file-system call per property per entry, written
+//!   through xml-rs; the common request is answered by `propfind/` instead.
+//! - **Replace by delete-then-write**: MOVE/COPY with `Overwrite: T`
+//!   deletes the destination in a step of its own; [`PendingReplace`] defers
+//!   that deletion into the move's or copy's own transaction.
+//! - **Locks that never expire** and have no per-user cap (`locks.rs`), and
+//!   the lock check the chunked-upload MOVE needs (`PathLocks`).
+//! - **Reply headers**: the node an operation answered is kept in
+//!   [`RequestCtx::target_node`] for `OC-FileId`/`OC-ETag`, so nothing
+//!   reads it again.
 
 mod errors;
 mod file;

@@ -1,10 +1,9 @@
-//! The metadata index: one redb database holding users, the per-user trees,
-//! file manifests, chunk refcounts and counters.
-//!
-//! Only this module and [`crate::meta`] see redb types. Everything else
-//! uses the typed records in [`records`] and the operations on [`Index`] and
-//! [`crate::meta::Namespace`], so a later multi-node deployment can put
-//! the same tables on a shared engine.
+//! The redb engine: one redb database on the gateway's disk holding users,
+//! the per-user trees, file manifests, chunk refcounts, sessions, pending
+//! records and counters. Private to `meta`: the rest of the code sees only
+//! [`crate::meta::Meta`] and the records, and this is the only folder that
+//! names redb. `Index` owns the database and the installation-wide tables;
+//! `tree::Namespace` the tree, session and property operations.
 
 pub(crate) mod durability;
 mod migrate;
@@ -37,7 +36,7 @@ macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for IndexError {
             fn from(e: $t) -> Self {
-                IndexError::Storage(e.to_string())
+                IndexError::Storage(Box::new(e))
             }
         }
     )*};
@@ -64,7 +63,7 @@ impl Index {
             redb::DatabaseError::DatabaseAlreadyOpen => IndexError::InUse {
                 path: path.display().to_string(),
             },
-            other => IndexError::Storage(other.to_string()),
+            other => IndexError::Storage(Box::new(other)),
         })?;
         let index = Self {
             db,

@@ -379,7 +379,7 @@ impl Namespace {
     }
 }
 
-/// [`Namespace::commit_file`] inside a caller's write transaction (the
+/// `Namespace::commit_file` inside a caller's write transaction (the
 /// chunked-upload assembly commits the file and ends its session in one;
 /// it names that session in `except_session`, whose bytes become the
 /// file's rather than counting twice against the quota).

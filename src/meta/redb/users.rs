@@ -101,7 +101,7 @@ impl Index {
 fn storage_error(e: UploadError) -> IndexError {
     match e {
         UploadError::Namespace(NsError::Index(e)) => e,
-        other => IndexError::Storage(other.to_string()),
+        other => IndexError::Storage(Box::new(other)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! PROPFIND answered in the front. The common request — Depth 0 or 1 on the
+//! PROPFIND answered without dav-server. The common request — Depth 0 or 1 on the
 //! user's files, a `<D:prop>` list of live, `oc:` and `nc:` properties — is
 //! answered here from one node lookup and one folder listing, written
 //! straight into one buffer with etags already quoted. Everything else is
@@ -39,7 +39,7 @@ pub(crate) enum Decline {
     Namespace(#[from] NsError),
 }
 
-/// What the front knows of the request's user and tree.
+/// What the service knows of the request's user and tree.
 pub(crate) struct Scope<'a> {
     pub meta: &'a Meta,
     pub owner: &'a Owner,
@@ -50,7 +50,7 @@ pub(crate) struct Scope<'a> {
 }
 
 /// Answers a PROPFIND it can; otherwise gives the request back for the
-/// WebDAV layer. The body was read and checked by the front already.
+/// WebDAV layer. The body was read and checked by the service already.
 pub(crate) async fn propfind(
     scope: &Scope<'_>,
     req: Request<DavBody>,
