@@ -134,18 +134,8 @@ impl ContentStore {
         let forgotten = self.meta.forget_chunks(&raw(&claimed), cutoff).await;
         let forgotten = self.released_on_error(&claimed, forgotten)?;
         report.in_use += (ids.len() - claimed.len()) as u64;
-        // Claimed but revived meanwhile: nothing to delete.
-        let dropped: Vec<ChunkId> = forgotten.iter().map(|(id, _)| ChunkId(*id)).collect();
-        let revived: Vec<ChunkId> = claimed
-            .iter()
-            .filter(|c| !dropped.contains(c))
-            .copied()
-            .collect();
-        self.pins.release_deleted(&revived);
-        let failures = self.delete_objects(&forgotten, report).await;
-        report.deleted += forgotten.len() as u64;
-        report.delete_failures += failures;
-        self.pins.release_deleted(&dropped);
+        // Claimed but revived meanwhile: not in `forgotten`, nothing to delete.
+        report.deleted += self.delete_claimed(&claimed, &forgotten, report).await;
         // Everything left is in use right now: try again next round.
         Ok(claimed.is_empty())
     }
@@ -186,6 +176,20 @@ impl ContentStore {
             .filter(|e| e.delete_object)
             .map(|e| (e.id, e.stored))
             .collect();
+        report.abandoned += self.delete_claimed(&claimed, &doomed, report).await;
+        Ok(claimed.is_empty())
+    }
+
+    /// Of the `claimed` chunks, deletes the objects of `doomed` (id, stored
+    /// size) and releases every claim: the others' at once (they stay), the
+    /// doomed ones' once their objects are gone. Answers how many objects
+    /// it deleted (or tried to: failures are counted in `report`).
+    async fn delete_claimed(
+        &self,
+        claimed: &[ChunkId],
+        doomed: &[([u8; 32], u32)],
+        report: &mut GcReport,
+    ) -> u64 {
         let doomed_ids: Vec<ChunkId> = doomed.iter().map(|(id, _)| ChunkId(*id)).collect();
         let kept: Vec<ChunkId> = claimed
             .iter()
@@ -193,11 +197,9 @@ impl ContentStore {
             .copied()
             .collect();
         self.pins.release_deleted(&kept);
-        let failures = self.delete_objects(&doomed, report).await;
-        report.abandoned += doomed.len() as u64;
-        report.delete_failures += failures;
+        report.delete_failures += self.delete_objects(doomed, report).await;
         self.pins.release_deleted(&doomed_ids);
-        Ok(claimed.is_empty())
+        doomed.len() as u64
     }
 
     /// Deletes the objects of `dropped` (id, stored size), adding their
