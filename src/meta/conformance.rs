@@ -202,6 +202,7 @@ macro_rules! conformance_suite {
                 serial pending::pending_records_expire_and_are_forgotten,
                 serial pending::pending_records_yield_to_chunk_records,
                 serial pending::a_commit_settles_the_pending_records_it_uploaded,
+                serial pending::pages_walk_every_record_once_in_id_order,
                 serial sessions::sessions_are_created_once_per_name,
                 serial sessions::parts_are_added_replaced_and_removed,
                 serial sessions::upload_manifest_follows_assembly_order,

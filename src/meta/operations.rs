@@ -187,6 +187,9 @@ operations! {
     /// Chunks no manifest references, unreferenced since `cutoff` (Unix
     /// seconds) or earlier: the collector's candidates. At most `limit`.
     index fn unreferenced_chunks(&self, cutoff: u64, limit: usize) -> Result<Vec<[u8; 32]>, IndexError>;
+    /// Chunk records in id order after `after` (from the first without),
+    /// at most `limit`: a cursor over every chunk for long walks.
+    index fn chunks_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], ChunkRecord)>, IndexError>;
     /// Drops the records of chunks still unreferenced since `cutoff` (re-
     /// checked in this transaction); answers those dropped with their
     /// object sizes.
@@ -205,6 +208,8 @@ operations! {
     /// Drops the pending records of `ids` still expired at `cutoff`, and
     /// says of each whether its object is to be deleted.
     index fn forget_pending(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<ExpiredPending>, IndexError>;
+    /// Pending records in id order after `after`, at most `limit`.
+    index fn pending_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], PendingRecord)>, IndexError>;
     /// A chunk's pending record, if it has one.
     index fn pending(&self, id: &[u8; 32]) -> Result<Option<PendingRecord>, IndexError>;
     /// (records, sealed bytes) of objects of uploads not committed.

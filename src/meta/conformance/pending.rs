@@ -110,3 +110,36 @@ pub(super) async fn a_commit_settles_the_pending_records_it_uploaded(meta: Meta)
     assert_eq!(meta.pending_totals().await.unwrap(), (0, 0));
     assert_eq!(refs(&meta, 2).await, 1);
 }
+
+pub(super) async fn pages_walk_every_record_once_in_id_order(meta: Meta) {
+    let o = user(&meta, "ann", None).await;
+    // Five chunks stored by commits, three pending objects.
+    for n in [5u8, 1, 4, 2, 3] {
+        let path = p(&format!("f{n}"));
+        meta.commit_file(&o, &path, &file(10, n)).await.unwrap();
+    }
+    let pending = [([9; 32], 9), ([7; 32], 7), ([8; 32], 8)];
+    meta.add_pending(&pending, 10).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = meta.chunks_page(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.0);
+        seen.extend(page.into_iter().map(|(id, rec)| (id[0], rec.refs)));
+    }
+    assert_eq!(seen, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+    let first = meta.pending_page(None, 10).await.unwrap();
+    let ids: Vec<u8> = first.iter().map(|(id, _)| id[0]).collect();
+    assert_eq!(ids, vec![7, 8, 9]);
+    assert_eq!(first[0].1.stored, 7);
+    let rest = meta.pending_page(Some([8; 32]), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0, [9; 32]);
+    assert!(meta
+        .pending_page(Some([9; 32]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -20,7 +20,7 @@ use std::path::Path;
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use crate::meta::records::Stats;
-use crate::meta::records::{ChunkRecord, UserRecord};
+use crate::meta::records::{ChunkRecord, PendingRecord, UserRecord};
 use crate::meta::IndexError;
 pub(crate) use tables::*;
 
@@ -139,6 +139,56 @@ impl Index {
         Ok(total)
     }
 
+    /// Chunk records in id order after `after` (from the first without),
+    /// at most `limit`: a cursor over every chunk for walks that must not
+    /// hold one long read (scrub, check, orphan sweep).
+    pub fn chunks_page(
+        &self,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<([u8; 32], ChunkRecord)>, IndexError> {
+        self.read(|t| {
+            let chunks = t.chunks()?;
+            let rows = match &after {
+                Some(a) => chunks.range::<&[u8]>((
+                    std::ops::Bound::Excluded(&a[..]),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => chunks.iter()?,
+            };
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let (k, v) = row?;
+                out.push((chunk_key(k.value())?, ChunkRecord::decode(v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Pending records in id order after `after`, at most `limit`.
+    pub fn pending_page(
+        &self,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<([u8; 32], PendingRecord)>, IndexError> {
+        self.read(|t| {
+            let pending = t.pending()?;
+            let rows = match &after {
+                Some(a) => pending.range::<&[u8]>((
+                    std::ops::Bound::Excluded(&a[..]),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => pending.iter()?,
+            };
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let (k, v) = row?;
+                out.push((chunk_key(k.value())?, PendingRecord::decode(v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
     /// Chunks no manifest references, unreferenced since `cutoff` (Unix
     /// seconds) or earlier: the collector's candidates. At most `limit`.
     pub fn unreferenced_chunks(
@@ -215,6 +265,14 @@ impl Index {
             pending_bytes,
         })
     }
+}
+
+/// A chunk id stored as a table key.
+fn chunk_key(raw: &[u8]) -> Result<[u8; 32], IndexError> {
+    raw.try_into().map_err(|_| IndexError::Corrupt {
+        table: "chunks",
+        cause: format!("a key of {} bytes, not 32", raw.len()),
+    })
 }
 
 #[cfg(test)]
