@@ -50,7 +50,11 @@ where
 {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let meta = open(dir.path()).expect("a fresh engine opens");
-    case(meta).await;
+    case(meta.clone()).await;
+    // Whatever a case did through the operations leaves the metadata
+    // consistent: the consistency walk agrees with every operation.
+    let found = meta.verify().await.expect("the consistency walk runs");
+    assert!(found.is_clean(), "inconsistent after the case: {found:#?}");
 }
 
 /// A path from its text form ("a/b/c").

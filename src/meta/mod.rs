@@ -4,6 +4,7 @@
 pub mod codec;
 #[cfg(test)]
 mod conformance;
+pub mod consistency;
 mod error;
 mod operations;
 mod path;
@@ -13,6 +14,7 @@ mod redb;
 pub mod sessions;
 pub mod tree;
 
+pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;
 pub use operations::Meta;
 pub use path::{split_path, NamePath};
@@ -25,3 +27,11 @@ pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
 };
 pub use tree::{FileCommit, NsError, Owner, PropLimits, WriteTarget};
+
+/// Test support only: breaks an index file on purpose so tests can show
+/// that `Meta::verify` and `dedupdav check` find it. Never used by the
+/// gateway; works on an index no process has open.
+#[doc(hidden)]
+pub mod fault_injection {
+    pub use super::redb::check::fault_injection::{add_dangling_dirent, corrupt_refcount};
+}

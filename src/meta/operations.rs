@@ -26,7 +26,7 @@ use std::sync::Arc;
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::{
-    AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
+    AssembleCheck, AssembleMeta, Assembled, ChunkRecord, Consistency, ExpiredPending, FileCommit, Holdings,
     IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord,
     PropLimits, Stats, StoredProp, UploadError, UploadSession, UserRecord, WriteTarget,
 };
@@ -214,4 +214,10 @@ operations! {
     index fn pending(&self, id: &[u8; 32]) -> Result<Option<PendingRecord>, IndexError>;
     /// (records, sealed bytes) of objects of uploads not committed.
     index fn pending_totals(&self) -> Result<(u64, u64), IndexError>;
+
+    // ---- Check ----
+    /// Walks the whole metadata in one consistent snapshot and reports
+    /// where its records disagree (reference counts, dirents, usage,
+    /// counters, manifest sizes); see [`Consistency`].
+    index fn verify(&self) -> Result<Consistency, IndexError>;
 }

@@ -5,6 +5,7 @@
 //! names redb. `Index` owns the database and the installation-wide tables;
 //! `tree::Namespace` the tree, session and property operations.
 
+pub(crate) mod check;
 pub(crate) mod durability;
 mod migrate;
 mod pending;

@@ -79,6 +79,17 @@ fn decode<T: SessionRecord>(table: &'static str, b: &[u8]) -> Result<T, IndexErr
     T::read(&mut Reader::new(table, b))
 }
 
+/// A part record's size and manifest (for the consistency walk).
+pub(super) fn part_contents(raw: &[u8]) -> Result<(u64, Vec<ManifestEntry>), IndexError> {
+    let rec: PartRecord = decode("upload_parts", raw)?;
+    Ok((rec.size, decode_manifest(&rec.manifest)?))
+}
+
+/// The bytes a session record says its parts hold.
+pub(super) fn session_received(raw: &[u8]) -> Result<u64, IndexError> {
+    Ok(decode::<UploadSession>("uploads", raw)?.received)
+}
+
 fn get_session(
     t: &WriteTables<'_>,
     user: u64,
