@@ -66,6 +66,19 @@ enum Command {
         #[arg(long, value_name = "HOURS")]
         grace_hours: Option<u64>,
     },
+    /// Check the installation: the index agrees with itself and the backend
+    /// holds every object it names, with the recorded size. Exits 0 only
+    /// when nothing is wrong. Stop `serve` first (the index belongs to one
+    /// process).
+    Check {
+        /// Also fetch, authenticate and re-hash objects: all of them, or a
+        /// random share (--read-data=10 reads about 10 %).
+        #[arg(long, value_name = "PERCENT", num_args = 0..=1, require_equals = true, default_missing_value = "100")]
+        read_data: Option<f64>,
+        /// Print one JSON object (keys clean, index, objects).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
     Stats {
         /// Print JSON (keys users, files, logical_bytes, stored_bytes, chunks).
@@ -156,6 +169,10 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::CheckUpstream => {
             init_logs(&config, false);
             check_upstream(config)
+        }
+        Command::Check { read_data, json } => {
+            init_logs(&config, false);
+            check(config, read_data, json)
         }
         Command::Stats { json } => {
             init_logs(&config, false);
@@ -266,6 +283,48 @@ fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyEr
         report.deleted, report.bytes_freed, report.in_use, report.delete_failures
     );
     Ok(())
+}
+
+fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), AnyError> {
+    use dedupdav::files::check;
+    use std::io::IsTerminal;
+    // A check must read the objects with the key they were sealed under;
+    // never make up a new one here.
+    if config.master_key.is_none() && !config.key_path().exists() {
+        let path = config.key_path();
+        return Err(format!("no master key at {}: the check needs the key the objects were sealed with", path.display()).into());
+    }
+    let app = App::open(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let options = check::CheckOptions { read_percent };
+    let report = runtime.block_on(check::check(
+        &app.meta,
+        &app.store,
+        options,
+        |index| {
+            bar.set_length(index.chunks);
+            bar.set_message("objects");
+        },
+        |done| bar.set_position(done),
+    ))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", check::render_json(&report));
+    } else {
+        print!("{}", check::render_text(&report));
+    }
+    if report.clean {
+        Ok(())
+    } else {
+        Err("the check found problems (listed above)".into())
+    }
 }
 
 fn check_upstream(config: Config) -> Result<(), AnyError> {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{BackendError, ObjectInfo, ObjectStore};
+use super::{BackendError, ObjectInfo, ObjectStat, ObjectStore};
 use crate::crypto::ObjectName;
 
 pub struct LocalDirStore {
@@ -89,6 +89,16 @@ impl ObjectStore for LocalDirStore {
 
     async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError> {
         Ok(tokio::fs::try_exists(self.path_of(name)).await?)
+    }
+
+    async fn stat(&self, name: &ObjectName) -> Result<Option<ObjectStat>, BackendError> {
+        match tokio::fs::metadata(self.path_of(name)).await {
+            Ok(m) => Ok(Some(ObjectStat {
+                size: Some(m.len()),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_io(name, e)),
+        }
     }
 
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
@@ -176,6 +186,9 @@ mod tests {
         store.delete(&names[0]).await.unwrap();
         store.delete(&names[0]).await.unwrap();
         assert!(!store.exists(&names[0]).await.unwrap());
+        assert_eq!(store.stat(&names[0]).await.unwrap(), None);
+        let four = store.stat(&names[3]).await.unwrap();
+        assert_eq!(four, Some(ObjectStat { size: Some(4) }));
         assert!(matches!(
             store.get(&names[0]).await,
             Err(BackendError::NotFound(_))

@@ -56,6 +56,14 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// What a backend says of one stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Its size in bytes; `None` when the backend does not tell (an
+    /// upstream answering HEAD without `Content-Length`).
+    pub size: Option<u64>,
+}
+
 /// A store of immutable, idempotently written objects.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
@@ -68,6 +76,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
     /// Whether an object exists.
     async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError>;
+    /// Whether an object exists and, when the backend says, its size
+    /// (`None`: missing).
+    async fn stat(&self, name: &ObjectName) -> Result<Option<ObjectStat>, BackendError>;
     /// Streams every object with its size, without holding the listing in memory.
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
     /// A short description for logs ("local:/var/lib/..", "webdav:https://..").

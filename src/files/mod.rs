@@ -1,6 +1,8 @@
 //! Use cases that need both the content store and the metadata, whatever
-//! protocol asked for them: writing a file ([`put`]). The protocol
+//! protocol asked for them: writing a file ([`put`]), checking the whole
+//! installation ([`check`]). The protocol
 //! adapters (`webdav/`, `owncloud/`) read bodies and shape replies; the
 //! tree operations themselves are metadata operations ([`crate::meta::Meta`]).
 
+pub mod check;
 pub mod put;

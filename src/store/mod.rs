@@ -26,6 +26,7 @@ mod pending;
 mod pins;
 mod reader;
 mod upload;
+mod verify;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub use gc::{GcReport, GcRound};
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
+pub use verify::ObjectVerdict;
 
 /// Errors of the content store.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use tracing::warn;
 use super::classify::error_chain;
 use super::retry::Failure;
 use super::{header_str, WebDavStore};
-use crate::backend::{BackendError, ObjectInfo, ObjectStore};
+use crate::backend::{BackendError, ObjectInfo, ObjectStat, ObjectStore};
 use crate::crypto::ObjectName;
 
 /// Largest buffer reserved up front from an upstream's Content-Length; bigger
@@ -89,6 +89,11 @@ impl ObjectStore for WebDavStore {
 
     async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError> {
         Ok(self.head(&name.relative_path()).await?.is_some())
+    }
+
+    async fn stat(&self, name: &ObjectName) -> Result<Option<ObjectStat>, BackendError> {
+        let stored = self.head(&name.relative_path()).await?;
+        Ok(stored.map(|s| ObjectStat { size: s.size }))
     }
 
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
