@@ -8,6 +8,7 @@
 mod common;
 
 mod bad_input;
+mod check;
 mod cli;
 mod crash;
 mod dedup_and_privacy;

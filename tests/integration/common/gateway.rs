@@ -245,6 +245,31 @@ impl Drop for TestGateway {
     }
 }
 
+/// What stays of a gateway after [`TestGateway::stop`]: its data
+/// directory (index, master key, local objects) and its upstream.
+pub struct Stopped {
+    pub data: tempfile::TempDir,
+    /// Where the backend keeps its `objects/` tree on disk.
+    pub objects_root: PathBuf,
+    pub apache: Option<Apache>,
+}
+
+impl TestGateway {
+    /// Stops the gateway and closes its index, keeping its data and its
+    /// upstream, so the `dedupdav` binary can work on them.
+    pub fn stop(mut self) -> Stopped {
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        let data = std::mem::replace(&mut self.data, placeholder);
+        let stopped = Stopped {
+            data,
+            objects_root: self.objects_root.clone(),
+            apache: self.apache.take(),
+        };
+        drop(self);
+        stopped
+    }
+}
+
 /// A blocking WebDAV client acting as one user.
 pub struct Dav {
     pub http: Client,
