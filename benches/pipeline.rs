@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dedupdav::backend::{BackendError, ObjectInfo, ObjectStore};
+use dedupdav::backend::{BackendError, ObjectInfo, ObjectStat, ObjectStore};
 use dedupdav::crypto::{MasterKey, ObjectName};
 use dedupdav::files::put;
 use dedupdav::meta::{Meta, NewUser, Owner};
@@ -37,6 +37,12 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
         self.0.lock().remove(name.as_str());
         Ok(())
+    }
+    async fn stat(&self, name: &ObjectName) -> Result<Option<ObjectStat>, BackendError> {
+        let objects = self.0.lock();
+        Ok(objects.get(name.as_str()).map(|o| ObjectStat {
+            size: Some(o.len() as u64),
+        }))
     }
     async fn exists(&self, name: &ObjectName) -> Result<bool, BackendError> {
         Ok(self.0.lock().contains_key(name.as_str()))

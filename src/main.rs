@@ -292,7 +292,11 @@ fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), An
     // never make up a new one here.
     if config.master_key.is_none() && !config.key_path().exists() {
         let path = config.key_path();
-        return Err(format!("no master key at {}: the check needs the key the objects were sealed with", path.display()).into());
+        return Err(format!(
+            "no master key at {}: the check needs the key the objects were sealed with",
+            path.display()
+        )
+        .into());
     }
     let app = App::open(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -405,7 +405,11 @@ pub fn render_text(r: &CheckReport) -> String {
         out += &format!("PROBLEM {}\n  means: {}\n", describe(f), meaning(f));
     }
     for f in &o.findings {
-        out += &format!("PROBLEM {}\n  means: {}\n", describe_object(f), object_meaning(f));
+        out += &format!(
+            "PROBLEM {}\n  means: {}\n",
+            describe_object(f),
+            object_meaning(f)
+        );
     }
     let more = i.findings_not_listed + o.findings_not_listed;
     if more > 0 {
@@ -436,13 +440,19 @@ pub fn render_json(r: &CheckReport) -> serde_json::Value {
         .index
         .findings
         .iter()
-        .map(|f| Explained { finding: f, meaning: meaning(f) })
+        .map(|f| Explained {
+            finding: f,
+            meaning: meaning(f),
+        })
         .collect();
     let objects: Vec<_> = r
         .objects
         .findings
         .iter()
-        .map(|f| Explained { finding: f, meaning: object_meaning(f) })
+        .map(|f| Explained {
+            finding: f,
+            meaning: object_meaning(f),
+        })
         .collect();
     let mut v = serde_json::json!({ "clean": r.clean, "index": r.index, "objects": r.objects });
     v["index"]["findings"] = serde_json::json!(index);

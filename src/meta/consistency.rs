@@ -75,7 +75,11 @@ pub enum Inconsistency {
         references: u64,
     },
     /// A dirent names a node that does not exist.
-    DanglingDirent { parent: u64, name: String, child: u64 },
+    DanglingDirent {
+        parent: u64,
+        name: String,
+        child: u64,
+    },
     /// A dirent sits in a node that does not exist or is not a folder.
     DirentOutsideFolder { parent: u64, name: String },
     /// A dirent links nodes of two owners.

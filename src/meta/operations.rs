@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use super::redb::tree::Namespace;
 use super::redb::Index;
+use super::Consistency;
 use super::{
-    AssembleCheck, AssembleMeta, Assembled, ChunkRecord, Consistency, ExpiredPending, FileCommit, Holdings,
+    AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
     IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord,
     PropLimits, Stats, StoredProp, UploadError, UploadSession, UserRecord, WriteTarget,
 };

@@ -37,7 +37,11 @@ fn send(dav: &Dav, method: &str, path: &str, headers: &[(&str, String)], body: &
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    req.body(body.to_string()).send().expect("request").status().as_u16()
+    req.body(body.to_string())
+        .send()
+        .expect("request")
+        .status()
+        .as_u16()
 }
 
 fn destination(dav: &Dav, path: &str) -> (&'static str, String) {
@@ -58,8 +62,14 @@ fn mixed_workload(gw: &TestGateway) {
     assert_eq!(alice.mkcol("a").status(), 201);
     assert_eq!(alice.mkcol("a/b").status(), 201);
     assert_eq!(alice.put("a/b/one.bin", shared.clone()).status(), 201);
-    assert_eq!(alice.put("a/two.bin", random_bytes(2 << 20, 2)).status(), 201);
-    assert_eq!(alice.put("a/two.bin", random_bytes(1 << 20, 3)).status(), 204);
+    assert_eq!(
+        alice.put("a/two.bin", random_bytes(2 << 20, 2)).status(),
+        201
+    );
+    assert_eq!(
+        alice.put("a/two.bin", random_bytes(1 << 20, 3)).status(),
+        204
+    );
     assert_eq!(bob.put("same.bin", shared).status(), 201);
     assert_eq!(bob.put("gone.bin", random_bytes(500_000, 4)).status(), 201);
     assert_eq!(send(&bob, "DELETE", "gone.bin", &[], ""), 204);
@@ -78,11 +88,18 @@ fn uploads(dav: &Dav, rest: &str) -> String {
 fn chunked_uploads(dav: &Dav) {
     let data = random_bytes(1_500_000, 5);
     for transfer in ["t1", "t2"] {
-        let res = dav.request("MKCOL", &uploads(dav, transfer)).send().unwrap();
+        let res = dav
+            .request("MKCOL", &uploads(dav, transfer))
+            .send()
+            .unwrap();
         assert_eq!(res.status(), 201);
         for (i, piece) in data.chunks(1 << 20).enumerate() {
             let url = uploads(dav, &format!("{transfer}/{:05}", i));
-            let res = dav.request("PUT", &url).body(piece.to_vec()).send().unwrap();
+            let res = dav
+                .request("PUT", &url)
+                .body(piece.to_vec())
+                .send()
+                .unwrap();
             assert_eq!(res.status(), 201);
         }
     }
@@ -134,7 +151,10 @@ fn a_clean_installation_passes_and_each_fault_is_found(gw: TestGateway) {
     assert!(ok, "sizes still match: {out}{err}");
     let (ok, out, _) = check(&stopped, &["--read-data"]);
     assert!(!ok, "{out}");
-    assert!(out.contains(&name_of(&objects[0])) && out.contains("does not open"), "{out}");
+    assert!(
+        out.contains(&name_of(&objects[0])) && out.contains("does not open"),
+        "{out}"
+    );
     let (_, out, _) = check(&stopped, &["--read-data=50", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let read = json["objects"]["read"].as_u64().unwrap();
@@ -159,8 +179,14 @@ fn a_clean_installation_passes_and_each_fault_is_found(gw: TestGateway) {
     let (ok, out, _) = check(&stopped, &[]);
     assert!(!ok);
     assert!(out.contains(&format!("chunk {chunk} has refs=")), "{out}");
-    assert!(out.contains("\"ghost\"") && out.contains(&format!("node {ghost}")), "{out}");
-    assert!(out.contains("a later collection") || out.contains("never frees"), "{out}");
+    assert!(
+        out.contains("\"ghost\"") && out.contains(&format!("node {ghost}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("a later collection") || out.contains("never frees"),
+        "{out}"
+    );
 }
 
 on_both_backends!(a_clean_installation_passes_and_each_fault_is_found);
@@ -185,6 +211,9 @@ fn check_refuses_to_run_beside_serve_and_without_the_key() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("no master key"), "{text}");
+    assert!(
+        !out.status.success() && text.contains("no master key"),
+        "{text}"
+    );
     assert!(!empty.path().join("master.key").exists());
 }

@@ -375,7 +375,9 @@ impl Walk {
         let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            let Some(n) = self.nodes.get(&id) else { continue };
+            let Some(n) = self.nodes.get(&id) else {
+                continue;
+            };
             let mut found = Vec::new();
             if n.named == 0 && !roots.contains(&id) {
                 found.push(Inconsistency::Unreachable {
