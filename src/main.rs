@@ -21,6 +21,7 @@ use dedupdav::config::{Config, LogFormat};
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
 use dedupdav::meta::Meta;
 
@@ -194,7 +195,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
         ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
-        let runner = start_jobs(&app, &gateway);
+        let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
         gateway.serve(listener, shutdown_signal()).await;
         runner.shutdown().await;
@@ -204,14 +205,19 @@ fn serve(config: Config) -> Result<(), AnyError> {
 }
 
 /// Starts the background jobs: garbage collection (unless
-/// `gc.interval_minutes` is 0) and chunked-upload expiry.
-fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Runner {
+/// `gc.interval_minutes` is 0), chunked-upload expiry and the scrub
+/// (unless `scrub.interval_hours` is 0).
+async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
         runner.spawn(gc);
     }
     runner.spawn(ExpireJob::new(gateway.clone()));
-    runner
+    let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
+    if let Some(scrub) = scrub.await? {
+        runner.spawn(scrub);
+    }
+    Ok(runner)
 }
 
 /// Prints a line for the operator; a closed stdout must not stop the server.

@@ -16,11 +16,12 @@
 //!
 //! After a run the job waits its interval; after a failed run it retries
 //! sooner, after a back-off that doubles per consecutive failure up to a cap.
-//! The jobs: [`gc`] (garbage collection) and [`expire`] (stale chunked
-//! upload sessions).
+//! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
+//! upload sessions) and [`scrub`] (reading every object back).
 
 pub mod expire;
 pub mod gc;
+pub mod scrub;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -62,8 +63,6 @@ pub enum JobError {
     Expire(#[from] crate::meta::UploadError),
     #[error("scrub failed: {0}")]
     Scrub(#[source] crate::store::StoreError),
-    #[error("orphan sweep failed: {0}")]
-    Sweep(#[source] crate::store::StoreError),
     #[cfg(test)]
     #[error("test failure: {0}")]
     Test(&'static str),

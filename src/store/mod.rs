@@ -25,6 +25,7 @@ mod gc;
 mod pending;
 mod pins;
 mod reader;
+mod scrub;
 mod upload;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::{GcReport, GcRound};
 pub use pins::{PinGuard, Pins};
 pub use reader::FileReader;
+pub use scrub::{ObjectHealth, Verified};
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
 
 /// Errors of the content store.
@@ -113,6 +115,12 @@ impl ChunkKeys {
 
     fn accepted(&self) -> &[ChunkIdKey] {
         &self.0
+    }
+}
+
+impl AsRef<[ChunkIdKey]> for ChunkKeys {
+    fn as_ref(&self) -> &[ChunkIdKey] {
+        self.accepted()
     }
 }
 
@@ -205,14 +213,30 @@ impl ContentStore {
         id: ChunkId,
         keys: &ChunkKeys,
     ) -> Result<bytes::Bytes, StoreError> {
-        let keys = keys.clone();
         let name = ObjectName::for_chunk(&self.keys, &id);
         let object = self.backend.get(&name).await?;
+        self.open_object(id, name, object, keys.clone()).await
+    }
+
+    /// Authenticates and decrypts a fetched `object` of chunk `id`, and
+    /// checks that its plaintext hashes to `id` under one of `keys` — the
+    /// one check every read (and the scrub) goes through. A failing object
+    /// is [`StoreError::Object`].
+    async fn open_object<K>(
+        self: &Arc<Self>,
+        id: ChunkId,
+        name: ObjectName,
+        object: bytes::Bytes,
+        keys: K,
+    ) -> Result<bytes::Bytes, StoreError>
+    where
+        K: AsRef<[ChunkIdKey]> + Send + 'static,
+    {
         let store = self.clone();
-        let plain = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             store
                 .sealer
-                .open(ObjectKind::Chunk, &id, &name, object, keys.accepted())
+                .open(ObjectKind::Chunk, &id, &name, object, keys.as_ref())
                 .map_err(|source| StoreError::Object {
                     id,
                     name: name.to_string(),
@@ -220,7 +244,6 @@ impl ContentStore {
                 })
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
-        Ok(plain)
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
