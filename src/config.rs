@@ -59,6 +59,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub gc: GcConfig,
     pub scrub: ScrubConfig,
+    pub sweep: SweepConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
@@ -187,6 +188,29 @@ impl ScrubConfig {
     }
 }
 
+/// The orphan sweep: objects in the backend that no record names, older
+/// than `gc.grace_hours`, are deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// How often `serve` sweeps (hours; 0 = only `dedupdav gc --orphans`).
+    pub interval_hours: u64,
+    /// Overrides `interval_hours` with seconds (0 = only `dedupdav gc
+    /// --orphans`). Meant for tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+}
+
+impl SweepConfig {
+    /// How often `serve` sweeps; `None` when only the command does.
+    pub fn every(&self) -> Option<Duration> {
+        every(
+            self.interval_seconds,
+            self.interval_hours.saturating_mul(3600),
+        )
+    }
+}
+
 /// A job's period: `seconds` if set, else `default_secs`; `None` for 0.
 fn every(seconds: Option<u64>, default_secs: u64) -> Option<Duration> {
     let secs = seconds.unwrap_or(default_secs);
@@ -278,6 +302,10 @@ impl Default for Config {
                 interval_seconds: None,
                 bytes_per_second: 8 << 20,
                 tranquility: 2,
+            },
+            sweep: SweepConfig {
+                interval_hours: 24,
+                interval_seconds: None,
             },
             backend: BackendConfig::default(),
             limits: LimitsConfig {

@@ -22,6 +22,7 @@ use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
 use dedupdav::jobs::scrub::ScrubJob;
+use dedupdav::jobs::sweep::SweepJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
 use dedupdav::meta::Meta;
 
@@ -66,6 +67,11 @@ enum Command {
         /// (default: gc.grace_hours).
         #[arg(long, value_name = "HOURS")]
         grace_hours: Option<u64>,
+        /// Then also list the backend and delete objects no record names
+        /// that are older than the grace period (the orphan sweep; `serve`
+        /// runs it every sweep.interval_hours).
+        #[arg(long)]
+        orphans: bool,
     },
     /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
     Stats {
@@ -150,9 +156,12 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             init_logs(&config, false);
             user_command(config, cmd)
         }
-        Command::Gc { grace_hours } => {
+        Command::Gc {
+            grace_hours,
+            orphans,
+        } => {
             init_logs(&config, false);
-            collect_garbage(config, grace_hours)
+            collect_garbage(config, grace_hours, orphans)
         }
         Command::CheckUpstream => {
             init_logs(&config, false);
@@ -205,8 +214,9 @@ fn serve(config: Config) -> Result<(), AnyError> {
 }
 
 /// Starts the background jobs: garbage collection (unless
-/// `gc.interval_minutes` is 0), chunked-upload expiry and the scrub
-/// (unless `scrub.interval_hours` is 0).
+/// `gc.interval_minutes` is 0), chunked-upload expiry, the scrub (unless
+/// `scrub.interval_hours` is 0) and the orphan sweep (unless
+/// `sweep.interval_hours` is 0).
 async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
@@ -216,6 +226,10 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
     if let Some(scrub) = scrub.await? {
         runner.spawn(scrub);
+    }
+    let (sweep, gc) = (&app.config.sweep, &app.config.gc);
+    if let Some(sweep) = SweepJob::from_config(app.store.clone(), sweep, gc) {
+        runner.spawn(sweep);
     }
     Ok(runner)
 }
@@ -251,7 +265,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyError> {
+fn collect_garbage(
+    config: Config,
+    grace_hours: Option<u64>,
+    orphans: bool,
+) -> Result<(), AnyError> {
     let grace = Duration::from_secs(grace_hours.unwrap_or(config.gc.grace_hours) * 3600);
     let app = App::open(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -270,6 +288,35 @@ fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyEr
     println!(
         "deleted {} objects ({} bytes); {} in use by uploads kept; {} deletions failed",
         report.deleted, report.bytes_freed, report.in_use, report.delete_failures
+    );
+    if orphans {
+        sweep_orphans(&app, &runtime, grace)?;
+    }
+    Ok(())
+}
+
+/// `dedupdav gc --orphans`: the orphan sweep after the collection.
+fn sweep_orphans(
+    app: &App,
+    runtime: &tokio::runtime::Runtime,
+    grace: Duration,
+) -> Result<(), AnyError> {
+    let bar = indicatif::ProgressBar::new(dedupdav::store::SWEEP_SHARDS as u64);
+    bar.set_message("sweeping objects no record names");
+    let report = runtime.block_on(app.store.sweep_orphans(grace, |r| {
+        bar.set_message(format!("{} listed, {} deleted", r.listed, r.deleted));
+        bar.inc(1);
+    }))?;
+    bar.finish_and_clear();
+    println!(
+        "orphan sweep: {} objects listed; deleted {} no record names ({} bytes); \
+         {} younger than the grace period kept; {} in use kept; {} deletions failed",
+        report.listed,
+        report.deleted,
+        report.bytes_freed,
+        report.young,
+        report.in_use,
+        report.delete_failures
     );
     Ok(())
 }

@@ -17,11 +17,13 @@
 //! After a run the job waits its interval; after a failed run it retries
 //! sooner, after a back-off that doubles per consecutive failure up to a cap.
 //! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
-//! upload sessions) and [`scrub`] (reading every object back).
+//! upload sessions), [`scrub`] (reading every object back) and [`sweep`]
+//! (objects no record names).
 
 pub mod expire;
 pub mod gc;
 pub mod scrub;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -63,6 +65,8 @@ pub enum JobError {
     Expire(#[from] crate::meta::UploadError),
     #[error("scrub failed: {0}")]
     Scrub(#[source] crate::store::StoreError),
+    #[error("orphan sweep failed: {0}")]
+    Sweep(#[source] crate::store::StoreError),
     #[cfg(test)]
     #[error("test failure: {0}")]
     Test(&'static str),

@@ -26,6 +26,7 @@ mod pending;
 mod pins;
 mod reader;
 mod scrub;
+mod sweep;
 mod upload;
 
 use std::sync::Arc;
@@ -37,9 +38,10 @@ use crate::meta::{IndexError, Meta};
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::{GcReport, GcRound};
-pub use pins::{PinGuard, Pins};
+pub use pins::{PinGuard, Pins, SweepClaim};
 pub use reader::FileReader;
 pub use scrub::{ObjectHealth, Verified};
+pub use sweep::{SweepReport, SweepRound, SHARDS as SWEEP_SHARDS};
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
 
 /// Errors of the content store.
@@ -146,13 +148,14 @@ impl ContentStore {
     ) -> Arc<Self> {
         let sealer = Sealer::new(keys.clone(), settings.zstd_level, settings.chunk_sizes.max);
         let cdc = Cdc::new(keys.gear.clone(), settings.chunk_sizes);
+        let pins = Pins::new(keys.clone());
         Arc::new(Self {
             keys,
             sealer,
             cdc,
             backend,
             meta,
-            pins: Pins::default(),
+            pins,
             budget: TransferBudget::new(settings.transfer_memory),
             pending: Default::default(),
             settings,
