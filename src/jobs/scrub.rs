@@ -133,6 +133,7 @@ impl ScrubJob {
         &mut self,
         page: &[([u8; 32], ChunkRecord)],
         keys: &Arc<[ChunkIdKey]>,
+        pass: u64,
     ) -> Result<BatchOutcome, StoreError> {
         let mut outcome = BatchOutcome::default();
         for (id, _) in page {
@@ -141,10 +142,11 @@ impl ScrubJob {
             self.totals.checked += 1;
             match verified.health {
                 ObjectHealth::Sound => outcome.sound.push(*id),
-                ObjectHealth::Missing => outcome.found.push(self.finding(*id, None)),
-                ObjectHealth::Corrupt(cause) => outcome
-                    .found
-                    .push(self.finding(*id, Some(cause.to_string()))),
+                ObjectHealth::Missing => outcome.found.push(self.finding(*id, pass, None)),
+                ObjectHealth::Corrupt(cause) => {
+                    let cause = Some(cause.to_string());
+                    outcome.found.push(self.finding(*id, pass, cause))
+                }
                 ObjectHealth::Unowned | ObjectHealth::Collected => {}
             }
         }
@@ -152,8 +154,9 @@ impl ScrubJob {
         Ok(outcome)
     }
 
-    /// Logs and counts a missing (`cause` None) or corrupt object.
-    fn finding(&mut self, id: [u8; 32], cause: Option<String>) -> ScrubFinding {
+    /// Logs and counts a missing (`cause` None) or corrupt object found
+    /// by pass `pass`.
+    fn finding(&mut self, id: [u8; 32], pass: u64, cause: Option<String>) -> ScrubFinding {
         let object = self.store.object_name(&ChunkId(id));
         let chunk = hex::encode(id);
         let (problem, detail) = match cause {
@@ -175,6 +178,7 @@ impl ScrubJob {
             id,
             problem,
             found: now_secs(),
+            pass,
             detail,
         }
     }
@@ -210,7 +214,7 @@ impl ScrubJob {
             return Ok(Batch::done(0));
         };
         let keys = self.keys().await?;
-        let outcome = self.check_page(&page, &keys).await?;
+        let outcome = self.check_page(&page, &keys, state.pass).await?;
         self.last_batch_bytes = outcome.bytes;
         let n = page.len() as u64;
         self.meta

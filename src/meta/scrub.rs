@@ -7,7 +7,8 @@
 //! Findings are kept per chunk and bounded ([`MAX_FINDINGS`]): a finding is
 //! dropped when a later read of the object is sound, or when a whole pass
 //! ends without confirming it (the chunk is gone, or its object was
-//! restored). Beyond the bound new findings are only logged. The state and
+//! restored). Passes are numbered and each finding carries the number of
+//! the pass that made it, so "not confirmed" does not depend on the clock. Beyond the bound new findings are only logged. The state and
 //! the findings are records of their own, not counters in memory, because
 //! `check` runs in another process and a restart must not forget them.
 
@@ -22,6 +23,9 @@ const DETAIL_MAX: usize = 200;
 /// Where the scrub stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScrubState {
+    /// The number of the pass in progress, or of the last one (the first
+    /// is 1).
+    pub pass: u64,
     /// Unix time (s) the pass in progress started; 0 when none is.
     pub pass_started: u64,
     /// The last chunk id the pass in progress checked: it goes on after it.
@@ -34,7 +38,7 @@ pub struct ScrubState {
     pub last_pass_checked: u64,
 }
 
-const STATE_LEN: usize = 8 * 4 + 1 + 32;
+const STATE_LEN: usize = 8 * 5 + 1 + 32;
 
 impl ScrubState {
     /// Whether a pass is in progress.
@@ -42,11 +46,13 @@ impl ScrubState {
         self.pass_started != 0
     }
 
-    /// Fixed layout: four u64 LE (pass started, checked, last finished,
-    /// last checked), a flag byte, the position (zeros when none).
+    /// Fixed layout: five u64 LE (pass, pass started, checked, last
+    /// finished, last checked), a flag byte, the position (zeros when
+    /// none).
     pub fn encode(&self) -> [u8; STATE_LEN] {
         let mut out = [0u8; STATE_LEN];
         let fields = [
+            self.pass,
             self.pass_started,
             self.checked,
             self.last_pass_finished,
@@ -56,8 +62,8 @@ impl ScrubState {
             out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         if let Some(p) = &self.position {
-            out[32] = 1;
-            out[33..].copy_from_slice(p);
+            out[40] = 1;
+            out[41..].copy_from_slice(p);
         }
         out
     }
@@ -71,16 +77,17 @@ impl ScrubState {
             a.copy_from_slice(&b[i * 8..i * 8 + 8]);
             u64::from_le_bytes(a)
         };
-        let position = match b[32] {
+        let position = match b[40] {
             0 => None,
-            1 => b[33..].try_into().ok(),
+            1 => b[41..].try_into().ok(),
             f => return Err(corrupt("scrub", format!("position flag {f}"))),
         };
         Ok(Self {
-            pass_started: u64_at(0),
-            checked: u64_at(1),
-            last_pass_finished: u64_at(2),
-            last_pass_checked: u64_at(3),
+            pass: u64_at(0),
+            pass_started: u64_at(1),
+            checked: u64_at(2),
+            last_pass_finished: u64_at(3),
+            last_pass_checked: u64_at(4),
             position,
         })
     }
@@ -104,42 +111,50 @@ pub struct ScrubFinding {
     pub problem: ScrubProblem,
     /// Unix time (s) it was (last) found.
     pub found: u64,
+    /// The pass that found it ([`ScrubState::pass`]).
+    pub pass: u64,
     /// What failed, in words (cut to 200 bytes).
     pub detail: String,
 }
 
 impl ScrubFinding {
-    /// Layout: problem byte, found u64 LE, the detail's UTF-8 bytes.
+    /// Layout: problem byte, found u64 LE, pass u64 LE, the detail's UTF-8
+    /// bytes.
     pub fn encode(&self) -> Vec<u8> {
         let detail = cut(&self.detail, DETAIL_MAX);
-        let mut out = Vec::with_capacity(9 + detail.len());
+        let mut out = Vec::with_capacity(17 + detail.len());
         out.push(match self.problem {
             ScrubProblem::Missing => 1,
             ScrubProblem::Corrupt => 2,
         });
         out.extend_from_slice(&self.found.to_le_bytes());
+        out.extend_from_slice(&self.pass.to_le_bytes());
         out.extend_from_slice(detail.as_bytes());
         out
     }
 
     pub fn decode(id: [u8; 32], b: &[u8]) -> Result<Self, IndexError> {
-        if b.len() < 9 {
-            return Err(corrupt("scrub_findings", "record shorter than 9 bytes"));
+        if b.len() < 17 {
+            return Err(corrupt("scrub_findings", "record shorter than 17 bytes"));
         }
         let problem = match b[0] {
             1 => ScrubProblem::Missing,
             2 => ScrubProblem::Corrupt,
             p => return Err(corrupt("scrub_findings", format!("problem {p}"))),
         };
-        let mut found = [0u8; 8];
-        found.copy_from_slice(&b[1..9]);
-        let detail = std::str::from_utf8(&b[9..])
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let detail = std::str::from_utf8(&b[17..])
             .map_err(|e| corrupt("scrub_findings", e))?
             .to_string();
         Ok(Self {
             id,
             problem,
-            found: u64::from_le_bytes(found),
+            found: u64_at(1),
+            pass: u64_at(9),
             detail,
         })
     }
@@ -168,6 +183,7 @@ mod tests {
     #[test]
     fn state_and_findings_round_trip() {
         let state = ScrubState {
+            pass: 2,
             pass_started: 7,
             position: Some([3; 32]),
             checked: 11,
@@ -184,11 +200,14 @@ mod tests {
             id: [9; 32],
             problem: ScrubProblem::Corrupt,
             found: 42,
+            pass: 3,
             detail: long.clone(),
         };
         let back = ScrubFinding::decode([9; 32], &f.encode()).unwrap();
-        assert_eq!((back.problem, back.found), (ScrubProblem::Corrupt, 42));
+        let fields = (back.problem, back.found, back.pass);
+        assert_eq!(fields, (ScrubProblem::Corrupt, 42, 3));
         assert_eq!(back.detail, "é".repeat(100), "cut at a character boundary");
-        assert!(ScrubFinding::decode([9; 32], &[3, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(ScrubFinding::decode([9; 32], &[3; 17]).is_err());
+        assert!(ScrubFinding::decode([9; 32], &[1; 16]).is_err());
     }
 }

@@ -6,12 +6,14 @@ use super::*;
 use crate::meta::scrub::MAX_FINDINGS;
 use crate::meta::{ScrubFinding, ScrubProblem, ScrubState};
 
-fn finding(id: [u8; 32], problem: ScrubProblem, found: u64) -> ScrubFinding {
+/// A finding of pass `pass`.
+fn finding(id: [u8; 32], problem: ScrubProblem, pass: u64) -> ScrubFinding {
     ScrubFinding {
         id,
         problem,
-        found,
-        detail: format!("{problem:?} at {found}"),
+        found: 100 * pass + 10,
+        pass,
+        detail: format!("{problem:?} in pass {pass}"),
     }
 }
 
@@ -23,14 +25,15 @@ pub(super) async fn a_scrub_pass_records_its_position_and_findings(meta: Meta) {
     assert_eq!(meta.scrub_state().await.unwrap(), ScrubState::default());
     let started = meta.start_scrub_pass(100).await.unwrap();
     assert!(started.in_pass() && started.position.is_none());
+    assert_eq!(started.pass, 1);
 
-    let found = [finding([2; 32], ScrubProblem::Corrupt, 110)];
+    let found = [finding([2; 32], ScrubProblem::Corrupt, 1)];
     let state = meta
         .record_scrub_batch([2; 32], 2, &found, &[[1; 32]])
         .await
         .unwrap();
     assert_eq!((state.position, state.checked), (Some([2; 32]), 2));
-    let missing = [finding([5; 32], ScrubProblem::Missing, 120)];
+    let missing = [finding([5; 32], ScrubProblem::Missing, 1)];
     meta.record_scrub_batch([5; 32], 3, &missing, &[[3; 32], [4; 32]])
         .await
         .unwrap();
@@ -54,8 +57,8 @@ pub(super) async fn a_scrub_pass_records_its_position_and_findings(meta: Meta) {
 pub(super) async fn a_finished_pass_keeps_only_what_it_confirmed(meta: Meta) {
     meta.start_scrub_pass(100).await.unwrap();
     let first = [
-        finding([1; 32], ScrubProblem::Corrupt, 110),
-        finding([2; 32], ScrubProblem::Missing, 110),
+        finding([1; 32], ScrubProblem::Corrupt, 1),
+        finding([2; 32], ScrubProblem::Missing, 1),
     ];
     meta.record_scrub_batch([2; 32], 2, &first, &[])
         .await
@@ -73,18 +76,22 @@ pub(super) async fn a_finished_pass_keeps_only_what_it_confirmed(meta: Meta) {
     assert_eq!(meta.scrub_findings(10).await.unwrap().len(), 2);
 
     // The next pass confirms chunk 2 only; chunk 1 is not seen again.
-    meta.start_scrub_pass(200).await.unwrap();
-    let again = [finding([2; 32], ScrubProblem::Missing, 210)];
+    // (In the same second: passes are told apart by number, not time.)
+    let second = meta.start_scrub_pass(150).await.unwrap();
+    assert_eq!(second.pass, 2);
+    let again = [finding([2; 32], ScrubProblem::Missing, 2)];
     meta.record_scrub_batch([2; 32], 1, &again, &[])
         .await
         .unwrap();
-    meta.finish_scrub_pass(250).await.unwrap();
+    meta.finish_scrub_pass(150).await.unwrap();
     assert_eq!(meta.scrub_findings(10).await.unwrap(), again);
     let state = meta.scrub_state().await.unwrap();
-    assert_eq!(
-        (state.last_pass_finished, state.last_pass_checked),
-        (250, 1)
+    let last = (
+        state.pass,
+        state.last_pass_finished,
+        state.last_pass_checked,
     );
+    assert_eq!(last, (2, 150, 1));
 }
 
 pub(super) async fn scrub_findings_are_bounded(meta: Meta) {
@@ -93,7 +100,7 @@ pub(super) async fn scrub_findings_are_bounded(meta: Meta) {
         .map(|i| {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            finding(id, ScrubProblem::Corrupt, 110)
+            finding(id, ScrubProblem::Corrupt, 1)
         })
         .collect();
     meta.record_scrub_batch([9; 32], many.len() as u64, &many, &[])
@@ -102,7 +109,7 @@ pub(super) async fn scrub_findings_are_bounded(meta: Meta) {
     let kept = meta.scrub_findings(usize::MAX).await.unwrap();
     assert_eq!(kept.len(), MAX_FINDINGS);
     // A finding already kept is still updated when the list is full.
-    let worse = finding(many[0].id, ScrubProblem::Missing, 120);
+    let worse = finding(many[0].id, ScrubProblem::Missing, 1);
     meta.record_scrub_batch([9; 32], 1, &[worse.clone()], &[])
         .await
         .unwrap();

@@ -21,14 +21,16 @@ impl Index {
         })
     }
 
-    /// Starts a pass at `now`, from the first chunk.
+    /// Starts the next pass at `now`, from the first chunk.
     pub fn start_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError> {
         self.write(|t| {
+            let old = state_in(t)?;
             let state = ScrubState {
+                pass: old.pass + 1,
                 pass_started: now.max(1),
                 position: None,
                 checked: 0,
-                ..state_in(t)?
+                ..old
             };
             put_state(t, &state)?;
             Ok(state)
@@ -65,9 +67,9 @@ impl Index {
         })
     }
 
-    /// Ends the pass in progress at `now`. Findings older than the pass
-    /// were not confirmed by it (the chunk is gone, or its object reads
-    /// back whole now) and are dropped.
+    /// Ends the pass in progress at `now`. Findings of earlier passes were
+    /// not confirmed by it (the chunk is gone, or its object reads back
+    /// whole now) and are dropped.
     pub fn finish_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError> {
         self.write(|t| {
             let old = state_in(t)?;
@@ -75,7 +77,7 @@ impl Index {
                 .scrub_findings
                 .iter()?
                 .filter_map(|row| match row {
-                    Ok((k, v)) => stale_key(k.value(), v.value(), old.pass_started).map(Ok),
+                    Ok((k, v)) => stale_key(k.value(), v.value(), old.pass).map(Ok),
                     Err(e) => Some(Err(e)),
                 })
                 .collect::<Result<_, _>>()?;
@@ -83,6 +85,7 @@ impl Index {
                 t.scrub_findings.remove(k.as_slice())?;
             }
             let state = ScrubState {
+                pass: old.pass,
                 pass_started: 0,
                 position: None,
                 checked: 0,
@@ -123,13 +126,13 @@ fn put_state(t: &mut WriteTables<'_>, state: &ScrubState) -> Result<(), IndexErr
     Ok(())
 }
 
-/// The key of a finding made before `pass_started` (an unreadable record
+/// The key of a finding not made by pass `pass` (an unreadable record
 /// counts as stale too: it is dropped rather than kept forever).
-fn stale_key(key: &[u8], value: &[u8], pass_started: u64) -> Option<Vec<u8>> {
+fn stale_key(key: &[u8], value: &[u8], pass: u64) -> Option<Vec<u8>> {
     let fresh = key
         .try_into()
         .ok()
         .and_then(|id| ScrubFinding::decode(id, value).ok())
-        .is_some_and(|f| f.found >= pass_started);
+        .is_some_and(|f| f.pass == pass);
     (!fresh).then(|| key.to_vec())
 }
