@@ -47,7 +47,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 
-use super::{ContentStore, StoreError};
+use super::{ContentStore, StoreError, SweepClaim};
 use crate::backend::{ObjectInfo, FANOUT_FOLDERS};
 use crate::crypto::{ChunkId, ObjectName};
 
@@ -153,22 +153,45 @@ impl ContentStore {
         report: &mut SweepReport,
     ) -> Result<(), StoreError> {
         let mut unnamed = self.list_shard(shard, cutoff, report).await?;
-        if unnamed.is_empty() {
+        let candidates = self.unnamed_old(&mut unnamed, report).await?;
+        if candidates.is_empty() {
             return Ok(());
         }
+        let claim = self.claim_unnamed(candidates, report).await?;
+        self.delete_swept(claim.names(), &unnamed, report).await;
+        Ok(())
+    }
+
+    /// Steps 2 and 3: drops from `listing` every object a record names,
+    /// and answers those left that are old enough to go.
+    async fn unnamed_old(
+        &self,
+        listing: &mut Listing,
+        report: &mut SweepReport,
+    ) -> Result<Vec<ObjectName>, StoreError> {
+        if listing.is_empty() {
+            return Ok(Vec::new());
+        }
         self.walk_names(|name| {
-            unnamed.remove(&name);
+            listing.remove(&name);
         })
         .await?;
-        let candidates: Vec<ObjectName> = unnamed
+        let candidates: Vec<ObjectName> = listing
             .iter()
             .filter(|(_, (_, old))| *old)
             .map(|(name, _)| name.clone())
             .collect();
-        report.young += (unnamed.len() - candidates.len()) as u64;
-        if candidates.is_empty() {
-            return Ok(());
-        }
+        report.young += (listing.len() - candidates.len()) as u64;
+        Ok(candidates)
+    }
+
+    /// Steps 4 and 5: claims the candidates no upload pins, then gives back
+    /// those a record names by now. What stays claimed may be deleted.
+    async fn claim_unnamed(
+        &self,
+        candidates: Vec<ObjectName>,
+        report: &mut SweepReport,
+    ) -> Result<SweepClaim, StoreError> {
         let asked = candidates.len();
         let mut claim = self.pins.claim_swept(candidates);
         let claimed: HashSet<ObjectName> = claim.names().iter().cloned().collect();
@@ -181,8 +204,7 @@ impl ContentStore {
         .await?;
         claim.give_back(|name| named_now.contains(name));
         report.in_use += (asked - claim.names().len()) as u64;
-        self.delete_swept(claim.names(), &unnamed, report).await;
-        Ok(())
+        Ok(claim)
     }
 
     /// Step 1: the objects of the shard's fan-out folders, each with its
@@ -368,5 +390,52 @@ mod tests {
         // Nothing stays claimed: chunk 3 can be pinned (and stored anew).
         assert!(store.pins.pin(ChunkId([3; 32])));
         guard.add(ChunkId([3; 32]));
+    }
+
+    /// Each safety step on its own, with the upload's moves made between
+    /// the sweep's steps: a chunk pinned at the claim is skipped, one an
+    /// upload recorded after the first read is given back, and a claimed
+    /// one cannot be pinned until the claim is released.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_between_the_steps_keep_their_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, meta) = store(dir.path());
+        let mut names = Vec::new();
+        for n in 1..=3u8 {
+            names.push(orphan(&store, n).await);
+        }
+        let round = store.sweep_round(Duration::ZERO);
+        let mut report = SweepReport::default();
+        let mut unnamed = Listing::new();
+        for shard in 0..SHARDS {
+            let listed = store.list_shard(shard, round.cutoff, &mut report).await;
+            unnamed.extend(listed.unwrap());
+        }
+        let candidates = store.unnamed_old(&mut unnamed, &mut report).await.unwrap();
+        assert_eq!(candidates.len(), 3, "steps 1 to 3: all unnamed and old");
+
+        // Meanwhile one upload pins chunk 1 (and still holds it); another
+        // pinned chunk 2, recorded it and let go.
+        let mut pinned = crate::store::PinGuard::new(store.pins.clone());
+        assert!(store.pins.pin(ChunkId([1; 32])));
+        pinned.add(ChunkId([1; 32]));
+        meta.add_pending(&[([2; 32], 100)], 1).await.unwrap();
+
+        let claim = store.claim_unnamed(candidates, &mut report).await.unwrap();
+        assert_eq!(claim.names(), [names[2].clone()]);
+        assert_eq!(report.in_use, 2);
+        assert!(
+            !store.pins.pin(ChunkId([3; 32])),
+            "claimed: cannot be pinned"
+        );
+        store
+            .delete_swept(claim.names(), &unnamed, &mut report)
+            .await;
+        drop(claim);
+        assert!(store.pins.pin(ChunkId([3; 32])), "released");
+        pinned.add(ChunkId([3; 32]));
+        for (name, kept) in names.iter().zip([true, true, false]) {
+            assert_eq!(store.backend.exists(name).await.unwrap(), kept, "{name}");
+        }
     }
 }
