@@ -250,13 +250,11 @@ impl Job for ScrubJob {
 
     /// The tranquilizer's rest, or longer to hold the byte rate.
     fn rest_after(&self, took: Duration) -> Duration {
-        let calm = took.saturating_mul(self.tranquility);
-        if self.bytes_per_second == 0 {
-            return calm;
-        }
-        let due =
-            Duration::from_secs_f64(self.last_batch_bytes as f64 / self.bytes_per_second as f64);
-        calm.max(due.saturating_sub(took))
+        let pace = Pace {
+            tranquility: self.tranquility,
+            bytes_per_second: self.bytes_per_second,
+        };
+        pace.rest(took, self.last_batch_bytes)
     }
 
     fn counters(&self) -> Vec<JobCounter> {
@@ -286,6 +284,26 @@ impl Job for ScrubJob {
     }
 }
 
+/// How fast the scrub may go.
+struct Pace {
+    tranquility: u32,
+    bytes_per_second: u64,
+}
+
+impl Pace {
+    /// The rest after a batch that read `bytes` in `took`: at least
+    /// `took × tranquility`, and long enough that `bytes` over the batch
+    /// and its rest stay within the byte rate (0: no rate).
+    fn rest(&self, took: Duration, bytes: u64) -> Duration {
+        let calm = took.saturating_mul(self.tranquility);
+        if self.bytes_per_second == 0 {
+            return calm;
+        }
+        let due = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
+        calm.max(due.saturating_sub(took))
+    }
+}
+
 /// When the scrub goes on after a start at `now`: soon when a pass is
 /// unfinished or none ever ran, else one interval after the last pass
 /// ended.
@@ -309,10 +327,6 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::LocalDirStore;
-    use crate::crypto::MasterKey;
-    use crate::meta::{split_path, FileCommit, NewUser, Owner};
-    use crate::store::{ChunkSizes, StoreSettings};
 
     #[test]
     fn a_restart_resumes_soon_or_waits_out_the_interval() {
@@ -335,180 +349,21 @@ mod tests {
         assert_eq!(first_delay(&done, day, 1000 + 2 * 86_400), Duration::ZERO);
     }
 
-    fn config() -> ScrubConfig {
-        ScrubConfig {
-            interval_hours: 1,
-            interval_seconds: None,
-            bytes_per_second: 0,
-            tranquility: 0,
-        }
-    }
-
-    /// A content store over the index and objects in `dir`, opened anew
-    /// (as after a restart).
-    fn open(dir: &std::path::Path) -> (Arc<ContentStore>, Meta) {
-        let meta = Meta::open_redb(&dir.join("index.redb"), Default::default()).unwrap();
-        let backend = Arc::new(LocalDirStore::open(&dir.join("data")).unwrap());
-        let keys = Arc::new(MasterKey::from_bytes([12; 32]).derive());
-        let settings = StoreSettings {
-            chunk_sizes: ChunkSizes {
-                min: 4 << 10,
-                avg: 16 << 10,
-                max: 64 << 10,
-            },
-            ..StoreSettings::default()
-        };
-        (
-            ContentStore::new(keys, backend, meta.clone(), settings),
-            meta,
-        )
-    }
-
-    /// Stores a file of pseudo-random bytes; its chunk ids.
-    async fn store_file(store: &Arc<ContentStore>, meta: &Meta, len: usize) -> Vec<ChunkId> {
-        let new = NewUser {
-            name: "ann".into(),
-            password_hash: "x".into(),
-            admin: false,
-            quota: None,
-        };
-        let owner = Owner::from(&meta.add_user(new).await.unwrap());
-        let mut data = Vec::with_capacity(len);
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        while data.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            data.extend_from_slice(&x.to_le_bytes());
-        }
-        let mut up = store.begin_upload(owner.id, None);
-        up.write(&data).await.unwrap();
-        let done = up.finish().await.unwrap();
-        let path = split_path(b"f").unwrap();
-        done.record_with(|c| async move {
-            let ids = c.manifest.iter().map(|e| e.id).collect();
-            let commit = FileCommit {
-                size: c.size,
-                chunks: c.manifest,
-                uploaded: c.uploaded,
-                mtime: None,
-                checksums: None,
-            };
-            meta.commit_file(&owner, &path, &commit).await.map(|_| ids)
-        })
-        .await
-        .unwrap()
-    }
-
-    fn object_path(
-        dir: &std::path::Path,
-        store: &ContentStore,
-        id: [u8; 32],
-    ) -> std::path::PathBuf {
-        dir.join("data")
-            .join(store.object_name(&ChunkId(id)).relative_path())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pass_finds_damage_and_a_restart_resumes_where_it_stopped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, meta) = open(dir.path());
-        store_file(&store, &meta, 400 << 10).await;
-        // Chunk ids in the order the scrub reads them.
-        let all: Vec<[u8; 32]> = meta
-            .chunks_page(None, 1000)
-            .await
-            .unwrap()
-            .iter()
-            .map(|(id, _)| *id)
-            .collect();
-        assert!(all.len() >= 10, "{} chunks", all.len());
-        // One object damaged in the first batch, one missing after it.
-        let (corrupt, missing) = (all[1], all[all.len() - 2]);
-        let path = object_path(dir.path(), &store, corrupt);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[20] ^= 0x40;
-        std::fs::write(&path, bytes).unwrap();
-        std::fs::remove_file(object_path(dir.path(), &store, missing)).unwrap();
-
-        let mut job = ScrubJob::from_config(store, meta, &config())
-            .await
-            .unwrap()
-            .unwrap()
-            .with_batch(3);
-        assert_eq!(
-            job.first_delay(),
-            RESUME_AFTER,
-            "the first pass starts soon"
-        );
-        assert_eq!(job.step().await.unwrap(), Batch::more(3));
-        assert_eq!(job.totals.corrupt, 1);
-        drop(job);
-
-        // Restart: everything is opened anew from the same files.
-        let (store, meta) = open(dir.path());
-        let state = meta.scrub_state().await.unwrap();
-        assert_eq!((state.position, state.checked), (Some(all[2]), 3));
-        let mut job = ScrubJob::from_config(store, meta.clone(), &config())
-            .await
-            .unwrap()
-            .unwrap()
-            .with_batch(3);
-        assert_eq!(job.first_delay(), RESUME_AFTER);
-        assert_eq!(job.totals.kept, 1, "the finding survived the restart");
-        let mut steps = 0;
-        while job.step().await.unwrap().more {
-            steps += 1;
-            assert!(steps < 100);
-        }
-        // Resumed after the third object, not started over.
-        assert_eq!(job.totals.checked, all.len() as u64 - 3);
-        assert_eq!((job.totals.corrupt, job.totals.missing), (0, 1));
-        let state = meta.scrub_state().await.unwrap();
-        assert!(!state.in_pass());
-        assert_eq!(state.last_pass_checked, all.len() as u64);
-
-        let findings = meta.scrub_findings(10).await.unwrap();
-        let mut want = [
-            (corrupt, ScrubProblem::Corrupt),
-            (missing, ScrubProblem::Missing),
-        ];
-        want.sort_by_key(|(id, _)| *id);
-        let got: Vec<_> = findings.iter().map(|f| (f.id, f.problem)).collect();
-        assert_eq!(got, want);
-        assert!(findings.iter().any(|f| f.detail.contains("authentication")));
-        let counters = job.counters();
-        let kept = counters.iter().find(|c| c.name == "scrub_findings");
-        assert_eq!(kept.map(|c| c.value), Some(2));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_rest_after_a_batch_holds_the_byte_rate() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, meta) = open(dir.path());
-        let limited = ScrubConfig {
-            bytes_per_second: 1 << 20,
+    #[test]
+    fn the_rest_after_a_batch_holds_the_byte_rate() {
+        let pace = Pace {
             tranquility: 2,
-            ..config()
+            bytes_per_second: 1 << 20,
         };
-        let mut job = ScrubJob::from_config(store, meta, &limited)
-            .await
-            .unwrap()
-            .unwrap();
-        job.last_batch_bytes = 4 << 20;
         let half = Duration::from_millis(500);
-        assert_eq!(
-            job.rest_after(half),
-            Duration::from_millis(3500),
-            "the rate"
-        );
-        job.last_batch_bytes = 1 << 19;
-        assert_eq!(
-            job.rest_after(half),
-            Duration::from_secs(1),
-            "the tranquility"
-        );
-        // An empty store: one step ends the pass.
-        assert_eq!(job.step().await.unwrap(), Batch::done(0));
+        // 4 MiB at 1 MiB/s: 4 s in all, 3.5 s of it resting.
+        assert_eq!(pace.rest(half, 4 << 20), Duration::from_millis(3500));
+        // Half a MiB: the tranquility asks more than the rate.
+        assert_eq!(pace.rest(half, 1 << 19), Duration::from_secs(1));
+        let unlimited = Pace {
+            bytes_per_second: 0,
+            ..pace
+        };
+        assert_eq!(unlimited.rest(half, 1 << 30), Duration::from_secs(1));
     }
 }

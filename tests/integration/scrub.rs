@@ -1,7 +1,8 @@
 //! The scrub: a pass reads every object back and names a corrupted (one
 //! flipped byte) and a missing object, on the local directory and behind a
-//! real WebDAV upstream, while the damaged file itself is never served;
-//! under `dedupdav serve` the finding reaches the log and `/metrics`.
+//! real WebDAV upstream, while the damaged file itself is never served; a
+//! pass stopped by a restart goes on where it stopped; under `dedupdav
+//! serve` the finding reaches the log and `/metrics`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::gateway::{random_bytes, TestGateway};
+use dedupdav::backend::local::LocalDirStore;
 use dedupdav::config::{Config, ScrubConfig};
+use dedupdav::crypto::{ChunkId, MasterKey};
 use dedupdav::jobs::scrub::ScrubJob;
-use dedupdav::jobs::Job;
-use dedupdav::meta::ScrubProblem;
+use dedupdav::jobs::{Batch, Job};
+use dedupdav::meta::{split_path, FileCommit, Meta, NewUser, Owner, ScrubProblem};
+use dedupdav::store::{ChunkSizes, ContentStore, StoreSettings};
 
 const MIB: usize = 1 << 20;
 
@@ -41,14 +45,19 @@ macro_rules! on_both_backends_with_small_chunks {
 
 on_both_backends_with_small_chunks!(a_pass_names_a_corrupt_and_a_missing_object);
 
-/// Runs one whole scrub pass, 4 objects per batch, unthrottled.
-fn scrub_pass(gw: &TestGateway) {
-    let config = ScrubConfig {
+/// A scrub every hour, unthrottled.
+fn hourly() -> ScrubConfig {
+    ScrubConfig {
         interval_hours: 1,
         interval_seconds: None,
         bytes_per_second: 0,
         tranquility: 0,
-    };
+    }
+}
+
+/// Runs one whole scrub pass, 4 objects per batch.
+fn scrub_pass(gw: &TestGateway) {
+    let config = hourly();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -117,6 +126,134 @@ fn a_pass_names_a_corrupt_and_a_missing_object(gw: TestGateway) {
     assert!(common::wait(gw.meta.scrub_findings(100))
         .unwrap()
         .is_empty());
+}
+
+/// A content store over the index and objects in `dir`, opened anew each
+/// time (as after a restart).
+fn open_store(dir: &Path) -> (Arc<ContentStore>, Meta) {
+    let meta = Meta::open_redb(&dir.join("index.redb"), Default::default()).unwrap();
+    let backend = Arc::new(LocalDirStore::open(&dir.join("data")).unwrap());
+    let keys = Arc::new(MasterKey::from_bytes([12; 32]).derive());
+    let settings = StoreSettings {
+        chunk_sizes: ChunkSizes {
+            min: 4 << 10,
+            avg: 16 << 10,
+            max: 64 << 10,
+        },
+        ..StoreSettings::default()
+    };
+    (
+        ContentStore::new(keys, backend, meta.clone(), settings),
+        meta,
+    )
+}
+
+/// Stores `data` as the file `f` of a new user.
+async fn store_file(store: &Arc<ContentStore>, meta: &Meta, data: &[u8]) {
+    let new = NewUser {
+        name: "ann".into(),
+        password_hash: "x".into(),
+        admin: false,
+        quota: None,
+    };
+    let owner = Owner::from(&meta.add_user(new).await.unwrap());
+    let mut up = store.begin_upload(owner.id, None);
+    up.write(data).await.unwrap();
+    let path = split_path(b"f").unwrap();
+    let done = up.finish().await.unwrap();
+    done.record_with(|c| async move {
+        let commit = FileCommit {
+            size: c.size,
+            chunks: c.manifest,
+            uploaded: c.uploaded,
+            mtime: None,
+            checksums: None,
+        };
+        meta.commit_file(&owner, &path, &commit).await
+    })
+    .await
+    .unwrap();
+}
+
+/// A job counter's value by name.
+fn counter(job: &ScrubJob, name: &str) -> u64 {
+    let counters = job.counters();
+    counters.iter().find(|c| c.name == name).unwrap().value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_pass_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, meta) = open_store(dir.path());
+    store_file(&store, &meta, &random_bytes(400 << 10, 5)).await;
+    // Chunk ids in the order the scrub reads them.
+    let records = meta.chunks_page(None, 1000).await.unwrap();
+    let all: Vec<[u8; 32]> = records.iter().map(|(id, _)| *id).collect();
+    assert!(all.len() >= 10, "{} chunks", all.len());
+    // One object damaged in the first batch, one missing after it.
+    let (corrupt, missing) = (all[1], all[all.len() - 2]);
+    let file = |id| {
+        let name = store.object_name(&ChunkId(id)).relative_path();
+        dir.path().join("data").join(name)
+    };
+    flip_a_byte(&file(corrupt));
+    std::fs::remove_file(file(missing)).unwrap();
+
+    let job = ScrubJob::from_config(store, meta, &hourly()).await;
+    let mut job = job.unwrap().unwrap().with_batch(3);
+    assert_eq!(
+        job.first_delay(),
+        Duration::from_secs(60),
+        "the first pass starts soon"
+    );
+    assert_eq!(job.step().await.unwrap(), Batch::more(3));
+    assert_eq!(counter(&job, "scrub_objects_corrupt_total"), 1);
+    drop(job);
+
+    // Restart: index and store opened anew from the same files.
+    let (store, meta) = open_store(dir.path());
+    let state = meta.scrub_state().await.unwrap();
+    assert_eq!((state.position, state.checked), (Some(all[2]), 3));
+    let job = ScrubJob::from_config(store.clone(), meta.clone(), &hourly()).await;
+    let mut job = job.unwrap().unwrap().with_batch(3);
+    assert_eq!(
+        job.first_delay(),
+        Duration::from_secs(60),
+        "the pass goes on soon"
+    );
+    assert_eq!(
+        counter(&job, "scrub_findings"),
+        1,
+        "kept across the restart"
+    );
+    let mut steps = 0;
+    while job.step().await.unwrap().more {
+        steps += 1;
+        assert!(steps < 100);
+    }
+    // It went on after the third object instead of starting over.
+    let checked = counter(&job, "scrub_objects_checked_total");
+    assert_eq!(checked, all.len() as u64 - 3);
+    assert_eq!(counter(&job, "scrub_objects_corrupt_total"), 0);
+    assert_eq!(counter(&job, "scrub_objects_missing_total"), 1);
+    let state = meta.scrub_state().await.unwrap();
+    assert!(!state.in_pass());
+    assert_eq!(state.last_pass_checked, all.len() as u64);
+
+    let findings = meta.scrub_findings(10).await.unwrap();
+    let mut want = [
+        (corrupt, ScrubProblem::Corrupt),
+        (missing, ScrubProblem::Missing),
+    ];
+    want.sort_by_key(|(id, _)| *id);
+    let got: Vec<_> = findings.iter().map(|f| (f.id, f.problem)).collect();
+    assert_eq!(got, want);
+    assert!(findings.iter().any(|f| f.detail.contains("authentication")));
+    assert_eq!(counter(&job, "scrub_findings"), 2);
+    // A restart after the pass waits out the interval.
+    let job = ScrubJob::from_config(store, meta, &hourly()).await;
+    let delay = job.unwrap().unwrap().first_delay();
+    assert!(delay > Duration::from_secs(3500), "{delay:?}");
 }
 
 /// The value of the series `name` in a Prometheus text reply.
