@@ -110,7 +110,7 @@ pub(super) async fn scrub_findings_are_bounded(meta: Meta) {
     assert_eq!(kept.len(), MAX_FINDINGS);
     // A finding already kept is still updated when the list is full.
     let worse = finding(many[0].id, ScrubProblem::Missing, 1);
-    meta.record_scrub_batch([9; 32], 1, &[worse.clone()], &[])
+    meta.record_scrub_batch([9; 32], 1, std::slice::from_ref(&worse), &[])
         .await
         .unwrap();
     assert_eq!(meta.scrub_findings(1).await.unwrap(), [worse]);
