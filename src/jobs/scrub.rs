@@ -13,11 +13,15 @@
 //!   after a batch that read `b` bytes in `t`, the runner rests at least
 //!   `t × tranquility` and at least `b / bytes_per_second − t`, so the
 //!   average read rate stays under `scrub.bytes_per_second`.
-//! - **Findings.** An error line in the log per missing or corrupt object,
+//! - **Findings.** An error line in the log per missing or corrupt object
+//!   (corrupt: it does not open, or the backend never returns it whole),
 //!   naming the object and the chunk; kept in the metadata
 //!   (`Meta::scrub_findings`, at most 1000, dropped once the object reads
 //!   back whole or a later pass no longer finds it) for `dedupdav check`;
-//!   counters in `/metrics` (`dedupdav_scrub_*`).
+//!   counters in `/metrics` (`dedupdav_scrub_*`). Any other failure to
+//!   read an object (upstream down, a refusal) fails the batch: the runner
+//!   retries after its back-off, from the same position, and counts the
+//!   error in `dedupdav_job_errors_total{job="scrub"}`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +150,9 @@ impl ScrubJob {
                 ObjectHealth::Corrupt(cause) => {
                     let cause = Some(cause.to_string());
                     outcome.found.push(self.finding(*id, pass, cause))
+                }
+                ObjectHealth::Unreadable(cause) => {
+                    outcome.found.push(self.finding(*id, pass, Some(cause)))
                 }
                 ObjectHealth::Unowned | ObjectHealth::Collected => {}
             }

@@ -37,6 +37,9 @@ pub enum ObjectHealth {
     Missing,
     /// It does not open, or its content is not its chunk's.
     Corrupt(CryptoError),
+    /// The backend answers for it, but even after retries never with the
+    /// whole object (a body shorter or longer than announced).
+    Unreadable(String),
     /// Authentic, but its content hashes to its id under none of the keys
     /// given, and no file references it: a chunk of a removed user (whose
     /// key is gone with them), awaiting collection.
@@ -116,6 +119,12 @@ impl ContentStore {
             Err(BackendError::NotFound(_)) => {
                 return Ok(Verified {
                     health: ObjectHealth::Missing,
+                    bytes_read: 0,
+                })
+            }
+            Err(e @ BackendError::Corrupt { .. }) => {
+                return Ok(Verified {
+                    health: ObjectHealth::Unreadable(e.to_string()),
                     bytes_read: 0,
                 })
             }
