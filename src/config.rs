@@ -58,6 +58,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub uploads: UploadsConfig,
     pub gc: GcConfig,
+    pub scrub: ScrubConfig,
+    pub sweep: SweepConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
@@ -157,6 +159,64 @@ impl GcConfig {
     }
 }
 
+/// The scrub: every object read back, authenticated and re-hashed in the
+/// background, throttled, resuming where it stopped after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubConfig {
+    /// Hours from the end of one pass to the start of the next (0 = no
+    /// scrub).
+    pub interval_hours: u64,
+    /// Overrides `interval_hours` with seconds (0 = no scrub). Meant for
+    /// tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+    /// Bytes read from the backend per second at most, on average (0 = no
+    /// limit beyond the tranquility).
+    pub bytes_per_second: u64,
+    /// After a batch that took `t`, rest at least `t × tranquility`.
+    pub tranquility: u32,
+}
+
+impl ScrubConfig {
+    /// Time between passes; `None` when there is no scrub.
+    pub fn every(&self) -> Option<Duration> {
+        every(
+            self.interval_seconds,
+            self.interval_hours.saturating_mul(3600),
+        )
+    }
+}
+
+/// The orphan sweep: objects in the backend that no record names, older
+/// than `gc.grace_hours`, are deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// How often `serve` sweeps (hours; 0 = only `dedupdav gc --orphans`).
+    pub interval_hours: u64,
+    /// Overrides `interval_hours` with seconds (0 = only `dedupdav gc
+    /// --orphans`). Meant for tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+}
+
+impl SweepConfig {
+    /// How often `serve` sweeps; `None` when only the command does.
+    pub fn every(&self) -> Option<Duration> {
+        every(
+            self.interval_seconds,
+            self.interval_hours.saturating_mul(3600),
+        )
+    }
+}
+
+/// A job's period: `seconds` if set, else `default_secs`; `None` for 0.
+fn every(seconds: Option<u64>, default_secs: u64) -> Option<Duration> {
+    let secs = seconds.unwrap_or(default_secs);
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
 /// Chunked uploads (ownCloud/Nextcloud clients' large files).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +295,16 @@ impl Default for Config {
             gc: GcConfig {
                 grace_hours: 24,
                 interval_minutes: 60,
+                interval_seconds: None,
+            },
+            scrub: ScrubConfig {
+                interval_hours: 168,
+                interval_seconds: None,
+                bytes_per_second: 8 << 20,
+                tranquility: 2,
+            },
+            sweep: SweepConfig {
+                interval_hours: 24,
                 interval_seconds: None,
             },
             backend: BackendConfig::default(),

@@ -21,6 +21,8 @@ use dedupdav::config::{Config, LogFormat};
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::scrub::ScrubJob;
+use dedupdav::jobs::sweep::SweepJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
 use dedupdav::meta::Meta;
 
@@ -65,6 +67,11 @@ enum Command {
         /// (default: gc.grace_hours).
         #[arg(long, value_name = "HOURS")]
         grace_hours: Option<u64>,
+        /// Then also list the backend and delete objects no record names
+        /// that are older than the grace period (the orphan sweep; `serve`
+        /// runs it every sweep.interval_hours).
+        #[arg(long)]
+        orphans: bool,
     },
     /// Check the installation: the index agrees with itself and the backend
     /// holds every object it names, with the recorded size. Exits 0 only
@@ -162,9 +169,12 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             init_logs(&config, false);
             user_command(config, cmd)
         }
-        Command::Gc { grace_hours } => {
+        Command::Gc {
+            grace_hours,
+            orphans,
+        } => {
             init_logs(&config, false);
-            collect_garbage(config, grace_hours)
+            collect_garbage(config, grace_hours, orphans)
         }
         Command::CheckUpstream => {
             init_logs(&config, false);
@@ -211,7 +221,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
         ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
-        let runner = start_jobs(&app, &gateway);
+        let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
         gateway.serve(listener, shutdown_signal()).await;
         runner.shutdown().await;
@@ -221,14 +231,24 @@ fn serve(config: Config) -> Result<(), AnyError> {
 }
 
 /// Starts the background jobs: garbage collection (unless
-/// `gc.interval_minutes` is 0) and chunked-upload expiry.
-fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Runner {
+/// `gc.interval_minutes` is 0), chunked-upload expiry, the scrub (unless
+/// `scrub.interval_hours` is 0) and the orphan sweep (unless
+/// `sweep.interval_hours` is 0).
+async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
         runner.spawn(gc);
     }
     runner.spawn(ExpireJob::new(gateway.clone()));
-    runner
+    let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
+    if let Some(scrub) = scrub.await? {
+        runner.spawn(scrub);
+    }
+    let (sweep, gc) = (&app.config.sweep, &app.config.gc);
+    if let Some(sweep) = SweepJob::from_config(app.store.clone(), sweep, gc) {
+        runner.spawn(sweep);
+    }
+    Ok(runner)
 }
 
 /// Prints a line for the operator; a closed stdout must not stop the server.
@@ -262,7 +282,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyError> {
+fn collect_garbage(
+    config: Config,
+    grace_hours: Option<u64>,
+    orphans: bool,
+) -> Result<(), AnyError> {
     let grace = Duration::from_secs(grace_hours.unwrap_or(config.gc.grace_hours) * 3600);
     let app = App::open(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -281,6 +305,35 @@ fn collect_garbage(config: Config, grace_hours: Option<u64>) -> Result<(), AnyEr
     println!(
         "deleted {} objects ({} bytes); {} in use by uploads kept; {} deletions failed",
         report.deleted, report.bytes_freed, report.in_use, report.delete_failures
+    );
+    if orphans {
+        sweep_orphans(&app, &runtime, grace)?;
+    }
+    Ok(())
+}
+
+/// `dedupdav gc --orphans`: the orphan sweep after the collection.
+fn sweep_orphans(
+    app: &App,
+    runtime: &tokio::runtime::Runtime,
+    grace: Duration,
+) -> Result<(), AnyError> {
+    let bar = indicatif::ProgressBar::new(dedupdav::store::SWEEP_SHARDS as u64);
+    bar.set_message("sweeping objects no record names");
+    let report = runtime.block_on(app.store.sweep_orphans(grace, |r| {
+        bar.set_message(format!("{} listed, {} deleted", r.listed, r.deleted));
+        bar.inc(1);
+    }))?;
+    bar.finish_and_clear();
+    println!(
+        "orphan sweep: {} objects listed; deleted {} no record names ({} bytes); \
+         {} younger than the grace period kept; {} in use kept; {} deletions failed",
+        report.listed,
+        report.deleted,
+        report.bytes_freed,
+        report.young,
+        report.in_use,
+        report.delete_failures
     );
     Ok(())
 }

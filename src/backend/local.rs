@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{BackendError, ObjectInfo, ObjectStat, ObjectStore};
+use super::{fanout_name, BackendError, ObjectInfo, ObjectStat, ObjectStore};
 use crate::crypto::ObjectName;
 
 pub struct LocalDirStore {
@@ -117,6 +117,18 @@ impl ObjectStore for LocalDirStore {
         dirs.boxed()
     }
 
+    fn list_fanout(&self, fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        let dir = self.root.join("objects").join(fanout_name(fanout));
+        stream::once(async move {
+            match read_objects(&dir).await {
+                Err(BackendError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+                other => other,
+            }
+        })
+        .flat_map(|r| stream::iter(flatten(r)))
+        .boxed()
+    }
+
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
     }
@@ -141,16 +153,24 @@ async fn read_names(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
     Ok(out)
 }
 
+/// The objects of one fan-out folder; files that are not objects, or not
+/// of this folder, are left out.
 async fn read_objects(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
+    let folder = dir.file_name().and_then(|f| f.to_str()).unwrap_or_default();
     let mut out = Vec::new();
     let mut rd = tokio::fs::read_dir(dir).await?;
     while let Some(e) = rd.next_entry().await? {
         let Some(name) = e.file_name().to_str().and_then(ObjectName::parse) else {
             continue;
         };
+        if name.fanout() != folder {
+            continue;
+        }
+        let meta = e.metadata().await?;
         out.push(ObjectInfo {
             name,
-            size: e.metadata().await?.len(),
+            size: meta.len(),
+            modified: meta.modified().ok(),
         });
     }
     Ok(out)
@@ -160,6 +180,7 @@ async fn read_objects(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
 mod tests {
     use super::*;
     use crate::crypto::{ChunkId, MasterKey};
+    use futures_util::TryStreamExt;
 
     #[tokio::test]
     async fn put_get_list_delete() {
@@ -195,5 +216,42 @@ mod tests {
         ));
         let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
         assert_eq!(tmp_left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_fanout_folder_lists_its_objects_with_their_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).unwrap();
+        let keys = MasterKey::from_bytes([4; 32]).derive();
+        let names: Vec<_> = (0u8..40)
+            .map(|i| ObjectName::for_chunk(&keys, &ChunkId([i; 32])))
+            .collect();
+        let started = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        for n in &names {
+            store.put(n, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let first = &names[0];
+        let fanout = u8::from_str_radix(first.fanout(), 16).unwrap();
+        // A stray file and a file of another folder's name are not listed.
+        let folder = dir.path().join("objects").join(first.fanout());
+        std::fs::write(folder.join("notes.txt"), b"?").unwrap();
+        let stray = names.iter().find(|n| n.fanout() != first.fanout()).unwrap();
+        std::fs::write(folder.join(stray.as_str()), b"?").unwrap();
+        let listed: Vec<ObjectInfo> = store.list_fanout(fanout).try_collect().await.unwrap();
+        let want = names
+            .iter()
+            .filter(|n| n.fanout() == first.fanout())
+            .count();
+        assert_eq!(listed.len(), want);
+        for info in &listed {
+            assert_eq!(info.name.fanout(), first.fanout());
+            assert!(info.modified.is_some_and(|t| t >= started), "{info:?}");
+        }
+        // A folder nothing was written to is empty, not an error.
+        let used: std::collections::HashSet<&str> = names.iter().map(|n| n.fanout()).collect();
+        let unused = (0..=255u8)
+            .find(|f| !used.contains(fanout_name(*f).as_str()))
+            .unwrap();
+        assert_eq!(store.list_fanout(unused).count().await, 0);
     }
 }

@@ -12,6 +12,7 @@ pub mod webdav;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,6 +55,19 @@ impl BackendError {
 pub struct ObjectInfo {
     pub name: ObjectName,
     pub size: u64,
+    /// When the object was last written, by the backend's clock; `None`
+    /// when the backend does not say (the orphan sweep then never deletes
+    /// it).
+    pub modified: Option<SystemTime>,
+}
+
+/// How many fan-out folders `objects/` has: `00` to `ff`, the first two
+/// hex digits of the names of the objects inside.
+pub const FANOUT_FOLDERS: usize = 256;
+
+/// The name of fan-out folder `n` (`objects/<name>/`).
+pub fn fanout_name(n: u8) -> String {
+    format!("{n:02x}")
 }
 
 /// What a backend says of one stored object.
@@ -81,6 +95,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn stat(&self, name: &ObjectName) -> Result<Option<ObjectStat>, BackendError>;
     /// Streams every object with its size, without holding the listing in memory.
     fn list(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
+    /// Streams the objects of fan-out folder `fanout` (`objects/<fanout:02x>/`)
+    /// with their sizes and modification times; a missing folder has none.
+    /// Entries that are not objects of that folder are left out.
+    fn list_fanout(&self, fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
     /// A short description for logs ("local:/var/lib/..", "webdav:https://..").
     fn describe(&self) -> String;
 }

@@ -128,7 +128,7 @@ async fn check_objects(
     progress: impl Fn(u64),
 ) -> Result<ObjectsChecked, CheckError> {
     let users: Vec<u64> = meta.users().await?.iter().map(|u| u.id).collect();
-    let keys = store.every_chunk_key(&users);
+    let keys = store.keys_of_every_scope(&users);
     let mut out = ObjectsChecked::default();
     let mut after = None;
     loop {

@@ -276,6 +276,13 @@ pub fn render_jobs(out: &mut String, jobs: &[(&'static str, JobState)]) {
             unix(state.last_success)
         );
     }
+    for counter in jobs.iter().flat_map(|(_, state)| &state.counters) {
+        let kind = if counter.gauge { "gauge" } else { "counter" };
+        let name = counter.name;
+        let _ = writeln!(out, "# HELP dedupdav_{name} {}", counter.help);
+        let _ = writeln!(out, "# TYPE dedupdav_{name} {kind}");
+        let _ = writeln!(out, "dedupdav_{name} {}", counter.value);
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
@@ -314,6 +321,12 @@ mod tests {
             errors_total: 1,
             running: true,
             last_success: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(42)),
+            counters: vec![crate::jobs::JobCounter {
+                name: "gc_probe_total",
+                help: "A job's own counter.",
+                gauge: false,
+                value: 5,
+            }],
             ..JobState::default()
         };
         let mut text = String::new();
@@ -328,6 +341,8 @@ mod tests {
             "dedupdav_job_running{job=\"gc\"} 1",
             "dedupdav_job_last_success_timestamp_seconds{job=\"gc\"} 42",
             "dedupdav_job_last_success_timestamp_seconds{job=\"expire_uploads\"} 0",
+            "# TYPE dedupdav_gc_probe_total counter",
+            "dedupdav_gc_probe_total 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }

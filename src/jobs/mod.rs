@@ -10,13 +10,20 @@
 //!   as in garage: a job that finds much work gives the foreground at least
 //!   `1 / (1 + tranquility)` of the time it would take).
 //!
+//! A job may rest longer than the tranquilizer asks ([`Job::rest_after`]:
+//! the scrub holds a byte rate) and show counters of its own in `/metrics`
+//! ([`Job::counters`]).
+//!
 //! After a run the job waits its interval; after a failed run it retries
 //! sooner, after a back-off that doubles per consecutive failure up to a cap.
-//! The jobs: [`gc`] (garbage collection) and [`expire`] (stale chunked
-//! upload sessions).
+//! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
+//! upload sessions), [`scrub`] (reading every object back) and [`sweep`]
+//! (objects no record names).
 
 pub mod expire;
 pub mod gc;
+pub mod scrub;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -56,6 +63,10 @@ pub enum JobError {
     Gc(#[from] crate::store::StoreError),
     #[error("expiring stale uploads failed: {0}")]
     Expire(#[from] crate::meta::UploadError),
+    #[error("scrub failed: {0}")]
+    Scrub(#[source] crate::store::StoreError),
+    #[error("orphan sweep failed: {0}")]
+    Sweep(#[source] crate::store::StoreError),
     #[cfg(test)]
     #[error("test failure: {0}")]
     Test(&'static str),
@@ -80,8 +91,31 @@ pub trait Job: Send + 'static {
         0
     }
 
+    /// How long to rest after a batch that took `took`, before the next
+    /// batch of the same run: by default the tranquilizer's
+    /// `took × tranquility`.
+    fn rest_after(&self, took: Duration) -> Duration {
+        took.saturating_mul(self.tranquility())
+    }
+
+    /// Counters of this job's own for `/metrics`, read after every batch.
+    /// Their names are fixed (and name the job), so the set stays bounded.
+    fn counters(&self) -> Vec<JobCounter> {
+        Vec::new()
+    }
+
     /// Does one bounded batch of work.
     fn step(&mut self) -> impl Future<Output = Result<Batch, JobError>> + Send;
+}
+
+/// One of a job's own series in `/metrics` (`dedupdav_<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCounter {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// A gauge (a level) rather than a counter (a running total).
+    pub gauge: bool,
+    pub value: u64,
 }
 
 /// A job's entry in the status table.
@@ -98,6 +132,8 @@ pub struct JobState {
     pub items_total: u64,
     pub errors_total: u64,
     pub last_error: Option<String>,
+    /// The job's own counters, as of its last batch.
+    pub counters: Vec<JobCounter>,
 }
 
 /// The status of every job, shared with whoever shows it (log, metrics).
@@ -188,7 +224,8 @@ impl Runner {
     /// Starts `job` on its schedule (on the current tokio runtime).
     pub fn spawn<J: Job>(&mut self, job: J) {
         let name = job.name();
-        self.status.update(name, |_| {});
+        let counters = job.counters();
+        self.status.update(name, |s| s.counters = counters);
         let driver = Driver {
             name,
             config: self.config,
@@ -287,6 +324,8 @@ impl Driver {
             let batch_start = Instant::now();
             let batch = job.step().await;
             let took = batch_start.elapsed();
+            let counters = job.counters();
+            self.status.update(self.name, |s| s.counters = counters);
             match batch {
                 Ok(b) => {
                     items += b.items;
@@ -307,8 +346,7 @@ impl Driver {
                     break RunEnd::Failed;
                 }
             }
-            let rest = took.saturating_mul(job.tranquility());
-            if self.pause(rest).await {
+            if self.pause(job.rest_after(took)).await {
                 break RunEnd::Stopped;
             }
         };

@@ -16,6 +16,7 @@ mod concurrency;
 mod pending;
 mod props;
 mod quota;
+mod scrub;
 mod sessions;
 mod tree;
 mod users;
@@ -207,6 +208,9 @@ macro_rules! conformance_suite {
                 serial pending::pending_records_yield_to_chunk_records,
                 serial pending::a_commit_settles_the_pending_records_it_uploaded,
                 serial pending::pages_walk_every_record_once_in_id_order,
+                serial scrub::a_scrub_pass_records_its_position_and_findings,
+                serial scrub::a_finished_pass_keeps_only_what_it_confirmed,
+                serial scrub::scrub_findings_are_bounded,
                 serial sessions::sessions_are_created_once_per_name,
                 serial sessions::parts_are_added_replaced_and_removed,
                 serial sessions::upload_manifest_follows_assembly_order,

@@ -11,6 +11,7 @@ mod path;
 pub mod quota;
 pub mod records;
 mod redb;
+pub mod scrub;
 pub mod sessions;
 pub mod tree;
 
@@ -23,6 +24,7 @@ pub use records::{
     manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
     NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
 };
+pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
 };

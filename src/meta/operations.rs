@@ -29,7 +29,8 @@ use super::Consistency;
 use super::{
     AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
     IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord,
-    PropLimits, Stats, StoredProp, UploadError, UploadSession, UserRecord, WriteTarget,
+    PropLimits, ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession,
+    UserRecord, WriteTarget,
 };
 
 /// The metadata of one installation. Cheap to clone: clones share the
@@ -195,6 +196,22 @@ operations! {
     /// checked in this transaction); answers those dropped with their
     /// object sizes.
     index fn forget_chunks(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<([u8; 32], u32)>, IndexError>;
+
+    // ---- Scrub and sweep ----
+    /// Where the scrub stands: the pass in progress (its position, so a
+    /// restart resumes) and the last complete pass.
+    index fn scrub_state(&self) -> Result<ScrubState, IndexError>;
+    /// Starts a scrub pass at `now` (Unix seconds), from the first chunk.
+    index fn start_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
+    /// Records one scrub batch in one transaction: `checked` objects up to
+    /// and including chunk `position`, the problems it `found`, and the
+    /// objects it read back `sound` (their earlier findings are dropped).
+    index fn record_scrub_batch(&self, position: [u8; 32], checked: u64, found: &[ScrubFinding], sound: &[[u8; 32]]) -> Result<ScrubState, IndexError>;
+    /// Ends the scrub pass at `now`; findings it did not confirm are dropped.
+    index fn finish_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
+    /// The objects the scrub found missing or corrupt (kept, bounded), in
+    /// chunk-id order, at most `limit`.
+    index fn scrub_findings(&self, limit: usize) -> Result<Vec<ScrubFinding>, IndexError>;
 
     // ---- Objects of uploads not committed yet ----
     /// Records (chunk id, sealed size) as pending since `now`, durably,

@@ -25,6 +25,8 @@ mod gc;
 mod pending;
 mod pins;
 mod reader;
+mod scrub;
+mod sweep;
 mod upload;
 mod verify;
 
@@ -37,8 +39,10 @@ use crate::meta::{IndexError, Meta};
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::{GcReport, GcRound};
-pub use pins::{PinGuard, Pins};
+pub use pins::{PinGuard, Pins, SweepClaim};
 pub use reader::FileReader;
+pub use scrub::{ObjectHealth, Verified};
+pub use sweep::{SweepReport, SweepRound, SHARDS as SWEEP_SHARDS};
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
 pub use verify::ObjectVerdict;
 
@@ -118,6 +122,12 @@ impl ChunkKeys {
     }
 }
 
+impl AsRef<[ChunkIdKey]> for ChunkKeys {
+    fn as_ref(&self) -> &[ChunkIdKey] {
+        self.accepted()
+    }
+}
+
 /// The shared content store.
 pub struct ContentStore {
     keys: Arc<Keys>,
@@ -140,13 +150,14 @@ impl ContentStore {
     ) -> Arc<Self> {
         let sealer = Sealer::new(keys.clone(), settings.zstd_level, settings.chunk_sizes.max);
         let cdc = Cdc::new(keys.gear.clone(), settings.chunk_sizes);
+        let pins = Pins::new(keys.clone());
         Arc::new(Self {
             keys,
             sealer,
             cdc,
             backend,
             meta,
-            pins: Pins::default(),
+            pins,
             budget: TransferBudget::new(settings.transfer_memory),
             pending: Default::default(),
             settings,
@@ -207,14 +218,30 @@ impl ContentStore {
         id: ChunkId,
         keys: &ChunkKeys,
     ) -> Result<bytes::Bytes, StoreError> {
-        let keys = keys.clone();
         let name = ObjectName::for_chunk(&self.keys, &id);
         let object = self.backend.get(&name).await?;
+        self.open_object(id, name, object, keys.clone()).await
+    }
+
+    /// Authenticates and decrypts a fetched `object` of chunk `id`, and
+    /// checks that its plaintext hashes to `id` under one of `keys` — the
+    /// one check every read (and the scrub) goes through. A failing object
+    /// is [`StoreError::Object`].
+    async fn open_object<K>(
+        self: &Arc<Self>,
+        id: ChunkId,
+        name: ObjectName,
+        object: bytes::Bytes,
+        keys: K,
+    ) -> Result<bytes::Bytes, StoreError>
+    where
+        K: AsRef<[ChunkIdKey]> + Send + 'static,
+    {
         let store = self.clone();
-        let plain = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             store
                 .sealer
-                .open(ObjectKind::Chunk, &id, &name, object, keys.accepted())
+                .open(ObjectKind::Chunk, &id, &name, object, keys.as_ref())
                 .map_err(|source| StoreError::Object {
                     id,
                     name: name.to_string(),
@@ -222,7 +249,6 @@ impl ContentStore {
                 })
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
-        Ok(plain)
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }

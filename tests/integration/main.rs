@@ -27,6 +27,8 @@ mod owncloud_protocol;
 mod propfind;
 mod rclone_cadaver_davfs;
 mod resource_limits;
+mod scrub;
+mod sweep;
 mod upstream_faults;
 mod upstream_webdav;
 mod visible_ids;

@@ -1,5 +1,6 @@
 //! Listing the store: a walk of `objects/` and then of each fan-out folder
-//! `objects/ab/` with PROPFIND Depth 1, one folder at a time, each answer
+//! `objects/ab/` (or of one fan-out folder, for the orphan sweep) with
+//! PROPFIND Depth 1 asking for sizes and modification times, one folder at a time, each answer
 //! parsed while it streams in ([`super::multistatus`]) so memory does not
 //! grow with the folder. A request is retried until its first entry is
 //! read; a failure after that ends the listing with an error, never with a
@@ -16,7 +17,7 @@ use super::multistatus::{
 };
 use super::retry::Failure;
 use super::{propfind, WebDavStore, PROPFIND_BODY};
-use crate::backend::{BackendError, ObjectInfo};
+use crate::backend::{fanout_name, BackendError, ObjectInfo};
 use crate::crypto::ObjectName;
 
 impl WebDavStore {
@@ -31,6 +32,16 @@ impl WebDavStore {
                 Err(e) => stream::once(std::future::ready(Err(e))).boxed(),
             })
             .boxed()
+    }
+
+    /// The objects of fan-out folder `fanout`, with their sizes and
+    /// modification times (`getlastmodified`): one PROPFIND Depth 1, read
+    /// while the answer arrives. A missing folder has no objects.
+    pub(super) fn list_fanout_objects(
+        &self,
+        fanout: u8,
+    ) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        self.objects_in(format!("objects/{}", fanout_name(fanout)))
     }
 
     /// One PROPFIND Depth 1 of the folder at `url`: its 207 answer, or
@@ -197,6 +208,7 @@ fn object_info(
     Some(Ok(ObjectInfo {
         name,
         size: e.size.unwrap_or(0),
+        modified: e.modified,
     }))
 }
 

@@ -48,7 +48,7 @@ use folders::FolderCache;
 
 /// The properties every PROPFIND of this backend asks for.
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop></d:propfind>"#;
+<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/></d:prop></d:propfind>"#;
 
 /// An [`ObjectStore`](super::ObjectStore) on an upstream WebDAV account.
 pub struct WebDavStore {

@@ -10,6 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
@@ -34,6 +35,9 @@ pub(crate) struct DavEntry {
     pub is_collection: bool,
     /// `getcontentlength`, when the server sent it with a 200 propstat.
     pub size: Option<u64>,
+    /// `getlastmodified` (an HTTP date), when sent with a 200 propstat and
+    /// readable.
+    pub modified: Option<SystemTime>,
 }
 
 impl DavEntry {
@@ -75,6 +79,7 @@ enum Collect {
     None,
     Href,
     Length,
+    Modified,
     Status,
 }
 
@@ -115,10 +120,12 @@ pub(crate) fn read_multistatus<R: BufRead>(
     let mut response_ok = true;
     let mut is_collection = false;
     let mut size: Option<u64> = None;
+    let mut modified: Option<SystemTime> = None;
     // Current propstat.
     let mut in_propstat = false;
     let mut ps_collection = false;
     let mut ps_size: Option<u64> = None;
+    let mut ps_modified: Option<SystemTime> = None;
     let mut ps_ok = true;
     let mut in_resourcetype = false;
     let mut collect = Collect::None;
@@ -142,11 +149,13 @@ pub(crate) fn read_multistatus<R: BufRead>(
                         response_ok = true;
                         is_collection = false;
                         size = None;
+                        modified = None;
                     }
                     b"propstat" if in_response => {
                         in_propstat = true;
                         ps_collection = false;
                         ps_size = None;
+                        ps_modified = None;
                         ps_ok = true;
                     }
                     b"href" if in_response && !in_propstat => {
@@ -157,6 +166,10 @@ pub(crate) fn read_multistatus<R: BufRead>(
                     b"collection" if in_resourcetype => ps_collection = true,
                     b"getcontentlength" if in_propstat => {
                         collect = Collect::Length;
+                        text.clear();
+                    }
+                    b"getlastmodified" if in_propstat => {
+                        collect = Collect::Modified;
                         text.clear();
                     }
                     b"status" if in_response => {
@@ -186,6 +199,10 @@ pub(crate) fn read_multistatus<R: BufRead>(
                         ps_size = text.trim().parse().ok();
                         collect = Collect::None;
                     }
+                    b"getlastmodified" if collect == Collect::Modified => {
+                        ps_modified = httpdate::parse_http_date(text.trim()).ok();
+                        collect = Collect::None;
+                    }
                     b"status" if collect == Collect::Status => {
                         let ok = status_is_success(&text);
                         if in_propstat {
@@ -200,6 +217,7 @@ pub(crate) fn read_multistatus<R: BufRead>(
                         if ps_ok {
                             is_collection |= ps_collection;
                             size = size.or(ps_size);
+                            modified = modified.or(ps_modified);
                         }
                         in_propstat = false;
                     }
@@ -211,6 +229,7 @@ pub(crate) fn read_multistatus<R: BufRead>(
                                     is_collection: is_collection || path.ends_with('/'),
                                     path,
                                     size,
+                                    modified,
                                 };
                                 if emit(entry).is_break() {
                                     return Ok(());
@@ -462,6 +481,25 @@ mod tests {
     }
 
     #[test]
+    fn modification_times_are_read_from_good_propstats_only() {
+        let body = r#"<d:multistatus xmlns:d="DAV:"><d:response><d:href>/a/ab01</d:href>
+            <d:propstat><d:prop><d:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</d:getlastmodified>
+            </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+            <d:response><d:href>/a/ab02</d:href>
+            <d:propstat><d:prop><d:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</d:getlastmodified>
+            </d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat></d:response>
+            <d:response><d:href>/a/ab03</d:href>
+            <d:propstat><d:prop><d:getlastmodified>yesterday</d:getlastmodified>
+            </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+            </d:multistatus>"#;
+        let entries = parse_multistatus(body.as_bytes()).unwrap();
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        assert_eq!(entries[0].modified, Some(when));
+        assert_eq!(entries[1].modified, None, "not from a failed propstat");
+        assert_eq!(entries[2].modified, None, "not a date");
+    }
+
+    #[test]
     fn default_namespace_and_unusual_prefixes() {
         let body = r#"<multistatus xmlns="DAV:"><response><href>/a/b%2fc</href>
             <propstat><prop><getcontentlength>5</getcontentlength></prop><status>HTTP/1.1 200 OK</status></propstat>
@@ -489,7 +527,8 @@ mod tests {
             vec![DavEntry {
                 path: "/real".to_string(),
                 is_collection: false,
-                size: None
+                size: None,
+                modified: None,
             }]
         );
     }

@@ -100,6 +100,10 @@ impl ObjectStore for WebDavStore {
         self.list_objects()
     }
 
+    fn list_fanout(&self, fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        self.list_fanout_objects(fanout)
+    }
+
     fn describe(&self) -> String {
         self.display.clone()
     }

@@ -8,6 +8,7 @@
 pub(crate) mod check;
 pub(crate) mod durability;
 mod migrate;
+mod objects;
 mod pending;
 pub(crate) mod quota;
 pub mod sessions;
@@ -105,6 +106,8 @@ impl Index {
             tx.open_table(UPLOADS)?;
             tx.open_table(UPLOAD_PARTS)?;
             tx.open_table(PENDING)?;
+            tx.open_table(SCRUB)?;
+            tx.open_table(SCRUB_FINDINGS)?;
         }
         tx.commit()?;
         Ok(())

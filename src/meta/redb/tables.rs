@@ -28,6 +28,16 @@ pub(crate) const UPLOAD_PARTS: TableDefinition<(u64, &str, &str), &[u8]> =
 /// references the chunk, swept with the object after the grace period.
 pub(crate) const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 
+/// The scrub's state: [`KEY_SCRUB_PASS`] → encoded
+/// [`crate::meta::ScrubState`] (position, pass times, counts). Created on
+/// open, so an index made before it gains it empty.
+pub(crate) const SCRUB: TableDefinition<&str, &[u8]> = TableDefinition::new("scrub");
+/// Chunk id → encoded [`crate::meta::ScrubFinding`]: objects the scrub
+/// found missing or corrupt, at most [`crate::meta::scrub::MAX_FINDINGS`].
+pub(crate) const SCRUB_FINDINGS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("scrub_findings");
+
+pub(crate) const KEY_SCRUB_PASS: &str = "pass";
 pub(crate) const KEY_SCHEMA: &str = "schema_version";
 pub(crate) const KEY_NEXT_ID: &str = "next_id";
 pub(crate) const KEY_CHANGE: &str = "change_counter";

@@ -25,6 +25,8 @@ pub(crate) struct WriteTables<'t> {
     pub uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
+    pub scrub: Table<'t, &'static str, &'static [u8]>,
+    pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 /// The tables of one read transaction, each opened on first use: most
@@ -40,6 +42,8 @@ pub(crate) struct ReadTables {
     uploads: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
     upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
 }
 
 /// Key of the `upload_parts` table: (user id, transfer, part name).
@@ -79,6 +83,8 @@ impl ReadTables {
             uploads: OnceCell::new(),
             upload_parts: OnceCell::new(),
             pending: OnceCell::new(),
+            scrub: OnceCell::new(),
+            scrub_findings: OnceCell::new(),
         }
     }
 
@@ -91,6 +97,8 @@ impl ReadTables {
     read_table!(uploads, UPLOADS, (u64, &'static str), &'static [u8]);
     read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
+    read_table!(scrub, SCRUB, &'static str, &'static [u8]);
+    read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
@@ -106,6 +114,8 @@ impl<'t> WriteTables<'t> {
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
             pending: tx.open_table(PENDING)?,
+            scrub: tx.open_table(SCRUB)?,
+            scrub_findings: tx.open_table(SCRUB_FINDINGS)?,
         })
     }
 }
