@@ -209,12 +209,12 @@ mod tests {
         }
         let bobs = commit(&store, &meta, bob, "b", &[9; 50_000]).await;
 
-        let keys = store.scrub_keys(&[bob.id, ann.id]);
+        let keys = store.keys_of_every_scope(&[bob.id, ann.id]);
         let sound = store.verify_object(ids[0], &keys).await.unwrap();
         assert!(matches!(sound.health, ObjectHealth::Sound), "{sound:?}");
         assert!(sound.bytes_read > 0);
         // Without ann's key her content does not hash to its id.
-        let others = store.scrub_keys(&[bob.id]);
+        let others = store.keys_of_every_scope(&[bob.id]);
         let foreign = store.verify_object(ids[0], &others).await.unwrap();
         assert!(matches!(
             foreign.health,
@@ -247,7 +247,7 @@ mod tests {
         // Bob is removed: his chunk awaits collection under a key no one
         // has any more; not a finding.
         meta.remove_user("bob").await.unwrap();
-        let keys = store.scrub_keys(&[ann.id]);
+        let keys = store.keys_of_every_scope(&[ann.id]);
         let unowned = store.verify_object(bobs, &keys).await.unwrap();
         assert!(
             matches!(unowned.health, ObjectHealth::Unowned),
