@@ -11,34 +11,13 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use crate::common::gateway::{basic, random_bytes, upload_in_background, Dav, TestGateway};
+use crate::common::small_chunks;
 use crate::common::wait;
-use dedupdav::config::Config;
 
 const MIB: usize = 1 << 20;
 
-/// Small chunks, so a few MiB make many objects.
-fn small_chunks(c: &mut Config) {
-    c.chunking.min_size = 16 << 10;
-    c.chunking.avg_size = 64 << 10;
-    c.chunking.max_size = 256 << 10;
-}
-
-macro_rules! on_both_backends_with_small_chunks {
-    ($($name:ident),*) => {
-        mod local {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_with(super::small_chunks))
-            })*
-        }
-        mod upstream {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_on_apache_with(super::small_chunks))
-            })*
-        }
-    };
-}
-
-on_both_backends_with_small_chunks!(
+on_both_backends!(
+    with crate::common::small_chunks;
     a_streamed_upload_over_quota_stops_and_leaves_nothing,
     an_abandoned_upload_leaves_nothing,
     a_checksum_mismatch_leaves_nothing,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common;
 use crate::common::gateway::{random_bytes, TestGateway};
 use dedupdav::backend::local::LocalDirStore;
-use dedupdav::config::{Config, ScrubConfig};
+use dedupdav::config::ScrubConfig;
 use dedupdav::crypto::{ChunkId, MasterKey};
 use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::{Batch, Job};
@@ -22,28 +22,7 @@ use dedupdav::store::{ChunkSizes, ContentStore, StoreSettings};
 
 const MIB: usize = 1 << 20;
 
-fn small_chunks(c: &mut Config) {
-    c.chunking.min_size = 16 << 10;
-    c.chunking.avg_size = 64 << 10;
-    c.chunking.max_size = 256 << 10;
-}
-
-macro_rules! on_both_backends_with_small_chunks {
-    ($($name:ident),*) => {
-        mod local {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_with(super::small_chunks))
-            })*
-        }
-        mod upstream {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_on_apache_with(super::small_chunks))
-            })*
-        }
-    };
-}
-
-on_both_backends_with_small_chunks!(a_pass_names_a_corrupt_and_a_missing_object);
+on_both_backends!(with crate::common::small_chunks; a_pass_names_a_corrupt_and_a_missing_object);
 
 /// A scrub every hour, unthrottled.
 fn hourly() -> ScrubConfig {

@@ -10,36 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::gateway::{random_bytes, upload_in_background, TestGateway};
 use crate::common::{self, wait};
-use dedupdav::config::Config;
 use dedupdav::crypto::ObjectName;
 use dedupdav::store::SweepReport;
 
 const MIB: usize = 1 << 20;
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// Small chunks, so a few MiB make many objects.
-fn small_chunks(c: &mut Config) {
-    c.chunking.min_size = 16 << 10;
-    c.chunking.avg_size = 64 << 10;
-    c.chunking.max_size = 256 << 10;
-}
-
-macro_rules! on_both_backends_with_small_chunks {
-    ($($name:ident),*) => {
-        mod local {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_with(super::small_chunks))
-            })*
-        }
-        mod upstream {
-            $(#[test] fn $name() {
-                super::$name(super::TestGateway::start_on_apache_with(super::small_chunks))
-            })*
-        }
-    };
-}
-
-on_both_backends_with_small_chunks!(
+on_both_backends!(
+    with crate::common::small_chunks;
     old_orphans_go_young_ones_stay_and_files_are_untouched,
     uploads_racing_the_sweep_never_lose_an_object
 );

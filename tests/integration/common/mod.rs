@@ -4,6 +4,16 @@
 /// Runs each scenario (a `fn(TestGateway)` in the calling file) on the embedded defaults and against a real Apache
 /// WebDAV upstream.
 macro_rules! on_both_backends {
+    (with $tweak:path; $($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(super::TestGateway::start_with($tweak)) })*
+        }
+        mod upstream {
+            $(#[test] fn $name() {
+                super::$name(super::TestGateway::start_on_apache_with($tweak))
+            })*
+        }
+    };
     ($($name:ident),*) => {
         mod local {
             $(#[test] fn $name() { super::$name(super::TestGateway::start()) })*
@@ -19,8 +29,6 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod load;
 
-/// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
-/// environment leaking into it.
 /// Runs one metadata operation from a test that is not async.
 pub fn wait<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -30,6 +38,15 @@ pub fn wait<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Small chunks, so a few MiB make many objects.
+pub fn small_chunks(c: &mut dedupdav::config::Config) {
+    c.chunking.min_size = 16 << 10;
+    c.chunking.avg_size = 64 << 10;
+    c.chunking.max_size = 256 << 10;
+}
+
+/// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
+/// environment leaking into it.
 pub fn dedupdav_command() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedupdav"));
     for (k, _) in std::env::vars() {
