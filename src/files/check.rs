@@ -92,7 +92,36 @@ pub struct CheckReport {
     pub clean: bool,
     pub index: Consistency,
     pub objects: ObjectsChecked,
+    /// What the background scrub last found (it reads every object, see
+    /// `jobs/scrub.rs`); a finding here makes the check unclean too.
+    pub scrub: ScrubRecord,
 }
+
+/// The scrub's own record, as the metadata keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrubRecord {
+    /// Unix time (s) the last complete pass ended; 0 = never.
+    pub last_pass_finished: u64,
+    /// Objects the last complete pass checked.
+    pub last_pass_checked: u64,
+    /// Objects it found missing or corrupt and has not seen whole since,
+    /// at most [`MAX_SCRUB_FINDINGS`].
+    pub findings: Vec<ScrubNote>,
+}
+
+/// One object the scrub found missing or corrupt.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrubNote {
+    pub chunk: String,
+    pub object: String,
+    pub problem: String,
+    /// Unix time (s) it was (last) found.
+    pub found: u64,
+    pub detail: String,
+}
+
+/// The most scrub findings a report lists.
+const MAX_SCRUB_FINDINGS: usize = 100;
 
 /// Runs both phases; `progress` hears how many chunks the object phase
 /// has looked at so far (of `index.chunks`, known after phase 1 via
@@ -112,11 +141,38 @@ pub async fn check(
     let index = meta.verify().await?;
     on_index(&index);
     let objects = check_objects(meta, store, options, progress).await?;
-    let clean = index.is_clean() && objects.findings.is_empty() && objects.findings_not_listed == 0;
+    let scrub = scrub_record(meta, store).await?;
+    let clean = index.is_clean()
+        && objects.findings.is_empty()
+        && objects.findings_not_listed == 0
+        && scrub.findings.is_empty();
     Ok(CheckReport {
         clean,
         index,
         objects,
+        scrub,
+    })
+}
+
+/// What the scrub has recorded.
+async fn scrub_record(meta: &Meta, store: &ContentStore) -> Result<ScrubRecord, CheckError> {
+    let state = meta.scrub_state().await?;
+    let findings = meta
+        .scrub_findings(MAX_SCRUB_FINDINGS)
+        .await?
+        .into_iter()
+        .map(|f| ScrubNote {
+            chunk: hex::encode(f.id),
+            object: store.object_name(&ChunkId(f.id)).to_string(),
+            problem: format!("{:?}", f.problem).to_lowercase(),
+            found: f.found,
+            detail: f.detail,
+        })
+        .collect();
+    Ok(ScrubRecord {
+        last_pass_finished: state.last_pass_finished,
+        last_pass_checked: state.last_pass_checked,
+        findings,
     })
 }
 
@@ -411,11 +467,25 @@ pub fn render_text(r: &CheckReport) -> String {
             object_meaning(f)
         );
     }
+    for f in &r.scrub.findings {
+        out += &format!(
+            "PROBLEM the scrub found object {} (chunk {}) {}: {}\n  means: every file using this chunk fails to read there; restore the object from a backup of the upstream, or remove the affected files\n",
+            f.object, f.chunk, f.problem, f.detail
+        );
+    }
+    if r.scrub.last_pass_finished == 0 {
+        out += "scrub: no complete pass yet\n";
+    } else {
+        out += &format!(
+            "scrub: last complete pass checked {} objects (finished at {} Unix time)\n",
+            r.scrub.last_pass_checked, r.scrub.last_pass_finished
+        );
+    }
     let more = i.findings_not_listed + o.findings_not_listed;
     if more > 0 {
         out += &format!("... and {more} more problems not listed\n");
     }
-    let total = (i.findings.len() + o.findings.len()) as u64 + more;
+    let total = (i.findings.len() + o.findings.len() + r.scrub.findings.len()) as u64 + more;
     out += &if r.clean {
         "result: clean\n".to_string()
     } else {
@@ -454,7 +524,12 @@ pub fn render_json(r: &CheckReport) -> serde_json::Value {
             meaning: object_meaning(f),
         })
         .collect();
-    let mut v = serde_json::json!({ "clean": r.clean, "index": r.index, "objects": r.objects });
+    let mut v = serde_json::json!({
+        "clean": r.clean,
+        "index": r.index,
+        "objects": r.objects,
+        "scrub": r.scrub,
+    });
     v["index"]["findings"] = serde_json::json!(index);
     v["objects"]["findings"] = serde_json::json!(objects);
     v

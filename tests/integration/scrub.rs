@@ -15,6 +15,7 @@ use crate::common::gateway::{random_bytes, TestGateway};
 use dedupdav::backend::local::LocalDirStore;
 use dedupdav::config::ScrubConfig;
 use dedupdav::crypto::{ChunkId, MasterKey};
+use dedupdav::files::check::{check, render_json, render_text, CheckOptions};
 use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::{Batch, Job};
 use dedupdav::meta::{split_path, FileCommit, Meta, NewUser, Owner, ScrubProblem};
@@ -90,6 +91,29 @@ fn a_pass_names_a_corrupt_and_a_missing_object(gw: TestGateway) {
     assert_eq!(got, want, "{findings:?}");
     let state = common::wait(gw.meta.scrub_state()).unwrap();
     assert_eq!(state.last_pass_checked, gw.stats().chunks);
+    // `check` reports what the scrub found, even without reading objects.
+    let options = CheckOptions::default();
+    let report = common::wait(check(&gw.meta, &gw.store, options, |_| {}, |_| {})).unwrap();
+    assert!(!report.clean);
+    let mut noted: Vec<_> = report
+        .scrub
+        .findings
+        .iter()
+        .map(|f| f.problem.clone())
+        .collect();
+    noted.sort();
+    assert_eq!(noted, ["corrupt", "missing"]);
+    let text = render_text(&report);
+    assert!(
+        text.contains(&format!("the scrub found object {}", name_of(corrupt))),
+        "{text}"
+    );
+    assert_eq!(
+        render_json(&report)["scrub"]["findings"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 
     // Neither file is ever served with wrong bytes.
     assert_ne!(alice.get_bytes("a.bin").ok(), Some(a));
