@@ -376,7 +376,7 @@ mod tests {
             key: seq.to_le_bytes().to_vec(),
             value: value.map(<[u8]>::to_vec),
             committed: 1_700_000_000 + seq,
-            ends_transaction: seq % 2 == 0,
+            ends_transaction: seq.is_multiple_of(2),
         }
     }
 
