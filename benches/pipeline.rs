@@ -53,6 +53,9 @@ impl ObjectStore for MemoryStore {
     fn list_fanout(&self, _fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
         Box::pin(futures_util::stream::empty())
     }
+    fn list_metadata(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        Box::pin(futures_util::stream::empty())
+    }
     fn describe(&self) -> String {
         "memory".into()
     }

@@ -60,6 +60,7 @@ pub struct Config {
     pub gc: GcConfig,
     pub scrub: ScrubConfig,
     pub sweep: SweepConfig,
+    pub metadata: MetadataConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
@@ -211,6 +212,23 @@ impl SweepConfig {
     }
 }
 
+/// The metadata journal sealed upstream (`jobs/metadata.rs`): every
+/// committed change reaches the backend within about one interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Seconds between uploads of the journal (0 = no upload job; the
+    /// journal then only grows, until a later build uploads it).
+    pub upload_interval_secs: u64,
+}
+
+impl MetadataConfig {
+    /// How often `serve` uploads the journal; `None` for 0.
+    pub fn every(&self) -> Option<Duration> {
+        every(None, self.upload_interval_secs)
+    }
+}
+
 /// A job's period: `seconds` if set, else `default_secs`; `None` for 0.
 fn every(seconds: Option<u64>, default_secs: u64) -> Option<Duration> {
     let secs = seconds.unwrap_or(default_secs);
@@ -306,6 +324,9 @@ impl Default for Config {
             sweep: SweepConfig {
                 interval_hours: 24,
                 interval_seconds: None,
+            },
+            metadata: MetadataConfig {
+                upload_interval_secs: 10,
             },
             backend: BackendConfig::default(),
             limits: LimitsConfig {

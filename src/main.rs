@@ -21,6 +21,7 @@ use dedupdav::config::{Config, LogFormat};
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::metadata::MetadataJob;
 use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::sweep::SweepJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
@@ -232,8 +233,9 @@ fn serve(config: Config) -> Result<(), AnyError> {
 
 /// Starts the background jobs: garbage collection (unless
 /// `gc.interval_minutes` is 0), chunked-upload expiry, the scrub (unless
-/// `scrub.interval_hours` is 0) and the orphan sweep (unless
-/// `sweep.interval_hours` is 0).
+/// `scrub.interval_hours` is 0), the orphan sweep (unless
+/// `sweep.interval_hours` is 0) and the metadata upload (unless
+/// `metadata.upload_interval_secs` is 0).
 async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
@@ -247,6 +249,10 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     let (sweep, gc) = (&app.config.sweep, &app.config.gc);
     if let Some(sweep) = SweepJob::from_config(app.store.clone(), sweep, gc) {
         runner.spawn(sweep);
+    }
+    let (meta, store) = (app.meta.clone(), app.store.clone());
+    if let Some(upload) = MetadataJob::from_config(meta, store, &app.config.metadata) {
+        runner.spawn(upload);
     }
     Ok(runner)
 }

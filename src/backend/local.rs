@@ -9,7 +9,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{fanout_name, BackendError, ObjectInfo, ObjectStat, ObjectStore};
-use crate::crypto::ObjectName;
+use crate::crypto::{ObjectName, Place, METADATA_FOLDER};
 
 pub struct LocalDirStore {
     root: PathBuf,
@@ -117,6 +117,18 @@ impl ObjectStore for LocalDirStore {
         dirs.boxed()
     }
 
+    fn list_metadata(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        let dir = self.root.join(METADATA_FOLDER);
+        stream::once(async move {
+            match read_metadata(&dir).await {
+                Err(BackendError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+                other => other,
+            }
+        })
+        .flat_map(|r| stream::iter(flatten(r)))
+        .boxed()
+    }
+
     fn list_fanout(&self, fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
         let dir = self.root.join("objects").join(fanout_name(fanout));
         stream::once(async move {
@@ -150,6 +162,28 @@ async fn read_names(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
         }
     }
     out.sort();
+    Ok(out)
+}
+
+/// The sealed metadata objects in `dir`; other files are left out.
+async fn read_metadata(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
+    let mut out = Vec::new();
+    let mut rd = tokio::fs::read_dir(dir).await?;
+    while let Some(e) = rd.next_entry().await? {
+        let name = e.file_name();
+        let Some(name) = name
+            .to_str()
+            .and_then(|n| ObjectName::parse_in(n, Place::Metadata))
+        else {
+            continue;
+        };
+        let meta = e.metadata().await?;
+        out.push(ObjectInfo {
+            name,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        });
+    }
     Ok(out)
 }
 

@@ -99,6 +99,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// with their sizes and modification times; a missing folder has none.
     /// Entries that are not objects of that folder are left out.
     fn list_fanout(&self, fanout: u8) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
+    /// Streams the sealed metadata objects (`meta/`) with their sizes and
+    /// modification times; a missing folder has none.
+    fn list_metadata(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
     /// A short description for logs ("local:/var/lib/..", "webdav:https://..").
     fn describe(&self) -> String;
 }

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub use keys::{Keys, MasterKey, KEY_LEN};
-pub use object::{ObjectKind, Sealer, HEADER_LEN};
+pub use object::{ObjectKind, Sealer, HEADER_LEN, MAX_METADATA_PLAIN};
 pub use visible_ids::VisibleIds;
 
 /// Errors of key handling and of sealing / opening objects.
@@ -108,44 +108,93 @@ impl std::fmt::Debug for ChunkIdKey {
 
 /// The name of an object in the backend: a keyed MAC, so it reveals nothing.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct ObjectName(String);
+pub struct ObjectName {
+    name: String,
+    place: Place,
+}
+
+/// Where an object lives in the backend.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Place {
+    /// `objects/ab/<name>`: chunks, which the orphan sweep walks.
+    Objects,
+    /// `meta/<name>`: sealed metadata segments, outside the sweep's reach.
+    Metadata,
+}
 
 impl ObjectName {
     /// The object holding a chunk.
     pub fn for_chunk(keys: &Keys, id: &ChunkId) -> Self {
-        Self(hex::encode(mac(&keys.object_name, &[b"chunk", &id.0])))
+        Self {
+            name: hex::encode(mac(&keys.object_name, &[b"chunk", &id.0])),
+            place: Place::Objects,
+        }
     }
 
-    /// Accepts a name read back from a backend listing (64 lowercase hex digits).
+    /// The object holding the metadata segment that starts at sequence
+    /// `first`, and the id its nonce is derived from.
+    pub fn for_metadata_segment(keys: &Keys, first: u64) -> (Self, ChunkId) {
+        let seq = first.to_le_bytes();
+        let name = Self {
+            name: hex::encode(mac(&keys.object_name, &[b"metadata-segment", &seq])),
+            place: Place::Metadata,
+        };
+        (name, ChunkId(mac(&keys.metadata, &[b"segment", &seq])))
+    }
+
+    /// Accepts a name read back from a listing of `objects/` (64 lowercase
+    /// hex digits).
     pub fn parse(name: &str) -> Option<Self> {
+        Self::parse_in(name, Place::Objects)
+    }
+
+    /// Accepts a name read back from a listing of `place`.
+    pub fn parse_in(name: &str, place: Place) -> Option<Self> {
         let ok = name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| Self(name.to_string()))
+        ok.then(|| Self {
+            name: name.to_string(),
+            place,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    pub fn place(&self) -> Place {
+        self.place
     }
 
     /// Path relative to the backend root: `objects/ab/<name>`, one level
-    /// of 256 fan-out folders (see docs/ARCHITECTURE.md, "Upstream layout").
+    /// of 256 fan-out folders (see docs/ARCHITECTURE.md, "Upstream layout"),
+    /// or `meta/<name>` for metadata.
     pub fn relative_path(&self) -> String {
-        format!("objects/{}/{}", self.fanout(), self.0)
+        match self.place {
+            Place::Objects => format!("objects/{}/{}", self.fanout(), self.name),
+            Place::Metadata => format!("{METADATA_FOLDER}/{}", self.name),
+        }
     }
 
     /// The fan-out folder's name: the name's first two hex digits.
     pub fn fanout(&self) -> &str {
-        &self.0[0..2]
+        &self.name[0..2]
     }
 
     /// The folders above the object, outermost first.
-    pub fn fanout_dirs(&self) -> [String; 2] {
-        ["objects".to_string(), format!("objects/{}", self.fanout())]
+    pub fn fanout_dirs(&self) -> Vec<String> {
+        match self.place {
+            Place::Objects => vec!["objects".to_string(), format!("objects/{}", self.fanout())],
+            Place::Metadata => vec![METADATA_FOLDER.to_string()],
+        }
     }
 }
 
+/// The backend folder of sealed metadata (next to `objects/`).
+pub const METADATA_FOLDER: &str = "meta";
+
 impl std::fmt::Display for ObjectName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 

@@ -27,6 +27,9 @@ const MAGIC: &[u8; 4] = b"DDAV";
 const VERSION: u8 = 1;
 const FLAG_ZSTD: u8 = 1;
 const TAG_LEN: usize = 16;
+/// The most a metadata object may decompress to (segments are cut well
+/// below it).
+pub const MAX_METADATA_PLAIN: usize = 64 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -139,7 +142,7 @@ impl Sealer {
         payload.truncate(len);
         let plain = if compressed {
             Bytes::from(
-                zstd::bulk::decompress(&payload, self.max_plain)
+                zstd::bulk::decompress(&payload, self.bound(kind))
                     .map_err(|_| CryptoError::TooLarge)?,
             )
         } else {
@@ -149,6 +152,14 @@ impl Sealer {
             return Err(CryptoError::IdMismatch);
         }
         Ok(plain)
+    }
+
+    /// What an object of `kind` may decompress to.
+    fn bound(&self, kind: ObjectKind) -> usize {
+        match kind {
+            ObjectKind::Chunk => self.max_plain,
+            ObjectKind::Metadata => MAX_METADATA_PLAIN,
+        }
     }
 
     /// Magic, version, kind and key id of an object's header.
@@ -189,6 +200,42 @@ mod tests {
             1,
             1 << 24,
         )
+    }
+
+    #[test]
+    fn a_metadata_segment_refuses_a_flipped_bit_and_another_name() {
+        let s = sealer();
+        let plain = b"segment rows with a file name in them".repeat(50);
+        let (name, id) = ObjectName::for_metadata_segment(s.keys(), 7);
+        assert!(name.relative_path().starts_with("meta/"));
+        let obj = s.seal(ObjectKind::Metadata, &id, &name, &plain).unwrap();
+        let opened = s.open(
+            ObjectKind::Metadata,
+            &id,
+            &name,
+            Bytes::from(obj.clone()),
+            &[],
+        );
+        assert_eq!(&opened.unwrap()[..], &plain[..]);
+        for bit in [HEADER_LEN * 8 + 3, (obj.len() - 1) * 8] {
+            let mut bad = obj.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let r = s.open(ObjectKind::Metadata, &id, &name, Bytes::from(bad), &[]);
+            assert!(matches!(r, Err(CryptoError::Tampered)), "bit {bit}");
+        }
+        // Stored under the next segment's name: refused.
+        let (other, other_id) = ObjectName::for_metadata_segment(s.keys(), 8);
+        let r = s.open(
+            ObjectKind::Metadata,
+            &other_id,
+            &other,
+            Bytes::from(obj.clone()),
+            &[],
+        );
+        assert!(matches!(r, Err(CryptoError::Tampered)));
+        // Nor does it pass for a chunk.
+        let r = s.open(ObjectKind::Chunk, &id, &name, Bytes::from(obj), &[]);
+        assert!(r.is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 pub mod expire;
 pub mod gc;
+pub mod metadata;
 pub mod scrub;
 pub mod sweep;
 
@@ -67,6 +68,8 @@ pub enum JobError {
     Scrub(#[source] crate::store::StoreError),
     #[error("orphan sweep failed: {0}")]
     Sweep(#[source] crate::store::StoreError),
+    #[error("metadata upload failed: {0}")]
+    Metadata(#[source] metadata::MetadataUploadError),
     #[cfg(test)]
     #[error("test failure: {0}")]
     Test(&'static str),

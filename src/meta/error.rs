@@ -12,6 +12,8 @@ pub enum IndexError {
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("corrupt index record in {table}: {cause}")]
     Corrupt { table: &'static str, cause: String },
+    #[error("the metadata journal: {0}")]
+    Journal(#[from] super::journal::JournalError),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no user named {0}")]

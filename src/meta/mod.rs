@@ -6,6 +6,7 @@ pub mod codec;
 mod conformance;
 pub mod consistency;
 mod error;
+pub mod journal;
 mod operations;
 mod path;
 pub mod quota;

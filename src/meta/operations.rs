@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::journal::{ChainHead, JournalBatch};
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::Consistency;
@@ -238,4 +239,14 @@ operations! {
     /// where its records disagree (reference counts, dirents, usage,
     /// counters, manifest sizes); see [`Consistency`].
     index fn verify(&self) -> Result<Consistency, IndexError>;
+
+    // ---- Metadata journal (sealed upstream by `jobs/metadata.rs`) ----
+    /// Journal rows after sequence `after`, at most `limit` (more only to
+    /// end on a transaction's last row), and how far behind the upload is.
+    index fn journal_after(&self, after: u64, limit: usize) -> Result<JournalBatch, IndexError>;
+    /// The end of the chain upstream (zeros before the first segment).
+    index fn journal_head(&self) -> Result<ChainHead, IndexError>;
+    /// Records that the segment ending at `head` is upstream and deletes
+    /// its rows, in one transaction; returns how many went.
+    index fn journal_uploaded(&self, head: &ChainHead) -> Result<u64, IndexError>;
 }

@@ -22,6 +22,7 @@
 pub mod budget;
 pub mod chunker;
 mod gc;
+mod metadata;
 mod pending;
 mod pins;
 mod reader;

@@ -22,6 +22,7 @@ mod layout;
 mod leaks;
 mod limits;
 mod litmus;
+mod metadata;
 mod owncloud_clients;
 mod owncloud_protocol;
 mod propfind;

@@ -18,7 +18,7 @@ use super::multistatus::{
 use super::retry::Failure;
 use super::{propfind, WebDavStore, PROPFIND_BODY};
 use crate::backend::{fanout_name, BackendError, ObjectInfo};
-use crate::crypto::ObjectName;
+use crate::crypto::{ObjectName, Place, METADATA_FOLDER};
 
 impl WebDavStore {
     /// Every object with its size, read folder by folder.
@@ -164,6 +164,11 @@ impl WebDavStore {
             .collect())
     }
 
+    /// The sealed metadata objects (`meta/`); a missing folder has none.
+    pub(super) fn list_metadata_objects(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        self.objects_in(METADATA_FOLDER.to_string())
+    }
+
     /// The objects inside one fan-out folder, read while the upstream's
     /// answer arrives.
     fn objects_in(&self, rel: String) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
@@ -200,11 +205,16 @@ fn object_info(
     if e.is_collection {
         return None;
     }
-    let name = ObjectName::parse(e.name()?)?;
-    // Objects outside their own fan-out folder are not ours.
-    if !rel.ends_with(&format!("/{}", name.fanout())) {
-        return None;
-    }
+    let name = if rel == METADATA_FOLDER {
+        ObjectName::parse_in(e.name()?, Place::Metadata)?
+    } else {
+        let name = ObjectName::parse(e.name()?)?;
+        // Objects outside their own fan-out folder are not ours.
+        if !rel.ends_with(&format!("/{}", name.fanout())) {
+            return None;
+        }
+        name
+    };
     Some(Ok(ObjectInfo {
         name,
         size: e.size.unwrap_or(0),

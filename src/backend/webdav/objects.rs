@@ -104,6 +104,10 @@ impl ObjectStore for WebDavStore {
         self.list_fanout_objects(fanout)
     }
 
+    fn list_metadata(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>> {
+        self.list_metadata_objects()
+    }
+
     fn describe(&self) -> String {
         self.display.clone()
     }

@@ -472,7 +472,7 @@ pub mod fault_injection {
     pub fn add_dangling_dirent(index: &Path, user: &str, name: &str) -> Result<u64, IndexError> {
         let index = Index::open(index)?;
         index.write(|t| {
-            let u = super::super::tx::get_user(&t.users, user)?
+            let u = super::super::tx::get_user(&*t.users, user)?
                 .ok_or_else(|| IndexError::NoSuchUser(user.to_string()))?;
             let missing = t.next_id()?;
             t.dirents.insert((u.root, name), missing)?;

@@ -7,6 +7,7 @@
 
 pub(crate) mod check;
 pub(crate) mod durability;
+mod journal;
 mod migrate;
 mod objects;
 mod pending;
@@ -77,6 +78,7 @@ impl Index {
 
     fn init_schema(&self) -> Result<(), IndexError> {
         let tx = self.db.begin_write()?;
+        let mut fresh = false;
         {
             let mut meta = tx.open_table(META)?;
             let found = meta.get(KEY_SCHEMA)?.map(|v| v.value());
@@ -89,12 +91,7 @@ impl Index {
                     })
                 }
                 Some(_) => {}
-                None => {
-                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
-                    meta.insert(KEY_NEXT_ID, 1)?;
-                    meta.insert(KEY_CHANGE, 1)?;
-                    meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
-                }
+                None => fresh = true,
             }
             // Create every table so read transactions never miss one.
             tx.open_table(USERS)?;
@@ -108,9 +105,28 @@ impl Index {
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;
+            tx.open_table(JOURNAL)?;
+            tx.open_table(JOURNAL_STATE)?;
         }
         tx.commit()?;
+        if fresh {
+            self.seed()?;
+        }
         Ok(())
+    }
+
+    /// Writes a new index's counters, journaled like every change, so the
+    /// journal of a new index starts from nothing: its first transaction
+    /// sets `schema_version`. A crash before this commits leaves an index
+    /// without a version, which the next open seeds again.
+    fn seed(&self) -> Result<(), IndexError> {
+        self.write(|t| {
+            t.meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+            t.meta.insert(KEY_NEXT_ID, 1)?;
+            t.meta.insert(KEY_CHANGE, 1)?;
+            t.meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
+            Ok(())
+        })
     }
 
     /// A short random id of this installation (part of `oc:id`).

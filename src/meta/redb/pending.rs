@@ -113,7 +113,7 @@ impl Index {
                 out.push(ExpiredPending {
                     id: *id,
                     stored: rec.stored,
-                    delete_object: get_chunk(&t.chunks, id)?.is_none(),
+                    delete_object: get_chunk(&*t.chunks, id)?.is_none(),
                 });
             }
             Ok(out)

@@ -39,9 +39,9 @@ pub(crate) fn charge(
     new: u64,
     except_session: Option<&str>,
 ) -> Result<(), NsError> {
-    let mut user = get_user(&t.users, &owner.name)?.ok_or(NsError::NoUser)?;
+    let mut user = get_user(&*t.users, &owner.name)?.ok_or(NsError::NoUser)?;
     if new > old {
-        read_holdings(&t.users, &t.uploads, owner, except_session)?.check(old, new)?;
+        read_holdings(&*t.users, &*t.uploads, owner, except_session)?.check(old, new)?;
     }
     user.used = user.used.saturating_sub(old).saturating_add(new);
     t.put_user(&user)?;

@@ -149,7 +149,7 @@ fn drop_session(
     transfer: &str,
     now: i64,
 ) -> Result<(), UploadError> {
-    for (name, rec) in parts_of(&t.upload_parts, user, transfer)? {
+    for (name, rec) in parts_of(&*t.upload_parts, user, transfer)? {
         release_part(t, &rec, now)?;
         t.upload_parts.remove((user, transfer, name.as_str()))?;
     }
@@ -331,7 +331,7 @@ impl Namespace {
         self.index.write(|t| {
             let mut s = get_session(t, owner.id, transfer)?.ok_or(UploadError::NoSession)?;
             let mut replaced = 0;
-            for (other, rec) in parts_of(&t.upload_parts, owner.id, transfer)? {
+            for (other, rec) in parts_of(&*t.upload_parts, owner.id, transfer)? {
                 if other == name {
                     release_part(t, &rec, now)?;
                     replaced = rec.size;
@@ -413,7 +413,7 @@ impl Namespace {
             if get_session(t, owner.id, transfer)?.is_none() {
                 return Err(UploadError::NoSession);
             }
-            let parts = ordered(parts_of(&t.upload_parts, owner.id, transfer)?)?;
+            let parts = ordered(parts_of(&*t.upload_parts, owner.id, transfer)?)?;
             let mut chunks = Vec::new();
             let mut size = 0u64;
             for (_, rec) in &parts {
@@ -499,8 +499,8 @@ fn lookup_in(
     owner: &Owner,
     path: &[String],
 ) -> Result<Option<Node>, UploadError> {
-    match super::tree::resolve_in(&t.dirents, owner.root, path) {
-        Ok(id) => Ok(get_node(&t.nodes, id)?),
+    match super::tree::resolve_in(&*t.dirents, owner.root, path) {
+        Ok(id) => Ok(get_node(&*t.nodes, id)?),
         Err(NsError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -514,7 +514,7 @@ fn check_quota(
     replaced: u64,
     new: u64,
 ) -> Result<(), UploadError> {
-    super::quota::read_holdings(&t.users, &t.uploads, owner, None)?.check(replaced, new)?;
+    super::quota::read_holdings(&*t.users, &*t.uploads, owner, None)?.check(replaced, new)?;
     Ok(())
 }
 

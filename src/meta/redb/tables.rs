@@ -37,6 +37,18 @@ pub(crate) const SCRUB: TableDefinition<&str, &[u8]> = TableDefinition::new("scr
 pub(crate) const SCRUB_FINDINGS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("scrub_findings");
 
+/// Sequence number → encoded [`crate::meta::journal::JournalRow`] body:
+/// every committed change of the journaled tables not yet upstream.
+pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// [`KEY_JOURNAL_HEAD`] → encoded [`crate::meta::journal::ChainHead`]: the
+/// end of the chain upstream.
+pub(crate) const JOURNAL_STATE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("journal_state");
+
+pub(crate) const KEY_JOURNAL_HEAD: &str = "head";
+/// In `meta`: the sequence number the next journal row takes (not itself
+/// journaled).
+pub(crate) const KEY_JOURNAL_NEXT: &str = "journal_next";
 pub(crate) const KEY_SCRUB_PASS: &str = "pass";
 pub(crate) const KEY_SCHEMA: &str = "schema_version";
 pub(crate) const KEY_NEXT_ID: &str = "next_id";

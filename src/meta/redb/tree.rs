@@ -163,7 +163,7 @@ impl Namespace {
         let (name, parent_path) = path.split_last().ok_or(NsError::Exists)?;
         self.index.write(|t| {
             let parent = parent_dir(t, owner, parent_path)?;
-            if get_child(&t.dirents, parent.id, name)?.is_some() {
+            if get_child(&*t.dirents, parent.id, name)?.is_some() {
                 return Err(NsError::Exists);
             }
             let version = t.next_change()?;
@@ -206,14 +206,14 @@ impl Namespace {
         let now = (crate::clock::unix_nanos() / 1_000_000_000) as u64;
         self.index.write(|t| {
             let parent = parent_dir(t, owner, parent_path)?;
-            let id = get_child(&t.dirents, parent.id, name)?.ok_or(NsError::NotFound)?;
+            let id = get_child(&*t.dirents, parent.id, name)?.ok_or(NsError::NotFound)?;
             let node = t.node(id)?.ok_or(NsError::NotFound)?;
             if node.is_dir() {
                 if t.dirents.range((id, "")..(id + 1, ""))?.next().is_some() {
                     return Err(NsError::NotEmpty);
                 }
             } else {
-                let m = get_manifest(&t.manifests, id)?;
+                let m = get_manifest(&*t.manifests, id)?;
                 t.release_chunks(&m, now)?;
                 t.add_counter(KEY_FILES, -1)?;
             }
@@ -275,7 +275,7 @@ impl Namespace {
     /// takes a new version for the node and its ancestors (new etags).
     pub fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError> {
         self.index.write(|t| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let id = resolve_in(&*t.dirents, owner.root, path)?;
             let mut node = t.node(id)?.ok_or(NsError::NotFound)?;
             node.mtime = mtime;
             node.version = t.next_change()?;
@@ -338,7 +338,7 @@ impl Namespace {
             }
         }
         self.index.write(|t| {
-            let id = resolve_in(&t.dirents, owner.root, path)?;
+            let id = resolve_in(&*t.dirents, owner.root, path)?;
             let before = t.props.range((id, "")..(id + 1, ""))?.count();
             let (mut count, mut old_cost, mut new_cost) = (before, 0, 0);
             for (set, p) in patch {
@@ -393,7 +393,7 @@ pub(crate) fn commit_file_in(
     let (name, parent_path) = path.split_last().ok_or(NsError::IsADirectory)?;
     let now = crate::clock::unix_nanos();
     let parent = parent_dir(t, owner, parent_path)?;
-    let existing = match get_child(&t.dirents, parent.id, name)? {
+    let existing = match get_child(&*t.dirents, parent.id, name)? {
         Some(id) => Some(t.node(id)?.ok_or(NsError::NotFound)?),
         None => None,
     };
@@ -406,7 +406,7 @@ pub(crate) fn commit_file_in(
     let version = t.next_change()?;
     let node = match existing {
         Some(mut n) => {
-            let old = get_manifest(&t.manifests, n.id)?;
+            let old = get_manifest(&*t.manifests, n.id)?;
             t.release_chunks(&old, (now / 1_000_000_000) as u64)?;
             n.size = commit.size;
             n.digest = Some(manifest_digest(&commit.chunks));
@@ -431,7 +431,7 @@ pub(crate) fn commit_file_in(
             }
         }
     };
-    let created = get_child(&t.dirents, parent.id, name)?.is_none();
+    let created = get_child(&*t.dirents, parent.id, name)?.is_none();
     t.put_node(&node)?;
     t.manifests
         .insert(node.id, encode_manifest(&commit.chunks).as_slice())?;
@@ -459,7 +459,7 @@ fn rename_in(
     let (from_name, from_parent) = from.split_last().ok_or(NsError::Root)?;
     let (to_name, to_parent) = to.split_last().ok_or(NsError::Root)?;
     let src_parent = parent_dir(t, owner, from_parent)?;
-    let id = get_child(&t.dirents, src_parent.id, from_name)?.ok_or(NsError::NotFound)?;
+    let id = get_child(&*t.dirents, src_parent.id, from_name)?.ok_or(NsError::NotFound)?;
     let dst_parent = parent_dir(t, owner, to_parent)?;
     // Refuse to move a folder below itself.
     let mut cur = dst_parent.id;
@@ -470,7 +470,7 @@ fn rename_in(
         cur = t.node(cur)?.map_or(0, |n| n.parent);
     }
     let version = t.next_change()?;
-    if let Some(old) = get_child(&t.dirents, dst_parent.id, to_name)? {
+    if let Some(old) = get_child(&*t.dirents, dst_parent.id, to_name)? {
         if !replace {
             return Err(NsError::Exists);
         }
@@ -515,7 +515,7 @@ fn remove_subtree(t: &mut WriteTables<'_>, owner: &Owner, top: u64) -> Result<()
 
 /// Resolves the parent folder of an entry being created or removed.
 fn parent_dir(t: &WriteTables<'_>, owner: &Owner, path: &[String]) -> Result<Node, NsError> {
-    let id = resolve_in(&t.dirents, owner.root, path).map_err(|e| match e {
+    let id = resolve_in(&*t.dirents, owner.root, path).map_err(|e| match e {
         NsError::NotFound => NsError::ParentMissing,
         e => e,
     })?;

@@ -7,26 +7,32 @@ use std::cell::OnceCell;
 use redb::{ReadOnlyTable, ReadableTable, Table};
 
 use super::durability::Commit;
+use super::journal::{Journaled, SharedSink, Sink};
 use super::tables::*;
 use super::Index;
+use crate::meta::journal::JournalTable;
 use crate::meta::records::{
     decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
 };
 use crate::meta::IndexError;
 
+/// Every table of one write transaction. The journaled ones (see
+/// `journal.rs`) write each change into the journal as well; `pending` and
+/// the scrub's tables are bookkeeping a restore does without.
 pub(crate) struct WriteTables<'t> {
-    pub meta: Table<'t, &'static str, u64>,
-    pub users: Table<'t, &'static str, &'static [u8]>,
-    pub nodes: Table<'t, u64, &'static [u8]>,
-    pub dirents: Table<'t, (u64, &'static str), u64>,
-    pub manifests: Table<'t, u64, &'static [u8]>,
-    pub chunks: Table<'t, &'static [u8], &'static [u8]>,
-    pub props: Table<'t, (u64, &'static str), &'static [u8]>,
-    pub uploads: Table<'t, (u64, &'static str), &'static [u8]>,
-    pub upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    pub meta: Journaled<'t, &'static str, u64>,
+    pub users: Journaled<'t, &'static str, &'static [u8]>,
+    pub nodes: Journaled<'t, u64, &'static [u8]>,
+    pub dirents: Journaled<'t, (u64, &'static str), u64>,
+    pub manifests: Journaled<'t, u64, &'static [u8]>,
+    pub chunks: Journaled<'t, &'static [u8], &'static [u8]>,
+    pub props: Journaled<'t, (u64, &'static str), &'static [u8]>,
+    pub uploads: Journaled<'t, (u64, &'static str), &'static [u8]>,
+    pub upload_parts: Journaled<'t, (u64, &'static str, &'static str), &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
+    journal: SharedSink<'t>,
 }
 
 /// The tables of one read transaction, each opened on first use: most
@@ -103,20 +109,45 @@ impl ReadTables {
 
 impl<'t> WriteTables<'t> {
     fn open(tx: &'t redb::WriteTransaction) -> Result<Self, IndexError> {
+        let meta = tx.open_table(META)?;
+        let next = meta.get(KEY_JOURNAL_NEXT)?.map_or(1, |v| v.value());
+        let sink = Sink::open(tx, next)?;
         Ok(Self {
-            meta: tx.open_table(META)?,
-            users: tx.open_table(USERS)?,
-            nodes: tx.open_table(NODES)?,
-            dirents: tx.open_table(DIRENTS)?,
-            manifests: tx.open_table(MANIFESTS)?,
-            chunks: tx.open_table(CHUNKS)?,
-            props: tx.open_table(PROPS)?,
-            uploads: tx.open_table(UPLOADS)?,
-            upload_parts: tx.open_table(UPLOAD_PARTS)?,
+            meta: Journaled::new(meta, JournalTable::Meta, &sink),
+            users: Journaled::new(tx.open_table(USERS)?, JournalTable::Users, &sink),
+            nodes: Journaled::new(tx.open_table(NODES)?, JournalTable::Nodes, &sink),
+            dirents: Journaled::new(tx.open_table(DIRENTS)?, JournalTable::Dirents, &sink),
+            manifests: Journaled::new(tx.open_table(MANIFESTS)?, JournalTable::Manifests, &sink),
+            chunks: Journaled::new(tx.open_table(CHUNKS)?, JournalTable::Chunks, &sink),
+            props: Journaled::new(tx.open_table(PROPS)?, JournalTable::Props, &sink),
+            uploads: Journaled::new(tx.open_table(UPLOADS)?, JournalTable::Uploads, &sink),
+            upload_parts: Journaled::new(
+                tx.open_table(UPLOAD_PARTS)?,
+                JournalTable::UploadParts,
+                &sink,
+            ),
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,
+            journal: sink,
         })
+    }
+
+    /// Ends the transaction's journal: marks its last row and stores the
+    /// next sequence number.
+    fn finish_journal(&mut self) -> Result<(), IndexError> {
+        let next = self
+            .journal
+            .try_borrow_mut()
+            .map_err(|_| IndexError::Corrupt {
+                table: "journal",
+                cause: "the journal is in use twice".into(),
+            })?
+            .finish()?;
+        if let Some(next) = next {
+            self.meta.uncaptured().insert(KEY_JOURNAL_NEXT, next)?;
+        }
+        Ok(())
     }
 }
 
@@ -151,7 +182,10 @@ impl Index {
         let writer = self.group.writer();
         let mut tx = self.db.begin_write().map_err(IndexError::from)?;
         let result = match WriteTables::open(&tx) {
-            Ok(mut t) => f(&mut t),
+            Ok(mut t) => f(&mut t).and_then(|r| {
+                t.finish_journal()?;
+                Ok(r)
+            }),
             Err(e) => Err(e.into()),
         };
         match result {
@@ -277,7 +311,7 @@ impl WriteTables<'_> {
     }
 
     pub fn node(&self, id: u64) -> Result<Option<Node>, IndexError> {
-        get_node(&self.nodes, id)
+        get_node(&*self.nodes, id)
     }
 
     pub fn put_node(&mut self, node: &Node) -> Result<(), IndexError> {
@@ -292,7 +326,7 @@ impl WriteTables<'_> {
     }
 
     pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError> {
-        get_chunk(&self.chunks, id)
+        get_chunk(&*self.chunks, id)
     }
 
     pub fn put_chunk(&mut self, id: &[u8; 32], rec: &ChunkRecord) -> Result<(), IndexError> {
@@ -369,7 +403,7 @@ impl WriteTables<'_> {
             }
             if let Some(node) = self.node(id)? {
                 if !node.is_dir() {
-                    let m = get_manifest(&self.manifests, id)?;
+                    let m = get_manifest(&*self.manifests, id)?;
                     self.release_chunks(&m, now)?;
                     files += 1;
                     bytes += node.size;

@@ -15,7 +15,7 @@ impl Index {
             return Err(IndexError::BadUserName(new.name));
         }
         self.write(|t| {
-            if get_user(&t.users, &new.name)?.is_some() {
+            if get_user(&*t.users, &new.name)?.is_some() {
                 return Err(IndexError::UserExists(new.name.clone()));
             }
             let id = t.next_id()?;
@@ -74,7 +74,7 @@ impl Index {
 
     fn update_user(&self, name: &str, f: impl FnOnce(&mut UserRecord)) -> Result<(), IndexError> {
         self.write(|t| {
-            let mut u = get_user(&t.users, name)?
+            let mut u = get_user(&*t.users, name)?
                 .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
             f(&mut u);
             t.put_user(&u)
@@ -86,7 +86,7 @@ impl Index {
     pub fn remove_user(&self, name: &str) -> Result<(), IndexError> {
         let now = crate::clock::unix_secs() as u64;
         self.write(|t| {
-            let user = get_user(&t.users, name)?
+            let user = get_user(&*t.users, name)?
                 .ok_or_else(|| IndexError::NoSuchUser(name.to_string()))?;
             super::sessions::drop_sessions_of(t, user.id, now as i64).map_err(storage_error)?;
             let (files, _) = t.remove_subtree(user.root, now)?;
