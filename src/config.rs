@@ -217,8 +217,8 @@ impl SweepConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataConfig {
-    /// Seconds between uploads of the journal (0 = no upload job; the
-    /// journal then only grows, until a later build uploads it).
+    /// Seconds between uploads of the journal (at least 1: see
+    /// `Config::validate`).
     pub upload_interval_secs: u64,
 }
 
@@ -373,6 +373,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.metadata.upload_interval_secs == 0 {
+            // Every change is journaled; without the upload job the
+            // journal would only grow. 0 is kept for zero lag (a write
+            // acknowledged once its metadata is upstream), not built yet.
+            return Err(ConfigError::Invalid(
+                "metadata.upload_interval_secs must be at least 1 (0, a write acknowledged only once its metadata is upstream, is not supported yet)".into(),
+            ));
+        }
         self.chunk_sizes()
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("chunking: {e}")))?;
@@ -537,6 +545,11 @@ mod tests {
             let c = Config::load(Some(Path::new("g.toml"))).unwrap();
             let set = c.upload_checksums().unwrap();
             assert!(set.sha1 && set.md5 && !set.adler32);
+            jail.create_file("h.toml", "[metadata]\nupload_interval_secs = 0\n")?;
+            let e = Config::load(Some(Path::new("h.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("metadata.upload_interval_secs"), "{e}");
             Ok(())
         });
     }

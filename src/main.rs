@@ -234,8 +234,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
 /// Starts the background jobs: garbage collection (unless
 /// `gc.interval_minutes` is 0), chunked-upload expiry, the scrub (unless
 /// `scrub.interval_hours` is 0), the orphan sweep (unless
-/// `sweep.interval_hours` is 0) and the metadata upload (unless
-/// `metadata.upload_interval_secs` is 0).
+/// `sweep.interval_hours` is 0) and the metadata upload.
 async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
