@@ -167,39 +167,30 @@ async fn read_names(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
 
 /// The sealed metadata objects in `dir`; other files are left out.
 async fn read_metadata(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
-    let mut out = Vec::new();
-    let mut rd = tokio::fs::read_dir(dir).await?;
-    while let Some(e) = rd.next_entry().await? {
-        let name = e.file_name();
-        let Some(name) = name
-            .to_str()
-            .and_then(|n| ObjectName::parse_in(n, Place::Metadata))
-        else {
-            continue;
-        };
-        let meta = e.metadata().await?;
-        out.push(ObjectInfo {
-            name,
-            size: meta.len(),
-            modified: meta.modified().ok(),
-        });
-    }
-    Ok(out)
+    read_dir_objects(dir, |n| ObjectName::parse_in(n, Place::Metadata)).await
 }
 
 /// The objects of one fan-out folder; files that are not objects, or not
 /// of this folder, are left out.
 async fn read_objects(dir: &Path) -> Result<Vec<ObjectInfo>, BackendError> {
     let folder = dir.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    read_dir_objects(dir, |n| {
+        ObjectName::parse(n).filter(|name| name.fanout() == folder)
+    })
+    .await
+}
+
+/// The files of `dir` that `object` recognises, with size and mtime.
+async fn read_dir_objects(
+    dir: &Path,
+    object: impl Fn(&str) -> Option<ObjectName>,
+) -> Result<Vec<ObjectInfo>, BackendError> {
     let mut out = Vec::new();
     let mut rd = tokio::fs::read_dir(dir).await?;
     while let Some(e) = rd.next_entry().await? {
-        let Some(name) = e.file_name().to_str().and_then(ObjectName::parse) else {
+        let Some(name) = e.file_name().to_str().and_then(&object) else {
             continue;
         };
-        if name.fanout() != folder {
-            continue;
-        }
         let meta = e.metadata().await?;
         out.push(ObjectInfo {
             name,
