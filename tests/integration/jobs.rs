@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -30,16 +29,7 @@ fn serve(dir: &Path) -> (Child, String, String, Arc<Mutex<String>>) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let log = common::collect_stderr(&mut child);
     let (password, addr) = common::read_first_start(&mut child);
     (child, password, addr, log)
 }

@@ -4,10 +4,9 @@
 //! pass stopped by a restart goes on where it stopped; under `dedupdav
 //! serve` the finding reaches the log and `/metrics`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -277,16 +276,7 @@ fn under_serve_a_corrupt_object_reaches_the_log_and_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let log = common::collect_stderr(&mut child);
     let (password, base) = common::read_first_start(&mut child);
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))

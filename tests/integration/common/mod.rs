@@ -60,6 +60,24 @@ pub fn dedupdav_command() -> std::process::Command {
 /// Reads what a first `serve` prints on stdout — the generated admin
 /// password and the address it listens on — and keeps draining its output
 /// afterwards so the server never blocks on a full pipe.
+/// Collects a child's standard error, line by line, into a shared log.
+pub fn collect_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::{BufRead, BufReader};
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let Some(stderr) = child.stderr.take() else {
+        return log;
+    };
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
 pub fn read_first_start(child: &mut std::process::Child) -> (String, String) {
     use std::io::{BufRead, BufReader};
     let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
