@@ -220,12 +220,20 @@ pub struct MetadataConfig {
     /// Seconds between uploads of the journal (at least 1: see
     /// `Config::validate`).
     pub upload_interval_secs: u64,
+    /// Minutes between compacted snapshots of the whole index (0: none;
+    /// the chain of segments then grows from the index's first change).
+    pub snapshot_interval_minutes: u64,
 }
 
 impl MetadataConfig {
     /// How often `serve` uploads the journal; `None` for 0.
     pub fn every(&self) -> Option<Duration> {
         every(None, self.upload_interval_secs)
+    }
+
+    /// How often `serve` seals a snapshot; `None` for 0.
+    pub fn snapshot_every(&self) -> Option<Duration> {
+        every(None, self.snapshot_interval_minutes.saturating_mul(60))
     }
 }
 
@@ -327,6 +335,7 @@ impl Default for Config {
             },
             metadata: MetadataConfig {
                 upload_interval_secs: 10,
+                snapshot_interval_minutes: 60,
             },
             backend: BackendConfig::default(),
             limits: LimitsConfig {

@@ -101,7 +101,7 @@ impl MetadataJob {
             last_seq: segment.last,
             hash: Segment::hash(&plain),
         };
-        self.meta.journal_uploaded(&uploaded).await?;
+        self.meta.journal_uploaded(segment.first, &uploaded).await?;
         self.segments += 1;
         self.rows += count;
         self.waiting = batch.waiting.saturating_sub(count);

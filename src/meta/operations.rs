@@ -246,7 +246,7 @@ operations! {
     index fn journal_after(&self, after: u64, limit: usize) -> Result<JournalBatch, IndexError>;
     /// The end of the chain upstream (zeros before the first segment).
     index fn journal_head(&self) -> Result<ChainHead, IndexError>;
-    /// Records that the segment ending at `head` is upstream and deletes
-    /// its rows, in one transaction; returns how many went.
-    index fn journal_uploaded(&self, head: &ChainHead) -> Result<u64, IndexError>;
+    /// Records that the segment `first..=head.last_seq` is upstream and
+    /// deletes its rows, in one transaction; returns how many went.
+    index fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError>;
 }

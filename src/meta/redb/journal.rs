@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use redb::{AccessGuard, Key, ReadableTable, ReadableTableMetadata, StorageError, Table, Value};
 
-use super::tables::{JOURNAL, JOURNAL_STATE, KEY_JOURNAL_HEAD};
+use super::tables::{JOURNAL, JOURNAL_STATE, KEY_JOURNAL_HEAD, UPSTREAM_SEGMENTS};
 use super::Index;
 use crate::meta::journal::{ChainHead, JournalBatch, JournalRow, JournalTable};
 use crate::meta::IndexError;
@@ -198,10 +198,11 @@ impl Index {
         read_head(&state)
     }
 
-    /// Records that the segment ending at `head` is upstream and deletes
-    /// the rows it holds, in one transaction. A head not beyond the one
-    /// recorded changes nothing (a repeated call). Returns the rows deleted.
-    pub fn journal_uploaded(&self, head: &ChainHead) -> Result<u64, IndexError> {
+    /// Records that the segment `first..=head.last_seq` ending at `head` is
+    /// upstream and deletes the rows it holds, in one transaction. A head
+    /// not beyond the one recorded changes nothing (a repeated call).
+    /// Returns the rows deleted.
+    pub fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError> {
         let tx = self.db.begin_write()?;
         let deleted = {
             let mut state = tx.open_table(JOURNAL_STATE)?;
@@ -215,6 +216,8 @@ impl Index {
                     false
                 })?;
                 state.insert(KEY_JOURNAL_HEAD, head.encode().as_slice())?;
+                tx.open_table(UPSTREAM_SEGMENTS)?
+                    .insert(first, head.last_seq)?;
                 deleted
             }
         };
@@ -367,12 +370,12 @@ mod tests {
             hash: [9; 32],
         };
         assert_eq!(
-            index.journal_uploaded(&head).unwrap(),
+            index.journal_uploaded(1, &head).unwrap(),
             batch.rows.len() as u64
         );
         assert_eq!(index.journal_head().unwrap(), head);
         // A repeated call changes nothing.
-        assert_eq!(index.journal_uploaded(&head).unwrap(), 0);
+        assert_eq!(index.journal_uploaded(1, &head).unwrap(), 0);
         ns.mkdir(&o, &split_path(b"/d").unwrap()).unwrap();
         let rest = index.journal_after(head.last_seq, 1000).unwrap();
         assert_eq!(rest.rows[0].seq, head.last_seq + 1);

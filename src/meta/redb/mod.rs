@@ -107,6 +107,7 @@ impl Index {
             tx.open_table(SCRUB_FINDINGS)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(JOURNAL_STATE)?;
+            tx.open_table(UPSTREAM_SEGMENTS)?;
         }
         tx.commit()?;
         if fresh {

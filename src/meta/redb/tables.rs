@@ -45,6 +45,12 @@ pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("jo
 pub(crate) const JOURNAL_STATE: TableDefinition<&str, &[u8]> =
     TableDefinition::new("journal_state");
 
+/// First sequence → last sequence of every sealed segment upstream that
+/// a snapshot has not yet made redundant (so it can be deleted once one
+/// does). Not journaled: it describes the upstream copy, not the index.
+pub(crate) const UPSTREAM_SEGMENTS: TableDefinition<u64, u64> =
+    TableDefinition::new("upstream_segments");
+
 pub(crate) const KEY_JOURNAL_HEAD: &str = "head";
 /// In `meta`: the sequence number the next journal row takes (not itself
 /// journaled).
