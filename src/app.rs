@@ -120,6 +120,18 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     Ok(key)
 }
 
+/// The keys of an existing installation, for commands that must read
+/// what is sealed (`restore`): never makes up a new master key.
+pub fn existing_keys(config: &Config) -> Result<Arc<Keys>, StartError> {
+    if config.master_key.is_none() && !config.key_path().exists() {
+        return Err(StartError::Unsupported(format!(
+            "no master key at {} (and none configured): it is needed to read what is sealed upstream; put the backed-up key there",
+            config.key_path().display()
+        )));
+    }
+    Ok(Arc::new(load_master_key(config)?.derive()))
+}
+
 /// The upstream WebDAV store the configuration names.
 pub fn open_webdav(config: &Config) -> Result<WebDavStore, StartError> {
     let BackendConfig::Webdav(upstream) = &config.backend else {

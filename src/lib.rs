@@ -19,7 +19,8 @@
 //!   [`wire`]: request bodies and their limits, ranges, routes, replies, and
 //!   the one map from errors to HTTP statuses.
 //! - Use cases: [`files`] (the one write pipeline), [`accounts`] (users and
-//!   passwords), [`jobs`] (background work under one runner). [`config`]
+//!   passwords), [`jobs`] (background work under one runner),
+//!   [`recovery`] (rebuilding the index from what is sealed upstream). [`config`]
 //!   is the settings file's schema, read by these layers and above.
 //! - [`store`]: the content store (chunking, dedup, sealing, reading).
 //! - [`meta`]: the metadata interface (users, trees, sessions, chunk
@@ -42,6 +43,7 @@ pub mod http;
 pub mod jobs;
 pub mod meta;
 pub mod owncloud;
+pub mod recovery;
 pub mod store;
 pub mod webdav;
 pub mod wire;

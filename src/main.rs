@@ -23,9 +23,11 @@ use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
 use dedupdav::jobs::metadata::MetadataJob;
 use dedupdav::jobs::scrub::ScrubJob;
+use dedupdav::jobs::snapshot::SnapshotJob;
 use dedupdav::jobs::sweep::SweepJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
 use dedupdav::meta::Meta;
+use dedupdav::recovery::{RestoreOptions, RestoreReport};
 
 /// A WebDAV gateway that stores every unique chunk of every upload once,
 /// compressed and encrypted, in a local directory or an ownCloud account,
@@ -84,6 +86,21 @@ enum Command {
         #[arg(long, value_name = "PERCENT", num_args = 0..=1, require_equals = true, default_missing_value = "100")]
         read_data: Option<f64>,
         /// Print one JSON object (keys clean, index, objects).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the metadata sealed upstream, with nothing but
+    /// the configuration and the master key, then check it. Stop `serve`
+    /// first.
+    Restore {
+        /// Replace an existing index (it is kept beside, renamed).
+        #[arg(long)]
+        force: bool,
+        /// Restore the newest state that can be proven even when later
+        /// changes were lost upstream (the unusable segments are deleted).
+        #[arg(long)]
+        accept_loss: bool,
+        /// Print the restore's report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -185,6 +202,15 @@ fn run(cli: Cli) -> Result<(), AnyError> {
             init_logs(&config, false);
             check(config, read_data, json)
         }
+        Command::Restore {
+            force,
+            accept_loss,
+            json,
+        } => {
+            init_logs(&config, false);
+            let options = RestoreOptions { force, accept_loss };
+            restore(config, options, json)
+        }
         Command::Stats { json } => {
             init_logs(&config, false);
             let app = App::open(config)?;
@@ -234,7 +260,8 @@ fn serve(config: Config) -> Result<(), AnyError> {
 /// Starts the background jobs: garbage collection (unless
 /// `gc.interval_minutes` is 0), chunked-upload expiry, the scrub (unless
 /// `scrub.interval_hours` is 0), the orphan sweep (unless
-/// `sweep.interval_hours` is 0) and the metadata upload.
+/// `sweep.interval_hours` is 0), the metadata upload and its snapshots
+/// (unless `metadata.snapshot_interval_minutes` is 0).
 async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyError> {
     let mut runner = Runner::new(RunnerConfig::default());
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
@@ -252,6 +279,11 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     let (meta, store) = (app.meta.clone(), app.store.clone());
     if let Some(upload) = MetadataJob::from_config(meta, store, &app.config.metadata) {
         runner.spawn(upload);
+    }
+    let data_dir = app.config.data_dir.clone();
+    let snapshot = SnapshotJob::from_config(app.store.clone(), data_dir, &app.config.metadata);
+    if let Some(snapshot) = snapshot.await? {
+        runner.spawn(snapshot);
     }
     Ok(runner)
 }
@@ -387,6 +419,71 @@ fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), An
     } else {
         Err("the check found problems (listed above)".into())
     }
+}
+
+fn restore(config: Config, options: RestoreOptions, json: bool) -> Result<(), AnyError> {
+    use std::io::IsTerminal;
+    let keys = dedupdav::app::existing_keys(&config)?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let backend = dedupdav::backend::open(&config.backend, &config.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = |phase: &str, done: u64| {
+        bar.set_message(format!("{phase}: {done}"));
+        bar.tick();
+    };
+    let restored = dedupdav::recovery::restore(&config, keys, backend, options, &progress);
+    let report = runtime.block_on(restored)?;
+    bar.finish_and_clear();
+    drop(runtime);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render_restore(&report));
+    }
+    println!("checking the restored index and the objects it names:");
+    check(config, None, false)
+}
+
+fn render_restore(r: &RestoreReport) -> String {
+    let mut out = String::new();
+    match (r.snapshot, r.snapshot_created) {
+        (Some(g), Some(t)) => out.push_str(&format!(
+            "restored from snapshot {g} (sealed at {t}, Unix seconds; {} rows)\n",
+            r.snapshot_rows
+        )),
+        _ => out.push_str("restored from the chain of segments alone (no snapshot)\n"),
+    }
+    for why in &r.unusable_snapshots {
+        out.push_str(&format!("  not used: {why}\n"));
+    }
+    out.push_str(&format!(
+        "replayed {} segments: {} transactions, {} rows\n\
+         restored state: change {}, committed at {} (Unix seconds)\n",
+        r.segments, r.transactions, r.rows, r.state_seq, r.state_time
+    ));
+    for lost in &r.lost {
+        out.push_str(&format!("  LOST (accepted): {lost}\n"));
+    }
+    if r.recount.corrected > 0 || r.recount.unrecorded > 0 {
+        out.push_str(&format!(
+            "reference counts: {} corrected; {} chunks named without a record\n",
+            r.recount.corrected, r.recount.unrecorded
+        ));
+    }
+    if let Some(g) = r.new_snapshot {
+        out.push_str(&format!("sealed snapshot {g} of the restored state\n"));
+    }
+    if let Some(p) = &r.replaced {
+        out.push_str(&format!("the replaced index was kept at {}\n", p.display()));
+    }
+    out
 }
 
 fn check_upstream(config: Config) -> Result<(), AnyError> {

@@ -118,7 +118,8 @@ pub struct ObjectName {
 pub enum Place {
     /// `objects/ab/<name>`: chunks, which the orphan sweep walks.
     Objects,
-    /// `meta/<name>`: sealed metadata segments, outside the sweep's reach.
+    /// `meta/<name>`: sealed metadata (segments, snapshot heads and
+    /// pieces), outside the sweep's reach.
     Metadata,
 }
 
@@ -140,6 +141,26 @@ impl ObjectName {
             place: Place::Metadata,
         };
         (name, ChunkId(mac(&keys.metadata, &[b"segment", &seq])))
+    }
+
+    /// The head of snapshot number `generation` (it lists the snapshot's
+    /// chunks), and the id its nonce is derived from.
+    pub fn for_snapshot_head(keys: &Keys, generation: u64) -> (Self, ChunkId) {
+        let generation = generation.to_le_bytes();
+        let name = Self {
+            name: hex::encode(mac(&keys.object_name, &[b"snapshot-head", &generation])),
+            place: Place::Metadata,
+        };
+        (name, ChunkId(mac(&keys.metadata, &[b"head", &generation])))
+    }
+
+    /// The object holding a piece of a snapshot whose id (keyed MAC of its
+    /// plaintext, see [`snapshot_piece_id`]) is `id`.
+    pub fn for_snapshot_piece(keys: &Keys, id: &ChunkId) -> Self {
+        Self {
+            name: hex::encode(mac(&keys.object_name, &[b"snapshot-piece", &id.0])),
+            place: Place::Metadata,
+        }
     }
 
     /// Accepts a name read back from a listing of `objects/` (64 lowercase
@@ -187,6 +208,13 @@ impl ObjectName {
             Place::Metadata => vec![METADATA_FOLDER.to_string()],
         }
     }
+}
+
+/// The id of a snapshot piece: a keyed MAC of its plaintext under the
+/// metadata key, so equal pieces of successive snapshots are stored once
+/// and never coincide with a chunk of a user's file.
+pub fn snapshot_piece_id(keys: &Keys, plain: &[u8]) -> ChunkId {
+    ChunkId(mac(&keys.metadata, &[b"piece", plain]))
 }
 
 /// The backend folder of sealed metadata (next to `objects/`).

@@ -95,7 +95,8 @@ impl MetadataJob {
         let plain = segment.encode();
         self.bytes += self
             .store
-            .put_metadata_segment(segment.first, &plain)
+            .metadata()
+            .put_segment(segment.first, &plain)
             .await?;
         let uploaded = ChainHead {
             last_seq: segment.last,

@@ -17,13 +17,15 @@
 //! After a run the job waits its interval; after a failed run it retries
 //! sooner, after a back-off that doubles per consecutive failure up to a cap.
 //! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
-//! upload sessions), [`scrub`] (reading every object back) and [`sweep`]
-//! (objects no record names).
+//! upload sessions), [`scrub`] (reading every object back), [`sweep`]
+//! (objects no record names), [`metadata`] (the journal sealed upstream)
+//! and [`snapshot`] (compacted snapshots of the metadata).
 
 pub mod expire;
 pub mod gc;
 pub mod metadata;
 pub mod scrub;
+pub mod snapshot;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -68,6 +70,8 @@ pub enum JobError {
     Scrub(#[source] crate::store::StoreError),
     #[error("orphan sweep failed: {0}")]
     Sweep(#[source] crate::store::StoreError),
+    #[error("metadata snapshot failed: {0}")]
+    Snapshot(#[source] crate::store::StoreError),
     #[error("metadata upload failed: {0}")]
     Metadata(#[source] metadata::MetadataUploadError),
     #[cfg(test)]

@@ -55,7 +55,7 @@ pub enum JournalTable {
 }
 
 impl JournalTable {
-    fn from_u8(b: u8) -> Result<Self, JournalError> {
+    pub(crate) fn from_u8(b: u8) -> Result<Self, JournalError> {
         use JournalTable::*;
         Ok(match b {
             1 => Meta,

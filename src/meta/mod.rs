@@ -12,8 +12,10 @@ mod path;
 pub mod quota;
 pub mod records;
 mod redb;
+pub mod restore;
 pub mod scrub;
 pub mod sessions;
+pub mod snapshot;
 pub mod tree;
 
 pub use consistency::{Consistency, Inconsistency};

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use super::journal::{ChainHead, JournalBatch};
 use super::redb::tree::Namespace;
 use super::redb::Index;
+use super::snapshot::{SnapshotDump, SnapshotHead};
 use super::Consistency;
 use super::{
     AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
@@ -249,4 +250,19 @@ operations! {
     /// Records that the segment `first..=head.last_seq` is upstream and
     /// deletes its rows, in one transaction; returns how many went.
     index fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError>;
+
+    // ---- Snapshots and the upstream copy (`store/snapshot.rs`) ----
+    /// Writes every row of the metadata, as of one committed state, to a
+    /// new local file at `path` (the dump a snapshot is cut from).
+    index fn dump_snapshot(&self, path: &Path) -> Result<SnapshotDump, IndexError>;
+    /// The sealed snapshots recorded as upstream, oldest first.
+    index fn snapshots(&self) -> Result<Vec<SnapshotHead>, IndexError>;
+    /// Records a snapshot whose head is upstream.
+    index fn record_snapshot(&self, head: &SnapshotHead) -> Result<(), IndexError>;
+    /// Forgets a snapshot whose head was deleted upstream.
+    index fn forget_snapshot(&self, generation: u64) -> Result<(), IndexError>;
+    /// Uploaded segments (first, last sequence) wholly at or before `up_to`.
+    index fn upstream_segments(&self, up_to: u64) -> Result<Vec<(u64, u64)>, IndexError>;
+    /// Forgets segments deleted upstream.
+    index fn forget_upstream_segments(&self, firsts: &[u64]) -> Result<(), IndexError>;
 }

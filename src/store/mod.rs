@@ -27,6 +27,7 @@ mod pending;
 mod pins;
 mod reader;
 mod scrub;
+mod snapshot;
 mod sweep;
 mod upload;
 mod verify;
@@ -40,9 +41,11 @@ use crate::meta::{IndexError, Meta};
 pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::{GcReport, GcRound};
+pub use metadata::MetadataObjects;
 pub use pins::{PinGuard, Pins, SweepClaim};
 pub use reader::FileReader;
 pub use scrub::{ObjectHealth, Verified};
+pub use snapshot::SnapshotReport;
 pub use sweep::{SweepReport, SweepRound, SHARDS as SWEEP_SHARDS};
 pub use upload::{ByteSink, FinishedUpload, StoredContent, Upload};
 pub use verify::ObjectVerdict;
@@ -139,6 +142,7 @@ pub struct ContentStore {
     pins: Pins,
     budget: TransferBudget,
     pending: pending::PendingLog,
+    metadata: MetadataObjects,
     settings: StoreSettings,
 }
 
@@ -152,6 +156,7 @@ impl ContentStore {
         let sealer = Sealer::new(keys.clone(), settings.zstd_level, settings.chunk_sizes.max);
         let cdc = Cdc::new(keys.gear.clone(), settings.chunk_sizes);
         let pins = Pins::new(keys.clone());
+        let metadata = MetadataObjects::new(keys.clone(), backend.clone(), settings.zstd_level);
         Arc::new(Self {
             keys,
             sealer,
@@ -161,12 +166,18 @@ impl ContentStore {
             pins,
             budget: TransferBudget::new(settings.transfer_memory),
             pending: Default::default(),
+            metadata,
             settings,
         })
     }
 
     pub fn backend(&self) -> &SharedObjectStore {
         &self.backend
+    }
+
+    /// The metadata this store records its chunks in.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     pub fn pins(&self) -> &Pins {

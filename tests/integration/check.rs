@@ -13,26 +13,16 @@ use crate::common::gateway::{random_bytes, Dav, Stopped, TestGateway};
 /// Runs `dedupdav check <args>` over a stopped gateway's data and
 /// upstream; answers (success, stdout, stderr).
 fn check(stopped: &Stopped, args: &[&str]) -> (bool, String, String) {
-    let mut c = common::dedupdav_command();
-    c.arg("--data-dir").arg(stopped.data.path()).arg("check");
-    c.args(args);
-    if let Some(apache) = &stopped.apache {
-        c.env("DEDUPDAV_BACKEND__KIND", "webdav")
-            .env("DEDUPDAV_BACKEND__URL", apache.base_url())
-            .env("DEDUPDAV_BACKEND__USERNAME", apache.user())
-            .env("DEDUPDAV_BACKEND__PASSWORD", apache.password())
-            .env("DEDUPDAV_BACKEND__ROOT", "dedupdav")
-            .env("DEDUPDAV_BACKEND__RETRY_DEADLINE_SECS", "5");
-    }
-    let out = c.output().expect("dedupdav runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    stopped.run(&[&["check"], args].concat())
 }
 
-fn send(dav: &Dav, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> u16 {
+pub(crate) fn send(
+    dav: &Dav,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> u16 {
     let mut req = dav.request(method, &dav.url(path));
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -44,7 +34,7 @@ fn send(dav: &Dav, method: &str, path: &str, headers: &[(&str, String)], body: &
         .as_u16()
 }
 
-fn destination(dav: &Dav, path: &str) -> (&'static str, String) {
+pub(crate) fn destination(dav: &Dav, path: &str) -> (&'static str, String) {
     let to = format!("/remote.php/dav/files/{}/{path}", dav.user);
     ("Destination", to)
 }
@@ -54,7 +44,7 @@ const PROPPATCH: &str = r#"<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"
 /// Several users, nested folders, overwrites, a rename, a copy, a
 /// deletion, a dead property, a finished chunked upload and one left in
 /// progress, a quota.
-fn mixed_workload(gw: &TestGateway) {
+pub(crate) fn mixed_workload(gw: &TestGateway) {
     gw.add_user("alice", "alice-pw");
     gw.add_user_with_quota("bob", "bob-pw", 64 << 20);
     let (alice, bob) = (gw.client("alice", "alice-pw"), gw.client("bob", "bob-pw"));
@@ -123,7 +113,7 @@ fn name_of(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-fn flip_a_byte(path: &Path) {
+pub(crate) fn flip_a_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x20;

@@ -31,6 +31,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("jobs", &["config", "files", "store", "meta", "crypto"]),
     ("accounts", &["meta", "crypto"]),
+    (
+        "recovery",
+        &["config", "store", "meta", "backend", "crypto"],
+    ),
     ("files", &["store", "meta", "crypto"]),
     (
         "config",

@@ -28,6 +28,7 @@ mod owncloud_protocol;
 mod propfind;
 mod rclone_cadaver_davfs;
 mod resource_limits;
+mod restore;
 mod scrub;
 mod sweep;
 mod upstream_faults;

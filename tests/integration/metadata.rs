@@ -60,7 +60,7 @@ fn the_journal_reaches_the_backend_sealed_and_chained(gw: TestGateway) {
     // Upstream, outside objects/, and an orphan sweep with no grace keeps them.
     rt.block_on(gw.store.sweep_orphans(Duration::ZERO, |_| {}))
         .expect("sweep");
-    let listed = rt.block_on(gw.store.metadata_objects()).unwrap();
+    let listed = rt.block_on(gw.store.metadata().names()).unwrap();
     assert_eq!(listed.len() as u64, segments);
     let files = files_below(&gw.objects_root.join("meta"));
     assert_eq!(files.len() as u64, segments);
@@ -82,7 +82,7 @@ fn the_journal_reaches_the_backend_sealed_and_chained(gw: TestGateway) {
     let mut decoded = Vec::new();
     loop {
         let next = check.head().last_seq + 1;
-        let Some(plain) = rt.block_on(gw.store.read_metadata_segment(next)).unwrap() else {
+        let Some(plain) = rt.block_on(gw.store.metadata().read_segment(next)).unwrap() else {
             break;
         };
         decoded.extend(check.accept(&plain).expect("a sound chain").rows);

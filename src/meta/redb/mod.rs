@@ -13,6 +13,7 @@ mod objects;
 mod pending;
 pub(crate) mod quota;
 pub mod sessions;
+pub(crate) mod snapshot;
 pub(crate) mod tables;
 pub mod tree;
 pub(crate) mod tx;
@@ -108,6 +109,7 @@ impl Index {
             tx.open_table(JOURNAL)?;
             tx.open_table(JOURNAL_STATE)?;
             tx.open_table(UPSTREAM_SEGMENTS)?;
+            tx.open_table(SNAPSHOTS)?;
         }
         tx.commit()?;
         if fresh {

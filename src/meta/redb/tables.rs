@@ -51,6 +51,10 @@ pub(crate) const JOURNAL_STATE: TableDefinition<&str, &[u8]> =
 pub(crate) const UPSTREAM_SEGMENTS: TableDefinition<u64, u64> =
     TableDefinition::new("upstream_segments");
 
+/// Sealed snapshots upstream not yet deleted: generation → encoded
+/// [`crate::meta::snapshot::SnapshotHead`]. Not journaled either.
+pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
 pub(crate) const KEY_JOURNAL_HEAD: &str = "head";
 /// In `meta`: the sequence number the next journal row takes (not itself
 /// journaled).

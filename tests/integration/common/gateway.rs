@@ -26,6 +26,8 @@ pub struct TestGateway {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The upstream, when the backend is a real Apache (dropped last).
     pub apache: Option<Apache>,
+    /// The configuration it was started with.
+    pub config: Config,
 }
 
 impl TestGateway {
@@ -83,7 +85,12 @@ impl TestGateway {
             ..Config::default()
         };
         tweak(&mut config);
-        let app = App::open(config).expect("gateway starts");
+        Self::launch(data, config)
+    }
+
+    /// Serves `config` over the data directory `data`.
+    fn launch(data: tempfile::TempDir, config: Config) -> Self {
+        let app = App::open(config.clone()).expect("gateway starts");
         let meta = app.meta.clone();
         let store = app.store.clone();
         let gateway = Gateway::new(&app);
@@ -117,6 +124,7 @@ impl TestGateway {
             gateway,
             shutdown: Some(tx),
             thread: Some(thread),
+            config,
         }
     }
 
@@ -252,6 +260,38 @@ pub struct Stopped {
     /// Where the backend keeps its `objects/` tree on disk.
     pub objects_root: PathBuf,
     pub apache: Option<Apache>,
+    pub config: Config,
+}
+
+impl Stopped {
+    /// Serves the same data and upstream again, with the same settings.
+    pub fn restart(self) -> TestGateway {
+        let mut gw = TestGateway::launch(self.data, self.config);
+        gw.objects_root = self.objects_root;
+        gw.apache = self.apache;
+        gw
+    }
+
+    /// Runs the `dedupdav` binary with `args` over this data and upstream;
+    /// answers (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let mut c = super::dedupdav_command();
+        c.arg("--data-dir").arg(self.data.path()).args(args);
+        if let Some(apache) = &self.apache {
+            c.env("DEDUPDAV_BACKEND__KIND", "webdav")
+                .env("DEDUPDAV_BACKEND__URL", apache.base_url())
+                .env("DEDUPDAV_BACKEND__USERNAME", apache.user())
+                .env("DEDUPDAV_BACKEND__PASSWORD", apache.password())
+                .env("DEDUPDAV_BACKEND__ROOT", "dedupdav")
+                .env("DEDUPDAV_BACKEND__RETRY_DEADLINE_SECS", "5");
+        }
+        let out = c.output().expect("dedupdav runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
 }
 
 impl TestGateway {
@@ -264,6 +304,7 @@ impl TestGateway {
             data,
             objects_root: self.objects_root.clone(),
             apache: self.apache.take(),
+            config: self.config.clone(),
         };
         drop(self);
         stopped
