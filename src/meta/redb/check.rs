@@ -482,7 +482,7 @@ pub mod fault_injection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::fault_injection::{add_dangling_dirent, corrupt_refcount};
@@ -509,7 +509,7 @@ mod tests {
 
     /// An index with two users, folders, shared chunks, a dead property
     /// and a chunked upload in progress.
-    fn busy_index(path: &Path) {
+    pub(crate) fn busy_index(path: &Path) {
         let ns = Namespace::new(Arc::new(Index::open(path).unwrap()));
         let user = |name: &str| {
             let new = NewUser {
