@@ -306,3 +306,64 @@ fn a_segment_of_an_older_chain_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn old_snapshots_and_the_segments_before_them_are_deleted_and_nothing_is_readable() {
+    use dedupdav::crypto::{ChunkId, ObjectName};
+    let gw = TestGateway::start();
+    gw.add_user("dorothea-unique-user", "pw");
+    let dav = gw.client("dorothea-unique-user", "pw");
+    let mut generations = Vec::new();
+    for round in 0..4 {
+        let name = format!("secret-plan-{round}.txt");
+        assert_eq!(dav.put(&name, vec![b'p'; 1000]).status(), 201);
+        upload_metadata(&gw);
+        generations.push(seal_snapshot(&gw));
+        wait(gw.store.prune_snapshots()).expect("prune");
+    }
+    assert_eq!(generations, [1, 2, 3, 4]);
+    assert!(
+        wait(gw.store.seal_snapshot(gw.data.path())).unwrap().is_none(),
+        "nothing changed: no new snapshot"
+    );
+    let kept = wait(gw.meta.snapshots()).unwrap();
+    assert_eq!(kept.iter().map(|h| h.generation).collect::<Vec<_>>(), [3, 4]);
+
+    // Upstream: exactly the kept heads, their pieces, and the segments
+    // after the older kept snapshot's chain head.
+    let keys = dedupdav::app::existing_keys(&gw.config).unwrap();
+    let mut expected: std::collections::BTreeSet<String> = Default::default();
+    for head in &kept {
+        expected.insert(ObjectName::for_snapshot_head(&keys, head.generation).0.to_string());
+        for piece in &head.pieces {
+            expected.insert(ObjectName::for_snapshot_piece(&keys, &ChunkId(piece.id)).to_string());
+        }
+    }
+    let segments = wait(gw.meta.upstream_segments(u64::MAX)).unwrap();
+    assert!(!segments.is_empty());
+    for (first, _) in &segments {
+        assert!(*first > kept[0].dump.chain.last_seq, "{first} is redundant");
+        expected.insert(ObjectName::for_metadata_segment(&keys, *first).0.to_string());
+    }
+    let stopped = gw.stop();
+    let files = segment_files(&stopped);
+    let listed: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listed, expected);
+
+    // Nothing readable in any metadata object.
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for secret in ["dorothea-unique-user", "secret-plan"] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} readable in {}", f.display());
+        }
+    }
+
+    // And the newest snapshot restores.
+    delete_index(&stopped);
+    let (ok, out, err) = stopped.run(&["restore"]);
+    assert!(ok && out.contains("restored from snapshot 4"), "{out}{err}");
+}
