@@ -239,3 +239,48 @@ fn owncloudcmd_syncs_both_ways() {
 fn nextcloudcmd_syncs_both_ways() {
     round_trip(Client::Nextcloud);
 }
+
+/// After the gateway's disk is lost and `dedupdav restore` rebuilds the
+/// index, a client that synced before finds every etag and file id as it
+/// left them: the next sync transfers nothing.
+#[test]
+fn a_sync_after_a_restore_transfers_nothing() {
+    use crate::restore::{delete_index, upload_metadata};
+    let gw = TestGateway::start();
+    gw.add_user("carol", "carol-pw");
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("synced");
+    write(dir.join("notes.txt"), b"notes\n");
+    write(dir.join("sub dir/photo.bin"), &random_bytes(300_000, 3));
+    write(dir.join("sub dir/deeper/empty.txt"), b"");
+    sync(Client::OwnCloud, &gw, &dir, "carol", "carol-pw");
+    upload_metadata(&gw);
+    // What a sync with nothing to do asks (status, capabilities, listings).
+    let requests = |gw: &TestGateway| -> Vec<u64> {
+        ["GET", "PUT", "MOVE", "DELETE", "MKCOL"]
+            .iter()
+            .map(|m| count(gw, m, &[200, 201, 204, 206]))
+            .collect()
+    };
+    let before = requests(&gw);
+    sync(Client::OwnCloud, &gw, &dir, "carol", "carol-pw");
+    let idle: Vec<u64> = requests(&gw)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(idle[1..], [0, 0, 0, 0], "nothing to upload");
+
+    let stopped = gw.stop();
+    delete_index(&stopped);
+    let (ok, out, err) = stopped.run(&["restore"]);
+    assert!(ok, "{out}{err}");
+    let gw = stopped.restart();
+    sync(Client::OwnCloud, &gw, &dir, "carol", "carol-pw");
+    assert_eq!(
+        requests(&gw),
+        idle,
+        "GET, PUT, MOVE, DELETE, MKCOL after the restore"
+    );
+    assert!(count(&gw, "PROPFIND", &[207]) > 0, "the client did sync");
+}

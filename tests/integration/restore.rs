@@ -22,7 +22,7 @@ on_both_backends!(a_lost_index_is_restored_with_everything_users_see);
 const PROPS: &str = r#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:prop><d:getetag/><oc:fileid/><oc:id/><d:getlastmodified/><d:getcontentlength/><oc:checksums/><oc:size/><d:quota-used-bytes/><d:quota-available-bytes/><x:colour/></d:prop></d:propfind>"#;
 
 /// Uploads every journal row waiting, as the metadata job does.
-fn upload_metadata(gw: &TestGateway) {
+pub(crate) fn upload_metadata(gw: &TestGateway) {
     let mut job = MetadataJob::new(gw.meta.clone(), gw.store.clone(), Duration::from_secs(10));
     while wait(job.upload_one()).expect("metadata upload").1 {}
 }
@@ -111,7 +111,7 @@ fn users(gw: &TestGateway) -> Vec<(String, bool, u64, Option<u64>)> {
         .collect()
 }
 
-fn delete_index(stopped: &Stopped) {
+pub(crate) fn delete_index(stopped: &Stopped) {
     std::fs::remove_file(stopped.data.path().join("index.redb")).expect("index deleted");
 }
 
@@ -323,18 +323,27 @@ fn old_snapshots_and_the_segments_before_them_are_deleted_and_nothing_is_readabl
     }
     assert_eq!(generations, [1, 2, 3, 4]);
     assert!(
-        wait(gw.store.seal_snapshot(gw.data.path())).unwrap().is_none(),
+        wait(gw.store.seal_snapshot(gw.data.path()))
+            .unwrap()
+            .is_none(),
         "nothing changed: no new snapshot"
     );
     let kept = wait(gw.meta.snapshots()).unwrap();
-    assert_eq!(kept.iter().map(|h| h.generation).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(
+        kept.iter().map(|h| h.generation).collect::<Vec<_>>(),
+        [3, 4]
+    );
 
     // Upstream: exactly the kept heads, their pieces, and the segments
     // after the older kept snapshot's chain head.
     let keys = dedupdav::app::existing_keys(&gw.config).unwrap();
     let mut expected: std::collections::BTreeSet<String> = Default::default();
     for head in &kept {
-        expected.insert(ObjectName::for_snapshot_head(&keys, head.generation).0.to_string());
+        expected.insert(
+            ObjectName::for_snapshot_head(&keys, head.generation)
+                .0
+                .to_string(),
+        );
         for piece in &head.pieces {
             expected.insert(ObjectName::for_snapshot_piece(&keys, &ChunkId(piece.id)).to_string());
         }
@@ -343,7 +352,11 @@ fn old_snapshots_and_the_segments_before_them_are_deleted_and_nothing_is_readabl
     assert!(!segments.is_empty());
     for (first, _) in &segments {
         assert!(*first > kept[0].dump.chain.last_seq, "{first} is redundant");
-        expected.insert(ObjectName::for_metadata_segment(&keys, *first).0.to_string());
+        expected.insert(
+            ObjectName::for_metadata_segment(&keys, *first)
+                .0
+                .to_string(),
+        );
     }
     let stopped = gw.stop();
     let files = segment_files(&stopped);

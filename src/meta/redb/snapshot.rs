@@ -401,7 +401,10 @@ mod tests {
         let (again, rows_again) = self::dump(&copy, dir.path());
         assert_eq!(rows_again, rows, "every row, byte for byte");
         assert_eq!(again.state_seq, dump.state_seq);
-        assert_eq!(again.chain, state.chain, "the chain continues from the restore");
+        assert_eq!(
+            again.chain, state.chain,
+            "the chain continues from the restore"
+        );
         assert!(copy.journal_after(0, 100).unwrap().rows.is_empty());
         assert_eq!(copy.upstream_segments(10).unwrap(), vec![(1, 5)]);
         assert_eq!(copy.instance_id().unwrap(), index.instance_id().unwrap());
