@@ -117,6 +117,9 @@ impl JournalRow {
         let mut r = Reader(raw);
         let table = JournalTable::from_u8(r.u8()?)?;
         let flags = r.u8()?;
+        if flags & !(FLAG_TOMBSTONE | FLAG_ENDS_TRANSACTION) != 0 {
+            return Err(JournalError::Malformed("unknown row flags"));
+        }
         let committed = r.u64()?;
         let key_len = r.u32()? as usize;
         let key = r.take(key_len)?.to_vec();

@@ -253,6 +253,7 @@ smoke_tests!(
     object,
     object_tamper,
     multistatus,
+    metadata_objects,
 );
 
 /// Both runners cover every entry point: each has a test here, a libFuzzer
