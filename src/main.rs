@@ -250,9 +250,7 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
         runner.spawn(sweep);
     }
     let (meta, store) = (app.meta.clone(), app.store.clone());
-    if let Some(upload) = MetadataJob::from_config(meta, store, &app.config.metadata) {
-        runner.spawn(upload);
-    }
+    runner.spawn(MetadataJob::from_config(meta, store, &app.config.metadata));
     Ok(runner)
 }
 

@@ -15,6 +15,7 @@ mod redb;
 pub mod scrub;
 pub mod sessions;
 pub mod tree;
+pub mod upstream_gate;
 
 pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;

@@ -63,7 +63,16 @@ fn namespace_status(e: &NsError) -> StatusCode {
             StatusCode::INSUFFICIENT_STORAGE
         }
         NsError::NoUser => StatusCode::UNAUTHORIZED,
-        NsError::MissingChunk(_) | NsError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NsError::MissingChunk(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NsError::Index(e) => index_status(e),
+    }
+}
+
+fn index_status(e: &IndexError) -> StatusCode {
+    match e {
+        // Committed locally, not yet upstream: the client should retry.
+        IndexError::NotUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -112,7 +121,8 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::Store(StoreError::Object { .. }) => StatusCode::BAD_GATEWAY,
-            Self::Store(_) | Self::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Index(e) | Self::Store(StoreError::Index(e)) => index_status(e),
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ChecksumMismatch(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }

@@ -19,6 +19,7 @@ pub(crate) mod tx;
 mod users;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
@@ -57,6 +58,10 @@ pub struct Index {
     pub(crate) db: Database,
     /// Shares durable commits between concurrent write transactions.
     group: durability::GroupCommit,
+    /// The last journal sequence number of a durable commit: what the
+    /// metadata facade compares before and after a write to know whether
+    /// it changed journaled tables (zero-lag mode, `meta/upstream_gate.rs`).
+    committed_seq: AtomicU64,
 }
 
 impl Index {
@@ -71,9 +76,22 @@ impl Index {
         let index = Self {
             db,
             group: Default::default(),
+            committed_seq: AtomicU64::new(0),
         };
         index.init_schema()?;
+        index.note_committed(index.journal_next()?.saturating_sub(1));
         Ok(index)
+    }
+
+    /// The last journal sequence number of a durable commit (0 before the
+    /// first). Only grows.
+    pub fn committed_seq(&self) -> u64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Notes that every journal row up to `seq` is committed and durable.
+    pub(crate) fn note_committed(&self, seq: u64) {
+        self.committed_seq.fetch_max(seq, Ordering::AcqRel);
     }
 
     fn init_schema(&self) -> Result<(), IndexError> {
@@ -128,6 +146,13 @@ impl Index {
             t.meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
             Ok(())
         })
+    }
+
+    /// The sequence number the next journal row takes.
+    fn journal_next(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_JOURNAL_NEXT)?.map_or(1, |v| v.value()))
     }
 
     /// A short random id of this installation (part of `oc:id`).
