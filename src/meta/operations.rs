@@ -315,3 +315,81 @@ operations! {
     /// deletes its rows, in one transaction; returns how many went.
     local index fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::meta::upstream_gate::UpstreamGateError;
+    use crate::meta::{split_path, Owner};
+
+    async fn open() -> (tempfile::TempDir, Meta, Owner) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open_redb(&dir.path().join("i.redb"), PropLimits::default()).unwrap();
+        let user = meta
+            .add_user(NewUser {
+                name: "alice".into(),
+                password_hash: "x".into(),
+                admin: false,
+                quota: None,
+            })
+            .await
+            .unwrap();
+        (dir, meta, Owner::from(&user))
+    }
+
+    #[tokio::test]
+    async fn reads_and_local_writes_never_wait_only_journaled_writes_do() {
+        let (_d, meta, alice) = open().await;
+        // A gate nobody publishes to: whatever waits at it fails.
+        let gate = Arc::new(UpstreamGate::new(0, Duration::from_millis(50)));
+        assert!(meta.set_upstream_gate(gate.clone()));
+        assert!(!meta.clone().set_upstream_gate(gate), "set once, shared");
+        let root: Vec<String> = Vec::new();
+        meta.user("alice").await.expect("a read");
+        meta.list(&alice, &root).await.expect("a read");
+        meta.journal_after(0, 10).await.expect("a read");
+        let before = meta.committed_seq();
+        meta.add_pending(&[([7; 32], 100)], 1)
+            .await
+            .expect("pending records are not journaled");
+        meta.start_scrub_pass(1).await.expect("nor the scrub's");
+        assert_eq!(meta.committed_seq(), before);
+
+        let path = split_path(b"/d").unwrap();
+        let err = meta.mkdir(&alice, &path).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NsError::Index(IndexError::NotUpstream(UpstreamGateError::Timeout(_)))
+            ),
+            "{err:?}"
+        );
+        assert!(meta.committed_seq() > before);
+        // Committed locally all the same; it goes up later.
+        meta.lookup(&alice, &path).await.expect("the folder exists");
+        // A refused write changed nothing, so it does not wait either.
+        let again = meta.mkdir(&alice, &path).await.unwrap_err();
+        assert!(matches!(again, NsError::Exists), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_once_its_change_is_published() {
+        let (_d, meta, alice) = open().await;
+        let gate = Arc::new(UpstreamGate::new(0, Duration::from_secs(20)));
+        meta.set_upstream_gate(gate.clone());
+        let uploader = {
+            let (meta, gate) = (meta.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wakener().notified().await;
+                gate.publish(meta.committed_seq());
+            })
+        };
+        meta.mkdir(&alice, &split_path(b"/d").unwrap())
+            .await
+            .expect("answered once upstream");
+        assert!(gate.uploaded() >= meta.committed_seq());
+        uploader.await.unwrap();
+    }
+}

@@ -167,3 +167,27 @@ impl FailureSlot {
         self.0.lock().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::meta::upstream_gate::UpstreamGateError;
+
+    #[test]
+    fn a_change_not_upstream_in_time_is_answered_503() {
+        let late = || IndexError::NotUpstream(UpstreamGateError::Timeout(Duration::from_secs(30)));
+        for e in [
+            GatewayError::Namespace(NsError::Index(late())),
+            GatewayError::Upload(UploadError::from(late())),
+            GatewayError::Index(late()),
+            GatewayError::Store(StoreError::Index(late())),
+        ] {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert!(e.overrides_dav_status());
+        }
+        let other = GatewayError::Index(IndexError::NoSuchUser("x".into()));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -391,6 +391,39 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_sequence_follows_journaled_writes_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let last_row = |index: &Index| {
+            index
+                .journal_after(0, 1 << 20)
+                .unwrap()
+                .rows
+                .last()
+                .unwrap()
+                .seq
+        };
+        let seq = {
+            let index = Index::open(&path).unwrap();
+            assert_eq!(index.committed_seq(), last_row(&index), "the seed");
+            index
+                .add_user(NewUser {
+                    name: "bob".into(),
+                    password_hash: "x".into(),
+                    admin: false,
+                    quota: None,
+                })
+                .unwrap();
+            assert_eq!(index.committed_seq(), last_row(&index));
+            let seq = index.committed_seq();
+            index.add_pending(&[([1; 32], 10)], 1).unwrap();
+            assert_eq!(index.committed_seq(), seq, "pending is not journaled");
+            seq
+        };
+        assert_eq!(Index::open(&path).unwrap().committed_seq(), seq);
+    }
+
+    #[test]
     fn second_open_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
