@@ -213,12 +213,16 @@ impl SweepConfig {
 }
 
 /// The metadata journal sealed upstream (`jobs/metadata.rs`): every
-/// committed change reaches the backend within about one interval.
+/// committed change reaches the backend within about one interval, or,
+/// with an interval of 0, before the write that made it is answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataConfig {
-    /// Seconds between uploads of the journal (at least 1: see
-    /// `Config::validate`).
+    /// Seconds between uploads of the journal. 0 is zero-lag mode: a
+    /// metadata write answers only once the segment holding its change is
+    /// in the backend; concurrent writes share one segment upload, and a
+    /// write not upstream within 30 s is answered 503 (it stays committed
+    /// locally and goes up later). See `meta/upstream_gate.rs`.
     pub upload_interval_secs: u64,
     /// Minutes between compacted snapshots of the whole index (0: none;
     /// the chain of segments then grows from the index's first change).
@@ -226,9 +230,15 @@ pub struct MetadataConfig {
 }
 
 impl MetadataConfig {
-    /// How often `serve` uploads the journal; `None` for 0.
+    /// How often `serve` uploads the journal; `None` in zero-lag mode,
+    /// where each write wakes the upload.
     pub fn every(&self) -> Option<Duration> {
         every(None, self.upload_interval_secs)
+    }
+
+    /// Whether writes wait for their change to be upstream (interval 0).
+    pub fn zero_lag(&self) -> bool {
+        self.upload_interval_secs == 0
     }
 
     /// How often `serve` seals a snapshot; `None` for 0.
@@ -382,14 +392,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.metadata.upload_interval_secs == 0 {
-            // Every change is journaled; without the upload job the
-            // journal would only grow. 0 is kept for zero lag (a write
-            // acknowledged once its metadata is upstream), not built yet.
-            return Err(ConfigError::Invalid(
-                "metadata.upload_interval_secs must be at least 1 (0, a write acknowledged only once its metadata is upstream, is not supported yet)".into(),
-            ));
-        }
         self.chunk_sizes()
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("chunking: {e}")))?;
@@ -554,11 +556,20 @@ mod tests {
             let c = Config::load(Some(Path::new("g.toml"))).unwrap();
             let set = c.upload_checksums().unwrap();
             assert!(set.sha1 && set.md5 && !set.adler32);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_zero_upload_interval_parses_as_zero_lag_mode() {
+        figment::Jail::expect_with(|jail| {
             jail.create_file("h.toml", "[metadata]\nupload_interval_secs = 0\n")?;
-            let e = Config::load(Some(Path::new("h.toml")))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("metadata.upload_interval_secs"), "{e}");
+            let c = Config::load(Some(Path::new("h.toml"))).map_err(|e| e.to_string())?;
+            assert!(c.metadata.zero_lag(), "0 is zero-lag mode");
+            assert_eq!(c.metadata.every(), None);
+            let default = Config::default().metadata;
+            assert!(!default.zero_lag());
+            assert_eq!(default.every(), Some(Duration::from_secs(10)));
             Ok(())
         });
     }

@@ -277,9 +277,7 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
         runner.spawn(sweep);
     }
     let (meta, store) = (app.meta.clone(), app.store.clone());
-    if let Some(upload) = MetadataJob::from_config(meta, store, &app.config.metadata) {
-        runner.spawn(upload);
-    }
+    runner.spawn(MetadataJob::from_config(meta, store, &app.config.metadata));
     let data_dir = app.config.data_dir.clone();
     let snapshot = SnapshotJob::from_config(app.store.clone(), data_dir, &app.config.metadata);
     if let Some(snapshot) = snapshot.await? {

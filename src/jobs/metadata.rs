@@ -15,9 +15,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use super::{Batch, Job, JobCounter, JobError};
 use crate::config::MetadataConfig;
 use crate::meta::journal::{ChainHead, JournalError, JournalRow, Segment};
+use crate::meta::upstream_gate::{UpstreamGate, WAIT_LIMIT};
 use crate::meta::{IndexError, Meta};
 use crate::store::{ContentStore, StoreError};
 
@@ -31,6 +34,13 @@ const ROWS_PER_SEGMENT: usize = 4096;
 const SEGMENT_BYTES: usize = 4 << 20;
 /// A lag of this many intervals is logged as a warning.
 const LAG_WARNING_INTERVALS: u32 = 10;
+/// Zero-lag mode: a run at least this often, should a wake be missed.
+const BACKSTOP: Duration = Duration::from_secs(1);
+/// Zero-lag mode: the first retry delay after a failed run, doubled per
+/// further failure up to [`RETRY_CAP`]: writers are waiting (at most
+/// [`WAIT_LIMIT`]), so the runner's minutes-long back-off would not do.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// Why an upload batch failed (the rows stay in the journal).
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +62,31 @@ pub struct MetadataJob {
     bytes: u64,
     waiting: u64,
     lag_secs: u64,
+    /// Zero-lag mode: where writers wait and the job is woken.
+    gate: Option<Arc<UpstreamGate>>,
 }
 
 impl MetadataJob {
-    /// The job `config` asks for, or `None` when uploads are off.
-    pub fn from_config(
-        meta: Meta,
-        store: Arc<ContentStore>,
-        config: &MetadataConfig,
-    ) -> Option<Self> {
-        Some(Self::new(meta, store, config.every()?))
+    /// The job `config` asks for. In zero-lag mode this also makes every
+    /// metadata write through `meta` (and its clones) wait for the job.
+    pub fn from_config(meta: Meta, store: Arc<ContentStore>, config: &MetadataConfig) -> Self {
+        match config.every() {
+            Some(every) => Self::new(meta, store, every),
+            None => Self::zero_lag(meta, store, WAIT_LIMIT),
+        }
+    }
+
+    /// The job in zero-lag mode, its gate installed in `meta`; writes wait
+    /// at most `limit`.
+    pub fn zero_lag(meta: Meta, store: Arc<ContentStore>, limit: Duration) -> Self {
+        let gate = Arc::new(UpstreamGate::new(0, limit));
+        if !meta.set_upstream_gate(gate.clone()) {
+            tracing::warn!("a metadata upstream gate was already set; keeping the first");
+        }
+        Self {
+            gate: Some(gate),
+            ..Self::new(meta, store, BACKSTOP)
+        }
     }
 
     pub fn new(meta: Meta, store: Arc<ContentStore>, every: Duration) -> Self {
@@ -74,6 +99,7 @@ impl MetadataJob {
             bytes: 0,
             waiting: 0,
             lag_secs: 0,
+            gate: None,
         }
     }
 
@@ -81,6 +107,7 @@ impl MetadataJob {
     /// the journal was empty. `more` tells whether rows still wait.
     pub async fn upload_one(&mut self) -> Result<(u64, bool), MetadataUploadError> {
         let head = self.meta.journal_head().await?;
+        self.publish(head.last_seq);
         let batch = self
             .meta
             .journal_after(head.last_seq, ROWS_PER_SEGMENT)
@@ -103,6 +130,7 @@ impl MetadataJob {
             hash: Segment::hash(&plain),
         };
         self.meta.journal_uploaded(segment.first, &uploaded).await?;
+        self.publish(uploaded.last_seq);
         self.segments += 1;
         self.rows += count;
         self.waiting = batch.waiting.saturating_sub(count);
@@ -110,6 +138,14 @@ impl MetadataJob {
             self.lag_secs = 0;
         }
         Ok((count, self.waiting > 0))
+    }
+
+    /// Zero-lag mode: tells the writers waiting that the journal up to
+    /// `last_seq` is upstream.
+    fn publish(&self, last_seq: u64) {
+        if let Some(gate) = &self.gate {
+            gate.publish(last_seq);
+        }
     }
 
     fn note_lag(&mut self, waiting: u64, oldest: Option<u64>) {
@@ -157,6 +193,24 @@ impl Job for MetadataJob {
 
     fn interval(&self) -> Duration {
         self.every
+    }
+
+    fn first_delay(&self) -> Duration {
+        match self.gate {
+            // Writers may wait already (for rows left from before a restart).
+            Some(_) => Duration::ZERO,
+            None => self.every,
+        }
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        self.gate.as_ref().map(|g| g.wakener())
+    }
+
+    fn backoff(&self, failures: u32) -> Option<Duration> {
+        self.gate.as_ref()?;
+        let doublings = failures.saturating_sub(1).min(16);
+        Some(RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_CAP))
     }
 
     fn counters(&self) -> Vec<JobCounter> {

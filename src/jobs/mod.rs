@@ -15,7 +15,11 @@
 //! ([`Job::counters`]).
 //!
 //! After a run the job waits its interval; after a failed run it retries
-//! sooner, after a back-off that doubles per consecutive failure up to a cap.
+//! sooner, after a back-off that doubles per consecutive failure up to a cap
+//! (or the job's own, [`Job::backoff`]). A job may also be woken before its
+//! interval ends ([`Job::wake`]): the zero-lag metadata upload runs as soon
+//! as a write waits for it, and stays an ordinary job, with its status,
+//! counters and shutdown, instead of a loop of its own.
 //! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
 //! upload sessions), [`scrub`] (reading every object back), [`sweep`]
 //! (objects no record names), [`metadata`] (the journal sealed upstream)
@@ -34,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -109,6 +113,21 @@ pub trait Job: Send + 'static {
     /// Their names are fixed (and name the job), so the set stays bounded.
     fn counters(&self) -> Vec<JobCounter> {
         Vec::new()
+    }
+
+    /// What wakes this job before its interval ends, if anything: a
+    /// notification ends the wait between runs at once (one that arrives
+    /// during a run is kept, so the next run follows it). Runs of a woken
+    /// job are routine, so the log shows them at debug only.
+    fn wake(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
+    /// The retry delay after `failures` consecutive failed runs (≥ 1), if
+    /// this job needs another than the runner's (a job others wait for
+    /// cannot back off for minutes).
+    fn backoff(&self, _failures: u32) -> Option<Duration> {
+        None
     }
 
     /// Does one bounded batch of work.
@@ -238,6 +257,7 @@ impl Runner {
             config: self.config,
             status: self.status.clone(),
             stop: self.stop.subscribe(),
+            quiet: false,
         };
         self.tasks.push((name, tokio::spawn(driver.drive(job))));
     }
@@ -277,14 +297,21 @@ struct Driver {
     config: RunnerConfig,
     status: Arc<JobStatus>,
     stop: watch::Receiver<bool>,
+    /// Runs are logged at debug only (a woken job's are routine).
+    quiet: bool,
 }
 
 impl Driver {
     async fn drive<J: Job>(mut self, mut job: J) {
         let mut delay = job.first_delay();
         let mut failures = 0u32;
+        let wake = job.wake();
+        self.quiet = wake.is_some();
         loop {
-            if self.pause(delay).await {
+            // Only the wait after a success may be cut short by a wake: a
+            // back-off is kept (the wake is not lost, it ends the next wait).
+            let wake = if failures == 0 { wake.as_deref() } else { None };
+            if self.pause_or_wake(delay, wake).await {
                 return;
             }
             match self.run(&mut job).await {
@@ -295,7 +322,9 @@ impl Driver {
                 }
                 RunEnd::Failed => {
                     failures = failures.saturating_add(1);
-                    delay = self.config.backoff(failures);
+                    delay = job
+                        .backoff(failures)
+                        .unwrap_or_else(|| self.config.backoff(failures));
                     tracing::debug!(
                         job = self.name,
                         retry_in_ms = delay.as_millis() as u64,
@@ -308,11 +337,24 @@ impl Driver {
 
     /// Sleeps `delay` unless told to stop first; true when stopping.
     async fn pause(&mut self, delay: Duration) -> bool {
+        self.pause_or_wake(delay, None).await
+    }
+
+    /// Sleeps `delay` unless woken by `wake` or told to stop first; true
+    /// when stopping.
+    async fn pause_or_wake(&mut self, delay: Duration, wake: Option<&Notify>) -> bool {
         if *self.stop.borrow() {
             return true;
         }
+        let woken = async {
+            match wake {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(delay) => *self.stop.borrow(),
+            _ = woken => *self.stop.borrow(),
             _ = self.stop.changed() => true,
         }
     }
@@ -372,7 +414,8 @@ impl Driver {
             }
         });
         let ms = took.as_millis() as u64;
-        if matches!(end, RunEnd::Finished) && (items > 0 || took >= self.config.long_run) {
+        let notable = (items > 0 && !self.quiet) || took >= self.config.long_run;
+        if matches!(end, RunEnd::Finished) && notable {
             tracing::info!(job = self.name, items, ms, "job run");
         } else {
             tracing::debug!(job = self.name, items, ms, "job run");

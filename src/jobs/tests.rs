@@ -19,6 +19,7 @@ struct Probe {
     more: bool,
     starts: Arc<Mutex<Vec<Instant>>>,
     finished: Arc<AtomicU64>,
+    wake: Option<Arc<Notify>>,
 }
 
 impl Probe {
@@ -32,6 +33,7 @@ impl Probe {
             more: false,
             starts: Arc::default(),
             finished: Arc::default(),
+            wake: None,
         }
     }
 }
@@ -51,6 +53,10 @@ impl Job for Probe {
 
     fn tranquility(&self) -> u32 {
         self.tranquility
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        self.wake.clone()
     }
 
     async fn step(&mut self) -> Result<Batch, JobError> {
@@ -122,6 +128,38 @@ async fn a_failed_run_is_retried_after_a_growing_backoff_then_the_interval() {
     assert_eq!((s.runs, s.errors_total, s.items_total), (5, 4, 2));
     assert_eq!(s.last_error.as_deref(), Some("test failure: boom"));
     assert!(!s.running);
+    assert!(runner.shutdown().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_woken_job_runs_before_its_interval_ends() {
+    let mut probe = Probe::new("woken");
+    let wake = Arc::new(Notify::new());
+    probe.wake = Some(wake.clone());
+    let starts = probe.starts.clone();
+    let mut runner = Runner::new(quick());
+    let status = runner.status();
+    runner.spawn(probe);
+    let runs = |n: u64| {
+        let status = status.clone();
+        async move {
+            for _ in 0..500 {
+                if status.get("woken").is_some_and(|s| s.runs >= n) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(runs(1).await, "the first run");
+    // Its interval is an hour: only the wake brings the next runs.
+    wake.notify_one();
+    assert!(runs(2).await, "woken once");
+    wake.notify_one();
+    assert!(runs(3).await, "woken again");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(starts.lock().len(), 3, "no run without a wake");
     assert!(runner.shutdown().await.is_empty());
 }
 

@@ -14,6 +14,10 @@ pub enum IndexError {
     Corrupt { table: &'static str, cause: String },
     #[error("the metadata journal: {0}")]
     Journal(#[from] super::journal::JournalError),
+    /// Zero-lag mode: the change is committed in the index but was not
+    /// confirmed upstream in time (it goes up later); answered with 503.
+    #[error(transparent)]
+    NotUpstream(#[from] super::upstream_gate::UpstreamGateError),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("no user named {0}")]

@@ -17,6 +17,7 @@ pub mod scrub;
 pub mod sessions;
 pub mod snapshot;
 pub mod tree;
+pub mod upstream_gate;
 
 pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;

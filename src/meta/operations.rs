@@ -18,15 +18,22 @@
 //!   variant, and every operation below gets its arm from the macro.
 //! - **No engine type in any signature**: records, errors and parameters
 //!   are the types of [`crate::meta`].
+//! - **Each operation says what it does to the journal**: `read` never
+//!   changes anything; `write` may change journaled tables, so in zero-lag
+//!   mode it answers only once its change is upstream
+//!   (`meta/upstream_gate.rs`); `local` changes only tables a restore does
+//!   without (pending records, the scrub's, the journal's own state) and
+//!   never waits.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::journal::{ChainHead, JournalBatch};
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::snapshot::{SnapshotDump, SnapshotHead};
+use super::upstream_gate::UpstreamGate;
 use super::Consistency;
 use super::{
     AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
@@ -43,6 +50,9 @@ pub struct Meta {
     /// A short random id of this installation (part of `oc:id`), fixed
     /// when the metadata was created.
     instance: u64,
+    /// Set in zero-lag mode (shared by every clone): `write` operations
+    /// wait at it until their change is upstream.
+    gate: Arc<OnceLock<Arc<UpstreamGate>>>,
 }
 
 /// The engines the metadata can live in.
@@ -61,6 +71,7 @@ impl Meta {
         Ok(Self {
             engine: Arc::new(engine),
             instance,
+            gate: Arc::default(),
         })
     }
 
@@ -68,25 +79,79 @@ impl Meta {
     pub fn instance_id(&self) -> u64 {
         self.instance
     }
+
+    /// Zero-lag mode from now on, for this handle and every clone: each
+    /// `write` operation that changed the journal answers only once
+    /// `gate` says its change is upstream. Set once, by whoever starts the
+    /// uploader that feeds the gate (`jobs/metadata.rs`); false if a gate
+    /// was already set.
+    pub fn set_upstream_gate(&self, gate: Arc<UpstreamGate>) -> bool {
+        self.gate.set(gate).is_ok()
+    }
+
+    /// The last journal sequence number the engine committed durably.
+    pub fn committed_seq(&self) -> u64 {
+        match &*self.engine {
+            Engine::Redb(engine) => engine.index().committed_seq(),
+        }
+    }
+
+    /// After a `write` operation: in zero-lag mode, waits until the
+    /// journal up to where it stands now is upstream, when it advanced
+    /// since `before`. A concurrent write may have advanced it too; waiting
+    /// for its change as well costs at most the same shared upload.
+    async fn upstream_after(&self, before: u64) -> Result<(), IndexError> {
+        let Some(gate) = self.gate.get() else {
+            return Ok(());
+        };
+        let after = self.committed_seq();
+        if after <= before {
+            return Ok(());
+        }
+        gate.wait_for(after).await.map_err(|e| {
+            tracing::warn!(
+                seq = after,
+                uploaded = gate.uploaded(),
+                error = %e,
+                "a metadata change is not upstream in time; answering 503"
+            );
+            IndexError::NotUpstream(e)
+        })
+    }
 }
 
 /// Generates one async method of [`Meta`] per operation, dispatching to
 /// the engine. `tree` operations are answered by the redb engine's tree,
-/// `index` ones by its installation-wide tables.
+/// `index` ones by its installation-wide tables. The first word says what
+/// the operation does to the journal (`read`, `write`, `local`: see the
+/// module's header); only `write` may wait for the upstream.
 macro_rules! operations {
     ($(
         $(#[doc = $doc:literal])*
-        $part:ident fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+        $kind:ident $part:ident fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
     )*) => {
         impl Meta {$(
             $(#[doc = $doc])*
             pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                match &*self.engine {
+                operations!(@$kind self, match &*self.engine {
                     Engine::Redb(engine) => operations!(@redb $part engine $name $($arg)*),
-                }
+                })
             }
         )*}
     };
+    (@read $s:ident, $call:expr) => { $call };
+    (@local $s:ident, $call:expr) => { $call };
+    (@write $s:ident, $call:expr) => {{
+        let before = $s.committed_seq();
+        let result = $call;
+        match result {
+            Ok(value) => match $s.upstream_after(before).await {
+                Ok(()) => Ok(value),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        }
+    }};
     (@redb tree $e:ident $name:ident $($arg:ident)*) => { $e.$name($($arg),*) };
     (@redb index $e:ident $name:ident $($arg:ident)*) => { $e.index().$name($($arg),*) };
 }
@@ -94,175 +159,253 @@ macro_rules! operations {
 operations! {
     // ---- Installation ----
     /// Overall usage figures.
-    index fn stats(&self) -> Result<Stats, IndexError>;
+    read index fn stats(&self) -> Result<Stats, IndexError>;
 
     // ---- Users ----
     /// Creates a user with an empty root folder.
-    index fn add_user(&self, new: NewUser) -> Result<UserRecord, IndexError>;
+    write index fn add_user(&self, new: NewUser) -> Result<UserRecord, IndexError>;
     /// The user named `name`, if any.
-    index fn user(&self, name: &str) -> Result<Option<UserRecord>, IndexError>;
+    read index fn user(&self, name: &str) -> Result<Option<UserRecord>, IndexError>;
     /// Every user, by name.
-    index fn users(&self) -> Result<Vec<UserRecord>, IndexError>;
+    read index fn users(&self) -> Result<Vec<UserRecord>, IndexError>;
     /// Replaces a user's password hash.
-    index fn set_password(&self, name: &str, password_hash: String) -> Result<(), IndexError>;
+    write index fn set_password(&self, name: &str, password_hash: String) -> Result<(), IndexError>;
     /// Sets (or, with `None`, lifts) a user's quota.
-    index fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<(), IndexError>;
+    write index fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<(), IndexError>;
     /// Removes a user with their whole tree and their chunked-upload
     /// sessions, releasing every chunk reference they held, in one
     /// transaction.
-    index fn remove_user(&self, name: &str) -> Result<(), IndexError>;
+    write index fn remove_user(&self, name: &str) -> Result<(), IndexError>;
 
     // ---- Tree: reads ----
     /// The node at `path` in the owner's tree.
-    tree fn lookup(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError>;
+    read tree fn lookup(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError>;
     /// What a write to `path` needs to know, in one snapshot: the node
     /// there, its parent, and the owner's holdings.
-    tree fn write_target(&self, owner: &Owner, path: &[String]) -> Result<WriteTarget, NsError>;
+    read tree fn write_target(&self, owner: &Owner, path: &[String]) -> Result<WriteTarget, NsError>;
     /// The entries of the folder at `path`, in byte order of their names.
-    tree fn list(&self, owner: &Owner, path: &[String]) -> Result<Vec<(String, Node)>, NsError>;
+    read tree fn list(&self, owner: &Owner, path: &[String]) -> Result<Vec<(String, Node)>, NsError>;
     /// The file at `path` and its manifest, in one snapshot.
-    tree fn open_file(&self, owner: &Owner, path: &[String]) -> Result<(Node, Vec<ManifestEntry>), NsError>;
+    read tree fn open_file(&self, owner: &Owner, path: &[String]) -> Result<(Node, Vec<ManifestEntry>), NsError>;
     /// The manifest of file node `node`.
-    tree fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError>;
+    read tree fn manifest(&self, node: u64) -> Result<Vec<ManifestEntry>, NsError>;
     /// What the owner holds against their quota.
-    tree fn holdings(&self, owner: &Owner) -> Result<Holdings, NsError>;
+    read tree fn holdings(&self, owner: &Owner) -> Result<Holdings, NsError>;
     /// (bytes used, quota) of the owner.
-    tree fn usage(&self, owner: &Owner) -> Result<(u64, Option<u64>), NsError>;
+    read tree fn usage(&self, owner: &Owner) -> Result<(u64, Option<u64>), NsError>;
     /// Whether the node at `path` has dead properties.
-    tree fn has_props(&self, owner: &Owner, path: &[String]) -> Result<bool, NsError>;
+    read tree fn has_props(&self, owner: &Owner, path: &[String]) -> Result<bool, NsError>;
     /// The dead properties of the node at `path`.
-    tree fn props(&self, owner: &Owner, path: &[String]) -> Result<Vec<StoredProp>, NsError>;
+    read tree fn props(&self, owner: &Owner, path: &[String]) -> Result<Vec<StoredProp>, NsError>;
     /// The dead properties of several nodes (a listing), by node id.
-    tree fn props_of_nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<StoredProp>>, NsError>;
+    read tree fn props_of_nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<StoredProp>>, NsError>;
 
     // ---- Tree: changes ----
     /// Creates the folder at `path`.
-    tree fn mkdir(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError>;
+    write tree fn mkdir(&self, owner: &Owner, path: &[String]) -> Result<Node, NsError>;
     /// Makes a finished upload the file at `path` (new or a new version):
     /// references its chunks, settles their pending records, charges the
     /// quota. Answers the committed node and whether it was created.
-    tree fn commit_file(&self, owner: &Owner, path: &[String], commit: &FileCommit) -> Result<(Node, bool), NsError>;
+    write tree fn commit_file(&self, owner: &Owner, path: &[String], commit: &FileCommit) -> Result<(Node, bool), NsError>;
     /// Removes the file or folder (with everything below) at `path`.
-    tree fn remove(&self, owner: &Owner, path: &[String]) -> Result<(), NsError>;
+    write tree fn remove(&self, owner: &Owner, path: &[String]) -> Result<(), NsError>;
     /// Moves `from` to `to`, which must not exist.
-    tree fn rename(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
+    write tree fn rename(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
     /// Moves `from` to `to`, replacing what is there, in one transaction.
-    tree fn rename_replacing(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
+    write tree fn rename_replacing(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
     /// Copies the file `from` to `to` (new or replaced): the manifest is
     /// shared, its chunks gain references.
-    tree fn copy_file(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
+    write tree fn copy_file(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
     /// Sets the modification time (Unix ns) of the node at `path`.
-    tree fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError>;
+    write tree fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError>;
     /// Sets (`true`) or removes (`false`) dead properties, all or none.
-    tree fn patch_props(&self, owner: &Owner, path: &[String], patch: &[(bool, StoredProp)]) -> Result<(), NsError>;
+    write tree fn patch_props(&self, owner: &Owner, path: &[String], patch: &[(bool, StoredProp)]) -> Result<(), NsError>;
     /// Copies the dead properties of `from` onto `to`.
-    tree fn copy_props(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<(), NsError>;
+    write tree fn copy_props(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<(), NsError>;
 
     // ---- Chunked-upload sessions ----
     /// Opens the session `transfer`.
-    tree fn create_session(&self, owner: &Owner, transfer: &str, total_length: Option<u64>) -> Result<UploadSession, UploadError>;
+    write tree fn create_session(&self, owner: &Owner, transfer: &str, total_length: Option<u64>) -> Result<UploadSession, UploadError>;
     /// The session `transfer` and its parts.
-    tree fn session(&self, owner: &Owner, transfer: &str) -> Result<(UploadSession, Vec<PartInfo>), UploadError>;
+    read tree fn session(&self, owner: &Owner, transfer: &str) -> Result<(UploadSession, Vec<PartInfo>), UploadError>;
     /// The owner's open sessions.
-    tree fn sessions(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError>;
+    read tree fn sessions(&self, owner: &Owner) -> Result<Vec<(String, UploadSession)>, UploadError>;
     /// The parts of `transfer` in assembly order and their joined manifest.
-    tree fn session_manifest(&self, owner: &Owner, transfer: &str) -> Result<(Vec<PartInfo>, Vec<ManifestEntry>), UploadError>;
+    read tree fn session_manifest(&self, owner: &Owner, transfer: &str) -> Result<(Vec<PartInfo>, Vec<ManifestEntry>), UploadError>;
     /// The most bytes part `name` may have under the owner's quota.
-    tree fn part_limit(&self, owner: &Owner, transfer: &str, name: &str) -> Result<Option<u64>, UploadError>;
+    read tree fn part_limit(&self, owner: &Owner, transfer: &str, name: &str) -> Result<Option<u64>, UploadError>;
     /// Records a stored part (replacing one of the same name).
-    tree fn add_part(&self, owner: &Owner, transfer: &str, name: &str, part: &NewPart) -> Result<(), UploadError>;
+    write tree fn add_part(&self, owner: &Owner, transfer: &str, name: &str, part: &NewPart) -> Result<(), UploadError>;
     /// Drops part `name` and releases its chunks.
-    tree fn remove_part(&self, owner: &Owner, transfer: &str, name: &str) -> Result<(), UploadError>;
+    write tree fn remove_part(&self, owner: &Owner, transfer: &str, name: &str) -> Result<(), UploadError>;
     /// Drops the session and releases its chunks.
-    tree fn abandon_session(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError>;
+    write tree fn abandon_session(&self, owner: &Owner, transfer: &str) -> Result<(), UploadError>;
     /// Assembles the session into the file at `path` in one transaction.
-    tree fn assemble_session(&self, owner: &Owner, transfer: &str, path: &[String], check: &AssembleCheck, commit_meta: AssembleMeta) -> Result<Assembled, UploadError>;
+    write tree fn assemble_session(&self, owner: &Owner, transfer: &str, path: &[String], check: &AssembleCheck, commit_meta: AssembleMeta) -> Result<Assembled, UploadError>;
     /// Drops sessions untouched for `ttl_secs` before `now`; how many.
-    tree fn expire_sessions(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError>;
+    write tree fn expire_sessions(&self, now: i64, ttl_secs: i64) -> Result<usize, UploadError>;
 
     // ---- Chunks and the collector ----
     /// Whether the chunk is known (stored, possibly awaiting deletion).
-    index fn chunk_known(&self, id: &[u8; 32]) -> Result<bool, IndexError>;
+    read index fn chunk_known(&self, id: &[u8; 32]) -> Result<bool, IndexError>;
     /// What the metadata knows of a chunk.
-    index fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError>;
+    read index fn chunk(&self, id: &[u8; 32]) -> Result<Option<ChunkRecord>, IndexError>;
     /// The sum of all chunk reference counts (file manifests and chunked
     /// upload sessions).
-    index fn chunk_references(&self) -> Result<u64, IndexError>;
+    read index fn chunk_references(&self) -> Result<u64, IndexError>;
     /// Chunks no manifest references, unreferenced since `cutoff` (Unix
     /// seconds) or earlier: the collector's candidates. At most `limit`.
-    index fn unreferenced_chunks(&self, cutoff: u64, limit: usize) -> Result<Vec<[u8; 32]>, IndexError>;
+    read index fn unreferenced_chunks(&self, cutoff: u64, limit: usize) -> Result<Vec<[u8; 32]>, IndexError>;
     /// Chunk records in id order after `after` (from the first without),
     /// at most `limit`: a cursor over every chunk for long walks.
-    index fn chunks_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], ChunkRecord)>, IndexError>;
+    read index fn chunks_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], ChunkRecord)>, IndexError>;
     /// Drops the records of chunks still unreferenced since `cutoff` (re-
     /// checked in this transaction); answers those dropped with their
     /// object sizes.
-    index fn forget_chunks(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<([u8; 32], u32)>, IndexError>;
+    write index fn forget_chunks(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<([u8; 32], u32)>, IndexError>;
 
     // ---- Scrub and sweep ----
     /// Where the scrub stands: the pass in progress (its position, so a
     /// restart resumes) and the last complete pass.
-    index fn scrub_state(&self) -> Result<ScrubState, IndexError>;
+    read index fn scrub_state(&self) -> Result<ScrubState, IndexError>;
     /// Starts a scrub pass at `now` (Unix seconds), from the first chunk.
-    index fn start_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
+    local index fn start_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
     /// Records one scrub batch in one transaction: `checked` objects up to
     /// and including chunk `position`, the problems it `found`, and the
     /// objects it read back `sound` (their earlier findings are dropped).
-    index fn record_scrub_batch(&self, position: [u8; 32], checked: u64, found: &[ScrubFinding], sound: &[[u8; 32]]) -> Result<ScrubState, IndexError>;
+    local index fn record_scrub_batch(&self, position: [u8; 32], checked: u64, found: &[ScrubFinding], sound: &[[u8; 32]]) -> Result<ScrubState, IndexError>;
     /// Ends the scrub pass at `now`; findings it did not confirm are dropped.
-    index fn finish_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
+    local index fn finish_scrub_pass(&self, now: u64) -> Result<ScrubState, IndexError>;
     /// The objects the scrub found missing or corrupt (kept, bounded), in
     /// chunk-id order, at most `limit`.
-    index fn scrub_findings(&self, limit: usize) -> Result<Vec<ScrubFinding>, IndexError>;
+    read index fn scrub_findings(&self, limit: usize) -> Result<Vec<ScrubFinding>, IndexError>;
 
     // ---- Objects of uploads not committed yet ----
     /// Records (chunk id, sealed size) as pending since `now`, durably,
     /// before the objects are put.
-    index fn add_pending(&self, entries: &[([u8; 32], u32)], now: u64) -> Result<(), IndexError>;
+    local index fn add_pending(&self, entries: &[([u8; 32], u32)], now: u64) -> Result<(), IndexError>;
     /// Marks the pending records of an upload that will not commit as
     /// abandoned at `now`; answers how many were marked.
-    index fn abandon_pending(&self, ids: &[([u8; 32], Option<u32>)], now: u64) -> Result<usize, IndexError>;
+    local index fn abandon_pending(&self, ids: &[([u8; 32], Option<u32>)], now: u64) -> Result<usize, IndexError>;
     /// Pending records written or abandoned at `cutoff` or earlier. At most
     /// `limit`.
-    index fn expired_pending(&self, cutoff: u64, limit: usize) -> Result<Vec<[u8; 32]>, IndexError>;
+    read index fn expired_pending(&self, cutoff: u64, limit: usize) -> Result<Vec<[u8; 32]>, IndexError>;
     /// Drops the pending records of `ids` still expired at `cutoff`, and
     /// says of each whether its object is to be deleted.
-    index fn forget_pending(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<ExpiredPending>, IndexError>;
+    local index fn forget_pending(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<ExpiredPending>, IndexError>;
     /// Pending records in id order after `after`, at most `limit`.
-    index fn pending_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], PendingRecord)>, IndexError>;
+    read index fn pending_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], PendingRecord)>, IndexError>;
     /// A chunk's pending record, if it has one.
-    index fn pending(&self, id: &[u8; 32]) -> Result<Option<PendingRecord>, IndexError>;
+    read index fn pending(&self, id: &[u8; 32]) -> Result<Option<PendingRecord>, IndexError>;
     /// (records, sealed bytes) of objects of uploads not committed.
-    index fn pending_totals(&self) -> Result<(u64, u64), IndexError>;
+    read index fn pending_totals(&self) -> Result<(u64, u64), IndexError>;
 
     // ---- Check ----
     /// Walks the whole metadata in one consistent snapshot and reports
     /// where its records disagree (reference counts, dirents, usage,
     /// counters, manifest sizes); see [`Consistency`].
-    index fn verify(&self) -> Result<Consistency, IndexError>;
+    read index fn verify(&self) -> Result<Consistency, IndexError>;
 
     // ---- Metadata journal (sealed upstream by `jobs/metadata.rs`) ----
     /// Journal rows after sequence `after`, at most `limit` (more only to
     /// end on a transaction's last row), and how far behind the upload is.
-    index fn journal_after(&self, after: u64, limit: usize) -> Result<JournalBatch, IndexError>;
+    read index fn journal_after(&self, after: u64, limit: usize) -> Result<JournalBatch, IndexError>;
     /// The end of the chain upstream (zeros before the first segment).
-    index fn journal_head(&self) -> Result<ChainHead, IndexError>;
+    read index fn journal_head(&self) -> Result<ChainHead, IndexError>;
     /// Records that the segment `first..=head.last_seq` is upstream and
     /// deletes its rows, in one transaction; returns how many went.
-    index fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError>;
+    local index fn journal_uploaded(&self, first: u64, head: &ChainHead) -> Result<u64, IndexError>;
 
     // ---- Snapshots and the upstream copy (`store/snapshot.rs`) ----
     /// Writes every row of the metadata, as of one committed state, to a
     /// new local file at `path` (the dump a snapshot is cut from).
-    index fn dump_snapshot(&self, path: &Path) -> Result<SnapshotDump, IndexError>;
+    read index fn dump_snapshot(&self, path: &Path) -> Result<SnapshotDump, IndexError>;
     /// The sealed snapshots recorded as upstream, oldest first.
-    index fn snapshots(&self) -> Result<Vec<SnapshotHead>, IndexError>;
+    read index fn snapshots(&self) -> Result<Vec<SnapshotHead>, IndexError>;
     /// Records a snapshot whose head is upstream.
-    index fn record_snapshot(&self, head: &SnapshotHead) -> Result<(), IndexError>;
+    local index fn record_snapshot(&self, head: &SnapshotHead) -> Result<(), IndexError>;
     /// Forgets a snapshot whose head was deleted upstream.
-    index fn forget_snapshot(&self, generation: u64) -> Result<(), IndexError>;
+    local index fn forget_snapshot(&self, generation: u64) -> Result<(), IndexError>;
     /// Uploaded segments (first, last sequence) wholly at or before `up_to`.
-    index fn upstream_segments(&self, up_to: u64) -> Result<Vec<(u64, u64)>, IndexError>;
+    read index fn upstream_segments(&self, up_to: u64) -> Result<Vec<(u64, u64)>, IndexError>;
     /// Forgets segments deleted upstream.
-    index fn forget_upstream_segments(&self, firsts: &[u64]) -> Result<(), IndexError>;
+    local index fn forget_upstream_segments(&self, firsts: &[u64]) -> Result<(), IndexError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::meta::upstream_gate::UpstreamGateError;
+    use crate::meta::{split_path, Owner};
+
+    async fn open() -> (tempfile::TempDir, Meta, Owner) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open_redb(&dir.path().join("i.redb"), PropLimits::default()).unwrap();
+        let user = meta
+            .add_user(NewUser {
+                name: "alice".into(),
+                password_hash: "x".into(),
+                admin: false,
+                quota: None,
+            })
+            .await
+            .unwrap();
+        (dir, meta, Owner::from(&user))
+    }
+
+    #[tokio::test]
+    async fn reads_and_local_writes_never_wait_only_journaled_writes_do() {
+        let (_d, meta, alice) = open().await;
+        // A gate nobody publishes to: whatever waits at it fails.
+        let gate = Arc::new(UpstreamGate::new(0, Duration::from_millis(50)));
+        assert!(meta.set_upstream_gate(gate.clone()));
+        assert!(!meta.clone().set_upstream_gate(gate), "set once, shared");
+        let root: Vec<String> = Vec::new();
+        meta.user("alice").await.expect("a read");
+        meta.list(&alice, &root).await.expect("a read");
+        meta.journal_after(0, 10).await.expect("a read");
+        let before = meta.committed_seq();
+        meta.add_pending(&[([7; 32], 100)], 1)
+            .await
+            .expect("pending records are not journaled");
+        meta.start_scrub_pass(1).await.expect("nor the scrub's");
+        assert_eq!(meta.committed_seq(), before);
+
+        let path = split_path(b"/d").unwrap();
+        let err = meta.mkdir(&alice, &path).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NsError::Index(IndexError::NotUpstream(UpstreamGateError::Timeout(_)))
+            ),
+            "{err:?}"
+        );
+        assert!(meta.committed_seq() > before);
+        // Committed locally all the same; it goes up later.
+        meta.lookup(&alice, &path).await.expect("the folder exists");
+        // A refused write changed nothing, so it does not wait either.
+        let again = meta.mkdir(&alice, &path).await.unwrap_err();
+        assert!(matches!(again, NsError::Exists), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_once_its_change_is_published() {
+        let (_d, meta, alice) = open().await;
+        let gate = Arc::new(UpstreamGate::new(0, Duration::from_secs(20)));
+        meta.set_upstream_gate(gate.clone());
+        let uploader = {
+            let (meta, gate) = (meta.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wakener().notified().await;
+                gate.publish(meta.committed_seq());
+            })
+        };
+        meta.mkdir(&alice, &split_path(b"/d").unwrap())
+            .await
+            .expect("answered once upstream");
+        assert!(gate.uploaded() >= meta.committed_seq());
+        uploader.await.unwrap();
+    }
 }

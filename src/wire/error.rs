@@ -63,7 +63,16 @@ fn namespace_status(e: &NsError) -> StatusCode {
             StatusCode::INSUFFICIENT_STORAGE
         }
         NsError::NoUser => StatusCode::UNAUTHORIZED,
-        NsError::MissingChunk(_) | NsError::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NsError::MissingChunk(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NsError::Index(e) => index_status(e),
+    }
+}
+
+fn index_status(e: &IndexError) -> StatusCode {
+    match e {
+        // Committed locally, not yet upstream: the client should retry.
+        IndexError::NotUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -112,7 +121,8 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::Store(StoreError::Object { .. }) => StatusCode::BAD_GATEWAY,
-            Self::Store(_) | Self::Index(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Index(e) | Self::Store(StoreError::Index(e)) => index_status(e),
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ChecksumMismatch(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
@@ -155,5 +165,29 @@ impl FailureSlot {
 
     pub fn get(&self) -> Option<Arc<GatewayError>> {
         self.0.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::meta::upstream_gate::UpstreamGateError;
+
+    #[test]
+    fn a_change_not_upstream_in_time_is_answered_503() {
+        let late = || IndexError::NotUpstream(UpstreamGateError::Timeout(Duration::from_secs(30)));
+        for e in [
+            GatewayError::Namespace(NsError::Index(late())),
+            GatewayError::Upload(UploadError::from(late())),
+            GatewayError::Index(late()),
+            GatewayError::Store(StoreError::Index(late())),
+        ] {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert!(e.overrides_dav_status());
+        }
+        let other = GatewayError::Index(IndexError::NoSuchUser("x".into()));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

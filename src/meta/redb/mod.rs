@@ -20,6 +20,7 @@ pub(crate) mod tx;
 mod users;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
@@ -58,6 +59,10 @@ pub struct Index {
     pub(crate) db: Database,
     /// Shares durable commits between concurrent write transactions.
     group: durability::GroupCommit,
+    /// The last journal sequence number of a durable commit: what the
+    /// metadata facade compares before and after a write to know whether
+    /// it changed journaled tables (zero-lag mode, `meta/upstream_gate.rs`).
+    committed_seq: AtomicU64,
 }
 
 impl Index {
@@ -72,9 +77,22 @@ impl Index {
         let index = Self {
             db,
             group: Default::default(),
+            committed_seq: AtomicU64::new(0),
         };
         index.init_schema()?;
+        index.note_committed(index.journal_next()?.saturating_sub(1));
         Ok(index)
+    }
+
+    /// The last journal sequence number of a durable commit (0 before the
+    /// first). Only grows.
+    pub fn committed_seq(&self) -> u64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Notes that every journal row up to `seq` is committed and durable.
+    pub(crate) fn note_committed(&self, seq: u64) {
+        self.committed_seq.fetch_max(seq, Ordering::AcqRel);
     }
 
     fn init_schema(&self) -> Result<(), IndexError> {
@@ -130,6 +148,13 @@ impl Index {
             t.meta.insert(KEY_INSTANCE, rand::random::<u32>() as u64)?;
             Ok(())
         })
+    }
+
+    /// The sequence number the next journal row takes.
+    fn journal_next(&self) -> Result<u64, IndexError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_JOURNAL_NEXT)?.map_or(1, |v| v.value()))
     }
 
     /// A short random id of this installation (part of `oc:id`).
@@ -365,6 +390,39 @@ mod tests {
         drop(index);
         let index = Index::open(&path).unwrap();
         assert_eq!(index.user("alice").unwrap().unwrap().used, used);
+    }
+
+    #[test]
+    fn the_committed_sequence_follows_journaled_writes_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let last_row = |index: &Index| {
+            index
+                .journal_after(0, 1 << 20)
+                .unwrap()
+                .rows
+                .last()
+                .unwrap()
+                .seq
+        };
+        let seq = {
+            let index = Index::open(&path).unwrap();
+            assert_eq!(index.committed_seq(), last_row(&index), "the seed");
+            index
+                .add_user(NewUser {
+                    name: "bob".into(),
+                    password_hash: "x".into(),
+                    admin: false,
+                    quota: None,
+                })
+                .unwrap();
+            assert_eq!(index.committed_seq(), last_row(&index));
+            let seq = index.committed_seq();
+            index.add_pending(&[([1; 32], 10)], 1).unwrap();
+            assert_eq!(index.committed_seq(), seq, "pending is not journaled");
+            seq
+        };
+        assert_eq!(Index::open(&path).unwrap().committed_seq(), seq);
     }
 
     #[test]

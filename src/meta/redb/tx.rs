@@ -134,8 +134,9 @@ impl<'t> WriteTables<'t> {
     }
 
     /// Ends the transaction's journal: marks its last row and stores the
-    /// next sequence number.
-    fn finish_journal(&mut self) -> Result<(), IndexError> {
+    /// next sequence number. Returns the transaction's last sequence
+    /// number when it journaled any row.
+    fn finish_journal(&mut self) -> Result<Option<u64>, IndexError> {
         let next = self
             .journal
             .try_borrow_mut()
@@ -147,7 +148,7 @@ impl<'t> WriteTables<'t> {
         if let Some(next) = next {
             self.meta.uncaptured().insert(KEY_JOURNAL_NEXT, next)?;
         }
-        Ok(())
+        Ok(next.map(|n| n - 1))
     }
 }
 
@@ -182,14 +183,11 @@ impl Index {
         let writer = self.group.writer();
         let mut tx = self.db.begin_write().map_err(IndexError::from)?;
         let result = match WriteTables::open(&tx) {
-            Ok(mut t) => f(&mut t).and_then(|r| {
-                t.finish_journal()?;
-                Ok(r)
-            }),
+            Ok(mut t) => f(&mut t).and_then(|r| Ok((r, t.finish_journal()?))),
             Err(e) => Err(e.into()),
         };
         match result {
-            Ok(r) => {
+            Ok((r, last_seq)) => {
                 match self.group.ticket(&writer) {
                     Commit::Alone(ticket) => {
                         tx.commit().map_err(IndexError::from)?;
@@ -200,6 +198,9 @@ impl Index {
                         tx.commit().map_err(IndexError::from)?;
                         self.group.wait_durable(ticket, || self.persist())?;
                     }
+                }
+                if let Some(seq) = last_seq {
+                    self.note_committed(seq);
                 }
                 Ok(r)
             }
