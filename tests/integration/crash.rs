@@ -1,7 +1,10 @@
 //! Crash safety (invariant 2): the gateway process is killed (SIGKILL) at
 //! arbitrary moments while clients upload; after a restart every file is
 //! exactly one version a client sent — never a mix — and every upload that
-//! was acknowledged is there.
+//! was acknowledged is there. With `metadata.upload_interval_secs = 0`
+//! that holds even when the disk is lost with the process: after each
+//! kill the index is deleted and `dedupdav restore` rebuilds it from the
+//! backend alone.
 
 use crate::common;
 
@@ -19,9 +22,10 @@ fn dedupdav(dir: &std::path::Path) -> Command {
     c
 }
 
-fn start(dir: &std::path::Path) -> (Child, String) {
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = dedupdav(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -49,6 +53,36 @@ fn url(base: &str, name: &str) -> String {
 
 #[test]
 fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
+    kill_rounds(6, &[], |_| {});
+}
+
+/// Zero lag: every acknowledged write is upstream before its answer, so
+/// losing the index with the process loses none of them.
+#[test]
+fn with_zero_lag_no_acknowledged_write_is_lost_with_the_disk() {
+    let env = [
+        ("DEDUPDAV_METADATA__UPLOAD_INTERVAL_SECS", "0"),
+        ("DEDUPDAV_METADATA__SNAPSHOT_INTERVAL_MINUTES", "1"),
+    ];
+    kill_rounds(4, &env, |dir| {
+        std::fs::remove_file(dir.join("dedupdav-data/index.redb")).expect("index deleted");
+        let out = dedupdav(dir)
+            .args(["restore"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("restore runs");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "restore failed:\n{stdout}{stderr}");
+        assert!(stdout.contains("result: clean"), "{stdout}");
+    });
+}
+
+/// Rounds of: start, check what survived, upload from three writers, kill
+/// the process at a moment that moves each round, then `after_kill`.
+fn kill_rounds(rounds: u64, env: &[(&str, &str)], after_kill: impl Fn(&std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let mut add = dedupdav(dir.path())
         .args(["user", "add", "alice", "--password-stdin"])
@@ -67,8 +101,8 @@ fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
         .build()
         .unwrap();
 
-    for round in 0..6u64 {
-        let (mut child, base) = start(dir.path());
+    for round in 0..rounds {
+        let (mut child, base) = start(dir.path(), env);
         // Check what survived the previous crash.
         verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
 
@@ -101,14 +135,16 @@ fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(150 + round * 130));
+        let jitter = rand::random::<u64>() % 200;
+        std::thread::sleep(Duration::from_millis(150 + round * 130 + jitter));
         child.kill().unwrap();
         child.wait().unwrap();
         for w in writers {
             w.join().unwrap();
         }
+        after_kill(dir.path());
     }
-    let (mut child, base) = start(dir.path());
+    let (mut child, base) = start(dir.path(), env);
     verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
     assert!(
         acked.lock().unwrap().len() >= 3,

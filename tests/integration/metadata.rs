@@ -125,7 +125,7 @@ fn rows_upstream(gw: &TestGateway, rt: &tokio::runtime::Runtime) -> Vec<JournalR
     let mut decoded = Vec::new();
     loop {
         let next = check.head().last_seq + 1;
-        let Some(plain) = rt.block_on(gw.store.read_metadata_segment(next)).unwrap() else {
+        let Some(plain) = rt.block_on(gw.store.metadata().read_segment(next)).unwrap() else {
             return decoded;
         };
         decoded.extend(check.accept(&plain).expect("a sound chain").rows);
