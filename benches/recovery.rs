@@ -21,6 +21,7 @@ use dedupdav::jobs::metadata::MetadataJob;
 use dedupdav::jobs::Job;
 use dedupdav::meta::{split_path, FileCommit, ManifestEntry, Meta, NewUser, Owner};
 use dedupdav::recovery::{restore, RestoreOptions};
+use dedupdav::store::ContentStore;
 
 const WRITERS: u64 = 32;
 const FOLDERS: u64 = 100;
@@ -66,6 +67,47 @@ async fn write_files(meta: &Meta, owner: &Owner, start: u64, count: u64) {
     for t in tasks {
         t.await.expect("writer");
     }
+}
+
+/// New versions of 5,000 files spread over every folder, and 5,000 new
+/// files numbered from `new_from`.
+async fn change_files(meta: &Meta, owner: &Owner, new_from: u64, salt: u64) {
+    let files = new_from;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (meta, owner) = (meta.clone(), owner.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < CHANGES / 2 {
+                let n = i * (files / (CHANGES / 2)).max(1);
+                let p = path(n % FOLDERS, n);
+                let commit = file_commit(n + 1_000_000_000 + salt);
+                meta.commit_file(&owner, &p, &commit).await.expect("commit");
+                i += WRITERS;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    write_files(meta, owner, new_from, CHANGES / 2).await;
+}
+
+async fn snapshot(store: &ContentStore, work_dir: &std::path::Path, when: &str) {
+    let t = Instant::now();
+    let r = store
+        .seal_snapshot(work_dir)
+        .await
+        .expect("snapshot")
+        .expect("a snapshot");
+    println!(
+        "snapshot {} {when}: {} of {} pieces new, {} bytes sealed, in {}",
+        r.generation,
+        r.new_pieces,
+        r.pieces,
+        r.stored_bytes,
+        secs(t.elapsed())
+    );
 }
 
 /// Uploads every waiting journal row; answers the sealed bytes.
@@ -151,44 +193,29 @@ fn main() {
 
         // 10,000 changes: half new versions of existing files, half new files.
         let t = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..WRITERS {
-            let (meta, owner) = (meta.clone(), owner.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = w;
-                while i < CHANGES / 2 {
-                    let n = i * (files / (CHANGES / 2)).max(1);
-                    let p = path(n % FOLDERS, n);
-                    let commit = file_commit(n + 1_000_000_000);
-                    meta.commit_file(&owner, &p, &commit).await.expect("commit");
-                    i += WRITERS;
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.expect("writer");
-        }
-        write_files(&meta, &owner, files, CHANGES / 2).await;
+        change_files(&meta, &owner, files, 0).await;
         let took = t.elapsed();
         let bytes = upload_all(&mut job).await;
         println!(
-            "{CHANGES} file changes (5,000 new versions, 5,000 new files) in {}: {bytes} metadata bytes sealed upstream ({} per change)",
+            "{CHANGES} file changes (5,000 new versions spread over every folder, 5,000 new files) in {}: {bytes} metadata bytes sealed upstream ({} per change)",
             secs(took),
             bytes / CHANGES
         );
-        let t = Instant::now();
-        let second = store
-            .seal_snapshot(&app.config.data_dir)
-            .await
-            .expect("snapshot")
-            .expect("a snapshot");
-        println!(
-            "next snapshot after those changes: {} of {} pieces new, {} bytes sealed, in {}",
-            second.new_pieces,
-            second.pieces,
-            second.stored_bytes,
-            secs(t.elapsed())
-        );
+        snapshot(&store, &app.config.data_dir, "after those changes").await;
+
+        // A few changes in one place, as one user's edits are.
+        for n in 0..10 {
+            let p = path(7, 7 + n * FOLDERS);
+            meta.commit_file(&owner, &p, &file_commit(n + 2_000_000_000))
+                .await
+                .expect("commit");
+        }
+        upload_all(&mut job).await;
+        snapshot(&store, &app.config.data_dir, "after 10 new versions in one folder").await;
+
+        // Changes after the newest snapshot: a restore replays them.
+        change_files(&meta, &owner, files + CHANGES / 2, 3_000_000_000).await;
+        upload_all(&mut job).await;
     });
     drop((meta, store, app));
 
@@ -208,7 +235,7 @@ fn main() {
         .expect("restore");
     println!(
         "restore of {} files: snapshot {:?} ({} rows) + {} segments ({} transactions), new snapshot sealed, in {}",
-        files + CHANGES / 2,
+        files + CHANGES,
         report.snapshot,
         report.snapshot_rows,
         report.segments,
@@ -217,5 +244,5 @@ fn main() {
     );
     let app = App::open(restored).expect("restored index opens");
     let stats = runtime.block_on(app.meta.stats()).expect("stats");
-    assert_eq!(stats.files, files + CHANGES / 2, "every file restored");
+    assert_eq!(stats.files, files + CHANGES, "every file restored");
 }
