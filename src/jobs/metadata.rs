@@ -214,41 +214,30 @@ impl Job for MetadataJob {
     }
 
     fn counters(&self) -> Vec<JobCounter> {
-        let counter = |name, help, gauge, value| JobCounter {
-            name,
-            help,
-            gauge,
-            value,
-        };
         vec![
-            counter(
+            JobCounter::total(
                 "metadata_segments_uploaded_total",
                 "Sealed metadata segments stored in the backend.",
-                false,
                 self.segments,
             ),
-            counter(
+            JobCounter::total(
                 "metadata_rows_uploaded_total",
                 "Journal rows (index changes) stored in the backend.",
-                false,
                 self.rows,
             ),
-            counter(
+            JobCounter::total(
                 "metadata_bytes_uploaded_total",
                 "Sealed metadata bytes stored in the backend.",
-                false,
                 self.bytes,
             ),
-            counter(
+            JobCounter::level(
                 "metadata_rows_waiting",
                 "Index changes not yet in the backend.",
-                true,
                 self.waiting,
             ),
-            counter(
+            JobCounter::level(
                 "metadata_lag_seconds",
                 "Age of the oldest index change not yet in the backend.",
-                true,
                 self.lag_secs,
             ),
         ]

@@ -144,6 +144,28 @@ pub struct JobCounter {
     pub value: u64,
 }
 
+impl JobCounter {
+    /// A running total.
+    pub fn total(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            gauge: false,
+            value,
+        }
+    }
+
+    /// A level that goes up and down.
+    pub fn level(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            gauge: true,
+            value,
+        }
+    }
+}
+
 /// A job's entry in the status table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobState {

@@ -84,35 +84,25 @@ impl Job for SnapshotJob {
     }
 
     fn counters(&self) -> Vec<JobCounter> {
-        let counter = |name, help, gauge, value| JobCounter {
-            name,
-            help,
-            gauge,
-            value,
-        };
         vec![
-            counter(
+            JobCounter::total(
                 "snapshots_sealed_total",
                 "Metadata snapshots sealed in the backend.",
-                false,
                 self.sealed,
             ),
-            counter(
+            JobCounter::total(
                 "snapshot_bytes_uploaded_total",
                 "Sealed bytes of new snapshot pieces and heads stored in the backend.",
-                false,
                 self.stored_bytes,
             ),
-            counter(
+            JobCounter::total(
                 "snapshot_objects_deleted_total",
                 "Snapshot heads, pieces and chain segments deleted as redundant.",
-                false,
                 self.deleted,
             ),
-            counter(
+            JobCounter::level(
                 "snapshot_generation",
                 "Number of the newest sealed metadata snapshot.",
-                true,
                 self.generation,
             ),
         ]

@@ -332,11 +332,12 @@ impl ChainCheck {
     }
 }
 
-/// A bounds-checked little-endian reader.
-struct Reader<'a>(&'a [u8]);
+/// A bounds-checked little-endian reader over the metadata formats
+/// (segments here, snapshot heads and dumps in `meta/snapshot.rs`).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
         if n > self.0.len() {
             return Err(JournalError::Malformed("truncated"));
         }
@@ -345,26 +346,26 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, JournalError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], JournalError> {
+        let mut b = [0u8; N];
+        b.copy_from_slice(self.take(N)?);
+        Ok(b)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, JournalError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, JournalError> {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(b))
+    pub(crate) fn u32(&mut self) -> Result<u32, JournalError> {
+        Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, JournalError> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(b))
+    pub(crate) fn u64(&mut self) -> Result<u64, JournalError> {
+        Ok(u64::from_le_bytes(self.array()?))
     }
 
     fn hash(&mut self) -> Result<[u8; 32], JournalError> {
-        let mut b = [0u8; 32];
-        b.copy_from_slice(self.take(32)?);
-        Ok(b)
+        self.array()
     }
 }
 

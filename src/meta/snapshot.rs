@@ -16,7 +16,7 @@
 //! key, value: the engine's own row bytes), so a restore applies both with
 //! one code path. Decoding checks every length and never panics.
 
-use super::journal::{ChainHead, JournalError, JournalRow, JournalTable};
+use super::journal::{ChainHead, JournalError, JournalRow, JournalTable, Reader};
 
 const HEAD_MAGIC: &[u8; 4] = b"DDMS";
 const HEAD_VERSION: u8 = 1;
@@ -75,7 +75,7 @@ impl SnapshotHead {
     }
 
     pub fn decode(raw: &[u8]) -> Result<Self, JournalError> {
-        let mut r = Bytes(raw);
+        let mut r = Reader(raw);
         if r.take(4)? != HEAD_MAGIC || r.take(1)? != [HEAD_VERSION] {
             return Err(JournalError::Malformed("not a snapshot head"));
         }
@@ -161,7 +161,7 @@ impl DumpDecoder {
 /// One record from the front of `raw`, with the bytes it took; `None` when
 /// `raw` holds only part of one.
 fn decode_record(raw: &[u8]) -> Result<Option<(JournalRow, usize)>, JournalError> {
-    let mut r = Bytes(raw);
+    let mut r = Reader(raw);
     let Ok(table) = r.take(1) else {
         return Ok(None);
     };
@@ -188,34 +188,6 @@ fn decode_record(raw: &[u8]) -> Result<Option<(JournalRow, usize)>, JournalError
         ends_transaction: false,
     };
     Ok(Some((row, used)))
-}
-
-/// A bounds-checked little-endian reader.
-struct Bytes<'a>(&'a [u8]);
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
-        if n > self.0.len() {
-            return Err(JournalError::Malformed("truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], JournalError> {
-        let mut b = [0u8; N];
-        b.copy_from_slice(self.take(N)?);
-        Ok(b)
-    }
-
-    fn u32(&mut self) -> Result<u32, JournalError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, JournalError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
 }
 
 #[cfg(test)]
