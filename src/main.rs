@@ -100,7 +100,8 @@ enum Command {
         /// changes were lost upstream (the unusable segments are deleted).
         #[arg(long)]
         accept_loss: bool,
-        /// Print the restore's report as one JSON object.
+        /// Print the restore's report and then the check's, one JSON object
+        /// per line.
         #[arg(long)]
         json: bool,
     },
@@ -444,9 +445,9 @@ fn restore(config: Config, options: RestoreOptions, json: bool) -> Result<(), An
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", render_restore(&report));
+        println!("checking the restored index and the objects it names:");
     }
-    println!("checking the restored index and the objects it names:");
-    check(config, None, false)
+    check(config, None, json)
 }
 
 fn render_restore(r: &RestoreReport) -> String {

@@ -56,7 +56,8 @@ pub struct SnapshotReport {
 
 impl ContentStore {
     /// Seals a snapshot of the metadata, using `work_dir` for the dump.
-    /// `None` when nothing changed since the newest snapshot.
+    /// `None` when nothing changed since the newest snapshot (neither the
+    /// state nor where the chain continues from).
     pub async fn seal_snapshot(
         &self,
         work_dir: &Path,
@@ -66,13 +67,10 @@ impl ContentStore {
         let path = work_dir.join(format!("snapshot-{generation}.dump"));
         let dump = self.meta.dump_snapshot(&path).await;
         let result = match dump {
-            Ok(dump)
-                if kept
-                    .last()
-                    .is_some_and(|h| h.dump.state_seq == dump.state_seq) =>
-            {
-                Ok(None)
-            }
+            // Nothing changed: the same state, continued by the same chain
+            // (a restore keeps the state but starts a new chain, which
+            // needs a snapshot naming it).
+            Ok(dump) if kept.last().is_some_and(|h| h.dump == dump) => Ok(None),
             Ok(dump) => {
                 let known = kept.iter().flat_map(|h| h.pieces.iter().map(|p| p.id));
                 let mut head = SnapshotHead {

@@ -379,4 +379,29 @@ fn old_snapshots_and_the_segments_before_them_are_deleted_and_nothing_is_readabl
     delete_index(&stopped);
     let (ok, out, err) = stopped.run(&["restore"]);
     assert!(ok && out.contains("restored from snapshot 4"), "{out}{err}");
+
+    // --json: the restore's report, then the check's, a line each.
+    let (ok, out, err) = stopped.run(&["restore", "--force", "--json"]);
+    assert!(ok, "{out}{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["snapshot"], 5, "the one the last restore sealed");
+    assert_eq!(lines[0]["new_snapshot"], 6);
+    assert_eq!(lines[1]["clean"], true);
+
+    // The chain a restore starts is followed by the next restore.
+    let gw = stopped.restart();
+    let dav = gw.client("dorothea-unique-user", "pw");
+    assert_eq!(dav.put("after.txt", b"after".to_vec()).status(), 201);
+    upload_metadata(&gw);
+    let stopped = gw.stop();
+    delete_index(&stopped);
+    let (ok, out, err) = stopped.run(&["restore"]);
+    assert!(ok && out.contains("replayed 1 segments"), "{out}{err}");
+    let gw = stopped.restart();
+    let dav = gw.client("dorothea-unique-user", "pw");
+    assert_eq!(dav.get_bytes("after.txt").unwrap(), b"after");
 }
