@@ -9,7 +9,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::backend::SharedObjectStore;
+use crate::backend::{BackendError, SharedObjectStore};
 use crate::config::Config;
 use crate::crypto::{Keys, ObjectName};
 use crate::meta::journal::{ChainCheck, ChainHead, JournalError, JournalRow, JournalTable};
@@ -238,6 +238,13 @@ impl<'a> Rebuild<'a> {
                 Err(e) => {
                     drop(target);
                     let _ = std::fs::remove_file(self.work);
+                    // A missing piece is a loss (try the older snapshot); the
+                    // backend failing is not, and proves nothing.
+                    if let RestoreError::Store(StoreError::Backend(b)) = &e {
+                        if !matches!(b, BackendError::NotFound(_)) {
+                            return Err(e);
+                        }
+                    }
                     let why = format!("snapshot {generation}: {e}");
                     tracing::warn!("{why}");
                     self.report.unusable_snapshots.push(why);
@@ -355,6 +362,9 @@ impl<'a> Rebuild<'a> {
             let segment = match self.objects.read_segment(next).await {
                 Ok(Some(plain)) => check.accept(&plain).map_err(|e| e.to_string()),
                 Ok(None) => Err("listed but gone".to_string()),
+                // The backend failing (after its own retries) proves nothing
+                // about the chain: stop, and let the admin run it again.
+                Err(e @ StoreError::Backend(_)) => return Err(e.into()),
                 Err(e) => Err(e.to_string()),
             };
             let segment = match segment {

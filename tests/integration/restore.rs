@@ -405,3 +405,40 @@ fn old_snapshots_and_the_segments_before_them_are_deleted_and_nothing_is_readabl
     let dav = gw.client("dorothea-unique-user", "pw");
     assert_eq!(dav.get_bytes("after.txt").unwrap(), b"after");
 }
+
+#[test]
+fn a_snapshot_missing_a_piece_gives_way_to_the_one_before() {
+    use dedupdav::crypto::{ChunkId, ObjectName};
+    let gw = TestGateway::start();
+    gw.add_user("erin", "pw");
+    let dav = gw.client("erin", "pw");
+    for i in 0..3 {
+        assert_eq!(dav.put(&format!("f{i}.txt"), vec![b'e'; 100]).status(), 201);
+        upload_metadata(&gw);
+        if i < 2 {
+            seal_snapshot(&gw);
+        }
+    }
+    let heads = wait(gw.meta.snapshots()).unwrap();
+    let older: std::collections::HashSet<_> = heads[0].pieces.iter().map(|p| p.id).collect();
+    let only_newer = heads[1]
+        .pieces
+        .iter()
+        .find(|p| !older.contains(&p.id))
+        .expect("the newer snapshot has a piece of its own");
+    let keys = dedupdav::app::existing_keys(&gw.config).unwrap();
+    let piece = ObjectName::for_snapshot_piece(&keys, &ChunkId(only_newer.id));
+    let stopped = gw.stop();
+    std::fs::remove_file(stopped.objects_root.join(piece.relative_path())).unwrap();
+    delete_index(&stopped);
+
+    let (ok, out, err) = stopped.run(&["restore"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("restored from snapshot 1"), "{out}");
+    assert!(out.contains("not used: snapshot 2"), "{out}");
+    let gw = stopped.restart();
+    let dav = gw.client("erin", "pw");
+    for i in 0..3 {
+        assert!(dav.get_bytes(&format!("f{i}.txt")).is_ok(), "f{i}.txt");
+    }
+}
