@@ -16,6 +16,7 @@ use super::sessions::{part_contents, session_received};
 use super::tables::*;
 use super::Index;
 use crate::crypto::ChunkId;
+use crate::meta::app_passwords::AppPasswordRecord;
 use crate::meta::consistency::{Consistency, Inconsistency};
 use crate::meta::records::{decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node};
 use crate::meta::{IndexError, UserRecord};
@@ -71,6 +72,7 @@ impl Index {
         walk.dirents(&tx)?;
         walk.manifests(&tx)?;
         walk.sessions(&tx)?;
+        walk.app_passwords(&tx)?;
         walk.chunks(&tx)?;
         walk.counters(&tx)?;
         walk.settle();
@@ -271,6 +273,20 @@ impl Walk {
                     parts,
                 };
                 self.report.found(finding);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every app password belongs to an existing user.
+    fn app_passwords(&mut self, tx: &ReadTransaction) -> Result<(), IndexError> {
+        for row in tx.open_table(APP_PASSWORDS)?.iter()? {
+            let (k, v) = row?;
+            let (user, id) = k.value();
+            AppPasswordRecord::decode(v.value())?;
+            if !self.users.contains_key(&user) {
+                self.report
+                    .found(Inconsistency::OrphanAppPassword { user, id });
             }
         }
         Ok(())
