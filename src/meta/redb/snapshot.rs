@@ -398,6 +398,10 @@ mod tests {
         let index = Index::open(&path).unwrap();
         let (dump, rows) = dump(&index, dir.path());
         assert!(dump.state_seq > 10 && dump.rows == rows.len() as u64);
+        assert!(
+            rows.iter().any(|r| r.table == JournalTable::AppPasswords),
+            "app passwords are in the dump"
+        );
 
         let state = state_after(&dump);
         let (copy, recount) = restored(dir.path(), &rows, &state);
