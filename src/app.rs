@@ -120,6 +120,17 @@ fn load_master_key(config: &Config) -> Result<MasterKey, StartError> {
     Ok(key)
 }
 
+/// The keys, with the master key created (and announced) if there is none
+/// yet, as `serve` would: user administration before the first start needs
+/// them for app passwords.
+pub fn keys(config: &Config) -> Result<Arc<Keys>, StartError> {
+    create_private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(load_master_key(config)?.derive()))
+}
+
 /// The keys of an existing installation, for commands that must read
 /// what is sealed (`restore`): never makes up a new master key.
 pub fn existing_keys(config: &Config) -> Result<Arc<Keys>, StartError> {

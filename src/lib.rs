@@ -18,8 +18,8 @@
 //!   uploads, `OC-Checksum`, `oc:`/`nc:` properties). Both speak through
 //!   [`wire`]: request bodies and their limits, ranges, routes, replies, and
 //!   the one map from errors to HTTP statuses.
-//! - Use cases: [`files`] (the one write pipeline), [`accounts`] (users and
-//!   passwords), [`jobs`] (background work under one runner),
+//! - Use cases: [`files`] (the one write pipeline), [`accounts`] (users,
+//!   passwords and app passwords), [`jobs`] (background work under one runner),
 //!   [`recovery`] (rebuilding the index from what is sealed upstream). [`config`]
 //!   is the settings file's schema, read by these layers and above.
 //! - [`store`]: the content store (chunking, dedup, sealing, reading).

@@ -138,6 +138,19 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// A user's app passwords: one per device or sync client, each revocable.
+    #[command(subcommand)]
+    AppPassword(AppPasswordCommand),
+}
+
+#[derive(Subcommand)]
+enum AppPasswordCommand {
+    /// Create an app password labelled LABEL; it is printed once, never again.
+    Add { user: String, label: String },
+    /// List a user's app passwords (id, label, created, last used).
+    List { user: String },
+    /// Revoke app password ID of a user: the device using it is locked out.
+    Revoke { user: String, id: u64 },
 }
 
 fn main() -> ExitCode {
@@ -574,6 +587,49 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
                 println!("  password: {password}");
             }
         }
+        UserCommand::AppPassword(cmd) => app_password_command(&config, &meta, cmd)?,
     }
     Ok(())
+}
+
+/// `dedupdav user app-password …`, on the index directly (the server must
+/// be stopped). Everything the command does is here, so it can be routed
+/// through a running server's admin API as a whole.
+fn app_password_command(
+    config: &Config,
+    meta: &Meta,
+    cmd: AppPasswordCommand,
+) -> Result<(), AnyError> {
+    use accounts::app_passwords;
+    match cmd {
+        AppPasswordCommand::Add { user, label } => {
+            let keys = dedupdav::app::keys(config)?;
+            let created = block_on(app_passwords::create(meta, &keys, &user, &label))??;
+            println!(
+                "created app password {} ({:?}) for {user}",
+                created.info.id, created.info.label
+            );
+            println!("  password: {}", created.secret);
+            println!("  it is shown only now; use it with the user name {user}");
+        }
+        AppPasswordCommand::List { user } => {
+            let listed = block_on(app_passwords::list(meta, &user))??;
+            println!("{:<8} {:<32} {:<30} LAST USED", "ID", "LABEL", "CREATED");
+            for a in listed {
+                let created = unix_time(a.created.max(0) as u64);
+                let last = a.last_used.map_or_else(|| "-".to_string(), unix_time);
+                println!("{:<8} {:<32} {:<30} {last}", a.id, a.label, created);
+            }
+        }
+        AppPasswordCommand::Revoke { user, id } => {
+            block_on(app_passwords::revoke(meta, &user, id))??;
+            println!("revoked app password {id} of {user}");
+        }
+    }
+    Ok(())
+}
+
+/// Unix seconds as an HTTP date (UTC).
+fn unix_time(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }

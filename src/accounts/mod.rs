@@ -1,6 +1,8 @@
-//! Accounts: creating users, their passwords, removing a user with
-//! everything they hold, the first administrator; and the usage report.
+//! Accounts: creating users, their passwords and app passwords, removing a
+//! user with everything they hold, the first administrator; and the usage
+//! report.
 
+pub mod app_passwords;
 pub mod password;
 
 use rand::distributions::Alphanumeric;

@@ -80,6 +80,7 @@ impl MasterKey {
             object_seal: expand(b"object encryption"),
             metadata: expand(b"metadata backup"),
             auth_cache: expand(b"auth cache"),
+            app_password: expand(b"app password"),
             visible_file_id: expand(b"visible file id"),
             visible_etag: expand(b"visible etag"),
             gear: Box::new(gear),
@@ -132,6 +133,9 @@ pub struct Keys {
     pub metadata: [u8; KEY_LEN],
     /// HMAC key of the in-memory credential cache.
     pub auth_cache: [u8; KEY_LEN],
+    /// HMAC key of the app-password verifiers stored in the index
+    /// (`accounts/app_passwords.rs`).
+    pub app_password: [u8; KEY_LEN],
     /// Round key of the permutation that turns node ids into the file ids
     /// clients see (`visible_ids.rs`).
     pub visible_file_id: [u8; KEY_LEN],
@@ -180,6 +184,7 @@ mod tests {
         assert_ne!(keys.gear[0], keys.gear[1]);
         assert_ne!(keys.visible_file_id, keys.visible_etag);
         assert_ne!(keys.visible_etag, keys.auth_cache);
+        assert_ne!(keys.app_password, keys.auth_cache);
     }
 
     #[test]

@@ -232,6 +232,23 @@ pub fn auth_cache_tag(keys: &Keys, parts: &[&[u8]]) -> [u8; 32] {
     mac(&keys.auth_cache, parts)
 }
 
+/// The verifier of an app password of user `user`: HMAC-SHA256 under the
+/// app-password key of the user id and the secret. App passwords are
+/// random with about 190 bits of entropy, so a fast keyed hash is as strong as a
+/// slow one against guessing (see `accounts/app_passwords.rs`).
+pub fn app_password_tag(keys: &Keys, user: u64, secret: &str) -> [u8; 32] {
+    mac(
+        &keys.app_password,
+        &[b"app password\0", &user.to_le_bytes(), secret.as_bytes()],
+    )
+}
+
+/// Compares two tags in time independent of where they differ.
+pub fn tags_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -348,6 +348,9 @@ pub fn meaning(f: &Inconsistency) -> String {
         }
         PartSize { .. } => "assembling this upload would make a file whose size and content disagree".into(),
         SessionBytes { .. } => "the quota counts the wrong bytes for this upload in progress".into(),
+        OrphanAppPassword { .. } => {
+            "an app password of a removed user is kept (it lets no one in: logins name an existing user)".into()
+        }
     }
 }
 
@@ -427,6 +430,9 @@ fn describe(f: &Inconsistency) -> String {
         SessionBytes { user, transfer, recorded, parts } => format!(
             "upload {transfer:?} (user {user}) records {recorded} bytes received, its parts hold {parts}"
         ),
+        OrphanAppPassword { user, id } => {
+            format!("app password {id} belongs to user {user}, who does not exist")
+        }
     }
 }
 

@@ -13,6 +13,20 @@
 //!   connections and memory;
 //! - repeated failures are held back *before* hashing by the [`throttle`],
 //!   counted per address and per user name.
+//!
+//! A user's app passwords (`accounts/app_passwords.rs`) are accepted like
+//! the account password. They are checked after the throttle's delay and
+//! before the argon2id check: one MAC of the presented password, compared
+//! with the verifiers read from the metadata for this very request, so a
+//! revoked app password fails the first login that reads the metadata
+//! after the revoke returned (also one that was waiting in the delay).
+//! They are never put in the cache: checking one costs a MAC and a read,
+//! so there is nothing worth remembering and no entry to invalidate on a
+//! revoke. A password that matches no app password goes on to the account
+//! password's check, so a wrong app password is a failed login the
+//! throttle counts like any other. A successful app-password login
+//! records its time (at most once a minute per app password, in the
+//! background, in a table that is not journaled).
 
 mod throttle;
 
@@ -25,10 +39,11 @@ use base64::Engine;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::accounts::app_passwords;
 use crate::accounts::password::{hash_password, verify_password, PasswordError};
 use crate::config::{AuthConfig, LimitsConfig};
 use crate::crypto::{auth_cache_tag, Keys};
-use crate::meta::{IndexError, Meta, UserRecord};
+use crate::meta::{AppPasswordVerifier, IndexError, Meta, UserRecord};
 use throttle::{Throttle, UserKey};
 
 /// Logins that may wait for a verification slot, per slot. A waiting login
@@ -39,6 +54,9 @@ pub const QUEUE_PER_CHECK: usize = 32;
 
 /// Longest wait for a verification slot before answering 503.
 pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// Seconds between two recordings of an app password's last use.
+const USE_EVERY_SECS: u64 = 60;
 
 /// Seconds a client answered [`AuthError::Busy`] is asked to wait.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
@@ -141,6 +159,10 @@ pub struct Authenticator {
     cache: Mutex<std::collections::HashMap<[u8; 32], Instant>>,
     checks: PasswordChecks,
     throttle: Throttle,
+    /// (user id, app password id) → Unix seconds its last use was last
+    /// handed to the metadata, so parallel requests of one device record
+    /// it once a minute, not once each.
+    recorded_use: Mutex<std::collections::HashMap<(u64, u64), u64>>,
 }
 
 impl Authenticator {
@@ -152,6 +174,7 @@ impl Authenticator {
             cfg,
             cache: Mutex::new(std::collections::HashMap::new()),
             checks: PasswordChecks::new(limits.password_checks),
+            recorded_use: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -198,6 +221,21 @@ impl Authenticator {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if let Some(user) = &user {
+            // Read now, after the delay: a revoke that returned meanwhile
+            // is seen.
+            let verifiers = self
+                .meta
+                .app_password_verifiers(user.id)
+                .await
+                .map_err(AuthError::Index)?;
+            if let Some(found) = app_passwords::matching(&self.keys, user.id, &password, &verifiers)
+            {
+                self.throttle.succeeded(client, &who);
+                self.note_use(user.id, found);
+                return Ok(user.clone());
+            }
+        }
         let verified = self.checks.verify(hash, password).await?;
         match (user, tag) {
             (Some(user), Some(tag)) if verified => {
@@ -223,6 +261,32 @@ impl Authenticator {
     fn note_failure(&self, client: IpAddr, user: Option<&UserKey>) {
         let failures = self.throttle.failed(client, user);
         tracing::warn!(%client, failures, "failed login");
+    }
+
+    /// Records a login with an app password, at most once a minute per app
+    /// password, without making the request wait for the write.
+    fn note_use(&self, user: u64, used: &AppPasswordVerifier) {
+        let now = crate::clock::unix_secs().max(0) as u64;
+        let due = |last: Option<u64>| last.is_none_or(|l| now >= l.saturating_add(USE_EVERY_SECS));
+        if !due(used.last_used) {
+            return;
+        }
+        {
+            let mut recorded = self.recorded_use.lock();
+            if !due(recorded.get(&(user, used.id)).copied()) {
+                return;
+            }
+            if recorded.len() > 10_000 {
+                recorded.retain(|_, at| now < at.saturating_add(USE_EVERY_SECS));
+            }
+            recorded.insert((user, used.id), now);
+        }
+        let (meta, id) = (self.meta.clone(), used.id);
+        tokio::spawn(async move {
+            if let Err(e) = meta.app_password_used(user, id, now).await {
+                tracing::warn!(user, app_password = id, error = %e, "recording an app password's use failed");
+            }
+        });
     }
 
     fn remember(&self, tag: [u8; 32]) {

@@ -6,11 +6,12 @@
 //!
 //! The cases live in the submodules, one per area (tree, quota, dead
 //! properties, chunk references, pending records, upload sessions, users,
-//! concurrent writers). They never name an engine's types: only `Meta`,
+//! app passwords, concurrent writers). They never name an engine's types: only `Meta`,
 //! its records and its errors. The table in `conformance_suite!` lists
 //! each case once, with the runtime it needs (`serial`: a current-thread
 //! runtime, `parallel`: a multi-thread one, for the concurrent writers).
 
+mod app_passwords;
 mod chunks;
 mod concurrency;
 mod pending;
@@ -221,6 +222,9 @@ macro_rules! conformance_suite {
                 serial users::users_are_added_once_with_valid_names,
                 serial users::password_quota_and_removal,
                 serial users::trees_of_users_are_separate,
+                serial app_passwords::app_passwords_are_added_listed_and_revoked,
+                serial app_passwords::last_use_is_recorded_at_most_once_a_minute,
+                serial app_passwords::removing_a_user_removes_their_app_passwords,
                 parallel concurrency::writers_into_one_folder_lose_nothing,
                 parallel concurrency::writers_of_one_file_leave_one_version,
                 parallel concurrency::racing_commits_never_exceed_the_quota,

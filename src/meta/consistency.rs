@@ -151,4 +151,6 @@ pub enum Inconsistency {
         recorded: u64,
         parts: u64,
     },
+    /// An app password whose user does not exist.
+    OrphanAppPassword { user: u64, id: u64 },
 }

@@ -24,4 +24,10 @@ pub enum IndexError {
     NoSuchUser(String),
     #[error("invalid user name {0:?}: use 1-64 letters, digits, '.', '_', '-' or '@'")]
     BadUserName(String),
+    #[error("user {user} already has {max} app passwords; revoke one first")]
+    TooManyAppPasswords { user: String, max: usize },
+    #[error("user {user} has no app password {id}")]
+    NoSuchAppPassword { user: String, id: u64 },
+    #[error("invalid app password label: use 1-100 bytes without control characters")]
+    BadAppPasswordLabel,
 }

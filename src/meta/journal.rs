@@ -52,6 +52,8 @@ pub enum JournalTable {
     Props = 7,
     Uploads = 8,
     UploadParts = 9,
+    // 10 is taken by the audit table.
+    AppPasswords = 11,
 }
 
 impl JournalTable {
@@ -67,6 +69,7 @@ impl JournalTable {
             7 => Props,
             8 => Uploads,
             9 => UploadParts,
+            11 => AppPasswords,
             other => return Err(JournalError::UnknownTable(other)),
         })
     }

@@ -1,6 +1,7 @@
 //! The metadata: users, every user's tree, file manifests, chunk
 //! references, upload sessions and counters.
 
+pub mod app_passwords;
 pub mod codec;
 #[cfg(test)]
 mod conformance;
@@ -19,6 +20,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod upstream_gate;
 
+pub use app_passwords::{AppPasswordInfo, AppPasswordVerifier, NewAppPassword};
 pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;
 pub use operations::Meta;

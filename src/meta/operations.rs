@@ -36,10 +36,10 @@ use super::snapshot::{SnapshotDump, SnapshotHead};
 use super::upstream_gate::UpstreamGate;
 use super::Consistency;
 use super::{
-    AssembleCheck, AssembleMeta, Assembled, ChunkRecord, ExpiredPending, FileCommit, Holdings,
-    IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord,
-    PropLimits, ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession,
-    UserRecord, WriteTarget,
+    AppPasswordInfo, AppPasswordVerifier, AssembleCheck, AssembleMeta, Assembled, ChunkRecord,
+    ExpiredPending, FileCommit, Holdings, IndexError, ManifestEntry, NewAppPassword, NewPart,
+    NewUser, Node, NsError, Owner, PartInfo, PendingRecord, PropLimits, ScrubFinding, ScrubState,
+    Stats, StoredProp, UploadError, UploadSession, UserRecord, WriteTarget,
 };
 
 /// The metadata of one installation. Cheap to clone: clones share the
@@ -176,6 +176,25 @@ operations! {
     /// sessions, releasing every chunk reference they held, in one
     /// transaction.
     write index fn remove_user(&self, name: &str) -> Result<(), IndexError>;
+
+    // ---- App passwords (`accounts/app_passwords.rs`) ----
+    /// Adds an app password to the user named `user`: refused with
+    /// `TooManyAppPasswords` when they hold `max` already, with
+    /// `BadAppPasswordLabel` for a label `valid_label` refuses.
+    write index fn add_app_password(&self, user: &str, new: &NewAppPassword, max: usize) -> Result<AppPasswordInfo, IndexError>;
+    /// The app passwords of the user named `user`, by id, without their
+    /// verifiers.
+    read index fn app_passwords(&self, user: &str) -> Result<Vec<AppPasswordInfo>, IndexError>;
+    /// The verifiers of the app passwords of user id `user`: for the
+    /// authenticator only.
+    read index fn app_password_verifiers(&self, user: u64) -> Result<Vec<AppPasswordVerifier>, IndexError>;
+    /// Revokes app password `id` of the user named `user`; it fails every
+    /// login that reads the metadata after this returns.
+    write index fn revoke_app_password(&self, user: &str, id: u64) -> Result<(), IndexError>;
+    /// Records a login with app password `id` of user id `user` at `now`
+    /// (Unix seconds), unless one was recorded within the last minute.
+    /// Not journaled: a restore starts every last use afresh.
+    local index fn app_password_used(&self, user: u64, id: u64, now: u64) -> Result<(), IndexError>;
 
     // ---- Tree: reads ----
     /// The node at `path` in the owner's tree.

@@ -16,6 +16,7 @@ use super::sessions::{part_contents, session_received};
 use super::tables::*;
 use super::Index;
 use crate::crypto::ChunkId;
+use crate::meta::app_passwords::AppPasswordRecord;
 use crate::meta::consistency::{Consistency, Inconsistency};
 use crate::meta::records::{decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node};
 use crate::meta::{IndexError, UserRecord};
@@ -71,6 +72,7 @@ impl Index {
         walk.dirents(&tx)?;
         walk.manifests(&tx)?;
         walk.sessions(&tx)?;
+        walk.app_passwords(&tx)?;
         walk.chunks(&tx)?;
         walk.counters(&tx)?;
         walk.settle();
@@ -271,6 +273,20 @@ impl Walk {
                     parts,
                 };
                 self.report.found(finding);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every app password belongs to an existing user.
+    fn app_passwords(&mut self, tx: &ReadTransaction) -> Result<(), IndexError> {
+        for row in tx.open_table(APP_PASSWORDS)?.iter()? {
+            let (k, v) = row?;
+            let (user, id) = k.value();
+            AppPasswordRecord::decode(v.value())?;
+            if !self.users.contains_key(&user) {
+                self.report
+                    .found(Inconsistency::OrphanAppPassword { user, id });
             }
         }
         Ok(())
@@ -546,6 +562,11 @@ pub(crate) mod tests {
             uploaded: Vec::new(),
         };
         ns.add_part(&bob, "t", "0", &part).unwrap();
+        let phone = crate::meta::NewAppPassword {
+            label: "phone".into(),
+            verifier: [5; 32],
+        };
+        ns.index().add_app_password("bob", &phone, 64).unwrap();
         ns.commit_file(&ann, &p("h"), &commit(&[(4, 3)])).unwrap();
         ns.remove(&ann, &p("h")).unwrap();
     }
@@ -559,6 +580,35 @@ pub(crate) mod tests {
         assert!(found.is_clean(), "{found:#?}");
         assert_eq!((found.users, found.files, found.parts), (2, 3, 1));
         assert_eq!(found.references, 3 + 3 + 2 + 1);
+    }
+
+    #[test]
+    fn an_app_password_of_no_user_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        busy_index(&path);
+        let index = Index::open(&path).unwrap();
+        let record = AppPasswordRecord {
+            label: "ghost".into(),
+            scheme: crate::meta::app_passwords::SCHEME_HMAC_SHA256,
+            verifier: [1; 32],
+            created: 1,
+        };
+        index
+            .write(|t| {
+                t.app_passwords
+                    .insert((999_999, 7), record.encode().as_slice())?;
+                Ok::<_, IndexError>(())
+            })
+            .unwrap();
+        let found = index.verify().unwrap();
+        assert_eq!(
+            found.findings,
+            [Inconsistency::OrphanAppPassword {
+                user: 999_999,
+                id: 7
+            }]
+        );
     }
 
     #[test]

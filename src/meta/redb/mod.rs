@@ -5,6 +5,7 @@
 //! names redb. `Index` owns the database and the installation-wide tables;
 //! `tree::Namespace` the tree, session and property operations.
 
+mod app_passwords;
 pub(crate) mod check;
 pub(crate) mod durability;
 mod journal;
@@ -121,6 +122,8 @@ impl Index {
             tx.open_table(PROPS)?;
             tx.open_table(UPLOADS)?;
             tx.open_table(UPLOAD_PARTS)?;
+            tx.open_table(APP_PASSWORDS)?;
+            tx.open_table(APP_PASSWORD_SEEN)?;
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;

@@ -98,6 +98,7 @@ impl Index {
         w.table(&tx, PROPS, JournalTable::Props)?;
         w.table(&tx, UPLOADS, JournalTable::Uploads)?;
         w.table(&tx, UPLOAD_PARTS, JournalTable::UploadParts)?;
+        w.table(&tx, APP_PASSWORDS, JournalTable::AppPasswords)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -216,6 +217,7 @@ impl RestoreTarget {
             for def in [PENDING, SCRUB_FINDINGS] {
                 tx.open_table(def)?;
             }
+            tx.open_table(APP_PASSWORD_SEEN)?;
             tx.open_table(SCRUB)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(META)?
@@ -248,6 +250,7 @@ struct RawTables<'t> {
     props: Table<'t, (u64, &'static str), &'static [u8]>,
     uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    app_passwords: Table<'t, (u64, u64), &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -262,6 +265,7 @@ impl<'t> RawTables<'t> {
             props: tx.open_table(PROPS)?,
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
+            app_passwords: tx.open_table(APP_PASSWORDS)?,
         })
     }
 
@@ -277,6 +281,7 @@ impl<'t> RawTables<'t> {
             JournalTable::Props => put(&mut self.props, k, v, "props"),
             JournalTable::Uploads => put(&mut self.uploads, k, v, "uploads"),
             JournalTable::UploadParts => put(&mut self.upload_parts, k, v, "upload_parts"),
+            JournalTable::AppPasswords => put(&mut self.app_passwords, k, v, "app_passwords"),
         }
     }
 }
@@ -393,6 +398,10 @@ mod tests {
         let index = Index::open(&path).unwrap();
         let (dump, rows) = dump(&index, dir.path());
         assert!(dump.state_seq > 10 && dump.rows == rows.len() as u64);
+        assert!(
+            rows.iter().any(|r| r.table == JournalTable::AppPasswords),
+            "app passwords are in the dump"
+        );
 
         let state = state_after(&dump);
         let (copy, recount) = restored(dir.path(), &rows, &state);

@@ -21,6 +21,17 @@ pub(crate) const UPLOADS: TableDefinition<(u64, &str), &[u8]> = TableDefinition:
 /// (user id, transfer id, part name) → encoded part (size and manifest).
 pub(crate) const UPLOAD_PARTS: TableDefinition<(u64, &str, &str), &[u8]> =
     TableDefinition::new("upload_parts");
+/// (user id, app password id) → encoded
+/// [`crate::meta::app_passwords::AppPasswordRecord`] (label, verifier,
+/// created). Journaled: a restore brings every device's access back.
+pub(crate) const APP_PASSWORDS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("app_passwords");
+/// (user id, app password id) → Unix seconds of its last login, written at
+/// most once a minute per app password. Not journaled: it would add a row
+/// upstream per device and minute, and a login would wait for the upstream
+/// in zero-lag mode; a restore starts it empty.
+pub(crate) const APP_PASSWORD_SEEN: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("app_password_seen");
 
 /// Chunk id → encoded [`super::PendingRecord`]: an object written (or
 /// about to be written) for an upload that has not committed yet. Written

@@ -17,8 +17,9 @@ use crate::meta::records::{
 use crate::meta::IndexError;
 
 /// Every table of one write transaction. The journaled ones (see
-/// `journal.rs`) write each change into the journal as well; `pending` and
-/// the scrub's tables are bookkeeping a restore does without.
+/// `journal.rs`) write each change into the journal as well; `pending`,
+/// the scrub's tables and the app passwords' last use are bookkeeping a
+/// restore does without.
 pub(crate) struct WriteTables<'t> {
     pub meta: Journaled<'t, &'static str, u64>,
     pub users: Journaled<'t, &'static str, &'static [u8]>,
@@ -29,6 +30,8 @@ pub(crate) struct WriteTables<'t> {
     pub props: Journaled<'t, (u64, &'static str), &'static [u8]>,
     pub uploads: Journaled<'t, (u64, &'static str), &'static [u8]>,
     pub upload_parts: Journaled<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    pub app_passwords: Journaled<'t, (u64, u64), &'static [u8]>,
+    pub app_password_seen: Table<'t, (u64, u64), u64>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
@@ -47,6 +50,8 @@ pub(crate) struct ReadTables {
     props: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
     uploads: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
     upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
+    app_passwords: OnceCell<ReadOnlyTable<(u64, u64), &'static [u8]>>,
+    app_password_seen: OnceCell<ReadOnlyTable<(u64, u64), u64>>,
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
@@ -88,6 +93,8 @@ impl ReadTables {
             props: OnceCell::new(),
             uploads: OnceCell::new(),
             upload_parts: OnceCell::new(),
+            app_passwords: OnceCell::new(),
+            app_password_seen: OnceCell::new(),
             pending: OnceCell::new(),
             scrub: OnceCell::new(),
             scrub_findings: OnceCell::new(),
@@ -102,6 +109,8 @@ impl ReadTables {
     read_table!(props, PROPS, (u64, &'static str), &'static [u8]);
     read_table!(uploads, UPLOADS, (u64, &'static str), &'static [u8]);
     read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
+    read_table!(app_passwords, APP_PASSWORDS, (u64, u64), &'static [u8]);
+    read_table!(app_password_seen, APP_PASSWORD_SEEN, (u64, u64), u64);
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
     read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
@@ -126,6 +135,12 @@ impl<'t> WriteTables<'t> {
                 JournalTable::UploadParts,
                 &sink,
             ),
+            app_passwords: Journaled::new(
+                tx.open_table(APP_PASSWORDS)?,
+                JournalTable::AppPasswords,
+                &sink,
+            ),
+            app_password_seen: tx.open_table(APP_PASSWORD_SEEN)?,
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,

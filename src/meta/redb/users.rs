@@ -91,6 +91,7 @@ impl Index {
             super::sessions::drop_sessions_of(t, user.id, now as i64).map_err(storage_error)?;
             let (files, _) = t.remove_subtree(user.root, now)?;
             t.add_counter(KEY_FILES, -(files as i64))?;
+            super::app_passwords::drop_app_passwords_of(t, user.id)?;
             t.users.remove(name)?;
             Ok(())
         })
