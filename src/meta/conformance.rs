@@ -221,6 +221,8 @@ macro_rules! conformance_suite {
                 serial users::users_are_added_once_with_valid_names,
                 serial users::password_quota_and_removal,
                 serial users::trees_of_users_are_separate,
+                serial users::audited_changes_are_logged_with_them,
+                serial users::disabled_users_and_updates_keep_the_rest,
                 parallel concurrency::writers_into_one_folder_lose_nothing,
                 parallel concurrency::writers_of_one_file_leave_one_version,
                 parallel concurrency::racing_commits_never_exceed_the_quota,

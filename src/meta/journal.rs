@@ -52,6 +52,8 @@ pub enum JournalTable {
     Props = 7,
     Uploads = 8,
     UploadParts = 9,
+    /// The audit log (`meta/audit.rs`).
+    Audit = 10,
 }
 
 impl JournalTable {
@@ -67,6 +69,7 @@ impl JournalTable {
             7 => Props,
             8 => Uploads,
             9 => UploadParts,
+            10 => Audit,
             other => return Err(JournalError::UnknownTable(other)),
         })
     }

@@ -1,6 +1,7 @@
 //! The metadata: users, every user's tree, file manifests, chunk
 //! references, upload sessions and counters.
 
+pub mod audit;
 pub mod codec;
 #[cfg(test)]
 mod conformance;
@@ -26,8 +27,9 @@ pub use path::{split_path, NamePath};
 pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use records::{
     manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
-    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
+    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord, UserUpdate,
 };
+pub use audit::{AuditEntry, AuditRecord};
 pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,

@@ -121,6 +121,7 @@ impl Index {
             tx.open_table(PROPS)?;
             tx.open_table(UPLOADS)?;
             tx.open_table(UPLOAD_PARTS)?;
+            tx.open_table(AUDIT)?;
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;

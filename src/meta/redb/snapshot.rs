@@ -98,6 +98,7 @@ impl Index {
         w.table(&tx, PROPS, JournalTable::Props)?;
         w.table(&tx, UPLOADS, JournalTable::Uploads)?;
         w.table(&tx, UPLOAD_PARTS, JournalTable::UploadParts)?;
+        w.table(&tx, AUDIT, JournalTable::Audit)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -248,6 +249,7 @@ struct RawTables<'t> {
     props: Table<'t, (u64, &'static str), &'static [u8]>,
     uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    audit: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -262,6 +264,7 @@ impl<'t> RawTables<'t> {
             props: tx.open_table(PROPS)?,
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
+            audit: tx.open_table(AUDIT)?,
         })
     }
 
@@ -277,6 +280,7 @@ impl<'t> RawTables<'t> {
             JournalTable::Props => put(&mut self.props, k, v, "props"),
             JournalTable::Uploads => put(&mut self.uploads, k, v, "uploads"),
             JournalTable::UploadParts => put(&mut self.upload_parts, k, v, "upload_parts"),
+            JournalTable::Audit => put(&mut self.audit, k, v, "audit"),
         }
     }
 }

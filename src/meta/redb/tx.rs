@@ -29,6 +29,7 @@ pub(crate) struct WriteTables<'t> {
     pub props: Journaled<'t, (u64, &'static str), &'static [u8]>,
     pub uploads: Journaled<'t, (u64, &'static str), &'static [u8]>,
     pub upload_parts: Journaled<'t, (u64, &'static str, &'static str), &'static [u8]>,
+    pub audit: Journaled<'t, u64, &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
@@ -50,6 +51,7 @@ pub(crate) struct ReadTables {
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    audit: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
 /// Key of the `upload_parts` table: (user id, transfer, part name).
@@ -91,6 +93,7 @@ impl ReadTables {
             pending: OnceCell::new(),
             scrub: OnceCell::new(),
             scrub_findings: OnceCell::new(),
+            audit: OnceCell::new(),
         }
     }
 
@@ -105,6 +108,7 @@ impl ReadTables {
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
     read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
+    read_table!(audit, AUDIT, u64, &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
@@ -126,6 +130,7 @@ impl<'t> WriteTables<'t> {
                 JournalTable::UploadParts,
                 &sink,
             ),
+            audit: Journaled::new(tx.open_table(AUDIT)?, JournalTable::Audit, &sink),
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,
