@@ -13,6 +13,10 @@
 //!   connections and memory;
 //! - repeated failures are held back *before* hashing by the [`throttle`],
 //!   counted per address and per user name.
+//!
+//! The user record is read on every request and the remembered login is
+//! keyed by its password hash too, so a changed password, a disabled or a
+//! removed account holds from the next request on.
 
 mod throttle;
 
@@ -189,7 +193,7 @@ impl Authenticator {
             None => (None, dummy_hash().to_string()),
         };
         if let (Some(user), Some(tag)) = (&user, &tag) {
-            if self.cached(tag) {
+            if !user.disabled && self.cached(tag) {
                 self.throttle.succeeded(client, &who);
                 return Ok(user.clone());
             }
@@ -200,7 +204,8 @@ impl Authenticator {
         }
         let verified = self.checks.verify(hash, password).await?;
         match (user, tag) {
-            (Some(user), Some(tag)) if verified => {
+            // A disabled account is refused like a wrong password.
+            (Some(user), Some(tag)) if verified && !user.disabled => {
                 self.throttle.succeeded(client, &who);
                 self.remember(tag);
                 Ok(user)

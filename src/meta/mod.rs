@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod upstream_gate;
 
+pub use audit::{AuditEntry, AuditRecord};
 pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;
 pub use operations::Meta;
@@ -29,7 +30,6 @@ pub use records::{
     manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
     NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord, UserUpdate,
 };
-pub use audit::{AuditEntry, AuditRecord};
 pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,

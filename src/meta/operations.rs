@@ -36,10 +36,10 @@ use super::snapshot::{SnapshotDump, SnapshotHead};
 use super::upstream_gate::UpstreamGate;
 use super::Consistency;
 use super::{
-    AssembleCheck, AssembleMeta, Assembled, AuditEntry, AuditRecord, ChunkRecord, ExpiredPending, FileCommit, Holdings,
-    IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord,
-    PropLimits, ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession,
-    UserRecord, UserUpdate, WriteTarget,
+    AssembleCheck, AssembleMeta, Assembled, AuditEntry, AuditRecord, ChunkRecord, ExpiredPending,
+    FileCommit, Holdings, IndexError, ManifestEntry, NewPart, NewUser, Node, NsError, Owner,
+    PartInfo, PendingRecord, PropLimits, ScrubFinding, ScrubState, Stats, StoredProp, UploadError,
+    UploadSession, UserRecord, UserUpdate, WriteTarget,
 };
 
 /// The metadata of one installation. Cheap to clone: clones share the

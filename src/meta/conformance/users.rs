@@ -132,9 +132,8 @@ pub(super) async fn trees_of_users_are_separate(meta: Meta) {
 
 pub(super) async fn audited_changes_are_logged_with_them(meta: Meta) {
     use crate::meta::{AuditEntry, UserUpdate};
-    let entry = |action: &str, target: &str| {
-        AuditEntry::now("root", "192.0.2.7", action, target, "detail")
-    };
+    let entry =
+        |action: &str, target: &str| AuditEntry::now("root", "192.0.2.7", action, target, "detail");
     assert!(meta.audit_log(10).await.unwrap().is_empty());
     let new = NewUser {
         name: "dora".into(),

@@ -241,9 +241,7 @@ mod tests {
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
         for n in 0..7 {
             let e = AuditEntry::now("admin", "local", "test", &format!("t{n}"), "");
-            index
-                .write(|t| append_audit_keeping(t, &e, 5))
-                .unwrap();
+            index.write(|t| append_audit_keeping(t, &e, 5)).unwrap();
         }
         let log = index.audit_log(100).unwrap();
         let seqs: Vec<u64> = log.iter().map(|r| r.seq).collect();
