@@ -277,11 +277,6 @@ fn serve(config: Config) -> Result<(), AnyError> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        say(&format!(
-            "dedupdav listening on http://{addr}/\n  \
-             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)"
-        ));
-        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
         let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
@@ -290,6 +285,13 @@ fn serve(config: Config) -> Result<(), AnyError> {
         let access = LocalAccess::new(addr);
         access.write(&app.config.data_dir)?;
         gateway.allow_local_admin(&access.token);
+        say(&format!(
+            "dedupdav listening on http://{addr}/\n  \
+             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)\n  \
+             admin API: http://{addr}/api/v1/ (the local command line uses {})",
+            dedupdav::http::admin::local::access_path(&app.config.data_dir).display()
+        ));
+        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         gateway.serve(listener, shutdown_signal()).await;
         access.remove(&app.config.data_dir);
         runner.shutdown().await;
