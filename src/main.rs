@@ -222,12 +222,16 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         }
         Command::Check { read_data, json } => {
             init_logs(&config, false);
-            if read_data.is_none() {
-                if let Remote::Gateway(client) = remote(&config)? {
-                    return check_remote(&client, json);
-                }
+            match (remote(&config)?, read_data) {
+                (Remote::Gateway(client), None) => check_remote(&client, json),
+                (Remote::Gateway(client), Some(_)) => Err(format!(
+                    "`check --read-data` needs `serve` stopped (the gateway at {} runs); \
+                     without --read-data the running gateway answers the check",
+                    client.api.url()
+                )
+                .into()),
+                (Remote::None(stale), _) => check(config, read_data, json, stale.as_deref()),
             }
-            check(config, read_data, json)
         }
         Command::Restore {
             force,
@@ -245,8 +249,8 @@ fn run(cli: Cli) -> Result<(), AnyError> {
                     let answer = client.get("/stats")?;
                     serde_json::from_value(answer["installation"].clone())?
                 }
-                Remote::None(_) => {
-                    let app = open_app(config, None)?;
+                Remote::None(stale) => {
+                    let app = open_app(config, stale.as_deref())?;
                     block_on(app.meta.stats())??
                 }
             };
@@ -416,7 +420,14 @@ fn sweep_orphans(
     Ok(())
 }
 
-fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), AnyError> {
+/// `dedupdav check` on the index itself; `stale`: the URL of an access
+/// file whose gateway did not answer.
+fn check(
+    config: Config,
+    read_percent: Option<f64>,
+    json: bool,
+    stale: Option<&str>,
+) -> Result<(), AnyError> {
     use dedupdav::files::check;
     use std::io::IsTerminal;
     // A check must read the objects with the key they were sealed under;
@@ -429,7 +440,7 @@ fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), An
         )
         .into());
     }
-    let app = open_app(config, None)?;
+    let app = open_app(config, stale)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -489,7 +500,7 @@ fn restore(config: Config, options: RestoreOptions, json: bool) -> Result<(), An
         print!("{}", render_restore(&report));
     }
     println!("checking the restored index and the objects it names:");
-    check(config, None, false)
+    check(config, None, false, None)
 }
 
 fn render_restore(r: &RestoreReport) -> String {

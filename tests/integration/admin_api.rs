@@ -216,6 +216,8 @@ fn the_command_line_manages_a_running_serve() {
     assert!(ok && text.contains("result: clean"), "{text}");
     let (ok, text) = s.cli(&["check", "--json"], None);
     assert!(ok && text.contains("\"clean\":true"), "{text}");
+    let (ok, text) = s.cli(&["check", "--read-data"], None);
+    assert!(!ok && text.contains("needs `serve` stopped"), "{text}");
     let (ok, text) = s.cli(&["user", "add", "alice", "--password-stdin"], Some("x"));
     assert!(!ok && text.contains("already exists"), "{text}");
 
