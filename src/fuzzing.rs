@@ -364,6 +364,7 @@ fn ocs_user() -> UserRecord {
         used: 1 << 20,
         root: 1,
         created: 0,
+        disabled: false,
     }
 }
 

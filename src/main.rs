@@ -16,8 +16,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use dedupdav::accounts;
+use dedupdav::accounts::manage::{self as manage, AccountChange, Actor, NewAccount};
 use dedupdav::app::App;
 use dedupdav::config::{Config, LogFormat};
+use dedupdav::http::admin::client::{AdminClient, ClientError};
+use dedupdav::http::admin::local::LocalAccess;
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
@@ -26,7 +29,7 @@ use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::snapshot::SnapshotJob;
 use dedupdav::jobs::sweep::SweepJob;
 use dedupdav::jobs::{Runner, RunnerConfig};
-use dedupdav::meta::Meta;
+use dedupdav::meta::{IndexError, Meta};
 use dedupdav::recovery::{RestoreOptions, RestoreReport};
 
 /// A WebDAV gateway that stores every unique chunk of every upload once,
@@ -57,7 +60,9 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// Manage accounts (stop `serve` first: the index belongs to one process).
+    /// Manage accounts. With `serve` running on this data directory this goes
+    /// through its admin API (found in <data_dir>/admin-access.json);
+    /// otherwise it works on the index directly.
     #[command(subcommand)]
     User(UserCommand),
     /// Check the configured upstream: connect, write, read and remove a probe
@@ -78,8 +83,8 @@ enum Command {
     },
     /// Check the installation: the index agrees with itself and the backend
     /// holds every object it names, with the recorded size. Exits 0 only
-    /// when nothing is wrong. Stop `serve` first (the index belongs to one
-    /// process).
+    /// when nothing is wrong. With `serve` running this asks it (through
+    /// its admin API); --read-data needs `serve` stopped.
     Check {
         /// Also fetch, authenticate and re-hash objects: all of them, or a
         /// random share (--read-data=10 reads about 10 %).
@@ -105,7 +110,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print users, files, logical and stored bytes, chunks and the dedup ratio.
+    /// Print users, files, logical and stored bytes, chunks and the dedup
+    /// ratio (from the running `serve` when there is one).
     Stats {
         /// Print JSON (keys users, files, logical_bytes, stored_bytes, chunks).
         #[arg(long)]
@@ -137,6 +143,22 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Change a user's quota, role or whether they may log in.
+    Set {
+        name: String,
+        /// New limit, e.g. 500M, 10GiB; `none` lifts it.
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
+        /// Make the user an administrator (true) or not (false).
+        #[arg(long, value_name = "BOOL")]
+        admin: Option<bool>,
+        /// Refuse the user's logins (their files are kept).
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Allow a disabled user to log in again.
+        #[arg(long)]
+        enable: bool,
     },
     /// A user's app passwords: one per device or sync client, each revocable.
     #[command(subcommand)]
@@ -214,7 +236,16 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         }
         Command::Check { read_data, json } => {
             init_logs(&config, false);
-            check(config, read_data, json)
+            match (remote(&config)?, read_data) {
+                (Remote::Gateway(client), None) => check_remote(&client, json),
+                (Remote::Gateway(client), Some(_)) => Err(format!(
+                    "`check --read-data` needs `serve` stopped (the gateway at {} runs); \
+                     without --read-data the running gateway answers the check",
+                    client.api.url()
+                )
+                .into()),
+                (Remote::None(stale), _) => check(config, read_data, json, stale.as_deref()),
+            }
         }
         Command::Restore {
             force,
@@ -227,8 +258,16 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         }
         Command::Stats { json } => {
             init_logs(&config, false);
-            let app = App::open(config)?;
-            let stats = block_on(app.meta.stats())??;
+            let stats = match remote(&config)? {
+                Remote::Gateway(client) => {
+                    let answer = client.get("/stats")?;
+                    serde_json::from_value(answer["installation"].clone())?
+                }
+                Remote::None(stale) => {
+                    let app = open_app(config, stale.as_deref())?;
+                    block_on(app.meta.stats())??
+                }
+            };
             if json {
                 println!("{}", accounts::stats_json(&stats));
             } else {
@@ -256,15 +295,23 @@ fn serve(config: Config) -> Result<(), AnyError> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        say(&format!(
-            "dedupdav listening on http://{addr}/\n  \
-             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)"
-        ));
-        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         let gateway = Gateway::new(&app);
         let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
+        // The command line on this machine reaches the admin API with the
+        // token of this file (see http/admin/local.rs).
+        let access = LocalAccess::new(addr);
+        access.write(&app.config.data_dir)?;
+        gateway.allow_local_admin(&access.token);
+        say(&format!(
+            "dedupdav listening on http://{addr}/\n  \
+             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)\n  \
+             admin API: http://{addr}/api/v1/ (the local command line uses {})",
+            dedupdav::http::admin::local::access_path(&app.config.data_dir).display()
+        ));
+        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
         gateway.serve(listener, shutdown_signal()).await;
+        access.remove(&app.config.data_dir);
         runner.shutdown().await;
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
@@ -387,7 +434,14 @@ fn sweep_orphans(
     Ok(())
 }
 
-fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), AnyError> {
+/// `dedupdav check` on the index itself; `stale`: the URL of an access
+/// file whose gateway did not answer.
+fn check(
+    config: Config,
+    read_percent: Option<f64>,
+    json: bool,
+    stale: Option<&str>,
+) -> Result<(), AnyError> {
     use dedupdav::files::check;
     use std::io::IsTerminal;
     // A check must read the objects with the key they were sealed under;
@@ -400,7 +454,7 @@ fn check(config: Config, read_percent: Option<f64>, json: bool) -> Result<(), An
         )
         .into());
     }
-    let app = App::open(config)?;
+    let app = open_app(config, stale)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -460,7 +514,7 @@ fn restore(config: Config, options: RestoreOptions, json: bool) -> Result<(), An
         print!("{}", render_restore(&report));
         println!("checking the restored index and the objects it names:");
     }
-    check(config, None, json)
+    check(config, None, json, None)
 }
 
 fn render_restore(r: &RestoreReport) -> String {
@@ -521,20 +575,301 @@ fn read_password_stdin() -> Result<String, AnyError> {
     Ok(s.trim_end_matches(['\n', '\r']).to_string())
 }
 
-fn open_meta(config: &Config) -> Result<Meta, AnyError> {
+/// Where the commands that manage a running gateway go.
+enum Remote {
+    /// A `serve` of this data directory answers its admin API.
+    Gateway(Client),
+    /// None answers; the URL of a stale access file, if there was one.
+    None(Option<String>),
+}
+
+/// The admin API of the running `serve`, with a runtime to call it from
+/// this synchronous command line.
+struct Client {
+    api: AdminClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.runtime
+            .block_on(self.api.call(method, path, body.as_ref()))
+    }
+
+    fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(reqwest::Method::GET, path, None)
+    }
+}
+
+/// Finds the running `serve` of this data directory through its access
+/// file and asks it whether it answers. No file, or nobody answering at
+/// its address (a `serve` that crashed), means no gateway runs.
+fn remote(config: &Config) -> Result<Remote, AnyError> {
+    let Some(access) = LocalAccess::read(&config.data_dir)? else {
+        return Ok(Remote::None(None));
+    };
+    let url = access.url.clone();
+    let client = Client {
+        api: AdminClient::new(access)?,
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    match client.get("/jobs") {
+        Ok(_) => Ok(Remote::Gateway(client)),
+        Err(ClientError::Unreachable { .. }) => Ok(Remote::None(Some(url))),
+        Err(e) => Err(format!("the running gateway at {url} refused the command line: {e}").into()),
+    }
+}
+
+/// Says plainly why the index cannot be opened while something holds it.
+fn explain_in_use(e: IndexError, stale: Option<&str>) -> AnyError {
+    match (e, stale) {
+        (IndexError::InUse { path }, Some(url)) => format!(
+            "the index {path} is in use by another process, and the gateway named in admin-access.json ({url}) does not answer; \
+             is `dedupdav serve` starting or stopping? try again shortly"
+        )
+        .into(),
+        (IndexError::InUse { path }, None) => format!(
+            "the index {path} is in use by another process (a `dedupdav serve` without an admin-access.json in its data directory, \
+             or another command); try again once it is done"
+        )
+        .into(),
+        (e, _) => e.into(),
+    }
+}
+
+fn open_meta(config: &Config, stale: Option<&str>) -> Result<Meta, AnyError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    Ok(Meta::open_redb(&config.index_path(), config.prop_limits())?)
+    Meta::open_redb(&config.index_path(), config.prop_limits())
+        .map_err(|e| explain_in_use(e, stale))
+}
+
+fn open_app(config: Config, stale: Option<&str>) -> Result<App, AnyError> {
+    App::open(config).map_err(|e| match e {
+        dedupdav::app::StartError::Index(e) => explain_in_use(e, stale),
+        e => e.into(),
+    })
 }
 
 /// Runs one metadata operation of a command that does not serve.
 fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, std::io::Error> {
     Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()?
         .block_on(f))
 }
 
+/// `dedupdav check` through the running gateway.
+fn check_remote(client: &Client, json: bool) -> Result<(), AnyError> {
+    let report = client.get("/check")?;
+    if json {
+        println!("{report}");
+    } else {
+        print!("{}", render_check_json(&report));
+    }
+    if report["clean"] == serde_json::Value::Bool(true) {
+        Ok(())
+    } else {
+        Err("the check found problems (listed above)".into())
+    }
+}
+
+/// The check's JSON answer as text for a person.
+fn render_check_json(r: &serde_json::Value) -> String {
+    let (i, o) = (&r["index"], &r["objects"]);
+    let mut out = format!(
+        "index: {} users, {} nodes ({} files), {} entries, {} chunks, {} references\n\
+         objects: {} checked\n",
+        i["users"],
+        i["nodes"],
+        i["files"],
+        i["dirents"],
+        i["chunks"],
+        i["references"],
+        o["checked"]
+    );
+    let findings = [&i["findings"], &o["findings"], &r["scrub"]["findings"]];
+    let mut problems = 0;
+    for list in findings {
+        for f in list.as_array().into_iter().flatten() {
+            problems += 1;
+            out += &format!("PROBLEM {f}\n");
+        }
+    }
+    out += &if r["clean"] == serde_json::Value::Bool(true) {
+        "result: clean\n".to_string()
+    } else {
+        format!("result: {problems} problem(s) listed\n")
+    };
+    out
+}
+
+fn print_users(users: &[(String, bool, bool, u64, Option<u64>)]) {
+    println!(
+        "{:<24} {:>6} {:>9} {:>16} {:>16}",
+        "NAME", "ADMIN", "DISABLED", "USED", "QUOTA"
+    );
+    for (name, admin, disabled, used, quota) in users {
+        let quota = quota.map_or("-".to_string(), |q| q.to_string());
+        let yes = |b: &bool| if *b { "yes" } else { "no" };
+        println!(
+            "{:<24} {:>6} {:>9} {:>16} {:>16}",
+            name,
+            yes(admin),
+            yes(disabled),
+            used,
+            quota
+        );
+    }
+}
+
+/// The password a command sets: from standard input, or generated (and
+/// then printed once).
+fn password_for(stdin: bool) -> Result<(String, bool), AnyError> {
+    Ok(if stdin {
+        (read_password_stdin()?, false)
+    } else {
+        (accounts::generate_password(), true)
+    })
+}
+
+/// What `user set` asks for.
+fn account_change(
+    quota: Option<String>,
+    admin: Option<bool>,
+    disable: bool,
+    enable: bool,
+) -> Result<AccountChange, AnyError> {
+    let quota = match quota.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(q) => Some(Some(accounts::parse_size(q)?)),
+    };
+    let change = AccountChange {
+        password: None,
+        quota,
+        admin,
+        disabled: (disable || enable).then_some(disable),
+    };
+    if change.is_empty() {
+        return Err("nothing to change: give --quota, --admin, --disable or --enable".into());
+    }
+    Ok(change)
+}
+
+fn change_json(change: &AccountChange) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    if let Some(p) = &change.password {
+        body.insert("password".into(), p.clone().into());
+    }
+    if let Some(q) = change.quota {
+        body.insert("quota".into(), q.into());
+    }
+    if let Some(a) = change.admin {
+        body.insert("admin".into(), a.into());
+    }
+    if let Some(d) = change.disabled {
+        body.insert("disabled".into(), d.into());
+    }
+    body.into()
+}
+
 fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
-    let meta = open_meta(&config)?;
+    match remote(&config)? {
+        Remote::Gateway(client) => user_command_remote(&client, cmd),
+        Remote::None(stale) => {
+            let meta = open_meta(&config, stale.as_deref())?;
+            user_command_direct(&config, &meta, cmd)
+        }
+    }
+}
+
+/// A user command through the running gateway's admin API.
+fn user_command_remote(client: &Client, cmd: UserCommand) -> Result<(), AnyError> {
+    use reqwest::Method;
+    let user_path = |name: &str| {
+        format!(
+            "/users/{}",
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+        )
+    };
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin,
+            quota,
+            password_stdin,
+        } => {
+            let quota = quota.map(|q| accounts::parse_size(&q)).transpose()?;
+            let mut body = serde_json::json!({"name": name, "admin": admin, "quota": quota});
+            if password_stdin {
+                body["password"] = read_password_stdin()?.into();
+            }
+            let answer = client.call(Method::POST, "/users", Some(body))?;
+            println!("created user {name}");
+            if let Some(p) = answer["password"].as_str() {
+                println!("  password: {p}");
+            }
+        }
+        UserCommand::List => {
+            let answer = client.get("/users")?;
+            let users: Vec<_> = answer["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| {
+                    (
+                        u["name"].as_str().unwrap_or_default().to_string(),
+                        u["admin"].as_bool().unwrap_or_default(),
+                        u["disabled"].as_bool().unwrap_or_default(),
+                        u["used"].as_u64().unwrap_or_default(),
+                        u["quota"].as_u64(),
+                    )
+                })
+                .collect();
+            print_users(&users);
+        }
+        UserCommand::Remove { name } => {
+            client.call(Method::DELETE, &user_path(&name), None)?;
+            println!("removed user {name} and their files");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = password_for(password_stdin)?;
+            let body = serde_json::json!({ "password": password });
+            client.call(Method::PATCH, &user_path(&name), Some(body))?;
+            println!("password of {name} changed");
+            if generated {
+                println!("  password: {password}");
+            }
+        }
+        UserCommand::AppPassword(cmd) => app_password_remote(client, cmd)?,
+        UserCommand::Set {
+            name,
+            quota,
+            admin,
+            disable,
+            enable,
+        } => {
+            let change = account_change(quota, admin, disable, enable)?;
+            client.call(Method::PATCH, &user_path(&name), Some(change_json(&change)))?;
+            println!("user {name} changed");
+        }
+    }
+    Ok(())
+}
+
+/// A user command on the index itself (no gateway runs).
+fn user_command_direct(config: &Config, meta: &Meta, cmd: UserCommand) -> Result<(), AnyError> {
+    let actor = Actor::offline_cli();
     match cmd {
         UserCommand::Add {
             name,
@@ -543,90 +878,164 @@ fn user_command(config: Config, cmd: UserCommand) -> Result<(), AnyError> {
             password_stdin,
         } => {
             let quota = quota.map(|q| accounts::parse_size(&q)).transpose()?;
-            let (password, generated) = if password_stdin {
-                (read_password_stdin()?, false)
+            let password = if password_stdin {
+                Some(read_password_stdin()?)
             } else {
-                (accounts::generate_password(), true)
+                None
             };
-            block_on(accounts::add_user(&meta, &name, &password, is_admin, quota))??;
+            let new = NewAccount {
+                name: name.clone(),
+                password,
+                admin: is_admin,
+                quota,
+            };
+            let created = block_on(manage::create(meta, &actor, new))??;
             println!("created user {name}");
-            if generated {
-                println!("  password: {password}");
+            if let Some(p) = created.generated_password {
+                println!("  password: {p}");
             }
         }
         UserCommand::List => {
-            println!(
-                "{:<24} {:>6} {:>16} {:>16}",
-                "NAME", "ADMIN", "USED", "QUOTA"
-            );
-            for u in block_on(meta.users())?? {
-                let quota = u.quota.map_or("-".to_string(), |q| q.to_string());
-                let admin_flag = if u.admin { "yes" } else { "no" };
-                println!(
-                    "{:<24} {:>6} {:>16} {:>16}",
-                    u.name, admin_flag, u.used, quota
-                );
-            }
+            let users: Vec<_> = block_on(meta.users())??
+                .into_iter()
+                .map(|u| (u.name, u.admin, u.disabled, u.used, u.quota))
+                .collect();
+            print_users(&users);
         }
         UserCommand::Remove { name } => {
-            block_on(accounts::remove_user(&meta, &name))??;
+            block_on(manage::remove(meta, &actor, &name))??;
             println!("removed user {name} and their files");
         }
         UserCommand::Passwd {
             name,
             password_stdin,
         } => {
-            let (password, generated) = if password_stdin {
-                (read_password_stdin()?, false)
-            } else {
-                (accounts::generate_password(), true)
+            let (password, generated) = password_for(password_stdin)?;
+            let change = AccountChange {
+                password: Some(password.clone()),
+                ..AccountChange::default()
             };
-            block_on(accounts::set_password(&meta, &name, &password))??;
+            block_on(manage::change(meta, &actor, &name, change))??;
             println!("password of {name} changed");
             if generated {
                 println!("  password: {password}");
             }
         }
-        UserCommand::AppPassword(cmd) => app_password_command(&config, &meta, cmd)?,
+        UserCommand::AppPassword(cmd) => app_password_direct(config, meta, cmd)?,
+        UserCommand::Set {
+            name,
+            quota,
+            admin,
+            disable,
+            enable,
+        } => {
+            let change = account_change(quota, admin, disable, enable)?;
+            block_on(manage::change(meta, &actor, &name, change))??;
+            println!("user {name} changed");
+        }
     }
     Ok(())
 }
 
-/// `dedupdav user app-password …`, on the index directly (the server must
-/// be stopped). Everything the command does is here, so it can be routed
-/// through a running server's admin API as a whole.
-fn app_password_command(
+fn app_password_path(user: &str) -> String {
+    let user = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+    format!("/users/{user}/app-passwords")
+}
+
+/// `dedupdav user app-password …` through the running gateway's admin API.
+fn app_password_remote(client: &Client, cmd: AppPasswordCommand) -> Result<(), AnyError> {
+    match cmd {
+        AppPasswordCommand::Add { user, label } => {
+            let body = serde_json::json!({ "label": label });
+            let path = app_password_path(&user);
+            let a = client.call(reqwest::Method::POST, &path, Some(body))?;
+            let secret = a["password"].as_str().unwrap_or_default();
+            print_created_app_password(&user, a["id"].as_u64(), &label, secret)
+        }
+        AppPasswordCommand::List { user } => {
+            let a = client.get(&app_password_path(&user))?;
+            let listed: Vec<AppPasswordRow> = a["app_passwords"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["id"].as_u64().unwrap_or_default(),
+                        p["label"].as_str().unwrap_or_default().to_string(),
+                        p["created"].as_i64().unwrap_or_default(),
+                        p["last_used"].as_u64(),
+                    )
+                })
+                .collect();
+            print_app_passwords(&user, &listed);
+            Ok(())
+        }
+        AppPasswordCommand::Revoke { user, id } => {
+            let path = format!("{}/{id}", app_password_path(&user));
+            client.call(reqwest::Method::DELETE, &path, None)?;
+            println!("revoked app password {id} of {user}");
+            Ok(())
+        }
+    }
+}
+
+/// `dedupdav user app-password …` on the index (no gateway runs).
+fn app_password_direct(
     config: &Config,
     meta: &Meta,
     cmd: AppPasswordCommand,
 ) -> Result<(), AnyError> {
-    use accounts::app_passwords;
+    let actor = Actor::offline_cli();
     match cmd {
         AppPasswordCommand::Add { user, label } => {
             let keys = dedupdav::app::keys(config)?;
-            let created = block_on(app_passwords::create(meta, &keys, &user, &label))??;
-            println!(
-                "created app password {} ({:?}) for {user}",
-                created.info.id, created.info.label
-            );
-            println!("  password: {}", created.secret);
-            println!("  it is shown only now; use it with the user name {user}");
+            let created = block_on(manage::create_app_password(
+                meta, &keys, &actor, &user, &label,
+            ))??;
+            let id = Some(created.info.id);
+            print_created_app_password(&user, id, &label, &created.secret)
         }
         AppPasswordCommand::List { user } => {
-            let listed = block_on(app_passwords::list(meta, &user))??;
-            println!("{:<8} {:<32} {:<30} LAST USED", "ID", "LABEL", "CREATED");
-            for a in listed {
-                let created = unix_time(a.created.max(0) as u64);
-                let last = a.last_used.map_or_else(|| "-".to_string(), unix_time);
-                println!("{:<8} {:<32} {:<30} {last}", a.id, a.label, created);
-            }
+            let listed: Vec<AppPasswordRow> =
+                block_on(accounts::app_passwords::list(meta, &user))??
+                    .into_iter()
+                    .map(|a| (a.id, a.label, a.created, a.last_used))
+                    .collect();
+            print_app_passwords(&user, &listed);
+            Ok(())
         }
         AppPasswordCommand::Revoke { user, id } => {
-            block_on(app_passwords::revoke(meta, &user, id))??;
+            block_on(manage::revoke_app_password(meta, &actor, &user, id))??;
             println!("revoked app password {id} of {user}");
+            Ok(())
         }
     }
+}
+
+fn print_created_app_password(
+    user: &str,
+    id: Option<u64>,
+    label: &str,
+    secret: &str,
+) -> Result<(), AnyError> {
+    let id = id.ok_or("the gateway answered without an id")?;
+    println!("created app password {id} ({label:?}) for {user}");
+    println!("  password: {secret}");
+    println!("  it is shown only now; use it with the user name {user}");
     Ok(())
+}
+
+/// An app password as listed: id, label, created, last used.
+type AppPasswordRow = (u64, String, i64, Option<u64>);
+
+fn print_app_passwords(user: &str, listed: &[AppPasswordRow]) {
+    println!("app passwords of {user}:");
+    println!("{:<8} {:<32} {:<30} LAST USED", "ID", "LABEL", "CREATED");
+    for (id, label, created, last) in listed {
+        let created = unix_time((*created).max(0) as u64);
+        let last = last.map_or_else(|| "-".to_string(), unix_time);
+        println!("{id:<8} {label:<32} {created:<30} {last}");
+    }
 }
 
 /// Unix seconds as an HTTP date (UTC).

@@ -1,8 +1,10 @@
 //! Accounts: creating users, their passwords and app passwords, removing a
 //! user with everything they hold, the first administrator; and the usage
-//! report.
+//! report. Changes an administrator makes, each recorded in the audit log:
+//! [`manage`].
 
 pub mod app_passwords;
+pub mod manage;
 pub mod password;
 
 use rand::distributions::Alphanumeric;
@@ -25,6 +27,8 @@ pub enum AdminError {
     EmptyPassword,
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error("hashing the password stopped: {0}")]
+    Hashing(String),
 }
 
 /// A random password for generated accounts.
@@ -147,7 +151,8 @@ pub fn render_stats(s: &Stats) -> String {
 }
 
 /// The stats report as JSON (keys: users, files, logical_bytes,
-/// stored_bytes, chunks, dedup_ratio, pending_objects, pending_bytes).
+/// stored_bytes, chunks, dedup_ratio, bytes_saved, pending_objects,
+/// pending_bytes).
 pub fn stats_json(s: &Stats) -> serde_json::Value {
     let ratio = if s.stored_bytes > 0 {
         s.logical_bytes as f64 / s.stored_bytes as f64
@@ -161,8 +166,21 @@ pub fn stats_json(s: &Stats) -> serde_json::Value {
         "stored_bytes": s.stored_bytes,
         "chunks": s.chunks,
         "dedup_ratio": ratio,
+        "bytes_saved": s.logical_bytes.saturating_sub(s.stored_bytes),
         "pending_objects": s.pending_objects,
         "pending_bytes": s.pending_bytes,
+    })
+}
+
+/// What an administrator sees of an account (never its password hash).
+pub fn user_json(u: &UserRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": u.name,
+        "admin": u.admin,
+        "disabled": u.disabled,
+        "quota": u.quota,
+        "used": u.used,
+        "created": u.created,
     })
 }
 

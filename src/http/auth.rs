@@ -27,6 +27,10 @@
 //! throttle counts like any other. A successful app-password login
 //! records its time (at most once a minute per app password, in the
 //! background, in a table that is not journaled).
+//!
+//! The user record is read on every request and the remembered login is
+//! keyed by its password hash too, so a changed password, a disabled or a
+//! removed account holds from the next request on.
 
 mod throttle;
 
@@ -166,6 +170,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// The keys app-password verifiers are made with.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     pub fn new(meta: Meta, keys: Arc<Keys>, cfg: AuthConfig, limits: &LimitsConfig) -> Self {
         Self {
             meta,
@@ -212,7 +221,7 @@ impl Authenticator {
             None => (None, dummy_hash().to_string()),
         };
         if let (Some(user), Some(tag)) = (&user, &tag) {
-            if self.cached(tag) {
+            if !user.disabled && self.cached(tag) {
                 self.throttle.succeeded(client, &who);
                 return Ok(user.clone());
             }
@@ -238,7 +247,8 @@ impl Authenticator {
         }
         let verified = self.checks.verify(hash, password).await?;
         match (user, tag) {
-            (Some(user), Some(tag)) if verified => {
+            // A disabled account is refused like a wrong password.
+            (Some(user), Some(tag)) if verified && !user.disabled => {
                 self.throttle.succeeded(client, &who);
                 self.remember(tag);
                 Ok(user)

@@ -4,8 +4,10 @@
 //! chunked uploads: [`crate::owncloud`]) — and keeps the per-user lock
 //! tables, the request log and metrics. Failures the adapters recorded
 //! become precise replies ([`crate::wire`]). Accepting connections, their
-//! caps and timeouts: `listener`.
+//! caps and timeouts: `listener`. The admin REST API under `/api/v1/`:
+//! [`admin`].
 
+pub mod admin;
 pub mod auth;
 mod listener;
 mod metrics;
@@ -25,7 +27,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::config::LimitsConfig;
+use crate::config::{Config, LimitsConfig};
 use crate::jobs::expire::StaleSessions;
 use crate::jobs::JobStatus;
 use crate::meta::{Meta, UserRecord};
@@ -58,6 +60,10 @@ pub struct Gateway {
     connection_limits: ConnectionLimits,
     /// The background jobs' status, once `serve` has started them.
     jobs: Mutex<Option<Arc<JobStatus>>>,
+    /// The settings (the admin API's upstream check opens its own client).
+    config: Config,
+    /// The token of the local command line, once `serve` has made one.
+    local_admin: Mutex<Option<admin::LocalToken>>,
 }
 
 impl StaleSessions for Gateway {
@@ -84,6 +90,8 @@ impl Gateway {
             limits: app.config.limits.clone(),
             connection_limits: ConnectionLimits::from(&app.config.limits),
             jobs: Mutex::new(None),
+            config: app.config.clone(),
+            local_admin: Mutex::new(None),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -109,9 +117,16 @@ impl Gateway {
         })
     }
 
-    /// Shows the background jobs' state in `/metrics`.
+    /// Shows the background jobs' state in `/metrics` and the admin API,
+    /// which may also ask them to run now.
     pub fn show_jobs(&self, status: Arc<JobStatus>) {
         *self.jobs.lock() = Some(status);
+    }
+
+    /// Accepts `token` (as `Authorization: Bearer`) on the admin API as
+    /// the local command line (see [`admin::local`]).
+    pub fn allow_local_admin(&self, token: &str) {
+        *self.local_admin.lock() = Some(admin::LocalToken::new(token));
     }
 
     fn uploads_ctx(&self, user: u64) -> UploadsCtx<'_> {
@@ -209,6 +224,7 @@ impl Gateway {
                 let res = self.uploads_ctx(me.id).handle(req, &owner, &rest).await;
                 (res, Some(name))
             }
+            Route::Admin { rest } => admin::handle(self, req, peer, &rest).await,
             Route::Metrics => match self.login(&req, peer).await {
                 Ok(u) if u.admin => (self.metrics_response().await, Some(u.name)),
                 Ok(u) => (

@@ -19,7 +19,9 @@
 //! (or the job's own, [`Job::backoff`]). A job may also be woken before its
 //! interval ends ([`Job::wake`]): the zero-lag metadata upload runs as soon
 //! as a write waits for it, and stays an ordinary job, with its status,
-//! counters and shutdown, instead of a loop of its own.
+//! counters and shutdown, instead of a loop of its own. Any job can be
+//! asked to run now by name ([`JobStatus::run_now`], the admin API's
+//! `POST /api/v1/jobs/{name}/run`): that ends its wait, a back-off too.
 //! The jobs: [`gc`] (garbage collection), [`expire`] (stale chunked
 //! upload sessions), [`scrub`] (reading every object back), [`sweep`]
 //! (objects no record names), [`metadata`] (the journal sealed upstream)
@@ -184,13 +186,34 @@ pub struct JobState {
     pub counters: Vec<JobCounter>,
 }
 
-/// The status of every job, shared with whoever shows it (log, metrics).
+/// The status of every job, shared with whoever shows it (log, metrics),
+/// and the way to ask one to run now.
 #[derive(Debug, Default)]
 pub struct JobStatus {
     jobs: Mutex<BTreeMap<&'static str, JobState>>,
+    /// Per job: a notification that ends its wait at once.
+    triggers: Mutex<BTreeMap<&'static str, Arc<Notify>>>,
 }
 
 impl JobStatus {
+    /// Asks job `name` to start a run now: at once when it waits, right
+    /// after the current run when one is in progress. False when no such
+    /// job runs.
+    pub fn run_now(&self, name: &str) -> bool {
+        match self.triggers.lock().get(name) {
+            Some(t) => {
+                t.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The trigger of job `name`, made on first use.
+    fn trigger(&self, name: &'static str) -> Arc<Notify> {
+        self.triggers.lock().entry(name).or_default().clone()
+    }
+
     /// A copy of every job's state, by name.
     pub fn snapshot(&self) -> Vec<(&'static str, JobState)> {
         self.jobs
@@ -329,11 +352,13 @@ impl Driver {
         let mut failures = 0u32;
         let wake = job.wake();
         self.quiet = wake.is_some();
+        let trigger = self.status.trigger(self.name);
         loop {
             // Only the wait after a success may be cut short by a wake: a
             // back-off is kept (the wake is not lost, it ends the next wait).
+            // A run asked for by name ends any wait.
             let wake = if failures == 0 { wake.as_deref() } else { None };
-            if self.pause_or_wake(delay, wake).await {
+            if self.pause_or_wake(delay, wake, Some(&trigger)).await {
                 return;
             }
             match self.run(&mut job).await {
@@ -359,24 +384,30 @@ impl Driver {
 
     /// Sleeps `delay` unless told to stop first; true when stopping.
     async fn pause(&mut self, delay: Duration) -> bool {
-        self.pause_or_wake(delay, None).await
+        self.pause_or_wake(delay, None, None).await
     }
 
-    /// Sleeps `delay` unless woken by `wake` or told to stop first; true
-    /// when stopping.
-    async fn pause_or_wake(&mut self, delay: Duration, wake: Option<&Notify>) -> bool {
+    /// Sleeps `delay` unless woken by `wake` or `trigger`, or told to stop
+    /// first; true when stopping.
+    async fn pause_or_wake(
+        &mut self,
+        delay: Duration,
+        wake: Option<&Notify>,
+        trigger: Option<&Notify>,
+    ) -> bool {
         if *self.stop.borrow() {
             return true;
         }
-        let woken = async {
-            match wake {
+        async fn notified(n: Option<&Notify>) {
+            match n {
                 Some(n) => n.notified().await,
                 None => std::future::pending().await,
             }
-        };
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => *self.stop.borrow(),
-            _ = woken => *self.stop.borrow(),
+            _ = notified(wake) => *self.stop.borrow(),
+            _ = notified(trigger) => *self.stop.borrow(),
             _ = self.stop.changed() => true,
         }
     }

@@ -163,6 +163,44 @@ async fn a_woken_job_runs_before_its_interval_ends() {
     assert!(runner.shutdown().await.is_empty());
 }
 
+#[tokio::test]
+async fn any_job_runs_now_when_asked_by_name() {
+    let mut probe = Probe::new("asked");
+    probe.failures = 1;
+    let starts = probe.starts.clone();
+    let mut runner = Runner::new(RunnerConfig {
+        backoff_first: HOUR,
+        backoff_cap: HOUR,
+        ..quick()
+    });
+    let status = runner.status();
+    assert!(!status.run_now("asked"), "not started yet");
+    runner.spawn(probe);
+    let runs = |n: u64| {
+        let status = status.clone();
+        async move {
+            for _ in 0..500 {
+                if status.get("asked").is_some_and(|s| s.runs >= n) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(runs(1).await, "the first run (it fails)");
+    // It backs off for an hour now; asking by name ends that wait, and
+    // then the hour-long interval.
+    assert!(status.run_now("asked"));
+    assert!(runs(2).await, "run on request after a failure");
+    assert!(status.run_now("asked"));
+    assert!(runs(3).await, "run on request within its interval");
+    assert!(!status.run_now("nothing"), "an unknown name");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(starts.lock().len(), 3);
+    assert!(runner.shutdown().await.is_empty());
+}
+
 /// Batches started during `window` by a job that always has more work.
 async fn batches_in(window: Duration, tranquility: u32) -> (usize, Vec<Duration>) {
     let mut probe = Probe::new("busy");

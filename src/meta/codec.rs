@@ -97,6 +97,11 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// Whether every byte was read (a record written before a field was
+    /// appended ends here).
+    pub fn at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
     pub fn u64(&mut self) -> Result<u64, IndexError> {
         let b = self.take(8, "integer")?;
         let mut a = [0u8; 8];

@@ -225,6 +225,8 @@ macro_rules! conformance_suite {
                 serial app_passwords::app_passwords_are_added_listed_and_revoked,
                 serial app_passwords::last_use_is_recorded_at_most_once_a_minute,
                 serial app_passwords::removing_a_user_removes_their_app_passwords,
+                serial users::audited_changes_are_logged_with_them,
+                serial users::disabled_users_and_updates_keep_the_rest,
                 parallel concurrency::writers_into_one_folder_lose_nothing,
                 parallel concurrency::writers_of_one_file_leave_one_version,
                 parallel concurrency::racing_commits_never_exceed_the_quota,

@@ -52,7 +52,8 @@ pub enum JournalTable {
     Props = 7,
     Uploads = 8,
     UploadParts = 9,
-    // 10 is taken by the audit table.
+    /// The audit log (`meta/audit.rs`).
+    Audit = 10,
     AppPasswords = 11,
 }
 
@@ -69,6 +70,7 @@ impl JournalTable {
             7 => Props,
             8 => Uploads,
             9 => UploadParts,
+            10 => Audit,
             11 => AppPasswords,
             other => return Err(JournalError::UnknownTable(other)),
         })

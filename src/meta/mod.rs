@@ -2,6 +2,7 @@
 //! references, upload sessions and counters.
 
 pub mod app_passwords;
+pub mod audit;
 pub mod codec;
 #[cfg(test)]
 mod conformance;
@@ -21,6 +22,7 @@ pub mod tree;
 pub mod upstream_gate;
 
 pub use app_passwords::{AppPasswordInfo, AppPasswordVerifier, NewAppPassword};
+pub use audit::{AuditEntry, AuditRecord};
 pub use consistency::{Consistency, Inconsistency};
 pub use error::IndexError;
 pub use operations::Meta;
@@ -28,7 +30,7 @@ pub use path::{split_path, NamePath};
 pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use records::{
     manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
-    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord,
+    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord, UserUpdate,
 };
 pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{

@@ -36,10 +36,11 @@ use super::snapshot::{SnapshotDump, SnapshotHead};
 use super::upstream_gate::UpstreamGate;
 use super::Consistency;
 use super::{
-    AppPasswordInfo, AppPasswordVerifier, AssembleCheck, AssembleMeta, Assembled, ChunkRecord,
-    ExpiredPending, FileCommit, Holdings, IndexError, ManifestEntry, NewAppPassword, NewPart,
-    NewUser, Node, NsError, Owner, PartInfo, PendingRecord, PropLimits, ScrubFinding, ScrubState,
-    Stats, StoredProp, UploadError, UploadSession, UserRecord, WriteTarget,
+    AppPasswordInfo, AppPasswordVerifier, AssembleCheck, AssembleMeta, Assembled, AuditEntry,
+    AuditRecord, ChunkRecord, ExpiredPending, FileCommit, Holdings, IndexError, ManifestEntry,
+    NewAppPassword, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord, PropLimits,
+    ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession, UserRecord,
+    UserUpdate, WriteTarget,
 };
 
 /// The metadata of one installation. Cheap to clone: clones share the
@@ -176,6 +177,21 @@ operations! {
     /// sessions, releasing every chunk reference they held, in one
     /// transaction.
     write index fn remove_user(&self, name: &str) -> Result<(), IndexError>;
+    /// [`Meta::add_user`], recording `audit` in the same transaction.
+    write index fn add_user_audited(&self, new: NewUser, audit: Option<&AuditEntry>) -> Result<UserRecord, IndexError>;
+    /// Applies `update` to a user (password hash, quota, role, disabled)
+    /// and records `audit`, in one transaction; answers the new record.
+    write index fn update_user(&self, name: &str, update: &UserUpdate, audit: Option<&AuditEntry>) -> Result<UserRecord, IndexError>;
+    /// [`Meta::remove_user`], recording `audit` in the same transaction.
+    write index fn remove_user_audited(&self, name: &str, audit: Option<&AuditEntry>) -> Result<(), IndexError>;
+
+    // ---- Audit log ----
+    /// Records a change that has no user record of its own (a job run
+    /// asked for); answers the entry's sequence number. The log keeps the
+    /// newest [`crate::meta::audit::MAX_AUDIT_ENTRIES`].
+    write index fn append_audit(&self, entry: &AuditEntry) -> Result<u64, IndexError>;
+    /// The newest `limit` audit entries, newest first.
+    read index fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>, IndexError>;
 
     // ---- App passwords (`accounts/app_passwords.rs`) ----
     /// Adds an app password to the user named `user`: refused with

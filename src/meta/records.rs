@@ -32,6 +32,8 @@ pub struct UserRecord {
     /// The user's root folder node.
     pub root: u64,
     pub created: i64,
+    /// A disabled user keeps their files but cannot log in.
+    pub disabled: bool,
 }
 
 impl UserRecord {
@@ -47,8 +49,12 @@ impl UserRecord {
             .u64(self.used)
             .u64(self.root)
             .i64(self.created)
+            .bool(self.disabled)
             .finish()
     }
+    /// Fields added after the first layout (`disabled`) are appended: a
+    /// record written before them ends early and reads with their
+    /// defaults, so existing indexes and sealed snapshots keep decoding.
     pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
         let mut r = Reader::new("users", b);
         Ok(Self {
@@ -60,6 +66,7 @@ impl UserRecord {
             used: r.u64()?,
             root: r.u64()?,
             created: r.i64()?,
+            disabled: if r.at_end() { false } else { r.bool()? },
         })
     }
 }
@@ -321,6 +328,7 @@ mod layout_tests {
             used: 12345,
             root: 9,
             created: -5,
+            disabled: false,
         }
     }
 
@@ -351,18 +359,30 @@ mod layout_tests {
 
     #[test]
     fn records_keep_the_layout_existing_indexes_hold() {
-        assert_eq!(hex::encode(user().encode()), USER);
+        // The user layout gained a trailing `disabled` flag.
+        assert_eq!(hex::encode(user().encode()), format!("{USER}00"));
         assert_eq!(hex::encode(node(true).encode()), FILE);
         assert_eq!(hex::encode(node(false).encode()), DIR);
         let u = UserRecord::decode(&hex::decode(USER).unwrap()).unwrap();
         assert_eq!(
-            (u.name.as_str(), u.quota, u.created),
-            ("alïce", Some(1 << 30), -5)
+            (u.name.as_str(), u.quota, u.created, u.disabled),
+            ("alïce", Some(1 << 30), -5, false)
         );
         let f = Node::decode(&hex::decode(FILE).unwrap()).unwrap();
         assert_eq!(f.encode(), node(true).encode());
         let d = Node::decode(&hex::decode(DIR).unwrap()).unwrap();
         assert_eq!((d.kind, d.digest, d.checksums), (NodeKind::Dir, None, None));
+    }
+
+    #[test]
+    fn a_disabled_user_round_trips_and_a_bad_flag_is_refused() {
+        let mut u = user();
+        u.disabled = true;
+        let bytes = u.encode();
+        assert!(UserRecord::decode(&bytes).unwrap().disabled);
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 7;
+        assert!(UserRecord::decode(&bad).is_err());
     }
 
     #[test]
@@ -411,7 +431,7 @@ impl StoredProp {
 }
 
 /// Usage figures for `dedupdav stats`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub users: u64,
     pub files: u64,
@@ -440,6 +460,34 @@ pub struct NewUser {
     pub password_hash: String,
     pub admin: bool,
     pub quota: Option<u64>,
+}
+
+/// A change to an account: each field set is applied, the others are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub password_hash: Option<String>,
+    /// `Some(None)` lifts the quota.
+    pub quota: Option<Option<u64>>,
+    pub admin: Option<bool>,
+    pub disabled: Option<bool>,
+}
+
+impl UserUpdate {
+    /// Applies the change to `user`.
+    pub fn apply(&self, user: &mut UserRecord) {
+        if let Some(h) = &self.password_hash {
+            user.password_hash = h.clone();
+        }
+        if let Some(q) = self.quota {
+            user.quota = q;
+        }
+        if let Some(a) = self.admin {
+            user.admin = a;
+        }
+        if let Some(d) = self.disabled {
+            user.disabled = d;
+        }
+    }
 }
 
 /// User names appear in URLs: keep them to a safe alphabet.

@@ -280,6 +280,7 @@ mod tests {
             used: 250,
             root: 4,
             created: 0,
+            disabled: false,
         }
     }
 

@@ -5,6 +5,7 @@ use percent_encoding::percent_decode_str;
 pub const FILES_PREFIX: &str = "/remote.php/dav/files/";
 pub const WEBDAV_PREFIX: &str = "/remote.php/webdav";
 pub const UPLOADS_PREFIX: &str = "/remote.php/dav/uploads/";
+pub const ADMIN_PREFIX: &str = "/api/v1";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
@@ -19,6 +20,11 @@ pub enum Route {
     },
     /// `/metrics` (Prometheus).
     Metrics,
+    /// `/api/v1/...`: the admin API; `rest` is the raw path after
+    /// `/api/v1` (empty or starting with `/`).
+    Admin {
+        rest: String,
+    },
     /// A user's tree. `user` is the decoded name in the URL (None for the
     /// `/remote.php/webdav` form, which means "the authenticated user");
     /// `prefix` is the raw path prefix to strip.
@@ -42,6 +48,13 @@ pub fn route(path: &str) -> Route {
         "/status.php" => return Route::Status,
         "/metrics" => return Route::Metrics,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::Admin {
+                rest: rest.to_string(),
+            };
+        }
     }
     for (p, v2) in [("/ocs/v1.php/", false), ("/ocs/v2.php/", true)] {
         if let Some(rest) = path.strip_prefix(p) {
@@ -118,6 +131,14 @@ mod tests {
 
     #[test]
     fn routes() {
+        assert_eq!(
+            route("/api/v1/users/bob"),
+            Route::Admin {
+                rest: "/users/bob".into()
+            }
+        );
+        assert_eq!(route("/api/v1"), Route::Admin { rest: "".into() });
+        assert_eq!(route("/api/v10"), Route::NotFound);
         assert_eq!(route("/"), Route::Home);
         assert_eq!(
             route("/remote.php/dav/files/al%40ice/x/y"),

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod admin_api;
 mod app_passwords;
 mod bad_input;
 mod check;

@@ -129,3 +129,94 @@ pub(super) async fn trees_of_users_are_separate(meta: Meta) {
     assert_eq!(meta.lookup(&ann, &[]).await.unwrap().size, 11);
     assert_eq!(meta.lookup(&ben, &[]).await.unwrap().size, 0);
 }
+
+pub(super) async fn audited_changes_are_logged_with_them(meta: Meta) {
+    use crate::meta::{AuditEntry, UserUpdate};
+    let entry =
+        |action: &str, target: &str| AuditEntry::now("root", "192.0.2.7", action, target, "detail");
+    assert!(meta.audit_log(10).await.unwrap().is_empty());
+    let new = NewUser {
+        name: "dora".into(),
+        password_hash: "$argon2id$test".into(),
+        admin: false,
+        quota: None,
+    };
+    let created = entry("user.create", "dora");
+    meta.add_user_audited(new, Some(&created)).await.unwrap();
+    // A refused change logs nothing.
+    let again = NewUser {
+        name: "dora".into(),
+        password_hash: "x".into(),
+        admin: false,
+        quota: None,
+    };
+    assert_err!(
+        meta.add_user_audited(again, Some(&created)).await,
+        IndexError::UserExists(_)
+    );
+    let update = UserUpdate {
+        quota: Some(Some(10)),
+        ..UserUpdate::default()
+    };
+    meta.update_user("dora", &update, Some(&entry("user.update", "dora")))
+        .await
+        .unwrap();
+    assert_err!(
+        meta.update_user("nobody", &update, Some(&entry("user.update", "nobody")))
+            .await,
+        IndexError::NoSuchUser(_)
+    );
+    let seq = meta.append_audit(&entry("job.run", "gc")).await.unwrap();
+    meta.remove_user_audited("dora", Some(&entry("user.remove", "dora")))
+        .await
+        .unwrap();
+    assert_err!(
+        meta.remove_user_audited("dora", Some(&entry("user.remove", "dora")))
+            .await,
+        IndexError::NoSuchUser(_)
+    );
+    let log = meta.audit_log(10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["user.remove", "job.run", "user.update", "user.create"],
+        "newest first, refused changes absent"
+    );
+    assert!(log.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(log[1].seq, seq);
+    assert_eq!(log[3].entry, created);
+    assert_eq!(meta.audit_log(2).await.unwrap().len(), 2);
+    assert!(meta.user("dora").await.unwrap().is_none());
+}
+
+pub(super) async fn disabled_users_and_updates_keep_the_rest(meta: Meta) {
+    use crate::meta::UserUpdate;
+    user(&meta, "eve", Some(100)).await;
+    let before = meta.user("eve").await.unwrap().unwrap();
+    assert!(!before.disabled);
+    let disable = UserUpdate {
+        disabled: Some(true),
+        admin: Some(true),
+        ..UserUpdate::default()
+    };
+    let after = meta.update_user("eve", &disable, None).await.unwrap();
+    assert!(after.disabled && after.admin);
+    let stored = meta.user("eve").await.unwrap().unwrap();
+    assert!(stored.disabled && stored.admin);
+    assert_eq!(
+        (stored.quota, stored.password_hash.as_str(), stored.root),
+        (Some(100), before.password_hash.as_str(), before.root)
+    );
+    let lift = UserUpdate {
+        quota: Some(None),
+        disabled: Some(false),
+        password_hash: Some("$argon2id$other".into()),
+        ..UserUpdate::default()
+    };
+    let lifted = meta.update_user("eve", &lift, None).await.unwrap();
+    assert_eq!(
+        (lifted.quota, lifted.disabled, lifted.admin),
+        (None, false, true)
+    );
+    assert_eq!(lifted.password_hash, "$argon2id$other");
+}

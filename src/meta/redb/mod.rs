@@ -124,6 +124,7 @@ impl Index {
             tx.open_table(UPLOAD_PARTS)?;
             tx.open_table(APP_PASSWORDS)?;
             tx.open_table(APP_PASSWORD_SEEN)?;
+            tx.open_table(AUDIT)?;
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;

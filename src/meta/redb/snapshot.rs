@@ -99,6 +99,7 @@ impl Index {
         w.table(&tx, UPLOADS, JournalTable::Uploads)?;
         w.table(&tx, UPLOAD_PARTS, JournalTable::UploadParts)?;
         w.table(&tx, APP_PASSWORDS, JournalTable::AppPasswords)?;
+        w.table(&tx, AUDIT, JournalTable::Audit)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -251,6 +252,7 @@ struct RawTables<'t> {
     uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
     app_passwords: Table<'t, (u64, u64), &'static [u8]>,
+    audit: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -266,6 +268,7 @@ impl<'t> RawTables<'t> {
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
             app_passwords: tx.open_table(APP_PASSWORDS)?,
+            audit: tx.open_table(AUDIT)?,
         })
     }
 
@@ -282,6 +285,7 @@ impl<'t> RawTables<'t> {
             JournalTable::Uploads => put(&mut self.uploads, k, v, "uploads"),
             JournalTable::UploadParts => put(&mut self.upload_parts, k, v, "upload_parts"),
             JournalTable::AppPasswords => put(&mut self.app_passwords, k, v, "app_passwords"),
+            JournalTable::Audit => put(&mut self.audit, k, v, "audit"),
         }
     }
 }

@@ -33,6 +33,12 @@ pub(crate) const APP_PASSWORDS: TableDefinition<(u64, u64), &[u8]> =
 pub(crate) const APP_PASSWORD_SEEN: TableDefinition<(u64, u64), u64> =
     TableDefinition::new("app_password_seen");
 
+/// Sequence number → encoded [`crate::meta::audit::AuditEntry`]: the
+/// audit log of administrative changes, newest last, at most
+/// [`crate::meta::audit::MAX_AUDIT_ENTRIES`]. Journaled; created on open,
+/// so an index made before it gains it empty.
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
 /// Chunk id → encoded [`super::PendingRecord`]: an object written (or
 /// about to be written) for an upload that has not committed yet. Written
 /// durably *before* the object is put upstream, removed when a commit

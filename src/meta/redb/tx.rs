@@ -32,6 +32,7 @@ pub(crate) struct WriteTables<'t> {
     pub upload_parts: Journaled<'t, (u64, &'static str, &'static str), &'static [u8]>,
     pub app_passwords: Journaled<'t, (u64, u64), &'static [u8]>,
     pub app_password_seen: Table<'t, (u64, u64), u64>,
+    pub audit: Journaled<'t, u64, &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
@@ -55,6 +56,7 @@ pub(crate) struct ReadTables {
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    audit: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
 /// Key of the `upload_parts` table: (user id, transfer, part name).
@@ -98,6 +100,7 @@ impl ReadTables {
             pending: OnceCell::new(),
             scrub: OnceCell::new(),
             scrub_findings: OnceCell::new(),
+            audit: OnceCell::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl ReadTables {
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
     read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
+    read_table!(audit, AUDIT, u64, &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
@@ -141,6 +145,7 @@ impl<'t> WriteTables<'t> {
                 &sink,
             ),
             app_password_seen: tx.open_table(APP_PASSWORD_SEEN)?,
+            audit: Journaled::new(tx.open_table(AUDIT)?, JournalTable::Audit, &sink),
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,
