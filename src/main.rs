@@ -247,10 +247,25 @@ fn serve(config: Config) -> Result<(), AnyError> {
              WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)"
         ));
         tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
+        let metrics_listener = match app.config.metrics.listen_addr()? {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| format!("cannot listen on {at} (metrics.listen): {e}"))?;
+                say(&format!("  metrics: http://{}/metrics", l.local_addr()?));
+                Some(l)
+            }
+            None => None,
+        };
         let gateway = Gateway::new(&app);
         let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
+        let metrics = metrics_listener
+            .map(|l| tokio::spawn(gateway.clone().serve_metrics(l, std::future::pending())));
         gateway.serve(listener, shutdown_signal()).await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
         runner.shutdown().await;
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
