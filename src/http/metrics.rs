@@ -241,6 +241,8 @@ impl Metrics {
         m
     }
 
+    /// Registers the service's own series. (The registry ends each help
+    /// text with a period; the collector's are written as they are.)
     fn register_service(&mut self) {
         let r = &mut self.registry;
         r.register(
@@ -560,19 +562,19 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         if let Some(st) = &self.stats {
             for (name, help, v) in [
-                ("users", "Accounts", st.users),
-                ("files", "Files across all users", st.files),
+                ("users", "Accounts.", st.users),
+                ("files", "Files across all users.", st.files),
                 (
                     "logical_bytes",
-                    "Sum of all users' file sizes",
+                    "Sum of all users' file sizes.",
                     st.logical_bytes,
                 ),
                 (
                     "stored_bytes",
-                    "Bytes of objects in the backend",
+                    "Bytes of objects in the backend.",
                     st.stored_bytes,
                 ),
-                ("chunks", "Unique chunks stored", st.chunks),
+                ("chunks", "Unique chunks stored.", st.chunks),
             ] {
                 let gauge = ConstGauge::new(v);
                 gauge.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
@@ -595,25 +597,25 @@ impl Snapshot {
             (
                 "job_runs",
                 MetricType::Counter,
-                "Background job runs finished",
+                "Background job runs finished.",
                 |s| s.runs,
             ),
             (
                 "job_errors",
                 MetricType::Counter,
-                "Background job batches that failed",
+                "Background job batches that failed.",
                 |s| s.errors_total,
             ),
             (
                 "job_items",
                 MetricType::Counter,
-                "Items background jobs handled (objects deleted, sessions expired)",
+                "Items background jobs handled (objects deleted, sessions expired).",
                 |s| s.items_total,
             ),
             (
                 "job_running",
                 MetricType::Gauge,
-                "1 while a background job runs",
+                "1 while a background job runs.",
                 |s| u64::from(s.running),
             ),
         ];
@@ -630,7 +632,7 @@ impl Snapshot {
         }
         let mut family = encoder.encode_descriptor(
             "job_last_success_timestamp_seconds",
-            "When a background job last finished a run without error (Unix seconds; 0 = never)",
+            "When a background job last finished a run without error (Unix seconds; 0 = never).",
             None,
             MetricType::Gauge,
         )?;
@@ -639,8 +641,7 @@ impl Snapshot {
             ConstGauge::new(unix(state.last_success)).encode(family.encode_family(&labels)?)?;
         }
         for counter in self.jobs.iter().flat_map(|(_, state)| &state.counters) {
-            // The encoder ends every help text with a period.
-            let help = counter.help.strip_suffix('.').unwrap_or(counter.help);
+            let help = counter.help;
             if counter.gauge {
                 let metric =
                     encoder.encode_descriptor(counter.name, help, None, MetricType::Gauge)?;

@@ -36,7 +36,7 @@ pub struct DedupLabels {
 }
 
 /// The store's series (cheap to clone: clones share the values).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreMetrics {
     /// Chunks of uploads, by whether they were already stored.
     pub chunks: Family<DedupLabels, Counter>,
@@ -44,6 +44,21 @@ pub struct StoreMetrics {
     pub bytes_saved: Counter,
     /// Plaintext bytes of new chunks (sealed and stored).
     pub bytes_new: Counter,
+}
+
+impl Default for StoreMetrics {
+    /// Both results shown from the start, at 0.
+    fn default() -> Self {
+        let chunks = Family::<DedupLabels, Counter>::default();
+        for result in [Dedup::Hit, Dedup::Miss] {
+            let _ = chunks.get_or_create(&DedupLabels { result });
+        }
+        Self {
+            chunks,
+            bytes_saved: Counter::default(),
+            bytes_new: Counter::default(),
+        }
+    }
 }
 
 impl StoreMetrics {
