@@ -8,7 +8,8 @@
 //! address is no place for a person's password. A few scrapers at most:
 //! [`MAX_SCRAPERS`] connections at once (the rest wait in the kernel's
 //! queue), each closed after [`CONNECTION_LIMIT`] or a header that takes
-//! longer than [`HEADER_TIMEOUT`].
+//! longer than [`HEADER_TIMEOUT`]. Scrapes here are not counted in the
+//! request series, nor logged: they are the scraper's, not the clients'.
 
 use std::convert::Infallible;
 use std::future::Future;
