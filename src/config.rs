@@ -64,6 +64,86 @@ pub struct Config {
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who may scrape `/metrics`, and where. On the main address an admin's
+/// Basic auth is always accepted, and `Authorization: Bearer <token>` when
+/// a token is set. `listen` adds an address that serves only `/metrics`:
+/// there the token is required, unless the address is loopback and
+/// `allow_anonymous_on_loopback` is set. Nothing is open by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A scraper's secret (at least 16 characters; no spaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    /// A separate address serving only `/metrics`, e.g. "127.0.0.1:9100".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Scrapes without a token on `listen`, when it is a loopback address.
+    #[serde(default)]
+    pub allow_anonymous_on_loopback: bool,
+}
+
+/// The shortest `metrics.bearer_token` accepted.
+pub const METRICS_TOKEN_MIN_CHARS: usize = 16;
+
+impl MetricsConfig {
+    /// `listen` as an address (`None` when unset).
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "metrics.listen: {l:?} is not an address such as 127.0.0.1:9100"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether scrapes on `addr` (the bound `listen` address) need no token.
+    pub fn anonymous_on(&self, addr: std::net::SocketAddr) -> bool {
+        self.allow_anonymous_on_loopback && addr.ip().is_loopback()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.bearer_token {
+            if token.chars().count() < METRICS_TOKEN_MIN_CHARS {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics.bearer_token must be at least {METRICS_TOKEN_MIN_CHARS} characters"
+                )));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::Invalid(
+                    "metrics.bearer_token may hold only printable ASCII, no spaces".into(),
+                ));
+            }
+        }
+        let Some(addr) = self.listen_addr()? else {
+            if self.allow_anonymous_on_loopback {
+                return Err(ConfigError::Invalid(
+                    "metrics.allow_anonymous_on_loopback needs metrics.listen".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if self.allow_anonymous_on_loopback && !addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.allow_anonymous_on_loopback: metrics.listen {addr} is not a loopback address"
+            )));
+        }
+        if !self.anonymous_on(addr) && self.bearer_token.is_none() {
+            return Err(ConfigError::Invalid(
+                "metrics.listen needs metrics.bearer_token (or a loopback address with \
+                 metrics.allow_anonymous_on_loopback = true)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What hostile or careless clients may cost: connections, time, memory and
@@ -368,6 +448,7 @@ impl Default for Config {
             dedup: DedupConfig {
                 scope: DedupScope::Global,
             },
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -408,6 +489,7 @@ impl Config {
         }
         self.upload_checksums()?;
         self.validate_limits()?;
+        self.metrics.validate()?;
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
                 "chunking.zstd_level must be 1..=22".into(),
@@ -685,5 +767,40 @@ root = "dedupdav"                             # folder holding the objects
 
             Ok(())
         });
+    }
+
+    #[test]
+    fn metrics_are_never_open_by_default() {
+        let ok = |m: &MetricsConfig| m.validate().is_ok();
+        let token = Some("0123456789abcdef".to_string());
+        let mut m = MetricsConfig::default();
+        assert!(ok(&m), "admin Basic auth only");
+        m.bearer_token = Some("short".into());
+        assert!(!ok(&m));
+        m.bearer_token = Some("0123456789 abcdef".into());
+        assert!(!ok(&m), "no spaces");
+        m.bearer_token = None;
+        m.listen = Some("127.0.0.1:9100".into());
+        assert!(!ok(&m), "a separate address needs a token");
+        m.allow_anonymous_on_loopback = true;
+        assert!(ok(&m));
+        assert!(m.anonymous_on("127.0.0.1:9100".parse().unwrap()));
+        m.listen = Some("0.0.0.0:9100".into());
+        assert!(!ok(&m), "anonymous only on loopback");
+        m.bearer_token = token.clone();
+        assert!(
+            !ok(&m),
+            "even with a token, the flag must not stand for 0.0.0.0"
+        );
+        m.allow_anonymous_on_loopback = false;
+        assert!(ok(&m));
+        assert!(!m.anonymous_on("0.0.0.0:9100".parse().unwrap()));
+        m.listen = Some("nowhere".into());
+        assert!(!ok(&m));
+        let m = MetricsConfig {
+            allow_anonymous_on_loopback: true,
+            ..MetricsConfig::default()
+        };
+        assert!(!ok(&m), "the flag without an address");
     }
 }

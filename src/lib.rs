@@ -28,6 +28,11 @@
 //!   behind it is private to `meta/redb/`.
 //! - [`crypto`] and [`backend`]: keys, ids and the sealed object format;
 //!   where sealed objects live (local directory, upstream WebDAV).
+//!
+//! A layer that counts something for `/metrics` (upstream requests, dedup
+//! hits, index commits) owns a small handle of `prometheus_client` metrics
+//! and records into it; [`http`] registers clones of those handles, so no
+//! lower layer imports it.
 #![forbid(unsafe_code)]
 
 pub mod accounts;

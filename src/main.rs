@@ -295,6 +295,16 @@ fn serve(config: Config) -> Result<(), AnyError> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
+        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
+        let metrics_listener = match app.config.metrics.listen_addr()? {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| format!("cannot listen on {at} (metrics.listen): {e}"))?;
+                Some(l)
+            }
+            None => None,
+        };
         let gateway = Gateway::new(&app);
         let runner = start_jobs(&app, &gateway).await?;
         gateway.show_jobs(runner.status());
@@ -309,8 +319,15 @@ fn serve(config: Config) -> Result<(), AnyError> {
              admin API: http://{addr}/api/v1/ (the local command line uses {})",
             dedupdav::http::admin::local::access_path(&app.config.data_dir).display()
         ));
-        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
+        if let Some(l) = &metrics_listener {
+            say(&format!("  metrics: http://{}/metrics", l.local_addr()?));
+        }
+        let metrics = metrics_listener
+            .map(|l| tokio::spawn(gateway.clone().serve_metrics(l, std::future::pending())));
         gateway.serve(listener, shutdown_signal()).await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
         access.remove(&app.config.data_dir);
         runner.shutdown().await;
         tracing::info!("stopped");

@@ -4,10 +4,12 @@
 //! store of immutable objects addressed by [`ObjectName`]. Two kinds exist:
 //! a local directory (the embedded default) and an upstream ownCloud account
 //! reached over WebDAV. [`open`] builds the one the `[backend]` section
-//! ([`config::BackendConfig`]) names.
+//! ([`config::BackendConfig`]) names. An upstream counts its requests in
+//! its own [`metrics::UpstreamMetrics`].
 
 pub mod config;
 pub mod local;
+pub mod metrics;
 pub mod webdav;
 
 use std::path::Path;
@@ -104,6 +106,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn list_metadata(&self) -> BoxStream<'_, Result<ObjectInfo, BackendError>>;
     /// A short description for logs ("local:/var/lib/..", "webdav:https://..").
     fn describe(&self) -> String;
+    /// What this backend counts of its requests for `/metrics`, if it
+    /// sends any (an upstream does; a local directory has none to count).
+    fn upstream_metrics(&self) -> Option<&metrics::UpstreamMetrics> {
+        None
+    }
 }
 
 pub type SharedObjectStore = Arc<dyn ObjectStore>;

@@ -37,9 +37,7 @@ use crate::store::ContentStore;
 use crate::webdav::quote_etags::QuoteEtags;
 use crate::webdav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
 pub use crate::wire::reply::GwBody;
-use crate::wire::reply::{
-    error_response, failure_response, full, home_page, unauthorized, GuardedBody,
-};
+use crate::wire::reply::{error_response, failure_response, home_page, unauthorized, GuardedBody};
 use crate::wire::routes::{self, destination, route, Destination, Route};
 use crate::wire::{body, ranges, reply};
 use auth::{AuthError, Authenticator};
@@ -85,7 +83,14 @@ impl Gateway {
                 &app.config.limits,
             ),
             locks: Mutex::new(HashMap::new()),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(
+                &app.config.metrics,
+                metrics::Sources {
+                    upstream: app.store.backend().upstream_metrics().cloned(),
+                    store: Some(app.store.metrics().clone()),
+                    index: Some(app.meta.index_metrics().clone()),
+                },
+            ),
             transfers: Transfers::default(),
             limits: app.config.limits.clone(),
             connection_limits: ConnectionLimits::from(&app.config.limits),
@@ -160,6 +165,7 @@ impl Gateway {
         let method = req.method().clone();
         let path = path_for_log(req.uri().path());
         let has_body = request_has_body(&req);
+        let request_bytes = content_length(&req);
         let (mut res, user) = self.dispatch(req, peer).await;
         let status = res.status();
         if has_body && (status.is_client_error() || status.is_server_error()) {
@@ -167,14 +173,17 @@ impl Gateway {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        self.metrics.observe(method.as_str(), status.as_u16());
+        let took = started.elapsed();
+        self.metrics
+            .observe_request(method.as_str(), status, took, request_bytes);
+        let res = self.metrics.count_reply(method.as_str(), res);
         tracing::info!(
             %peer,
             method = %metrics::method_for_log(method.as_str()),
             path = %path,
             user = user.as_deref().unwrap_or("-"),
             status = status.as_u16(),
-            ms = started.elapsed().as_millis() as u64,
+            ms = took.as_millis() as u64,
             "request"
         );
         Ok(res)
@@ -225,13 +234,20 @@ impl Gateway {
                 (res, Some(name))
             }
             Route::Admin { rest } => admin::handle(self, req, peer, &rest).await,
-            Route::Metrics => match self.login(&req, peer).await {
-                Ok(u) if u.admin => (self.metrics_response().await, Some(u.name)),
-                Ok(u) => (
-                    error_response(StatusCode::FORBIDDEN, "metrics are for administrators"),
-                    Some(u.name),
-                ),
-                Err(res) => (res, None),
+            Route::Metrics => match self
+                .metrics
+                .bearer(req.headers().get(header::AUTHORIZATION))
+            {
+                metrics::Bearer::Valid => (self.metrics_response().await, None),
+                metrics::Bearer::Invalid => (metrics::bearer_refused(), None),
+                metrics::Bearer::Absent => match self.login(&req, peer).await {
+                    Ok(u) if u.admin => (self.metrics_response().await, Some(u.name)),
+                    Ok(u) => (
+                        error_response(StatusCode::FORBIDDEN, "metrics are for administrators"),
+                        Some(u.name),
+                    ),
+                    Err(res) => (res, None),
+                },
             },
             Route::Dav { user, prefix } => {
                 let me = match self.login(&req, peer).await {
@@ -439,16 +455,13 @@ impl Gateway {
 
     async fn metrics_response(&self) -> Response<GwBody> {
         let stats = self.meta.stats().await.ok();
-        let mut text = self.metrics.render(stats.as_ref());
-        if let Some(jobs) = self.jobs.lock().as_ref() {
-            metrics::render_jobs(&mut text, &jobs.snapshot());
-        }
-        let mut res = Response::new(full(Bytes::from(text)));
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        res
+        let jobs = self
+            .jobs
+            .lock()
+            .as_ref()
+            .map(|j| j.snapshot())
+            .unwrap_or_default();
+        Metrics::reply(self.metrics.render_with(stats.as_ref(), jobs))
     }
 }
 
@@ -492,6 +505,16 @@ fn path_for_log(path: &str) -> String {
         end -= 1;
     }
     format!("{}…", &path[..end])
+}
+
+/// The request body's announced length, if any.
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Whether the request carries a body (which an early refusal leaves unread).

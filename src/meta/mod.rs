@@ -9,6 +9,7 @@ mod conformance;
 pub mod consistency;
 mod error;
 pub mod journal;
+pub mod metrics;
 mod operations;
 mod path;
 pub mod quota;

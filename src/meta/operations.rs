@@ -97,6 +97,13 @@ impl Meta {
         }
     }
 
+    /// What the engine counted of its commits, for `/metrics`.
+    pub fn index_metrics(&self) -> &super::metrics::IndexMetrics {
+        match &*self.engine {
+            Engine::Redb(engine) => engine.index().metrics(),
+        }
+    }
+
     /// After a `write` operation: in zero-lag mode, waits until the
     /// journal up to where it stands now is upstream, when it advanced
     /// since `before`. A concurrent write may have advanced it too; waiting

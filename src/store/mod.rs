@@ -9,7 +9,7 @@
 //! committed here: [`Upload::finish`] hands back the manifest for the
 //! namespace to commit, with the chunks pinned so a collector cannot remove
 //! them in between; an upload that never commits leaves its objects to the
-//! collector.
+//! collector. Dedup hits and misses are counted in [`metrics`].
 //!
 //! How far dedup reaches is the chunk-id key's choice ([`ChunkKeys`]): one
 //! key for all users (`dedup.scope = "global"`), or one per user ("user"),
@@ -23,6 +23,7 @@ pub mod budget;
 pub mod chunker;
 mod gc;
 mod metadata;
+pub mod metrics;
 mod pending;
 mod pins;
 mod reader;
@@ -144,6 +145,7 @@ pub struct ContentStore {
     pending: pending::PendingLog,
     metadata: MetadataObjects,
     settings: StoreSettings,
+    metrics: metrics::StoreMetrics,
 }
 
 impl ContentStore {
@@ -168,11 +170,17 @@ impl ContentStore {
             pending: Default::default(),
             metadata,
             settings,
+            metrics: Default::default(),
         })
     }
 
     pub fn backend(&self) -> &SharedObjectStore {
         &self.backend
+    }
+
+    /// What the upload pipeline counted (dedup hits and misses).
+    pub fn metrics(&self) -> &metrics::StoreMetrics {
+        &self.metrics
     }
 
     /// The metadata this store records its chunks in.

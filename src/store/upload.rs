@@ -5,6 +5,9 @@
 //! chunker buffers a byte (room for one chunk in the chunker and one in
 //! flight); every further chunk in flight needs free room in the budget, and
 //! without it the upload waits for its own oldest chunk instead.
+//!
+//! Every chunk is counted in the store's metrics as a dedup hit (the index
+//! knew it) or a miss (sealed and stored), with its plaintext length.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
+use super::metrics::Dedup;
 use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName, HEADER_LEN};
@@ -367,6 +371,7 @@ async fn store_chunk(
     let data = chunk.clone();
     let id = cpu(inline, move || ChunkId::under(&id_key, &data)).await?;
     if store.pin_and_check(id, &pins).await? {
+        store.metrics.chunk(Dedup::Hit, u64::from(len));
         return Ok(ChunkOutcome {
             id,
             len,
@@ -389,6 +394,7 @@ async fn store_chunk(
     let sealed = sealed??;
     let n = sealed.len() as u32;
     store.backend.put(&name, Bytes::from(sealed)).await?;
+    store.metrics.chunk(Dedup::Miss, u64::from(len));
     pending.lock().stored(id, n);
     Ok(ChunkOutcome {
         id,

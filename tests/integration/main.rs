@@ -25,6 +25,7 @@ mod leaks;
 mod limits;
 mod litmus;
 mod metadata;
+mod metrics;
 mod owncloud_clients;
 mod owncloud_protocol;
 mod propfind;

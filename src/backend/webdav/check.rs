@@ -14,6 +14,7 @@ use reqwest::Method;
 use super::multistatus::parse_multistatus;
 use super::retry::Failure;
 use super::{header_str, propfind, WebDavStore, PROPFIND_BODY};
+use crate::backend::metrics::Verb;
 use crate::backend::BackendError;
 
 /// Size of the probe object written by [`WebDavStore::check`].
@@ -72,7 +73,7 @@ impl WebDavStore {
         let what = "PROPFIND of the account root".to_string();
         let started = Instant::now();
         let (server, dav) = self
-            .with_retries(&what, deadline, || async {
+            .with_retries(Verb::Propfind, &what, deadline, || async {
                 let resp = self
                     .request(propfind(), account.clone())
                     .header("Depth", "0")
@@ -131,7 +132,7 @@ impl WebDavStore {
         let started = Instant::now();
         let url = self.url(&probe, false);
         let what = format!("PUT {probe_path}");
-        self.with_retries(&what, deadline, || async {
+        self.with_retries(Verb::Put, &what, deadline, || async {
             let resp = self
                 .request(Method::PUT, url.clone())
                 .header(CONTENT_LENGTH, data.len())

@@ -17,6 +17,7 @@ use tracing::debug;
 use super::multistatus::parse_multistatus;
 use super::retry::Failure;
 use super::{propfind, WebDavStore, PROPFIND_BODY};
+use crate::backend::metrics::Verb;
 use crate::backend::BackendError;
 use crate::crypto::ObjectName;
 
@@ -112,7 +113,7 @@ impl WebDavStore {
         // Apache answers the loser of a MKCOL race with 403, sometimes before
         // the winner's folder is visible: a few such answers are retried.
         let races = std::sync::atomic::AtomicU32::new(0);
-        self.with_retries(&what, self.retry_deadline, || async {
+        self.with_retries(Verb::Mkcol, &what, self.retry_deadline, || async {
             let resp = self
                 .request(mkcol(), url.clone())
                 .send()

@@ -17,6 +17,7 @@ use super::multistatus::{
 };
 use super::retry::Failure;
 use super::{propfind, WebDavStore, PROPFIND_BODY};
+use crate::backend::metrics::Verb;
 use crate::backend::{fanout_name, BackendError, ObjectInfo};
 use crate::crypto::{ObjectName, Place, METADATA_FOLDER};
 
@@ -68,7 +69,7 @@ impl WebDavStore {
         let url = self.url(rel, true);
         let what = format!("PROPFIND {rel}/");
         let body = self
-            .with_retries(&what, self.retry_deadline, || async {
+            .with_retries(Verb::Propfind, &what, self.retry_deadline, || async {
                 let Some(resp) = self.propfind_depth1(&url, &what).await? else {
                     return Ok(None);
                 };
@@ -112,7 +113,7 @@ impl WebDavStore {
         let url = self.url(rel, true);
         let what = format!("PROPFIND {rel}/");
         let started = self
-            .with_retries(&what, self.retry_deadline, || async {
+            .with_retries(Verb::Propfind, &what, self.retry_deadline, || async {
                 let Some(resp) = self.propfind_depth1(&url, &what).await? else {
                     return Ok(None);
                 };

@@ -8,8 +8,8 @@
 //!   (`<account url>/<root>/objects/ab/<name>`);
 //! - `setup`: turning a [`WebDavConfig`] into those parts, or a
 //!   [`WebDavConfigError`] that says what is wrong;
-//! - `retry`: retries with backoff on transient failures, and the bound on
-//!   requests in flight;
+//! - `retry`: retries with backoff on transient failures, the bound on
+//!   requests in flight, and each attempt counted in [`UpstreamMetrics`];
 //! - `classify`: upstream answers and transport errors as [`BackendError`]s,
 //!   retryable or not;
 //! - `folders`: lazy creation of the fan-out folders (remembered per
@@ -25,6 +25,7 @@
 //!
 //! [`ObjectStore`]: super::ObjectStore
 //! [`BackendError`]: super::BackendError
+//! [`UpstreamMetrics`]: super::metrics::UpstreamMetrics
 
 mod check;
 mod classify;
@@ -65,6 +66,7 @@ pub struct WebDavStore {
     permits: Semaphore,
     retry_deadline: Duration,
     verify_puts: bool,
+    metrics: super::metrics::UpstreamMetrics,
 }
 
 impl WebDavStore {
@@ -87,6 +89,7 @@ impl WebDavStore {
             permits: Semaphore::new(config.parallelism),
             retry_deadline: Duration::from_secs(config.retry_deadline_secs),
             verify_puts: config.verify_puts,
+            metrics: Default::default(),
         })
     }
 

@@ -23,6 +23,7 @@ use tracing::warn;
 use super::classify::error_chain;
 use super::retry::Failure;
 use super::{header_str, WebDavStore};
+use crate::backend::metrics::Verb;
 use crate::backend::{BackendError, ObjectInfo, ObjectStat, ObjectStore};
 use crate::crypto::ObjectName;
 
@@ -111,6 +112,10 @@ impl ObjectStore for WebDavStore {
     fn describe(&self) -> String {
         self.display.clone()
     }
+
+    fn upstream_metrics(&self) -> Option<&crate::backend::metrics::UpstreamMetrics> {
+        Some(self.metrics())
+    }
 }
 
 impl WebDavStore {
@@ -125,7 +130,7 @@ impl WebDavStore {
     ) -> Result<bool, BackendError> {
         let url = self.url(&name.relative_path(), false);
         let what = format!("PUT {}", name.relative_path());
-        self.with_retries(&what, self.retry_deadline, || async {
+        self.with_retries(Verb::Put, &what, self.retry_deadline, || async {
             let resp = self
                 .request(Method::PUT, url.clone())
                 .header(CONTENT_LENGTH, data.len())
@@ -170,7 +175,7 @@ impl WebDavStore {
     async fn head(&self, rel: &str) -> Result<Option<Stored>, BackendError> {
         let url = self.url(rel, false);
         let what = format!("HEAD {rel}");
-        self.with_retries(&what, self.retry_deadline, || async {
+        self.with_retries(Verb::Head, &what, self.retry_deadline, || async {
             let resp = self
                 .request(Method::HEAD, url.clone())
                 .send()
@@ -196,7 +201,7 @@ impl WebDavStore {
     ) -> Result<Bytes, BackendError> {
         let url = self.url(rel, false);
         let what = format!("GET {rel}");
-        self.with_retries(&what, deadline, || async {
+        self.with_retries(Verb::Get, &what, deadline, || async {
             let mut resp = self
                 .request(Method::GET, url.clone())
                 .send()
@@ -255,7 +260,7 @@ impl WebDavStore {
     ) -> Result<(), BackendError> {
         let url = self.url(rel, false);
         let what = format!("DELETE {rel}");
-        self.with_retries(&what, deadline, || async {
+        self.with_retries(Verb::Delete, &what, deadline, || async {
             let resp = self
                 .request(Method::DELETE, url.clone())
                 .send()

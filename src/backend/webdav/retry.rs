@@ -5,7 +5,8 @@
 //! attempt would start after the retry deadline. Whether an attempt may be
 //! retried at all is decided where its answer is read ([`super::classify`]).
 //! Retrying is safe because every write is idempotent: the same name always
-//! carries the same bytes.
+//! carries the same bytes. Each attempt is counted in the store's
+//! [`UpstreamMetrics`] by verb and outcome, with its latency.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +16,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tracing::{debug, warn};
 
 use super::{header_str, WebDavStore};
+use crate::backend::metrics::{Outcome, UpstreamMetrics, Verb};
 use crate::backend::BackendError;
 
 /// First retry delay; doubled on every further attempt.
@@ -35,6 +37,7 @@ impl WebDavStore {
     /// deadline would pass. At most `parallelism` attempts run at once.
     pub(super) async fn with_retries<T, F, Fut>(
         &self,
+        verb: Verb,
         what: &str,
         deadline: Duration,
         mut attempt: F,
@@ -47,20 +50,26 @@ impl WebDavStore {
         let mut tries: u32 = 0;
         loop {
             tries += 1;
-            let outcome = {
+            let (outcome, took) = {
                 let _permit = self
                     .permits
                     .acquire()
                     .await
                     .map_err(|_| self.permanent("the store is shutting down".to_string()))?;
-                attempt().await
+                let sent = Instant::now();
+                (attempt().await, sent.elapsed())
             };
             let (err, retry_after) = match outcome {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.metrics.attempt(verb, Outcome::Ok, took);
+                    return Ok(v);
+                }
                 Err(Failure::Fatal(e)) => {
                     if matches!(e, BackendError::NotFound(_)) {
+                        self.metrics.attempt(verb, Outcome::NotFound, took);
                         debug!(upstream = %self.display, "{what}: {e}");
                     } else {
+                        self.metrics.attempt(verb, Outcome::Failed, took);
                         warn!(upstream = %self.display, "{what} failed: {e}");
                     }
                     return Err(e);
@@ -69,9 +78,11 @@ impl WebDavStore {
             };
             let wait = retry_after.unwrap_or_else(|| backoff(tries));
             if Instant::now() + wait > give_up_at {
+                self.metrics.attempt(verb, Outcome::Failed, took);
                 warn!(upstream = %self.display, attempts = tries, "{what} failed, giving up: {err}");
                 return Err(err);
             }
+            self.metrics.attempt(verb, Outcome::Retried, took);
             warn!(
                 upstream = %self.display,
                 attempt = tries,
@@ -80,6 +91,13 @@ impl WebDavStore {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+impl WebDavStore {
+    /// What this store counted of its upstream requests.
+    pub fn metrics(&self) -> &UpstreamMetrics {
+        &self.metrics
     }
 }
 

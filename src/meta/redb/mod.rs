@@ -64,6 +64,8 @@ pub struct Index {
     /// metadata facade compares before and after a write to know whether
     /// it changed journaled tables (zero-lag mode, `meta/upstream_gate.rs`).
     committed_seq: AtomicU64,
+    /// Commit latencies, for `/metrics`.
+    metrics: crate::meta::metrics::IndexMetrics,
 }
 
 impl Index {
@@ -79,6 +81,7 @@ impl Index {
             db,
             group: Default::default(),
             committed_seq: AtomicU64::new(0),
+            metrics: Default::default(),
         };
         index.init_schema()?;
         index.note_committed(index.journal_next()?.saturating_sub(1));
@@ -89,6 +92,11 @@ impl Index {
     /// first). Only grows.
     pub fn committed_seq(&self) -> u64 {
         self.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// What this engine counted of its commits.
+    pub fn metrics(&self) -> &crate::meta::metrics::IndexMetrics {
+        &self.metrics
     }
 
     /// Notes that every journal row up to `seq` is committed and durable.

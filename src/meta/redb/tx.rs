@@ -1,6 +1,7 @@
 //! Transactions over all tables at once: `Index::write` runs a closure with
 //! every table open and commits only when it returns `Ok`, so each logical
-//! change is exactly one redb write transaction.
+//! change is exactly one redb write transaction. Each commit's time until
+//! durable is recorded in the index's metrics (`meta/metrics.rs`).
 
 use std::cell::OnceCell;
 
@@ -11,6 +12,7 @@ use super::journal::{Journaled, SharedSink, Sink};
 use super::tables::*;
 use super::Index;
 use crate::meta::journal::JournalTable;
+use crate::meta::metrics::CommitMode;
 use crate::meta::records::{
     decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node, PendingRecord, UserRecord,
 };
@@ -208,17 +210,21 @@ impl Index {
         };
         match result {
             Ok((r, last_seq)) => {
-                match self.group.ticket(&writer) {
+                let started = std::time::Instant::now();
+                let mode = match self.group.ticket(&writer) {
                     Commit::Alone(ticket) => {
                         tx.commit().map_err(IndexError::from)?;
                         self.group.durable(ticket);
+                        CommitMode::Alone
                     }
                     Commit::Grouped(ticket) => {
                         tx.set_durability(redb::Durability::None);
                         tx.commit().map_err(IndexError::from)?;
                         self.group.wait_durable(ticket, || self.persist())?;
+                        CommitMode::Grouped
                     }
-                }
+                };
+                self.metrics().commit(mode, started.elapsed());
                 if let Some(seq) = last_seq {
                     self.note_committed(seq);
                 }

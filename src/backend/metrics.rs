@@ -1,0 +1,130 @@
+//! What the upstream backend counts for `/metrics`: every attempt it sends,
+//! by verb and outcome, each attempt's latency, and the retries.
+//!
+//! The handle is made of prometheus-client's metric types (atomics behind
+//! an `Arc`, usable without a registry). The store that sends the requests
+//! owns it and records into it; the HTTP service registers clones of its
+//! parts in its own registry ([`super::ObjectStore::upstream_metrics`]), so
+//! this layer names no layer above it. Labels come from closed enums:
+//! nothing an upstream answers can add a series.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+/// The request methods the backend sends upstream.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Head,
+    Put,
+    Delete,
+    Mkcol,
+    Propfind,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Mkcol => "MKCOL",
+            Self::Propfind => "PROPFIND",
+        }
+    }
+}
+
+impl EncodeLabelValue for Verb {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered as hoped.
+    Ok,
+    /// The object (or folder) asked for is not there.
+    NotFound,
+    /// Failed transiently; another attempt follows.
+    Retried,
+    /// Failed for good (refused, or out of retry time).
+    Failed,
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub verb: Verb,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: Verb,
+}
+
+/// A latency histogram: 5 ms to ~41 s, doubling.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// The upstream series (cheap to clone: clones share the values).
+#[derive(Debug, Clone)]
+pub struct UpstreamMetrics {
+    /// Attempts sent, by verb and outcome.
+    pub attempts: Family<AttemptLabels, Counter>,
+    /// Seconds from sending an attempt to its answer (or failure), by verb.
+    pub duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
+    /// Attempts repeated after a transient failure, by verb.
+    pub retries: Family<VerbLabels, Counter>,
+}
+
+impl Default for UpstreamMetrics {
+    fn default() -> Self {
+        Self {
+            attempts: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+        }
+    }
+}
+
+impl UpstreamMetrics {
+    /// Records one attempt of `verb` that took `took` and ended in `outcome`.
+    pub fn attempt(&self, verb: Verb, outcome: Outcome, took: Duration) {
+        self.attempts
+            .get_or_create(&AttemptLabels { verb, outcome })
+            .inc();
+        self.duration
+            .get_or_create(&VerbLabels { verb })
+            .observe(took.as_secs_f64());
+        if outcome == Outcome::Retried {
+            self.retries.get_or_create(&VerbLabels { verb }).inc();
+        }
+    }
+
+    /// Attempts of `verb` that ended in `outcome` so far.
+    pub fn attempts(&self, verb: Verb, outcome: Outcome) -> u64 {
+        self.attempts
+            .get(&AttemptLabels { verb, outcome })
+            .map_or(0, |c| c.get())
+    }
+}
