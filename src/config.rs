@@ -64,6 +64,17 @@ pub struct Config {
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The web console at `/admin/` (`http/console/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Marks the session cookie `Secure`. The gateway itself listens in
+    /// plain HTTP; set this when it is reached through an HTTPS proxy, so
+    /// browsers never send the cookie over plain HTTP.
+    pub secure_cookies: bool,
 }
 
 /// What hostile or careless clients may cost: connections, time, memory and
@@ -367,6 +378,9 @@ impl Default for Config {
             },
             dedup: DedupConfig {
                 scope: DedupScope::Global,
+            },
+            console: ConsoleConfig {
+                secure_cookies: false,
             },
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod app_passwords;
 pub mod password;
+pub mod totp;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;

@@ -92,6 +92,12 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
+    /// Every request served since the process started (the console's
+    /// request-rate history reads this).
+    pub fn requests_total(&self) -> u64 {
+        self.requests.lock().values().sum()
+    }
+
     /// How many requests with this method (or, for an unknown one, with
     /// any unknown method) got this status.
     pub fn count(&self, method: &str, status: u16) -> u64 {

@@ -7,6 +7,7 @@
 //! caps and timeouts: `listener`.
 
 pub mod auth;
+mod console;
 mod listener;
 mod metrics;
 
@@ -58,6 +59,7 @@ pub struct Gateway {
     connection_limits: ConnectionLimits,
     /// The background jobs' status, once `serve` has started them.
     jobs: Mutex<Option<Arc<JobStatus>>>,
+    console: console::Console,
 }
 
 impl StaleSessions for Gateway {
@@ -84,6 +86,7 @@ impl Gateway {
             limits: app.config.limits.clone(),
             connection_limits: ConnectionLimits::from(&app.config.limits),
             jobs: Mutex::new(None),
+            console: console::Console::new(&app.config.console, app.keys.clone()),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -217,6 +220,7 @@ impl Gateway {
                 ),
                 Err(res) => (res, None),
             },
+            Route::Console { rest } => self.console(req, peer, &rest).await,
             Route::Dav { user, prefix } => {
                 let me = match self.login(&req, peer).await {
                     Ok(u) => u,

@@ -54,6 +54,7 @@ pub enum JournalTable {
     UploadParts = 9,
     // 10 is taken by the audit table.
     AppPasswords = 11,
+    Totp = 12,
 }
 
 impl JournalTable {
@@ -70,6 +71,7 @@ impl JournalTable {
             8 => Uploads,
             9 => UploadParts,
             11 => AppPasswords,
+            12 => Totp,
             other => return Err(JournalError::UnknownTable(other)),
         })
     }

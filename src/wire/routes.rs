@@ -32,6 +32,11 @@ pub enum Route {
         user: String,
         rest: String,
     },
+    /// `/admin` and `/admin/...`: the web console; `rest` is the raw path
+    /// after `/admin` (`""` or starting with `/`).
+    Console {
+        rest: String,
+    },
     NotFound,
 }
 
@@ -42,6 +47,13 @@ pub fn route(path: &str) -> Route {
         "/status.php" => return Route::Status,
         "/metrics" => return Route::Metrics,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/admin") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::Console {
+                rest: rest.to_string(),
+            };
+        }
     }
     for (p, v2) in [("/ocs/v1.php/", false), ("/ocs/v2.php/", true)] {
         if let Some(rest) = path.strip_prefix(p) {
@@ -154,6 +166,14 @@ mod tests {
             }
         );
         assert_eq!(route("/remote.php/dav/uploads/"), Route::NotFound);
+        assert_eq!(route("/admin"), Route::Console { rest: "".into() });
+        assert_eq!(
+            route("/admin/users"),
+            Route::Console {
+                rest: "/users".into()
+            }
+        );
+        assert_eq!(route("/administrator"), Route::NotFound);
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Index {
         w.table(&tx, UPLOADS, JournalTable::Uploads)?;
         w.table(&tx, UPLOAD_PARTS, JournalTable::UploadParts)?;
         w.table(&tx, APP_PASSWORDS, JournalTable::AppPasswords)?;
+        w.table(&tx, TOTP, JournalTable::Totp)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -218,6 +219,7 @@ impl RestoreTarget {
                 tx.open_table(def)?;
             }
             tx.open_table(APP_PASSWORD_SEEN)?;
+            tx.open_table(HISTORY)?;
             tx.open_table(SCRUB)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(META)?
@@ -251,6 +253,7 @@ struct RawTables<'t> {
     uploads: Table<'t, (u64, &'static str), &'static [u8]>,
     upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
     app_passwords: Table<'t, (u64, u64), &'static [u8]>,
+    totp: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -266,6 +269,7 @@ impl<'t> RawTables<'t> {
             uploads: tx.open_table(UPLOADS)?,
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
             app_passwords: tx.open_table(APP_PASSWORDS)?,
+            totp: tx.open_table(TOTP)?,
         })
     }
 
@@ -282,6 +286,7 @@ impl<'t> RawTables<'t> {
             JournalTable::Uploads => put(&mut self.uploads, k, v, "uploads"),
             JournalTable::UploadParts => put(&mut self.upload_parts, k, v, "upload_parts"),
             JournalTable::AppPasswords => put(&mut self.app_passwords, k, v, "app_passwords"),
+            JournalTable::Totp => put(&mut self.totp, k, v, "totp"),
         }
     }
 }
