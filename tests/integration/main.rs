@@ -11,6 +11,7 @@ mod app_passwords;
 mod bad_input;
 mod check;
 mod cli;
+mod console;
 mod crash;
 mod dedup_and_privacy;
 mod dedup_scope;
