@@ -9,6 +9,7 @@ mod common;
 
 mod app_passwords;
 mod bad_input;
+mod browser;
 mod check;
 mod cli;
 mod console;

@@ -562,7 +562,10 @@ fn wrong_login() -> Reply {
 }
 
 /// The headers every console page carries: no caching, no script, no
-/// framing, nothing loaded from elsewhere.
+/// framing, nothing loaded from elsewhere. The referrer policy is
+/// `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+/// `Origin: null` with the page's own form posts, which the origin check
+/// must refuse.
 fn secure_headers(res: &mut Reply) {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -575,7 +578,7 @@ fn secure_headers(res: &mut Reply) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
