@@ -62,7 +62,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, flash: Option<&Flash>, body: &
             out,
             "<a href=\"/admin/account\">My account</a><span class=\"who\">{}</span>\
              <form method=\"post\" action=\"/admin/logout\" class=\"inline\">{}\
-             <button type=\"submit\">Log out</button></form></nav>\n",
+             <button type=\"submit\">Log out</button></form></nav>",
             esc(v.name),
             csrf_field(v.csrf)
         );
@@ -70,16 +70,16 @@ pub fn page(title: &str, viewer: Option<&Viewer>, flash: Option<&Flash>, body: &
     let _ = write!(out, "<main>\n<h1>{}</h1>\n", esc(title));
     match flash {
         Some(Flash::Done(m)) => {
-            let _ = write!(out, "<p class=\"note ok\">{}</p>\n", esc(m));
+            let _ = writeln!(out, "<p class=\"note ok\">{}</p>", esc(m));
         }
         Some(Flash::Refused(m)) => {
-            let _ = write!(out, "<p class=\"note bad\">{}</p>\n", esc(m));
+            let _ = writeln!(out, "<p class=\"note bad\">{}</p>", esc(m));
         }
         Some(Flash::Secret(what, secret)) => {
             let _ = write!(
                 out,
                 "<div class=\"note secret\"><p>{}</p><p><code id=\"secret\">{}</code></p>\
-                 <p>It is shown only now: copy it before you leave this page.</p></div>\n",
+                 <p>It is shown only now: copy it before you leave this page.</p></div>",
                 esc(what),
                 esc(secret)
             );

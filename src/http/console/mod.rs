@@ -306,10 +306,10 @@ impl Gateway {
                 let mut res = redirect("/admin/login");
                 res.headers_mut()
                     .insert(header::SET_COOKIE, self.session_cookie("", true));
-                return Ok(res);
+                Ok(res)
             }
             "/users/add" | "/users/quota" if !visit.user.admin => {
-                return Ok(forbidden("this is for administrators"));
+                Ok(forbidden("this is for administrators"))
             }
             "/users/add" => {
                 let name = form.get("name").trim();
@@ -477,7 +477,7 @@ fn thin(samples: Vec<HistorySample>, max: usize) -> Vec<HistorySample> {
     samples
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| (last - i) % k == 0)
+        .filter(|(i, _)| (last - i).is_multiple_of(k))
         .map(|(_, s)| s)
         .collect()
 }
