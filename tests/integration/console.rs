@@ -305,6 +305,8 @@ fn non_admins_see_only_their_account() {
     assert_eq!(res.status().as_u16(), 403);
     let res = b.post("/admin/users/quota", &[("name", "ann"), ("quota", "")]);
     assert_eq!(res.status().as_u16(), 403);
+    let res = b.post("/admin/users/totp-reset", &[("name", "ann")]);
+    assert_eq!(res.status().as_u16(), 403);
     assert!(wait(gw.meta.user("eve")).unwrap().is_none());
 }
 
@@ -413,6 +415,22 @@ fn totp_enrolment_then_logins_need_a_fresh_code_and_no_page_shows_secrets() {
             .as_u16(),
         401,
         "a code is accepted once"
+    );
+    // An administrator resets it for a user who lost the device (here:
+    // another admin for root).
+    add_admin(&gw, "ops", "opspw");
+    let mut ops = Browser::new(&gw);
+    ops.login("ops", "opspw", "");
+    ops.get("/admin/users");
+    let res = ops.post("/admin/users/totp-reset", &[("name", "root")]);
+    assert_eq!(location(&res), "/admin/users");
+    assert!(wait(gw.meta.totp(user.id)).unwrap().is_none());
+    assert_eq!(
+        Browser::new(&gw)
+            .login("root", "rootpw", "")
+            .status()
+            .as_u16(),
+        303
     );
     // WebDAV Basic auth is unchanged.
     assert_eq!(

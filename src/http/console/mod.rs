@@ -308,7 +308,7 @@ impl Gateway {
                     .insert(header::SET_COOKIE, self.session_cookie("", true));
                 Ok(res)
             }
-            "/users/add" | "/users/quota" if !visit.user.admin => {
+            "/users/add" | "/users/quota" | "/users/totp-reset" if !visit.user.admin => {
                 Ok(forbidden("this is for administrators"))
             }
             "/users/add" => {
@@ -368,6 +368,23 @@ impl Gateway {
                     Err(bad) => flash(Flash::Refused(format!(
                         "invalid quota {bad:?}: use a size such as 500M or 10G, or leave it empty"
                     ))),
+                }
+                Ok(redirect("/admin/users"))
+            }
+            "/users/totp-reset" => {
+                // For a user who lost their authenticator: their next
+                // console login needs the password only.
+                let name = form.get("name");
+                match crate::accounts::totp::remove(&self.meta, name).await {
+                    Ok(true) => {
+                        tracing::info!(by = %me, user = %name, "console: TOTP reset");
+                        flash(Flash::Done(format!("Two-factor login of {name} is off.")));
+                    }
+                    Ok(false) => flash(Flash::Refused(format!("{name} has no two-factor login"))),
+                    Err(TotpError::Index(e @ IndexError::NoSuchUser(_))) => {
+                        flash(Flash::Refused(e.to_string()));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
                 Ok(redirect("/admin/users"))
             }

@@ -141,7 +141,7 @@ pub fn dashboard(ctx: &Ctx, stats: &Stats, history: &[HistorySample]) -> Reply {
 
 pub fn users(ctx: &Ctx, users: &[UserRecord]) -> Reply {
     let mut body = String::from(
-        "<table><thead><tr><th>User</th><th>Role</th><th>Used</th><th>Usage</th><th>Quota</th></tr></thead><tbody>",
+        "<table><thead><tr><th>User</th><th>Role</th><th>Used</th><th>Usage</th><th>Quota</th><th>Two-factor</th></tr></thead><tbody>",
     );
     for u in users {
         let quota = u.quota.map_or_else(String::new, human);
@@ -151,7 +151,10 @@ pub fn users(ctx: &Ctx, users: &[UserRecord]) -> Reply {
              <form method=\"post\" action=\"/admin/users/quota\" class=\"inline\">{csrf}\
              <input type=\"hidden\" name=\"name\" value=\"{name}\">\
              <input type=\"text\" class=\"small\" name=\"quota\" value=\"{quota}\" placeholder=\"none\" aria-label=\"quota of {name}\">\
-             <button type=\"submit\">Set</button></form></td></tr>",
+             <button type=\"submit\">Set</button></form></td><td>\
+             <form method=\"post\" action=\"/admin/users/totp-reset\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"name\" value=\"{name}\">\
+             <button type=\"submit\" class=\"quiet\" aria-label=\"reset two-factor login of {name}\">Reset</button></form></td></tr>",
             name = esc(&u.name),
             role = if u.admin { "administrator" } else { "user" },
             used = esc(&human(u.used)),
