@@ -65,6 +65,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
     pub metrics: MetricsConfig,
+    pub console: ConsoleConfig,
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -144,6 +145,16 @@ impl MetricsConfig {
         }
         Ok(())
     }
+}
+
+/// The web console at `/admin/` (`http/console/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Marks the session cookie `Secure`. The gateway itself listens in
+    /// plain HTTP; set this when it is reached through an HTTPS proxy, so
+    /// browsers never send the cookie over plain HTTP.
+    pub secure_cookies: bool,
 }
 
 /// What hostile or careless clients may cost: connections, time, memory and
@@ -449,6 +460,9 @@ impl Default for Config {
                 scope: DedupScope::Global,
             },
             metrics: MetricsConfig::default(),
+            console: ConsoleConfig {
+                secure_cookies: false,
+            },
         }
     }
 }

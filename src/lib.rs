@@ -10,7 +10,8 @@
 //! `dav_server` only in `webdav/`.
 //!
 //! - [`http`]: the hyper service: accept loop and connection limits, Basic
-//!   auth, routing to the protocol adapters, metrics. (`app`, the wiring
+//!   auth, routing to the protocol adapters, metrics, the web console at
+//!   `/admin/`. (`app`, the wiring
 //!   that assembles the parts from the configuration, sits just below it.)
 //! - Protocol adapters: [`webdav`] (the only module naming dav-server: the
 //!   file-system adapter, fast PROPFIND, etag quoting, lock tables) over

@@ -24,6 +24,7 @@ use dedupdav::http::admin::local::LocalAccess;
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::history::HistoryJob;
 use dedupdav::jobs::metadata::MetadataJob;
 use dedupdav::jobs::scrub::ScrubJob;
 use dedupdav::jobs::snapshot::SnapshotJob;
@@ -346,6 +347,7 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
         runner.spawn(gc);
     }
     runner.spawn(ExpireJob::new(gateway.clone()));
+    runner.spawn(HistoryJob::new(app.meta.clone(), gateway.clone()));
     let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
     if let Some(scrub) = scrub.await? {
         runner.spawn(scrub);

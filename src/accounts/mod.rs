@@ -6,6 +6,7 @@
 pub mod app_passwords;
 pub mod manage;
 pub mod password;
+pub mod totp;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;

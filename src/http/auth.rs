@@ -260,6 +260,51 @@ impl Authenticator {
         }
     }
 
+    /// The web console's password check (`http/console/`): the account
+    /// password only (an app password is a device's, and must not open the
+    /// console where more of them are made), through the same throttle
+    /// delay and verification slots as Basic auth; a wrong one counts as a
+    /// failure. A right one is *not* yet a success: the console may still
+    /// need a second factor, so the caller ends the attempt with
+    /// [`Authenticator::console_outcome`].
+    pub async fn check_account_password(
+        &self,
+        name: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<UserRecord, AuthError> {
+        let who = self.user_key(name);
+        let user = self.meta.user(name).await.map_err(AuthError::Index)?;
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => dummy_hash().to_string(),
+        };
+        let delay = self.throttle.delay(client, Some(&who));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let verified = self.checks.verify(hash, password.to_string()).await?;
+        match user {
+            Some(user) if verified => Ok(user),
+            _ => {
+                self.note_failure(client, Some(&who));
+                Err(AuthError::Wrong)
+            }
+        }
+    }
+
+    /// Ends a console login whose password was right: a success clears the
+    /// throttle's counts as a Basic login does, a failure (a wrong second
+    /// factor) counts like a wrong password.
+    pub fn console_outcome(&self, client: IpAddr, name: &str, succeeded: bool) {
+        let who = self.user_key(name);
+        if succeeded {
+            self.throttle.succeeded(client, &who);
+        } else {
+            self.note_failure(client, Some(&who));
+        }
+    }
+
     /// The throttle's key for a user name: a keyed hash of fixed size.
     fn user_key(&self, name: &str) -> UserKey {
         let mac = auth_cache_tag(&self.keys, &[b"login throttle\0", name.as_bytes()]);

@@ -204,6 +204,9 @@ pub enum Bearer {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// Every request counted in `requests`, summed (the console's
+    /// request-rate history reads it without walking the family).
+    requests_all: std::sync::atomic::AtomicU64,
     durations: Family<ClassLabels, Histogram, fn() -> Histogram>,
     request_bytes: Family<MethodLabels, Counter>,
     response_bytes: Family<MethodLabels, Counter>,
@@ -226,6 +229,7 @@ impl Metrics {
         let mut m = Self {
             registry: Registry::with_prefix(PREFIX),
             requests: Family::default(),
+            requests_all: Default::default(),
             durations: Family::new_with_constructor(request_histogram),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
@@ -381,6 +385,8 @@ impl Metrics {
                 status,
             })
             .inc();
+        self.requests_all
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts a reply's body bytes: its length at once when it is known,
@@ -397,6 +403,12 @@ impl Metrics {
             return res;
         }
         res.map(|inner| CountedBody { inner, counter }.boxed_unsync())
+    }
+
+    /// Every request served since the process started (the console's
+    /// request-rate history reads this).
+    pub fn requests_total(&self) -> u64 {
+        self.requests_all.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many requests with this method (or, for an unknown one, with

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+mod console;
 mod listener;
 mod metrics;
 
@@ -62,6 +63,7 @@ pub struct Gateway {
     config: Config,
     /// The token of the local command line, once `serve` has made one.
     local_admin: Mutex<Option<admin::LocalToken>>,
+    console: console::Console,
 }
 
 impl StaleSessions for Gateway {
@@ -97,6 +99,7 @@ impl Gateway {
             jobs: Mutex::new(None),
             config: app.config.clone(),
             local_admin: Mutex::new(None),
+            console: console::Console::new(&app.config.console, app.keys.clone()),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -249,6 +252,7 @@ impl Gateway {
                     Err(res) => (res, None),
                 },
             },
+            Route::Console { rest } => self.console(req, peer, &rest).await,
             Route::Dav { user, prefix } => {
                 let me = match self.login(&req, peer).await {
                     Ok(u) => u,

@@ -29,6 +29,7 @@
 
 pub mod expire;
 pub mod gc;
+pub mod history;
 pub mod metadata;
 pub mod scrub;
 pub mod snapshot;
@@ -78,6 +79,8 @@ pub enum JobError {
     Sweep(#[source] crate::store::StoreError),
     #[error("metadata snapshot failed: {0}")]
     Snapshot(#[source] crate::store::StoreError),
+    #[error("recording the history failed: {0}")]
+    History(#[source] crate::meta::IndexError),
     #[error("metadata upload failed: {0}")]
     Metadata(#[source] metadata::MetadataUploadError),
     #[cfg(test)]

@@ -6,7 +6,7 @@
 //!
 //! The cases live in the submodules, one per area (tree, quota, dead
 //! properties, chunk references, pending records, upload sessions, users,
-//! app passwords, concurrent writers). They never name an engine's types: only `Meta`,
+//! app passwords, TOTP enrolments, concurrent writers). They never name an engine's types: only `Meta`,
 //! its records and its errors. The table in `conformance_suite!` lists
 //! each case once, with the runtime it needs (`serial`: a current-thread
 //! runtime, `parallel`: a multi-thread one, for the concurrent writers).
@@ -19,6 +19,7 @@ mod props;
 mod quota;
 mod scrub;
 mod sessions;
+mod totp;
 mod tree;
 mod users;
 
@@ -227,6 +228,8 @@ macro_rules! conformance_suite {
                 serial app_passwords::removing_a_user_removes_their_app_passwords,
                 serial users::audited_changes_are_logged_with_them,
                 serial users::disabled_users_and_updates_keep_the_rest,
+                serial totp::totp_steps_are_accepted_once_and_go_with_the_user,
+                serial totp::history_is_kept_in_order_and_trimmed,
                 parallel concurrency::writers_into_one_folder_lose_nothing,
                 parallel concurrency::writers_of_one_file_leave_one_version,
                 parallel concurrency::racing_commits_never_exceed_the_quota,

@@ -55,6 +55,7 @@ pub enum JournalTable {
     /// The audit log (`meta/audit.rs`).
     Audit = 10,
     AppPasswords = 11,
+    Totp = 12,
 }
 
 impl JournalTable {
@@ -72,6 +73,7 @@ impl JournalTable {
             9 => UploadParts,
             10 => Audit,
             11 => AppPasswords,
+            12 => Totp,
             other => return Err(JournalError::UnknownTable(other)),
         })
     }

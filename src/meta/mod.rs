@@ -8,6 +8,7 @@ pub mod codec;
 mod conformance;
 pub mod consistency;
 mod error;
+pub mod history;
 pub mod journal;
 pub mod metrics;
 mod operations;
@@ -19,6 +20,7 @@ pub mod restore;
 pub mod scrub;
 pub mod sessions;
 pub mod snapshot;
+pub mod totp;
 pub mod tree;
 pub mod upstream_gate;
 
@@ -37,6 +39,7 @@ pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{
     AssembleCheck, AssembleMeta, Assembled, NewPart, PartInfo, UploadError, UploadSession,
 };
+pub use totp::TotpRecord;
 pub use tree::{FileCommit, NsError, Owner, PropLimits, WriteTarget};
 
 /// Test support only: breaks an index file on purpose so tests can show

@@ -29,10 +29,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use super::history::HistorySample;
 use super::journal::{ChainHead, JournalBatch};
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::snapshot::{SnapshotDump, SnapshotHead};
+use super::totp::{TotpRecord, TOTP_SECRET_BYTES};
 use super::upstream_gate::UpstreamGate;
 use super::Consistency;
 use super::{
@@ -218,6 +220,26 @@ operations! {
     /// (Unix seconds), unless one was recorded within the last minute.
     /// Not journaled: a restore starts every last use afresh.
     local index fn app_password_used(&self, user: u64, id: u64, now: u64) -> Result<(), IndexError>;
+
+    // ---- TOTP (`accounts/totp.rs`, the web console's second factor) ----
+    /// Enrols the user named `user` with `secret`; `step` is the time step
+    /// of the code that confirmed it, which cannot be used again.
+    write index fn set_totp(&self, user: &str, secret: &[u8; TOTP_SECRET_BYTES], step: u64) -> Result<(), IndexError>;
+    /// Removes the enrolment of the user named `user`; whether there was one.
+    write index fn clear_totp(&self, user: &str) -> Result<bool, IndexError>;
+    /// The enrolment of user id `user`, if any.
+    read index fn totp(&self, user: u64) -> Result<Option<TotpRecord>, IndexError>;
+    /// Accepts (and records) a code of time step `step` for user id `user`
+    /// only if `step` is later than the last accepted one: a code is never
+    /// accepted twice.
+    write index fn accept_totp_step(&self, user: u64, step: u64) -> Result<bool, IndexError>;
+
+    // ---- History (`jobs/history.rs`, the web console's charts) ----
+    /// Adds a sample and drops the oldest beyond `keep`, in one
+    /// transaction. Not journaled.
+    local index fn record_history(&self, sample: &HistorySample, keep: u64) -> Result<(), IndexError>;
+    /// The samples taken at `since` (Unix seconds) or later, oldest first.
+    read index fn history_since(&self, since: i64) -> Result<Vec<HistorySample>, IndexError>;
 
     // ---- Tree: reads ----
     /// The node at `path` in the owner's tree.

@@ -38,6 +38,11 @@ pub enum Route {
         user: String,
         rest: String,
     },
+    /// `/admin` and `/admin/...`: the web console; `rest` is the raw path
+    /// after `/admin` (`""` or starting with `/`).
+    Console {
+        rest: String,
+    },
     NotFound,
 }
 
@@ -52,6 +57,13 @@ pub fn route(path: &str) -> Route {
     if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
         if rest.is_empty() || rest.starts_with('/') {
             return Route::Admin {
+                rest: rest.to_string(),
+            };
+        }
+    }
+    if let Some(rest) = path.strip_prefix("/admin") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::Console {
                 rest: rest.to_string(),
             };
         }
@@ -175,6 +187,14 @@ mod tests {
             }
         );
         assert_eq!(route("/remote.php/dav/uploads/"), Route::NotFound);
+        assert_eq!(route("/admin"), Route::Console { rest: "".into() });
+        assert_eq!(
+            route("/admin/users"),
+            Route::Console {
+                rest: "/users".into()
+            }
+        );
+        assert_eq!(route("/administrator"), Route::NotFound);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod app_passwords;
 pub(crate) mod check;
 pub(crate) mod durability;
+mod history;
 mod journal;
 mod migrate;
 mod objects;
@@ -16,6 +17,7 @@ pub(crate) mod quota;
 pub mod sessions;
 pub(crate) mod snapshot;
 pub(crate) mod tables;
+mod totp;
 pub mod tree;
 pub(crate) mod tx;
 mod users;
@@ -133,6 +135,8 @@ impl Index {
             tx.open_table(APP_PASSWORDS)?;
             tx.open_table(APP_PASSWORD_SEEN)?;
             tx.open_table(AUDIT)?;
+            tx.open_table(TOTP)?;
+            tx.open_table(HISTORY)?;
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;

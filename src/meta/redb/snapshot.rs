@@ -100,6 +100,7 @@ impl Index {
         w.table(&tx, UPLOAD_PARTS, JournalTable::UploadParts)?;
         w.table(&tx, APP_PASSWORDS, JournalTable::AppPasswords)?;
         w.table(&tx, AUDIT, JournalTable::Audit)?;
+        w.table(&tx, TOTP, JournalTable::Totp)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -219,6 +220,7 @@ impl RestoreTarget {
                 tx.open_table(def)?;
             }
             tx.open_table(APP_PASSWORD_SEEN)?;
+            tx.open_table(HISTORY)?;
             tx.open_table(SCRUB)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(META)?
@@ -253,6 +255,7 @@ struct RawTables<'t> {
     upload_parts: Table<'t, (u64, &'static str, &'static str), &'static [u8]>,
     app_passwords: Table<'t, (u64, u64), &'static [u8]>,
     audit: Table<'t, u64, &'static [u8]>,
+    totp: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -269,6 +272,7 @@ impl<'t> RawTables<'t> {
             upload_parts: tx.open_table(UPLOAD_PARTS)?,
             app_passwords: tx.open_table(APP_PASSWORDS)?,
             audit: tx.open_table(AUDIT)?,
+            totp: tx.open_table(TOTP)?,
         })
     }
 
@@ -286,6 +290,7 @@ impl<'t> RawTables<'t> {
             JournalTable::UploadParts => put(&mut self.upload_parts, k, v, "upload_parts"),
             JournalTable::AppPasswords => put(&mut self.app_passwords, k, v, "app_passwords"),
             JournalTable::Audit => put(&mut self.audit, k, v, "audit"),
+            JournalTable::Totp => put(&mut self.totp, k, v, "totp"),
         }
     }
 }

@@ -26,6 +26,13 @@ pub(crate) const UPLOAD_PARTS: TableDefinition<(u64, &str, &str), &[u8]> =
 /// created). Journaled: a restore brings every device's access back.
 pub(crate) const APP_PASSWORDS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("app_passwords");
+/// Unix seconds → encoded [`crate::meta::history::HistorySample`]: the
+/// web console's charts, one sample a minute, the newest 30 days. Not
+/// journaled: history is this gateway's, and a restore starts it empty.
+pub(crate) const HISTORY: TableDefinition<i64, &[u8]> = TableDefinition::new("history");
+/// User id → encoded [`crate::meta::totp::TotpRecord`] (secret, last
+/// accepted step, enrolled). Journaled: a restore keeps every enrolment.
+pub(crate) const TOTP: TableDefinition<u64, &[u8]> = TableDefinition::new("totp");
 /// (user id, app password id) → Unix seconds of its last login, written at
 /// most once a minute per app password. Not journaled: it would add a row
 /// upstream per device and minute, and a login would wait for the upstream

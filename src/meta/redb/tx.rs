@@ -35,6 +35,8 @@ pub(crate) struct WriteTables<'t> {
     pub app_passwords: Journaled<'t, (u64, u64), &'static [u8]>,
     pub app_password_seen: Table<'t, (u64, u64), u64>,
     pub audit: Journaled<'t, u64, &'static [u8]>,
+    pub totp: Journaled<'t, u64, &'static [u8]>,
+    pub history: Table<'t, i64, &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
@@ -55,6 +57,8 @@ pub(crate) struct ReadTables {
     upload_parts: OnceCell<ReadOnlyTable<PartKey, &'static [u8]>>,
     app_passwords: OnceCell<ReadOnlyTable<(u64, u64), &'static [u8]>>,
     app_password_seen: OnceCell<ReadOnlyTable<(u64, u64), u64>>,
+    totp: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    history: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
@@ -99,6 +103,8 @@ impl ReadTables {
             upload_parts: OnceCell::new(),
             app_passwords: OnceCell::new(),
             app_password_seen: OnceCell::new(),
+            totp: OnceCell::new(),
+            history: OnceCell::new(),
             pending: OnceCell::new(),
             scrub: OnceCell::new(),
             scrub_findings: OnceCell::new(),
@@ -116,6 +122,8 @@ impl ReadTables {
     read_table!(upload_parts, UPLOAD_PARTS, PartKey, &'static [u8]);
     read_table!(app_passwords, APP_PASSWORDS, (u64, u64), &'static [u8]);
     read_table!(app_password_seen, APP_PASSWORD_SEEN, (u64, u64), u64);
+    read_table!(totp, TOTP, u64, &'static [u8]);
+    read_table!(history, HISTORY, i64, &'static [u8]);
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
     read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
@@ -148,6 +156,8 @@ impl<'t> WriteTables<'t> {
             ),
             app_password_seen: tx.open_table(APP_PASSWORD_SEEN)?,
             audit: Journaled::new(tx.open_table(AUDIT)?, JournalTable::Audit, &sink),
+            totp: Journaled::new(tx.open_table(TOTP)?, JournalTable::Totp, &sink),
+            history: tx.open_table(HISTORY)?,
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,

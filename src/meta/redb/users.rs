@@ -135,6 +135,7 @@ impl Index {
             let (files, _) = t.remove_subtree(user.root, now)?;
             t.add_counter(KEY_FILES, -(files as i64))?;
             super::app_passwords::drop_app_passwords_of(t, user.id)?;
+            t.totp.remove(user.id)?;
             t.users.remove(name)?;
             if let Some(entry) = audit {
                 append_audit(t, entry)?;
