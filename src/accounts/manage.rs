@@ -200,6 +200,21 @@ pub async fn revoke_app_password(
     Ok(())
 }
 
+/// Turns off `user`'s two-factor login (a lost authenticator), and
+/// records it. `false` when they had none (nothing is recorded).
+pub async fn reset_two_factor(
+    meta: &Meta,
+    actor: &Actor,
+    user: &str,
+) -> Result<bool, super::totp::TotpError> {
+    let removed = super::totp::remove(meta, user).await?;
+    if removed {
+        let entry = actor.entry("totp.reset", user, "two-factor login turned off");
+        meta.append_audit(&entry).await?;
+    }
+    Ok(removed)
+}
+
 /// Records that `actor` asked job `job` to run now.
 pub async fn record_job_run(meta: &Meta, actor: &Actor, job: &str) -> Result<(), IndexError> {
     let entry = actor.entry("job.run", job, "run requested");

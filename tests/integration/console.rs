@@ -295,7 +295,12 @@ fn non_admins_see_only_their_account() {
         .send()
         .unwrap();
     assert_eq!(location(&res), "/admin/account");
-    for page in ["/admin/dashboard", "/admin/users"] {
+    for page in [
+        "/admin/dashboard",
+        "/admin/users",
+        "/admin/jobs",
+        "/admin/audit",
+    ] {
         assert_eq!(b.get(page).0, 403, "{page}");
     }
     let (status, page) = b.get("/admin/account");
@@ -306,6 +311,8 @@ fn non_admins_see_only_their_account() {
     let res = b.post("/admin/users/quota", &[("name", "ann"), ("quota", "")]);
     assert_eq!(res.status().as_u16(), 403);
     let res = b.post("/admin/users/totp-reset", &[("name", "ann")]);
+    assert_eq!(res.status().as_u16(), 403);
+    let res = b.post("/admin/jobs/run", &[("job", "gc")]);
     assert_eq!(res.status().as_u16(), 403);
     assert!(wait(gw.meta.user("eve")).unwrap().is_none());
 }
@@ -587,4 +594,63 @@ fn the_dashboard_draws_the_history() {
         .unwrap();
     assert_eq!(css.status().as_u16(), 200);
     assert!(css.text().unwrap().contains("svg .line"));
+}
+
+/// Changes made in the console are in the audit log with who and from
+/// where, and the audit and jobs pages show them to administrators.
+#[test]
+fn console_changes_are_audited_and_shown_with_the_jobs() {
+    let gw = TestGateway::start();
+    add_admin(&gw, "root", "rootpw");
+    let mut b = Browser::new(&gw);
+    b.login("root", "rootpw", "");
+    b.get("/admin/users");
+    let res = b.post(
+        "/admin/users/add",
+        &[("name", "dora"), ("password", "dora-pw")],
+    );
+    assert_eq!(location(&res), "/admin/users");
+    b.get("/admin/users");
+    let res = b.post("/admin/users/quota", &[("name", "dora"), ("quota", "5M")]);
+    assert_eq!(location(&res), "/admin/users");
+    b.get("/admin/account");
+    let res = b.post("/admin/account/app-passwords/add", &[("label", "tablet")]);
+    assert_eq!(location(&res), "/admin/account");
+
+    let log = wait(gw.meta.audit_log(50)).unwrap();
+    let actions: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|r| {
+            (
+                r.entry.action.as_str(),
+                r.entry.actor.as_str(),
+                r.entry.source.as_str(),
+            )
+        })
+        .collect();
+    for action in ["user.create", "user.update", "app_password.create"] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, who, from)| *a == action && *who == "root" && *from == "127.0.0.1"),
+            "{action} in {actions:?}"
+        );
+    }
+    let (status, page) = b.get("/admin/audit");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("user.create") && page.contains("dora"),
+        "{page}"
+    );
+    assert!(!page.contains("dora-pw"), "no password in the log");
+
+    // The in-process gateway runs no jobs: the page says so, and asking
+    // for one is refused with a message, not an error.
+    let (status, page) = b.get("/admin/jobs");
+    assert_eq!(status, 200);
+    assert!(page.contains("No background jobs"), "{page}");
+    let res = b.post("/admin/jobs/run", &[("job", "gc")]);
+    assert_eq!(location(&res), "/admin/jobs");
+    let (_, page) = b.get("/admin/jobs");
+    assert!(page.contains("no job"), "{page}");
 }

@@ -55,7 +55,8 @@ pub fn page(title: &str, viewer: Option<&Viewer>, flash: Option<&Flash>, body: &
         out.push_str("<nav><span class=\"brand\">dedupdav</span>");
         if v.admin {
             out.push_str(
-                "<a href=\"/admin/dashboard\">Dashboard</a><a href=\"/admin/users\">Users</a>",
+                "<a href=\"/admin/dashboard\">Dashboard</a><a href=\"/admin/users\">Users</a>\
+                 <a href=\"/admin/jobs\">Jobs</a><a href=\"/admin/audit\">Audit log</a>",
             );
         }
         let _ = write!(

@@ -42,6 +42,7 @@ use hyper::body::Incoming;
 use super::auth::AuthError;
 use super::Gateway;
 use crate::accounts::app_passwords::AppPasswordError;
+use crate::accounts::manage::{self, AccountChange, Actor, Created, NewAccount};
 use crate::accounts::totp::TotpError;
 use crate::accounts::AdminError;
 use crate::config::ConsoleConfig;
@@ -104,6 +105,9 @@ struct Visit {
 
 type Reply = Response<GwBody>;
 
+/// Entries the audit page shows (the newest; the API pages further).
+const AUDIT_PAGE_ENTRIES: usize = 200;
+
 impl Gateway {
     /// Answers a request below `/admin` (`rest` is the path after it).
     pub(super) async fn console(
@@ -146,7 +150,7 @@ impl Gateway {
         };
         let name = Some(visit.user.name.clone());
         let res = if post {
-            self.console_post(req, visit, rest).await
+            self.console_post(req, visit, rest, peer).await
         } else {
             self.console_get(visit, rest).await
         };
@@ -261,7 +265,18 @@ impl Gateway {
             } else {
                 "/admin/account"
             })),
-            "/dashboard" | "/users" if !admin => Ok(forbidden("this page is for administrators")),
+            "/dashboard" | "/users" | "/jobs" | "/audit" if !admin => {
+                Ok(forbidden("this page is for administrators"))
+            }
+            "/jobs" => {
+                let jobs = self.jobs.lock().clone();
+                let jobs = jobs.map(|status| status.snapshot()).unwrap_or_default();
+                Ok(pages::jobs(&ctx, &jobs))
+            }
+            "/audit" => {
+                let entries = self.meta.audit_log(AUDIT_PAGE_ENTRIES).await?;
+                Ok(pages::audit(&ctx, &entries))
+            }
             "/dashboard" => {
                 let stats = self.meta.stats().await?;
                 let since = crate::clock::unix_secs() - CHART_SPAN_SECS;
@@ -288,6 +303,7 @@ impl Gateway {
         req: Request<Incoming>,
         visit: Visit,
         rest: &str,
+        peer: SocketAddr,
     ) -> Result<Reply, ConsoleError> {
         let form = read_form(req).await?;
         if !session::token_matches(&visit.session.csrf, form.get("csrf")) {
@@ -300,6 +316,11 @@ impl Gateway {
         let sid = visit.sid.as_str();
         let me = visit.user.name.as_str();
         let flash = |f: Flash| sessions.update(sid, |s| s.flash = Some(f));
+        // Every change made here is in the audit log, as the admin API's.
+        let actor = Actor {
+            name: visit.user.name.clone(),
+            source: peer.ip().to_string(),
+        };
         match rest {
             "/logout" => {
                 sessions.end(sid);
@@ -308,8 +329,24 @@ impl Gateway {
                     .insert(header::SET_COOKIE, self.session_cookie("", true));
                 Ok(res)
             }
-            "/users/add" | "/users/quota" | "/users/totp-reset" if !visit.user.admin => {
+            "/users/add" | "/users/quota" | "/users/totp-reset" | "/jobs/run"
+                if !visit.user.admin =>
+            {
                 Ok(forbidden("this is for administrators"))
+            }
+            "/jobs/run" => {
+                let job = form.get("job");
+                let status = self.jobs.lock().clone();
+                if status.is_some_and(|s| s.run_now(job)) {
+                    manage::record_job_run(&self.meta, &actor, job).await?;
+                    tracing::info!(by = %me, %job, "console: job asked to run");
+                    flash(Flash::Done(format!("The {job} job runs now.")));
+                } else {
+                    flash(Flash::Refused(format!(
+                        "no job {job:?} runs on this gateway"
+                    )));
+                }
+                Ok(redirect("/admin/jobs"))
             }
             "/users/add" => {
                 let name = form.get("name").trim();
@@ -322,22 +359,24 @@ impl Gateway {
                     )));
                     return Ok(redirect("/admin/users"));
                 };
-                let password = if given.is_empty() {
-                    crate::accounts::generate_password()
-                } else {
-                    given.to_string()
+                let new = NewAccount {
+                    name: name.to_string(),
+                    password: (!given.is_empty()).then(|| given.to_string()),
+                    admin: form.get("admin") == "on",
+                    quota,
                 };
-                let admin = form.get("admin") == "on";
-                match crate::accounts::add_user(&self.meta, name, &password, admin, quota).await {
-                    Ok(u) => {
+                match manage::create(&self.meta, &actor, new).await {
+                    Ok(Created {
+                        user: u,
+                        generated_password,
+                    }) => {
                         tracing::info!(by = %me, user = %u.name, "console: user added");
-                        flash(if given.is_empty() {
-                            Flash::Secret(
+                        flash(match generated_password {
+                            Some(password) => Flash::Secret(
                                 format!("User {} was added. Their password:", u.name),
                                 password,
-                            )
-                        } else {
-                            Flash::Done(format!("User {} was added.", u.name))
+                            ),
+                            None => Flash::Done(format!("User {} was added.", u.name)),
                         });
                     }
                     Err(AdminError::Index(
@@ -352,8 +391,18 @@ impl Gateway {
             "/users/quota" => {
                 let name = form.get("name");
                 match parse_quota(form.get("quota")) {
-                    Ok(quota) => match self.meta.set_quota(name, quota).await {
-                        Ok(()) => {
+                    Ok(quota) => match manage::change(
+                        &self.meta,
+                        &actor,
+                        name,
+                        AccountChange {
+                            quota: Some(quota),
+                            ..AccountChange::default()
+                        },
+                    )
+                    .await
+                    {
+                        Ok(_) => {
                             tracing::info!(by = %me, user = %name, ?quota, "console: quota set");
                             flash(Flash::Done(match quota {
                                 Some(q) => {
@@ -362,7 +411,9 @@ impl Gateway {
                                 None => format!("{name} has no quota now."),
                             }));
                         }
-                        Err(e @ IndexError::NoSuchUser(_)) => flash(Flash::Refused(e.to_string())),
+                        Err(AdminError::Index(e @ IndexError::NoSuchUser(_))) => {
+                            flash(Flash::Refused(e.to_string()))
+                        }
                         Err(e) => return Err(e.into()),
                     },
                     Err(bad) => flash(Flash::Refused(format!(
@@ -375,7 +426,7 @@ impl Gateway {
                 // For a user who lost their authenticator: their next
                 // console login needs the password only.
                 let name = form.get("name");
-                match crate::accounts::totp::remove(&self.meta, name).await {
+                match manage::reset_two_factor(&self.meta, &actor, name).await {
                     Ok(true) => {
                         tracing::info!(by = %me, user = %name, "console: TOTP reset");
                         flash(Flash::Done(format!("Two-factor login of {name} is off.")));
@@ -390,13 +441,8 @@ impl Gateway {
             }
             "/account/app-passwords/add" => {
                 let label = form.get("label").trim();
-                match crate::accounts::app_passwords::create(
-                    &self.meta,
-                    &self.console.keys,
-                    me,
-                    label,
-                )
-                .await
+                match manage::create_app_password(&self.meta, &self.console.keys, &actor, me, label)
+                    .await
                 {
                     Ok(created) => {
                         tracing::info!(user = %me, id = created.info.id, "console: app password created");
@@ -417,7 +463,7 @@ impl Gateway {
             }
             "/account/app-passwords/revoke" => {
                 let id = form.get("id").parse::<u64>().unwrap_or(0);
-                match crate::accounts::app_passwords::revoke(&self.meta, me, id).await {
+                match manage::revoke_app_password(&self.meta, &actor, me, id).await {
                     Ok(()) => {
                         tracing::info!(user = %me, id, "console: app password revoked");
                         flash(Flash::Done("The app password was revoked.".into()));

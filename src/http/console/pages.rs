@@ -9,8 +9,10 @@ use super::html::{self, csrf_field, esc, human, line_chart, page, usage_bar, Ser
 use super::session::Flash;
 use super::{html_reply, Reply};
 use crate::accounts::totp::TotpSecret;
+use crate::jobs::JobState;
 use crate::meta::history::HistorySample;
-use crate::meta::{AppPasswordInfo, Stats, UserRecord};
+use crate::meta::{AppPasswordInfo, AuditRecord, Stats, UserRecord};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Who is looking and what the page needs of their session.
 pub struct Ctx<'a> {
@@ -177,6 +179,62 @@ pub fn users(ctx: &Ctx, users: &[UserRecord]) -> Reply {
         csrf_field(ctx.csrf)
     );
     ctx.page("Users", &body)
+}
+
+/// The background jobs: state, last runs, errors, and a button to run one
+/// now.
+pub fn jobs(ctx: &Ctx, jobs: &[(&'static str, JobState)]) -> Reply {
+    let when = |t: Option<SystemTime>| {
+        t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or_else(|| "never".to_string(), |d| html::date(d.as_secs() as i64))
+    };
+    let mut body = String::from(
+        "<table><thead><tr><th>Job</th><th>State</th><th>Last success</th><th>Runs</th>         <th>Errors</th><th>Last error</th><th></th></tr></thead><tbody>",
+    );
+    for (name, s) in jobs {
+        let _ = write!(
+            body,
+            "<tr><td>{name}</td><td>{state}</td><td>{success}</td><td>{runs}</td><td>{errors}</td>\
+             <td>{error}</td><td><form method=\"post\" action=\"/admin/jobs/run\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"job\" value=\"{name}\">\
+             <button type=\"submit\" aria-label=\"run {name} now\">Run now</button></form></td></tr>",
+            name = esc(name),
+            state = if s.running { "running" } else { "waiting" },
+            success = esc(&when(s.last_success)),
+            runs = s.runs,
+            errors = s.errors_total,
+            error = esc(s.last_error.as_deref().unwrap_or("")),
+            csrf = csrf_field(ctx.csrf),
+        );
+    }
+    body.push_str("</tbody></table>\n");
+    if jobs.is_empty() {
+        body.push_str("<p class=\"muted\">No background jobs run in this process.</p>");
+    }
+    ctx.page("Jobs", &body)
+}
+
+/// The newest entries of the audit log: who changed what, when, from where.
+pub fn audit(ctx: &Ctx, entries: &[AuditRecord]) -> Reply {
+    let mut body = String::from(
+        "<table><thead><tr><th>When</th><th>Who</th><th>From</th><th>What</th><th>Target</th>\
+         <th>Detail</th></tr></thead><tbody>",
+    );
+    for r in entries {
+        let e = &r.entry;
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&html::date(e.time)),
+            esc(&e.actor),
+            esc(&e.source),
+            esc(&e.action),
+            esc(&e.target),
+            esc(&e.detail)
+        );
+    }
+    body.push_str("</tbody></table>\n");
+    ctx.page("Audit log", &body)
 }
 
 pub fn account(
