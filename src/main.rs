@@ -70,7 +70,8 @@ enum Command {
     /// object, and print latencies or what is wrong.
     CheckUpstream,
     /// Delete the objects of chunks no file has referenced for the grace
-    /// period (stop `serve` first; its gc job also collects every gc.interval_minutes).
+    /// period. While `serve` runs, its gc job (and with --orphans its sweep)
+    /// is asked to run now instead; it also collects every gc.interval_minutes.
     Gc {
         /// Keep chunks unreferenced for less than this many hours
         /// (default: gc.grace_hours).
@@ -402,8 +403,12 @@ fn collect_garbage(
     grace_hours: Option<u64>,
     orphans: bool,
 ) -> Result<(), AnyError> {
+    let stale = match remote(&config)? {
+        Remote::Gateway(client) => return collect_through(&client, grace_hours, orphans),
+        Remote::None(stale) => stale,
+    };
     let grace = Duration::from_secs(grace_hours.unwrap_or(config.gc.grace_hours) * 3600);
-    let app = App::open(config)?;
+    let app = open_app(config, stale.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -423,6 +428,29 @@ fn collect_garbage(
     );
     if orphans {
         sweep_orphans(&app, &runtime, grace)?;
+    }
+    Ok(())
+}
+
+/// `dedupdav gc` while `serve` runs: its own jobs collect (and sweep), now,
+/// with its grace period.
+fn collect_through(
+    client: &Client,
+    grace_hours: Option<u64>,
+    orphans: bool,
+) -> Result<(), AnyError> {
+    if grace_hours.is_some() {
+        return Err("serve is running and collects with its gc.grace_hours; \
+                    --grace-hours needs it stopped"
+            .into());
+    }
+    let mut jobs = vec!["gc"];
+    if orphans {
+        jobs.push("sweep");
+    }
+    for job in jobs {
+        client.call(reqwest::Method::POST, &format!("/jobs/{job}/run"), None)?;
+        println!("the running gateway's {job} job runs now (see the console's Jobs page or GET /api/v1/jobs)");
     }
     Ok(())
 }

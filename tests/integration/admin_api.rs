@@ -667,3 +667,32 @@ fn the_command_line_manages_app_passwords_of_a_running_serve() {
     assert!(ok, "{out}");
     assert_eq!(put(&s.base, "carol", &secret, "b.txt", b"b".to_vec()), 401);
 }
+
+#[test]
+fn gc_beside_a_running_serve_asks_its_jobs_to_run() {
+    let s = Serve::start();
+    let (ok, out) = s.cli(&["gc", "--orphans"], None);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("gc job runs now") && out.contains("sweep job runs now"),
+        "{out}"
+    );
+    let (ok, out) = s.cli(&["gc", "--grace-hours", "1"], None);
+    assert!(
+        !ok && out.contains("--grace-hours needs it stopped"),
+        "{out}"
+    );
+    let (status, audit) = api(
+        &s.base,
+        Method::GET,
+        "/audit",
+        Some(("admin", &s.admin_password)),
+        None,
+    );
+    assert_eq!(status, 200);
+    let text = audit.to_string();
+    assert!(
+        text.contains("job.run") && text.contains("local-cli"),
+        "{text}"
+    );
+}
