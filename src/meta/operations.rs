@@ -170,6 +170,9 @@ operations! {
     // ---- Installation ----
     /// Overall usage figures.
     read index fn stats(&self) -> Result<Stats, IndexError>;
+    /// Files per owner (user id), counted in one snapshot (a walk of every
+    /// node: for reports, not request paths).
+    read index fn files_by_owner(&self) -> Result<HashMap<u64, u64>, IndexError>;
 
     // ---- Users ----
     /// Creates a user with an empty root folder.

@@ -464,7 +464,7 @@ fn requests_are_checked_and_answered_as_json() {
     let users = stats["users"].as_array().unwrap();
     assert!(users
         .iter()
-        .any(|u| u["name"] == "bob" && u["logical_bytes"] == 1));
+        .any(|u| u["name"] == "bob" && u["logical_bytes"] == 1 && u["files"] == 1));
     let (status, up) = api(b, Method::GET, "/upstream", ROOT, None);
     assert_eq!((status, up["kind"].as_str()), (200, Some("local")));
     let (status, check) = api(b, Method::GET, "/check", ROOT, None);

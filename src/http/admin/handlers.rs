@@ -162,6 +162,7 @@ pub(super) async fn revoke_app_password(
 
 pub(super) async fn stats(gw: &Gateway) -> Reply {
     let stats = gw.meta.stats().await?;
+    let files = gw.meta.files_by_owner().await?;
     let users: Vec<Value> = gw
         .meta
         .users()
@@ -170,6 +171,7 @@ pub(super) async fn stats(gw: &Gateway) -> Reply {
         .map(|u| {
             json!({
                 "name": u.name,
+                "files": files.get(&u.id).copied().unwrap_or(0),
                 "logical_bytes": u.used,
                 "quota": u.quota,
                 "disabled": u.disabled,

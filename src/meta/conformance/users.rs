@@ -128,6 +128,8 @@ pub(super) async fn trees_of_users_are_separate(meta: Meta) {
     assert_eq!((used(&meta, &ann).await, used(&meta, &ben).await), (11, 0));
     assert_eq!(meta.lookup(&ann, &[]).await.unwrap().size, 11);
     assert_eq!(meta.lookup(&ben, &[]).await.unwrap().size, 0);
+    let files = meta.files_by_owner().await.unwrap();
+    assert_eq!((files.get(&ann.id), files.get(&ben.id)), (Some(&2), None));
 }
 
 pub(super) async fn audited_changes_are_logged_with_them(meta: Meta) {

@@ -306,6 +306,22 @@ impl Index {
     }
 
     /// Overall usage figures.
+    /// Files per owner (user id), counted over every node in one read
+    /// transaction: O(nodes), for occasional reports (the admin API's
+    /// statistics), not for request paths.
+    pub fn files_by_owner(&self) -> Result<std::collections::HashMap<u64, u64>, IndexError> {
+        let tx = self.db.begin_read()?;
+        let mut files = std::collections::HashMap::new();
+        for row in tx.open_table(NODES)?.iter()? {
+            let (_, v) = row?;
+            let node = crate::meta::Node::decode(v.value())?;
+            if !node.is_dir() {
+                *files.entry(node.owner).or_insert(0) += 1;
+            }
+        }
+        Ok(files)
+    }
+
     pub fn stats(&self) -> Result<Stats, IndexError> {
         let tx = self.db.begin_read()?;
         let meta = tx.open_table(META)?;
