@@ -95,6 +95,9 @@ pub struct UpstreamMetrics {
     pub duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
     /// Attempts repeated after a transient failure, by verb.
     pub retries: Family<VerbLabels, Counter>,
+    /// Every attempt and the microseconds they took, summed over all
+    /// verbs: what the console's history averages per minute.
+    totals: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl Default for UpstreamMetrics {
@@ -103,6 +106,7 @@ impl Default for UpstreamMetrics {
             attempts: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             retries: Family::default(),
+            totals: Default::default(),
         }
     }
 }
@@ -119,6 +123,16 @@ impl UpstreamMetrics {
         if outcome == Outcome::Retried {
             self.retries.get_or_create(&VerbLabels { verb }).inc();
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.totals[0].fetch_add(1, Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.totals[1].fetch_add(micros, Relaxed);
+    }
+
+    /// (attempts, microseconds they took) since the process started.
+    pub fn latency_totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.totals[0].load(Relaxed), self.totals[1].load(Relaxed))
     }
 
     /// Attempts of `verb` that ended in `outcome` so far.
@@ -126,5 +140,20 @@ impl UpstreamMetrics {
         self.attempts
             .get(&AttemptLabels { verb, outcome })
             .map_or(0, |c| c.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_totals_sum_every_attempt_across_clones() {
+        let m = UpstreamMetrics::default();
+        m.attempt(Verb::Put, Outcome::Ok, Duration::from_millis(3));
+        m.clone()
+            .attempt(Verb::Get, Outcome::Retried, Duration::from_micros(500));
+        assert_eq!(m.latency_totals(), (2, 3_500));
+        assert_eq!(m.attempts(Verb::Get, Outcome::Retried), 1);
     }
 }

@@ -17,10 +17,16 @@ pub const NAME: &str = "history";
 /// Time between two samples.
 pub const EVERY: Duration = Duration::from_secs(60);
 
-/// Whoever counts the requests served.
+/// Whoever counts the requests served (and sees the upstream's answers).
 pub trait RequestTotal: Send + Sync + 'static {
     /// Requests served since the process started.
     fn requests_served(&self) -> u64;
+
+    /// Upstream attempts since the process started and the microseconds
+    /// they took in all; (0, 0) without an upstream.
+    fn upstream_latency_totals(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 pub struct HistoryJob {
@@ -36,12 +42,15 @@ impl HistoryJob {
     /// Takes and records one sample at `now` (Unix seconds).
     pub async fn sample(&self, now: i64) -> Result<HistorySample, JobError> {
         let stats = self.meta.stats().await.map_err(JobError::History)?;
+        let (attempts, micros) = self.requests.upstream_latency_totals();
         let sample = HistorySample {
             at: now,
             logical_bytes: stats.logical_bytes,
             stored_bytes: stats.stored_bytes,
             files: stats.files,
             requests: self.requests.requests_served(),
+            upstream_attempts: attempts,
+            upstream_micros: micros,
         };
         self.meta
             .record_history(&sample, HISTORY_SAMPLES)

@@ -20,6 +20,10 @@ pub struct HistorySample {
     pub files: u64,
     /// Requests served since the gateway started (a restart starts again).
     pub requests: u64,
+    /// Upstream attempts since the gateway started, and the microseconds
+    /// they took in all (0 for samples written before they were kept).
+    pub upstream_attempts: u64,
+    pub upstream_micros: u64,
 }
 
 impl HistorySample {
@@ -30,17 +34,48 @@ impl HistorySample {
             .u64(self.stored_bytes)
             .u64(self.files)
             .u64(self.requests)
+            .u64(self.upstream_attempts)
+            .u64(self.upstream_micros)
             .finish()
     }
 
     pub fn decode(at: i64, b: &[u8]) -> Result<Self, IndexError> {
         let mut r = Reader::new("history", b);
-        Ok(Self {
+        let mut sample = Self {
             at,
             logical_bytes: r.u64()?,
             stored_bytes: r.u64()?,
             files: r.u64()?,
             requests: r.u64()?,
-        })
+            ..Self::default()
+        };
+        if !r.at_end() {
+            sample.upstream_attempts = r.u64()?;
+            sample.upstream_micros = r.u64()?;
+        }
+        Ok(sample)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_round_trip_and_older_ones_decode_without_upstream_figures() {
+        let s = HistorySample {
+            at: 60,
+            logical_bytes: 1,
+            stored_bytes: 2,
+            files: 3,
+            requests: 4,
+            upstream_attempts: 5,
+            upstream_micros: 6,
+        };
+        assert_eq!(HistorySample::decode(60, &s.encode()).unwrap(), s);
+        let older = &s.encode()[..32];
+        let decoded = HistorySample::decode(60, older).unwrap();
+        assert_eq!((decoded.requests, decoded.upstream_attempts), (4, 0));
+        assert!(HistorySample::decode(60, &s.encode()[..40]).is_err());
     }
 }

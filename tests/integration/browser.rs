@@ -144,6 +144,8 @@ fn the_console_works_in_a_browser() {
             stored_bytes: (i * i) << 16,
             files: i * 3,
             requests: i * i * 7,
+            upstream_attempts: i * 40,
+            upstream_micros: i * 40 * (20_000 + 300 * i),
         };
         wait(gw.meta.record_history(&s, 43_200)).expect("a sample");
     }

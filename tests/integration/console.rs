@@ -573,6 +573,8 @@ fn the_dashboard_draws_the_history() {
             stored_bytes: 400 * i * i,
             files: i,
             requests: 50 * i,
+            upstream_attempts: 20 * i,
+            upstream_micros: 20 * i * (30_000 + 1000 * i),
         };
         wait(gw.meta.record_history(&s, 43_200)).unwrap();
     }
@@ -580,7 +582,12 @@ fn the_dashboard_draws_the_history() {
     b.login("root", "rootpw", "");
     let (status, page) = b.get("/admin/dashboard");
     assert_eq!(status, 200);
-    for line in ["line logical", "line stored", "line requests"] {
+    for line in [
+        "line logical",
+        "line stored",
+        "line requests",
+        "line latency",
+    ] {
         assert!(
             page.contains(&format!("<path class=\"{line}\" d=\"M")),
             "{line}"

@@ -549,6 +549,13 @@ impl RequestTotal for Gateway {
     fn requests_served(&self) -> u64 {
         self.metrics.requests_total()
     }
+
+    fn upstream_latency_totals(&self) -> (u64, u64) {
+        self.store
+            .backend()
+            .upstream_metrics()
+            .map_or((0, 0), |m| m.latency_totals())
+    }
 }
 
 /// An empty quota field means none.

@@ -137,6 +137,28 @@ pub fn dashboard(ctx: &Ctx, stats: &Stats, history: &[HistorySample]) -> Reply {
     body.push_str(&line_chart("Requests per minute", &requests, |v| {
         format!("{v:.0}")
     }));
+    // Mean upstream latency between two samples (pairs across a restart,
+    // or without attempts, are skipped).
+    let latency: Vec<(i64, f64)> = history
+        .windows(2)
+        .filter(|w| w[1].upstream_attempts > w[0].upstream_attempts)
+        .filter(|w| w[1].upstream_micros >= w[0].upstream_micros)
+        .map(|w| {
+            let attempts = (w[1].upstream_attempts - w[0].upstream_attempts) as f64;
+            let micros = (w[1].upstream_micros - w[0].upstream_micros) as f64;
+            (w[1].at, micros / attempts / 1000.0)
+        })
+        .collect();
+    if !latency.is_empty() {
+        let series = [Series {
+            name: "mean upstream latency (ms)",
+            class: "latency",
+            points: latency,
+        }];
+        body.push_str(&line_chart("Upstream latency", &series, |v| {
+            format!("{v:.0} ms")
+        }));
+    }
     body.push_str("</section>\n");
     ctx.page("Dashboard", &body)
 }

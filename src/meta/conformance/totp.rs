@@ -59,6 +59,8 @@ pub(super) async fn history_is_kept_in_order_and_trimmed(meta: Meta) {
             stored_bytes: at as u64,
             files: 1,
             requests: at as u64,
+            upstream_attempts: at as u64,
+            upstream_micros: at as u64 * 1000,
         };
         meta.record_history(&s, 3).await.unwrap();
     }
@@ -70,5 +72,9 @@ pub(super) async fn history_is_kept_in_order_and_trimmed(meta: Meta) {
         "oldest first, the oldest beyond 3 dropped"
     );
     assert_eq!(got[0].logical_bytes, 40);
+    assert_eq!(
+        (got[0].upstream_attempts, got[0].upstream_micros),
+        (20, 20_000)
+    );
     assert_eq!(meta.history_since(30).await.unwrap().len(), 2);
 }
