@@ -112,7 +112,8 @@ pub async fn ensure_first_admin(meta: &Meta) -> Result<Option<String>, AdminErro
     Ok(Some(password))
 }
 
-fn human(n: u64) -> String {
+/// Sizes for people: `1.50 GiB`.
+pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

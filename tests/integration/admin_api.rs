@@ -6,7 +6,6 @@
 use crate::common;
 use crate::common::gateway::{basic, random_bytes, TestGateway};
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -68,26 +67,9 @@ impl Drop for Serve {
 }
 
 fn cli(data: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = common::dedupdav_command()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let data = data.to_string_lossy();
+    let all = [&["--data-dir", data.as_ref()], args].concat();
+    common::run_cli(Path::new("."), &all, stdin)
 }
 
 fn put(base: &str, user: &str, password: &str, name: &str, body: Vec<u8>) -> u16 {

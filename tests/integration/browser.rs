@@ -81,23 +81,9 @@ fn text_of(tab: &Tab, selector: &str) -> String {
 }
 
 fn base32_decode(text: &str) -> [u8; 20] {
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for c in text.trim().bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {c}"),
-        };
-        buf = (buf << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out.try_into().expect("a 160-bit key")
+    crate::common::base32_decode(text)
+        .try_into()
+        .expect("a 160-bit key")
 }
 
 /// Distinct RGB(A) values in a PNG.

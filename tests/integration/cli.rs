@@ -3,7 +3,6 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,25 +11,7 @@ fn dedupdav() -> Command {
 }
 
 fn run(args: &[&str], dir: &std::path::Path, stdin: Option<&str>) -> (bool, String) {
-    let mut child = dedupdav()
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::run_cli(dir, args, stdin)
 }
 
 #[test]

@@ -124,25 +124,7 @@ fn code_text(body: &str, id: &str) -> String {
     body[at..end].to_string()
 }
 
-fn base32_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {c}"),
-        };
-        buf = (buf << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
-}
+use crate::common::base32_decode;
 
 fn now() -> u64 {
     std::time::SystemTime::now()

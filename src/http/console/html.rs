@@ -17,21 +17,7 @@ pub fn esc(s: &str) -> String {
 /// The style sheet, served at `/admin/style.css`.
 pub const STYLE: &str = include_str!("style.css");
 
-/// Sizes for people: `1.50 GiB`.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use crate::accounts::human;
 
 /// Who is looking, for the navigation.
 pub struct Viewer<'a> {

@@ -102,3 +102,53 @@ pub fn read_first_start(child: &mut std::process::Child) -> (String, String) {
         addr.expect("listening address printed"),
     )
 }
+
+/// Decodes RFC 4648 base32 (upper case, no padding), as authenticator
+/// apps read a TOTP secret.
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in text.trim().bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {c}"),
+        };
+        buf = (buf << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Runs the `dedupdav` binary with `args` in `dir`, feeding `stdin`;
+/// answers (success, stdout and stderr together).
+pub fn run_cli(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = dedupdav_command()
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dedupdav runs");
+    if let Some(s) = stdin {
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(s.as_bytes()).expect("stdin");
+        }
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("dedupdav ends");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
