@@ -129,6 +129,26 @@ impl UpstreamMetrics {
         self.totals[1].fetch_add(micros, Relaxed);
     }
 
+    /// Attempts since the process started by outcome, over every verb:
+    /// (ok, not found, retried, failed).
+    pub fn outcome_totals(&self) -> [u64; 4] {
+        const VERBS: [Verb; 6] = [
+            Verb::Get,
+            Verb::Head,
+            Verb::Put,
+            Verb::Delete,
+            Verb::Mkcol,
+            Verb::Propfind,
+        ];
+        let sum = |o: Outcome| VERBS.iter().map(|v| self.attempts(*v, o)).sum();
+        [
+            sum(Outcome::Ok),
+            sum(Outcome::NotFound),
+            sum(Outcome::Retried),
+            sum(Outcome::Failed),
+        ]
+    }
+
     /// (attempts, microseconds they took) since the process started.
     pub fn latency_totals(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -155,5 +175,6 @@ mod tests {
             .attempt(Verb::Get, Outcome::Retried, Duration::from_micros(500));
         assert_eq!(m.latency_totals(), (2, 3_500));
         assert_eq!(m.attempts(Verb::Get, Outcome::Retried), 1);
+        assert_eq!(m.outcome_totals(), [1, 0, 1, 0]);
     }
 }

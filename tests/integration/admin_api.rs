@@ -678,3 +678,32 @@ fn gc_beside_a_running_serve_asks_its_jobs_to_run() {
         "{text}"
     );
 }
+
+#[test]
+fn upstream_health_shows_reachability_latency_and_what_requests_met() {
+    let gw = TestGateway::start_on_apache();
+    common::wait(dedupdav::accounts::add_user(
+        &gw.meta, "root", "rootpw", true, None,
+    ))
+    .unwrap();
+    assert_eq!(
+        put(
+            &gw.base,
+            "root",
+            "rootpw",
+            "f.bin",
+            random_bytes(100_000, 1)
+        ),
+        201
+    );
+    let (status, up) = api(&gw.base, Method::GET, "/upstream", ROOT, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (up["kind"].as_str(), up["ok"].as_bool()),
+        (Some("webdav"), Some(true)),
+        "{up}"
+    );
+    assert!(up["latency_ms"]["write"].is_number(), "{up}");
+    assert!(up["attempts"]["ok"].as_u64().unwrap_or(0) > 0, "{up}");
+    assert_eq!(up["attempts"]["failed"], 0, "{up}");
+}

@@ -251,12 +251,18 @@ pub(super) async fn upstream(gw: &Gateway) -> Reply {
             "backend": gw.store.backend().describe(),
         }));
     }
+    // What this gateway's own requests met since it started.
+    let attempts = gw.store.backend().upstream_metrics().map(|m| {
+        let [ok, not_found, retried, failed] = m.outcome_totals();
+        json!({"ok": ok, "not_found": not_found, "retried": retried, "failed": failed})
+    });
     let store = crate::app::open_webdav(&gw.config)
         .map_err(|e| ApiError::Internal(format!("the upstream client: {e}")))?;
     match store.check().await {
         Ok(r) => ok(json!({
             "kind": "webdav",
             "ok": true,
+            "attempts": attempts,
             "upstream": r.upstream,
             "server": r.server,
             "dav": r.dav,
@@ -271,6 +277,7 @@ pub(super) async fn upstream(gw: &Gateway) -> Reply {
         Err(e) => ok(json!({
             "kind": "webdav",
             "ok": false,
+            "attempts": attempts,
             "upstream": gw.store.backend().describe(),
             "error": e.to_string(),
         })),
