@@ -643,3 +643,42 @@ fn console_changes_are_audited_and_shown_with_the_jobs() {
     let (_, page) = b.get("/admin/jobs");
     assert!(page.contains("no job"), "{page}");
 }
+
+/// Hostile bodies: an oversized form is refused before it is read whole
+/// and changes nothing; a login form with fields missing is a plain
+/// failed login.
+#[test]
+fn oversized_and_malformed_forms_are_refused_and_change_nothing() {
+    let gw = TestGateway::start();
+    add_admin(&gw, "root", "rootpw");
+    let mut b = Browser::new(&gw);
+    let huge = "x".repeat(200_000);
+    let origin = b.origin();
+    let res = b.post_raw(
+        "/admin/login",
+        &[("user", "root"), ("password", huge.as_str())],
+        Some(&origin),
+    );
+    assert_eq!(res.status().as_u16(), 413);
+    assert!(
+        res.headers().get(header::SET_COOKIE).is_none(),
+        "no session"
+    );
+    let res = b.post_raw("/admin/login", &[("user", "root")], Some(&origin));
+    assert!(
+        res.headers().get(header::SET_COOKIE).is_none(),
+        "no session"
+    );
+
+    b.login("root", "rootpw", "");
+    b.get("/admin/users");
+    let res = b.post("/admin/users/add", &[("name", &huge), ("password", "pw")]);
+    assert_eq!(res.status().as_u16(), 413);
+    let res = b.post(
+        "/admin/users/add",
+        &[("name", "../evil"), ("password", "pw")],
+    );
+    assert_eq!(location(&res), "/admin/users", "refused with a message");
+    let users = wait(gw.meta.users()).unwrap();
+    assert_eq!(users.len(), 1, "nothing was added");
+}
