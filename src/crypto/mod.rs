@@ -8,6 +8,7 @@
 
 mod keys;
 mod object;
+mod pack;
 mod visible_ids;
 
 use hmac::{Hmac, Mac};
@@ -15,6 +16,7 @@ use sha2::Sha256;
 
 pub use keys::{Keys, MasterKey, KEY_LEN};
 pub use object::{ObjectKind, Sealer, HEADER_LEN, MAX_METADATA_PLAIN};
+pub use pack::{PackBuilder, PackId, PackedEntry, PACKED_OVERHEAD, PACK_HEADER_LEN};
 pub use visible_ids::VisibleIds;
 
 /// Errors of key handling and of sealing / opening objects.
@@ -130,6 +132,13 @@ impl ObjectName {
             name: hex::encode(mac(&keys.object_name, &[b"chunk", &id.0])),
             place: Place::Objects,
         }
+    }
+
+    /// The object holding pack `pack`. Packs share the chunks' name space
+    /// (so the collector and the sweep treat them as objects like any
+    /// other): a pack id is random, so it never equals a chunk id.
+    pub fn for_pack(keys: &Keys, pack: &[u8; 32]) -> Self {
+        Self::for_chunk(keys, &ChunkId(*pack))
     }
 
     /// The object holding the metadata segment that starts at sequence

@@ -25,7 +25,7 @@ use super::{mac, ChunkId, ChunkIdKey, CryptoError, Keys, ObjectName};
 pub const HEADER_LEN: usize = 12;
 const MAGIC: &[u8; 4] = b"DDAV";
 const VERSION: u8 = 1;
-const FLAG_ZSTD: u8 = 1;
+pub(super) const FLAG_ZSTD: u8 = 1;
 const TAG_LEN: usize = 16;
 /// The most a metadata object may decompress to (segments are cut well
 /// below it).
@@ -63,6 +63,19 @@ impl Sealer {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    pub(super) fn cipher(&self) -> &LessSafeKey {
+        &self.cipher
+    }
+
+    pub(super) fn zstd_level(&self) -> i32 {
+        self.zstd_level
+    }
+
+    /// The most a chunk may decompress to.
+    pub(super) fn max_plain(&self) -> usize {
+        self.max_plain
     }
 
     fn nonce_bytes(&self, id: &ChunkId) -> [u8; 12] {
