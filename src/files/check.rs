@@ -338,6 +338,15 @@ pub fn meaning(f: &Inconsistency) -> String {
         ManifestSize { .. } => {
             "the file's size and content disagree: reading it fails".into()
         }
+        PackLiveMismatch { recorded, counted, .. } if recorded.0 < counted.0 => {
+            "the pack's count reaches 0 while chunks still lie in it: the collector could delete the pack under them, and files naming them would no longer read".into()
+        }
+        PackLiveMismatch { .. } => {
+            "the pack is never found empty, so never deleted, and the repacker misjudges it (space only)".into()
+        }
+        MissingPack { .. } => {
+            "the chunk's pack has no record: the sweep may delete the pack, and files naming the chunk would no longer read".into()
+        }
         OrphanManifest { .. } => {
             "a manifest without its file holds chunk references for ever (space only)".into()
         }
@@ -411,8 +420,15 @@ fn describe(f: &Inconsistency) -> String {
             format!("the file counter says {recorded}, there are {counted} files")
         }
         StoredBytesMismatch { recorded, summed } => format!(
-            "the stored-bytes counter says {recorded}, the chunk records add up to {summed}"
+            "the stored-bytes counter says {recorded}, the chunk and pack records add up to {summed}"
         ),
+        PackLiveMismatch { pack, recorded, counted } => format!(
+            "pack {pack} records {} live chunks ({} bytes) but {} chunk records ({} bytes) lie in it",
+            recorded.0, recorded.1, counted.0, counted.1
+        ),
+        MissingPack { chunk, pack } => {
+            format!("chunk {chunk} lies in pack {pack}, which has no record")
+        }
         ManifestSize { node, size, manifest_bytes } => format!(
             "file {node} has {size} bytes but its manifest {manifest_bytes}"
         ),

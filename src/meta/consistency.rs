@@ -112,8 +112,17 @@ pub enum Inconsistency {
     },
     /// The installation's file counter differs from the file nodes.
     FileCountMismatch { recorded: u64, counted: u64 },
-    /// The stored-bytes counter differs from the chunk records' sizes.
+    /// The stored-bytes counter differs from the sizes of the chunk
+    /// objects and packs.
     StoredBytesMismatch { recorded: u64, summed: u64 },
+    /// A pack's live counts differ from the chunk records located in it.
+    PackLiveMismatch {
+        pack: String,
+        recorded: (u32, u32),
+        counted: (u32, u32),
+    },
+    /// A chunk record located in a pack the index has no record of.
+    MissingPack { chunk: String, pack: String },
     /// A file's size differs from the sum of its manifest's lengths.
     ManifestSize {
         node: u64,

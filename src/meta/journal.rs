@@ -56,6 +56,8 @@ pub enum JournalTable {
     Audit = 10,
     AppPasswords = 11,
     Totp = 12,
+    /// Packs of small chunks (`meta/redb/packs.rs`).
+    Packs = 13,
 }
 
 impl JournalTable {
@@ -74,6 +76,7 @@ impl JournalTable {
             10 => Audit,
             11 => AppPasswords,
             12 => Totp,
+            13 => Packs,
             other => return Err(JournalError::UnknownTable(other)),
         })
     }

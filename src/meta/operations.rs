@@ -31,6 +31,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::history::HistorySample;
 use super::journal::{ChainHead, JournalBatch};
+use crate::crypto::PackedEntry;
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::snapshot::{SnapshotDump, SnapshotHead};
@@ -40,7 +41,8 @@ use super::Consistency;
 use super::{
     AppPasswordInfo, AppPasswordVerifier, AssembleCheck, AssembleMeta, Assembled, AuditEntry,
     AuditRecord, ChunkRecord, ExpiredPending, FileCommit, Holdings, IndexError, ManifestEntry,
-    NewAppPassword, NewPart, NewUser, Node, NsError, Owner, PartInfo, PendingRecord, PropLimits,
+    NewAppPassword, NewPart, NewUser, Node, NsError, Owner, PackRecord, PartInfo, Relocated, PendingRecord,
+    PropLimits,
     ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession, UserRecord,
     UserUpdate, WriteTarget,
 };
@@ -330,6 +332,21 @@ operations! {
     /// checked in this transaction); answers those dropped with their
     /// object sizes.
     write index fn forget_chunks(&self, ids: &[[u8; 32]], cutoff: u64) -> Result<Vec<([u8; 32], u32)>, IndexError>;
+
+    // ---- Packs of small chunks (`meta/redb/packs.rs` states the rules) ----
+    /// Records a stored pack: its chunks the metadata did not know become
+    /// known (unreferenced since `now`) and located in it, and its pending
+    /// record goes. Answers how many of its entries became live.
+    write index fn record_pack(&self, pack: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<u32, IndexError>;
+    /// What the metadata knows of a pack.
+    read index fn pack(&self, pack: &[u8; 32]) -> Result<Option<PackRecord>, IndexError>;
+    /// Pack records in id order after `after`, at most `limit`.
+    read index fn packs_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], PackRecord)>, IndexError>;
+    /// Moves the chunks still located in pack `old` to their entries in
+    /// the stored pack `new`; drops `old`'s record when that empties it.
+    write index fn relocate_pack(&self, old: &[u8; 32], new: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<Relocated, IndexError>;
+    /// Drops a pack's record if nothing live is left in it; its size then.
+    write index fn forget_empty_pack(&self, pack: &[u8; 32]) -> Result<Option<u32>, IndexError>;
 
     // ---- Scrub and sweep ----
     /// Where the scrub stands: the pass in progress (its position, so a

@@ -207,36 +207,135 @@ pub fn decode_manifest(b: &[u8]) -> Result<Vec<ManifestEntry>, IndexError> {
 pub struct ChunkRecord {
     /// How many manifest entries point at the chunk.
     pub refs: u64,
-    /// Size of the sealed object in the backend.
+    /// Size of the sealed object in the backend (of the sealed entry, for
+    /// a chunk in a pack).
     pub stored: u32,
     /// 0 while referenced; else the Unix time (s) the last reference went
     /// away. A collector deletes the object after a grace period.
     pub unreferenced_since: u64,
+    /// Where the chunk lies when it is an entry of a pack; `None`: it is
+    /// an object of its own.
+    pub packed: Option<PackedAt>,
 }
 
+/// A chunk's place inside a pack: the pack and the entry's offset (its
+/// length is the record's `stored`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedAt {
+    pub pack: [u8; 32],
+    pub offset: u32,
+}
+
+/// A chunk record's length on its own, and with a pack location.
+const CHUNK_RECORD: usize = 20;
+const PACKED_CHUNK_RECORD: usize = CHUNK_RECORD + 36;
+
 impl ChunkRecord {
-    pub fn encode(&self) -> [u8; 20] {
-        let mut out = [0u8; 20];
-        out[..8].copy_from_slice(&self.refs.to_le_bytes());
-        out[8..12].copy_from_slice(&self.stored.to_le_bytes());
-        out[12..].copy_from_slice(&self.unreferenced_since.to_le_bytes());
+    /// A record of a chunk stored as an object of its own.
+    pub fn object(refs: u64, stored: u32, unreferenced_since: u64) -> Self {
+        Self {
+            refs,
+            stored,
+            unreferenced_since,
+            packed: None,
+        }
+    }
+
+    /// 20 bytes (refs, stored, mark), then for a packed chunk the pack id
+    /// and the offset: records written before packs existed still decode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PACKED_CHUNK_RECORD);
+        out.extend_from_slice(&self.refs.to_le_bytes());
+        out.extend_from_slice(&self.stored.to_le_bytes());
+        out.extend_from_slice(&self.unreferenced_since.to_le_bytes());
+        if let Some(at) = &self.packed {
+            out.extend_from_slice(&at.pack);
+            out.extend_from_slice(&at.offset.to_le_bytes());
+        }
         out
     }
+
     pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
-        if b.len() != 20 {
-            return Err(corrupt("chunks", "record is not 20 bytes"));
+        if b.len() != CHUNK_RECORD && b.len() != PACKED_CHUNK_RECORD {
+            return Err(corrupt("chunks", "record is neither 20 nor 56 bytes"));
         }
         let u64_at = |i: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[i..i + 8]);
             u64::from_le_bytes(a)
         };
+        let packed = (b.len() == PACKED_CHUNK_RECORD).then(|| {
+            let mut pack = [0u8; 32];
+            pack.copy_from_slice(&b[20..52]);
+            PackedAt {
+                pack,
+                offset: u32::from_le_bytes([b[52], b[53], b[54], b[55]]),
+            }
+        });
         Ok(Self {
             refs: u64_at(0),
             stored: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
             unreferenced_since: u64_at(12),
+            packed,
         })
     }
+}
+
+/// What the index knows of one pack (an object holding many small
+/// chunks): its size, how much of it still holds live chunks (chunks with
+/// a record located in it), and when it was written. The collector drops
+/// a pack whose last live chunk goes; the repacker rewrites sparse ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackRecord {
+    /// The pack object's size in the backend.
+    pub size: u32,
+    /// Chunks whose records point into this pack.
+    pub live_chunks: u32,
+    /// Their sealed bytes.
+    pub live_bytes: u32,
+    /// Unix seconds it was recorded.
+    pub created: u64,
+}
+
+impl PackRecord {
+    pub fn encode(&self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..4].copy_from_slice(&self.size.to_le_bytes());
+        out[4..8].copy_from_slice(&self.live_chunks.to_le_bytes());
+        out[8..12].copy_from_slice(&self.live_bytes.to_le_bytes());
+        out[12..].copy_from_slice(&self.created.to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, IndexError> {
+        if b.len() != 20 {
+            return Err(corrupt("packs", "record is not 20 bytes"));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut created = [0u8; 8];
+        created.copy_from_slice(&b[12..20]);
+        Ok(Self {
+            size: u32_at(0),
+            live_chunks: u32_at(4),
+            live_bytes: u32_at(8),
+            created: u64::from_le_bytes(created),
+        })
+    }
+
+    /// The share of the pack that live chunks take, in percent.
+    pub fn live_percent(&self) -> u64 {
+        u64::from(self.live_bytes) * 100 / u64::from(self.size.max(1))
+    }
+}
+
+/// What a relocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relocated {
+    /// Chunk records moved into the new pack.
+    pub moved: u32,
+    /// The old pack's size when this relocation took its last live chunk
+    /// (its record is gone; the caller deletes the object).
+    pub old_emptied: Option<u32>,
 }
 
 /// What one dead property costs its owner's quota: its stored key
@@ -299,12 +398,26 @@ mod tests {
 
     #[test]
     fn chunk_record_round_trip() {
-        let r = ChunkRecord {
-            refs: 3,
-            stored: 99,
-            unreferenced_since: 12345,
-        };
+        let r = ChunkRecord::object(3, 99, 12345);
         assert_eq!(ChunkRecord::decode(&r.encode()).unwrap(), r);
+        let packed = ChunkRecord {
+            packed: Some(PackedAt {
+                pack: [5; 32],
+                offset: 4096,
+            }),
+            ..r
+        };
+        assert_eq!(packed.encode().len(), 56);
+        assert_eq!(ChunkRecord::decode(&packed.encode()).unwrap(), packed);
+        assert!(ChunkRecord::decode(&[0; 21]).is_err());
+        let pack = PackRecord {
+            size: 1 << 20,
+            live_chunks: 3,
+            live_bytes: 1 << 18,
+            created: 9,
+        };
+        assert_eq!(PackRecord::decode(&pack.encode()).unwrap(), pack);
+        assert_eq!(pack.live_percent(), 25);
         let p = PendingRecord {
             since: 77,
             stored: 4096,

@@ -19,7 +19,7 @@ use crate::crypto::ChunkId;
 use crate::meta::app_passwords::AppPasswordRecord;
 use crate::meta::consistency::{Consistency, Inconsistency};
 use crate::meta::records::{decode_manifest, prop_cost, ChunkRecord, ManifestEntry, Node};
-use crate::meta::{IndexError, UserRecord};
+use crate::meta::{IndexError, PackRecord, UserRecord};
 
 /// What the walk keeps of a user.
 struct UserSeen {
@@ -294,16 +294,64 @@ impl Walk {
 
     fn chunks(&mut self, tx: &ReadTransaction) -> Result<(), IndexError> {
         let mut stored = 0u64;
+        let mut packed: HashMap<[u8; 32], (u32, u32)> = HashMap::new();
+        let mut located = Vec::new();
         for row in tx.open_table(CHUNKS)?.iter()? {
             let (k, v) = row?;
             let id = super::chunk_key(k.value())?;
             let rec = ChunkRecord::decode(v.value())?;
             self.report.chunks += 1;
-            stored += rec.stored as u64;
+            match rec.packed {
+                Some(at) => {
+                    let live = packed.entry(at.pack).or_default();
+                    live.0 += 1;
+                    live.1 = live.1.saturating_add(rec.stored);
+                    located.push((id, at.pack));
+                }
+                None => stored += rec.stored as u64,
+            }
             let referenced = self.tally.remove(&id).map_or(0, |t| t.refs);
             self.chunk(&id, &rec, referenced);
         }
+        stored += self.packs(tx, packed, &located)?;
         self.stored_bytes(tx, stored)
+    }
+
+    /// Every pack's live counts against the chunk records located in it
+    /// (`packed`), and every located chunk's pack has a record; answers
+    /// the packs' total size.
+    fn packs(
+        &mut self,
+        tx: &ReadTransaction,
+        mut packed: HashMap<[u8; 32], (u32, u32)>,
+        located: &[([u8; 32], [u8; 32])],
+    ) -> Result<u64, IndexError> {
+        let mut total = 0u64;
+        let mut known = std::collections::HashSet::new();
+        for row in tx.open_table(PACKS)?.iter()? {
+            let (k, v) = row?;
+            let id = super::chunk_key(k.value())?;
+            let rec = PackRecord::decode(v.value())?;
+            total += u64::from(rec.size);
+            known.insert(id);
+            let counted = packed.remove(&id).unwrap_or_default();
+            if (rec.live_chunks, rec.live_bytes) != counted {
+                self.report.found(Inconsistency::PackLiveMismatch {
+                    pack: hex(&id),
+                    recorded: (rec.live_chunks, rec.live_bytes),
+                    counted,
+                });
+            }
+        }
+        for (chunk, pack) in located {
+            if !known.contains(pack) {
+                self.report.found(Inconsistency::MissingPack {
+                    chunk: hex(chunk),
+                    pack: hex(pack),
+                });
+            }
+        }
+        Ok(total)
     }
 
     fn chunk(&mut self, id: &[u8; 32], rec: &ChunkRecord, referenced: u64) {

@@ -12,6 +12,7 @@ mod history;
 mod journal;
 mod migrate;
 mod objects;
+pub(crate) mod packs;
 mod pending;
 pub(crate) mod quota;
 pub mod sessions;
@@ -136,6 +137,7 @@ impl Index {
             tx.open_table(APP_PASSWORD_SEEN)?;
             tx.open_table(AUDIT)?;
             tx.open_table(TOTP)?;
+            tx.open_table(PACKS)?;
             tx.open_table(HISTORY)?;
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
@@ -283,8 +285,9 @@ impl Index {
 
     /// Drops the records of chunks that are still unreferenced since
     /// `cutoff` or earlier (re-checked in this transaction: a chunk an
-    /// upload revived meanwhile is kept). Returns those dropped, with their
-    /// object sizes.
+    /// upload revived meanwhile is kept). Returns the objects to delete,
+    /// with their sizes: each dropped chunk stored on its own, and each
+    /// pack whose last live chunk this took (see `packs.rs`).
     pub fn forget_chunks(
         &self,
         ids: &[[u8; 32]],
@@ -297,8 +300,15 @@ impl Index {
                 if rec.refs == 0 && rec.unreferenced_since != 0 && rec.unreferenced_since <= cutoff
                 {
                     t.chunks.remove(id.as_slice())?;
-                    t.add_counter(KEY_STORED_BYTES, -(rec.stored as i64))?;
-                    dropped.push((*id, rec.stored));
+                    let Some(at) = rec.packed else {
+                        t.add_counter(KEY_STORED_BYTES, -(rec.stored as i64))?;
+                        dropped.push((*id, rec.stored));
+                        continue;
+                    };
+                    packs::take_off(t, &at.pack, rec.stored)?;
+                    if let Some(size) = packs::drop_if_empty(t, &at.pack)? {
+                        dropped.push((at.pack, size));
+                    }
                 }
             }
             Ok(dropped)

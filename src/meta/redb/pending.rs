@@ -170,11 +170,7 @@ mod tests {
             .write(|t| {
                 t.put_chunk(
                     &[3; 32],
-                    &ChunkRecord {
-                        refs: 1,
-                        stored: 300,
-                        unreferenced_since: 0,
-                    },
+                    &ChunkRecord::object(1, 300, 0),
                 )
             })
             .unwrap();

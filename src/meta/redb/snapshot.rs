@@ -101,6 +101,7 @@ impl Index {
         w.table(&tx, APP_PASSWORDS, JournalTable::AppPasswords)?;
         w.table(&tx, AUDIT, JournalTable::Audit)?;
         w.table(&tx, TOTP, JournalTable::Totp)?;
+        w.table(&tx, PACKS, JournalTable::Packs)?;
         let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         Ok(SnapshotDump {
@@ -256,6 +257,7 @@ struct RawTables<'t> {
     app_passwords: Table<'t, (u64, u64), &'static [u8]>,
     audit: Table<'t, u64, &'static [u8]>,
     totp: Table<'t, u64, &'static [u8]>,
+    packs: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 impl<'t> RawTables<'t> {
@@ -273,6 +275,7 @@ impl<'t> RawTables<'t> {
             app_passwords: tx.open_table(APP_PASSWORDS)?,
             audit: tx.open_table(AUDIT)?,
             totp: tx.open_table(TOTP)?,
+            packs: tx.open_table(PACKS)?,
         })
     }
 
@@ -291,6 +294,7 @@ impl<'t> RawTables<'t> {
             JournalTable::AppPasswords => put(&mut self.app_passwords, k, v, "app_passwords"),
             JournalTable::Audit => put(&mut self.audit, k, v, "audit"),
             JournalTable::Totp => put(&mut self.totp, k, v, "totp"),
+            JournalTable::Packs => put(&mut self.packs, k, v, "packs"),
         }
     }
 }
@@ -353,14 +357,50 @@ fn recount_references(tx: &WriteTransaction) -> Result<Recount, IndexError> {
             fixes.push((id, rec));
         }
     }
-    let corrected = fixes.len() as u64;
+    let mut corrected = fixes.len() as u64;
     for (id, rec) in fixes {
         chunks.insert(id.as_slice(), rec.encode().as_slice())?;
     }
+    corrected += recount_packs(tx, &chunks)?;
     Ok(Recount {
         corrected,
         unrecorded: tally.len() as u64,
     })
+}
+
+/// Sets every pack's live chunks and bytes to what the chunk records
+/// located in it add up to; answers how many packs were corrected.
+fn recount_packs(
+    tx: &WriteTransaction,
+    chunks: &Table<'_, &'static [u8], &'static [u8]>,
+) -> Result<u64, IndexError> {
+    let mut live: HashMap<[u8; 32], (u32, u32)> = HashMap::new();
+    for row in chunks.iter()? {
+        let (_, v) = row?;
+        let rec = ChunkRecord::decode(v.value())?;
+        if let Some(at) = rec.packed {
+            let entry = live.entry(at.pack).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(rec.stored);
+        }
+    }
+    let mut packs = tx.open_table(PACKS)?;
+    let mut fixes = Vec::new();
+    for row in packs.iter()? {
+        let (k, v) = row?;
+        let id = super::chunk_key(k.value())?;
+        let mut rec = crate::meta::PackRecord::decode(v.value())?;
+        let (chunks, bytes) = live.get(&id).copied().unwrap_or_default();
+        if (rec.live_chunks, rec.live_bytes) != (chunks, bytes) {
+            (rec.live_chunks, rec.live_bytes) = (chunks, bytes);
+            fixes.push((id, rec));
+        }
+    }
+    let corrected = fixes.len() as u64;
+    for (id, rec) in fixes {
+        packs.insert(id.as_slice(), rec.encode().as_slice())?;
+    }
+    Ok(corrected)
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub(crate) const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::n
 pub(crate) const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests");
 /// Chunk id → encoded [`super::ChunkRecord`] (refcount, stored size, state).
 pub(crate) const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
+/// Pack id → encoded [`crate::meta::PackRecord`] (size, live chunks and
+/// bytes, created). Journaled: chunk records name their packs, and the
+/// collector needs the live counts after a restore as well.
+pub(crate) const PACKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("packs");
 /// (node id, "namespace\0name") → encoded dead property.
 pub(crate) const PROPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("props");
 /// (user id, transfer id) → encoded chunked-upload session.

@@ -546,11 +546,7 @@ pub(super) fn take_chunks(
             None => {
                 let stored = *uploaded.get(&e.id).ok_or(NsError::MissingChunk(e.id))?;
                 t.add_counter(KEY_STORED_BYTES, stored as i64)?;
-                ChunkRecord {
-                    refs: 1,
-                    stored,
-                    unreferenced_since: 0,
-                }
+                ChunkRecord::object(1, stored, 0)
             }
         };
         t.put_chunk(&e.id.0, &rec)?;

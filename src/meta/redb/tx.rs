@@ -36,6 +36,7 @@ pub(crate) struct WriteTables<'t> {
     pub app_password_seen: Table<'t, (u64, u64), u64>,
     pub audit: Journaled<'t, u64, &'static [u8]>,
     pub totp: Journaled<'t, u64, &'static [u8]>,
+    pub packs: Journaled<'t, &'static [u8], &'static [u8]>,
     pub history: Table<'t, i64, &'static [u8]>,
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
@@ -58,6 +59,7 @@ pub(crate) struct ReadTables {
     app_passwords: OnceCell<ReadOnlyTable<(u64, u64), &'static [u8]>>,
     app_password_seen: OnceCell<ReadOnlyTable<(u64, u64), u64>>,
     totp: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    packs: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     history: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     pending: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
@@ -104,6 +106,7 @@ impl ReadTables {
             app_passwords: OnceCell::new(),
             app_password_seen: OnceCell::new(),
             totp: OnceCell::new(),
+            packs: OnceCell::new(),
             history: OnceCell::new(),
             pending: OnceCell::new(),
             scrub: OnceCell::new(),
@@ -123,6 +126,7 @@ impl ReadTables {
     read_table!(app_passwords, APP_PASSWORDS, (u64, u64), &'static [u8]);
     read_table!(app_password_seen, APP_PASSWORD_SEEN, (u64, u64), u64);
     read_table!(totp, TOTP, u64, &'static [u8]);
+    read_table!(packs, PACKS, &'static [u8], &'static [u8]);
     read_table!(history, HISTORY, i64, &'static [u8]);
     read_table!(pending, PENDING, &'static [u8], &'static [u8]);
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
@@ -157,6 +161,7 @@ impl<'t> WriteTables<'t> {
             app_password_seen: tx.open_table(APP_PASSWORD_SEEN)?,
             audit: Journaled::new(tx.open_table(AUDIT)?, JournalTable::Audit, &sink),
             totp: Journaled::new(tx.open_table(TOTP)?, JournalTable::Totp, &sink),
+            packs: Journaled::new(tx.open_table(PACKS)?, JournalTable::Packs, &sink),
             history: tx.open_table(HISTORY)?,
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
