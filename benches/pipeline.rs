@@ -34,6 +34,22 @@ impl ObjectStore for MemoryStore {
             .cloned()
             .ok_or_else(|| BackendError::NotFound(name.to_string()))
     }
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        let whole = self.get(name).await?;
+        let (start, end) = (offset as usize, (offset + len) as usize);
+        if end > whole.len() {
+            return Err(BackendError::Corrupt {
+                name: name.to_string(),
+                cause: "short".into(),
+            });
+        }
+        Ok(whole.slice(start..end))
+    }
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
         self.0.lock().remove(name.as_str());
         Ok(())

@@ -357,6 +357,16 @@ pub struct UploadsConfig {
     /// upload's hashing together; ownCloud and Nextcloud clients and rclone
     /// announce the one they check.
     pub checksums: Vec<String>,
+    /// Chunks shorter than this many bytes (small files, the tails of
+    /// large ones) are stored in packs, many to one upstream object,
+    /// instead of one object each. 0 stores every chunk on its own.
+    pub pack_below: usize,
+    /// A pack is written upstream once it holds this many bytes.
+    pub pack_size: usize,
+    /// The longest a pack waits for more writers (milliseconds) before it
+    /// is written; it goes at once when every upload in progress waits on
+    /// it.
+    pub pack_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -418,6 +428,9 @@ impl Default for Config {
             uploads: UploadsConfig {
                 expire_hours: 24,
                 checksums: vec!["ADLER32".into()],
+                pack_below: s.packs.below,
+                pack_size: s.packs.size,
+                pack_delay_ms: s.packs.delay.as_millis() as u64,
             },
             gc: GcConfig {
                 grace_hours: 24,
@@ -566,6 +579,11 @@ impl Config {
             read_ahead: self.chunking.read_ahead,
             transfer_memory: self.limits.transfer_memory,
             dedup_per_user: self.dedup.scope == DedupScope::User,
+            packs: crate::store::PackSettings {
+                below: self.uploads.pack_below.min(self.chunking.max_size),
+                size: self.uploads.pack_size.clamp(64 << 10, 64 << 20),
+                delay: Duration::from_millis(self.uploads.pack_delay_ms.min(1000)),
+            },
         }
     }
 

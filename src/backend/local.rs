@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{fanout_name, BackendError, ObjectInfo, ObjectStat, ObjectStore};
+use super::{fanout_name, BackendError, MAX_RANGE, ObjectInfo, ObjectStat, ObjectStore};
 use crate::crypto::{ObjectName, Place, METADATA_FOLDER};
 
 pub struct LocalDirStore {
@@ -77,6 +77,34 @@ impl ObjectStore for LocalDirStore {
             .await
             .map(Bytes::from)
             .map_err(|e| map_io(name, e))
+    }
+
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut f = tokio::fs::File::open(self.path_of(name))
+            .await
+            .map_err(|e| map_io(name, e))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| map_io(name, e))?;
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RANGE)];
+        match f.read_exact(&mut buf).await {
+            Ok(_) if buf.len() as u64 == len => Ok(Bytes::from(buf)),
+            Ok(_) => Err(BackendError::Corrupt {
+                name: name.to_string(),
+                cause: format!("a range of {len} bytes is larger than any object"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(BackendError::Corrupt {
+                name: name.to_string(),
+                cause: format!("shorter than {offset} + {len} bytes"),
+            }),
+            Err(e) => Err(map_io(name, e)),
+        }
     }
 
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {

@@ -63,6 +63,11 @@ pub struct ObjectInfo {
     pub modified: Option<SystemTime>,
 }
 
+/// The largest range [`ObjectStore::get_range`] reads: a pack entry is far
+/// smaller, so a larger range is a corrupt record, not a reason to
+/// allocate.
+pub const MAX_RANGE: usize = 64 << 20;
+
 /// How many fan-out folders `objects/` has: `00` to `ff`, the first two
 /// hex digits of the names of the objects inside.
 pub const FANOUT_FOLDERS: usize = 256;
@@ -88,6 +93,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn put(&self, name: &ObjectName, data: Bytes) -> Result<(), BackendError>;
     /// Reads a whole object.
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError>;
+    /// Reads `len` bytes of an object from `offset` (one entry of a pack).
+    /// An object too short for the range is [`BackendError::Corrupt`].
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError>;
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
     /// Whether an object exists.

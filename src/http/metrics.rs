@@ -343,6 +343,16 @@ impl Metrics {
                 Unit::Bytes,
                 s.bytes_new,
             );
+            r.register(
+                "packs_stored",
+                "Packs of small chunks written upstream",
+                s.packs,
+            );
+            r.register(
+                "packed_chunks",
+                "Chunk entries written upstream in packs",
+                s.packed_chunks,
+            );
         }
         if let Some(i) = sources.index {
             r.register_with_unit(

@@ -294,6 +294,11 @@ mod tests {
                 avg: 16 << 10,
                 max: 64 << 10,
             },
+            // These cases are about objects of their own.
+            packs: crate::store::PackSettings {
+                below: 0,
+                ..Default::default()
+            },
             ..StoreSettings::default()
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -344,7 +349,14 @@ mod tests {
         let meta = Meta::open_redb(&dir.path().join("i.redb"), Default::default()).unwrap();
         let backend = Arc::new(LocalDirStore::open(&dir.path().join("data")).unwrap());
         let keys = Arc::new(MasterKey::from_bytes([6; 32]).derive());
-        let store = ContentStore::new(keys, backend, meta.clone(), StoreSettings::default());
+        let settings = StoreSettings {
+            packs: crate::store::PackSettings {
+                below: 0,
+                ..Default::default()
+            },
+            ..StoreSettings::default()
+        };
+        let store = ContentStore::new(keys, backend, meta.clone(), settings);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -44,6 +44,10 @@ pub struct StoreMetrics {
     pub bytes_saved: Counter,
     /// Plaintext bytes of new chunks (sealed and stored).
     pub bytes_new: Counter,
+    /// Packs written upstream.
+    pub packs: Counter,
+    /// Entries in those packs.
+    pub packed_chunks: Counter,
 }
 
 impl Default for StoreMetrics {
@@ -57,6 +61,8 @@ impl Default for StoreMetrics {
             chunks,
             bytes_saved: Counter::default(),
             bytes_new: Counter::default(),
+            packs: Counter::default(),
+            packed_chunks: Counter::default(),
         }
     }
 }
@@ -69,6 +75,12 @@ impl StoreMetrics {
             Dedup::Hit => self.bytes_saved.inc_by(len),
             Dedup::Miss => self.bytes_new.inc_by(len),
         };
+    }
+
+    /// Records one pack of `entries` chunks written upstream.
+    pub fn pack(&self, entries: u64, _bytes: u64) {
+        self.packs.inc();
+        self.packed_chunks.inc_by(entries);
     }
 
     /// Chunks with this result so far.

@@ -23,6 +23,7 @@ pub mod budget;
 pub mod chunker;
 mod gc;
 mod metadata;
+mod packs;
 pub mod metrics;
 mod pending;
 mod pins;
@@ -43,6 +44,7 @@ pub use budget::{BufferPermit, TransferBudget};
 pub use chunker::{Cdc, ChunkSizes, Chunker};
 pub use gc::{GcReport, GcRound};
 pub use metadata::MetadataObjects;
+pub use packs::PackSettings;
 pub use pins::{PinGuard, Pins, SweepClaim};
 pub use reader::FileReader;
 pub use scrub::{ObjectHealth, Verified};
@@ -75,6 +77,10 @@ pub enum StoreError {
     Task(String),
     #[error("could not record a new object in the index: {0}")]
     Pending(#[source] Arc<IndexError>),
+    /// The pack a chunk went into could not be stored (every writer of
+    /// that pack gets this).
+    #[error("storing a pack failed: {0}")]
+    Pack(#[source] Arc<StoreError>),
 }
 
 /// Tuning of the content pipeline.
@@ -92,6 +98,8 @@ pub struct StoreSettings {
     /// Chunks are shared only within one user's files (`dedup.scope =
     /// "user"`), never across users.
     pub dedup_per_user: bool,
+    /// Which chunks go into packs, and how packs are cut.
+    pub packs: PackSettings,
 }
 
 impl Default for StoreSettings {
@@ -107,6 +115,7 @@ impl Default for StoreSettings {
             read_ahead: 4,
             transfer_memory: 256 << 20,
             dedup_per_user: false,
+            packs: PackSettings::default(),
         }
     }
 }
@@ -144,6 +153,7 @@ pub struct ContentStore {
     budget: TransferBudget,
     pending: pending::PendingLog,
     metadata: MetadataObjects,
+    packer: packs::Packer,
     settings: StoreSettings,
     metrics: metrics::StoreMetrics,
 }
@@ -169,6 +179,7 @@ impl ContentStore {
             budget: TransferBudget::new(settings.transfer_memory),
             pending: Default::default(),
             metadata,
+            packer: Default::default(),
             settings,
             metrics: Default::default(),
         })
@@ -238,6 +249,11 @@ impl ContentStore {
         id: ChunkId,
         keys: &ChunkKeys,
     ) -> Result<bytes::Bytes, StoreError> {
+        if let Some(rec) = self.meta.chunk(&id.0).await? {
+            if let Some(at) = rec.packed {
+                return self.fetch_packed(id, at, rec.stored, keys).await;
+            }
+        }
         let name = ObjectName::for_chunk(&self.keys, &id);
         let object = self.backend.get(&name).await?;
         self.open_object(id, name, object, keys.clone()).await

@@ -27,6 +27,7 @@ use super::budget::chunk_cost;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::backend::BackendError;
 use crate::crypto::{ChunkId, ChunkIdKey, CryptoError, ObjectName};
+use crate::meta::ChunkRecord;
 
 /// What reading one object back found.
 #[derive(Debug)]
@@ -96,7 +97,7 @@ impl ContentStore {
             .budget
             .floor(chunk_cost(self.settings.chunk_sizes.max))
             .await;
-        let mut verified = self.fetch_and_open(id, keys).await?;
+        let mut verified = self.fetch_and_open(id, &record, keys).await?;
         if matches!(
             verified.health,
             ObjectHealth::Corrupt(CryptoError::IdMismatch)
@@ -107,14 +108,28 @@ impl ContentStore {
         Ok(verified)
     }
 
-    /// The verdict on the object of `id` as it is in the backend.
+    /// The verdict on the object of `id` (or its entry in a pack, as
+    /// `record` locates it) as it is in the backend.
     async fn fetch_and_open(
         self: &Arc<Self>,
         id: ChunkId,
+        record: &ChunkRecord,
         keys: &Arc<[ChunkIdKey]>,
     ) -> Result<Verified, StoreError> {
-        let name = ObjectName::for_chunk(&self.keys, &id);
-        let object = match self.backend.get(&name).await {
+        let (name, fetched) = match record.packed {
+            Some(at) => {
+                let name = ObjectName::for_pack(&self.keys, &at.pack);
+                let range = (u64::from(at.offset), u64::from(record.stored));
+                let fetched = self.backend.get_range(&name, range.0, range.1).await;
+                (name, fetched)
+            }
+            None => {
+                let name = ObjectName::for_chunk(&self.keys, &id);
+                let fetched = self.backend.get(&name).await;
+                (name, fetched)
+            }
+        };
+        let object = match fetched {
             Ok(object) => object,
             Err(BackendError::NotFound(_)) => {
                 return Ok(Verified {
@@ -131,7 +146,11 @@ impl ContentStore {
             Err(e) => return Err(e.into()),
         };
         let bytes_read = object.len() as u64;
-        let health = match self.open_object(id, name, object, keys.clone()).await {
+        let opened = match record.packed {
+            Some(_) => self.open_packed(id, name, object, keys.clone()).await,
+            None => self.open_object(id, name, object, keys.clone()).await,
+        };
+        let health = match opened {
             Ok(_) => ObjectHealth::Sound,
             Err(StoreError::Object { source, .. }) => ObjectHealth::Corrupt(source),
             Err(e) => return Err(e),
@@ -188,6 +207,11 @@ mod tests {
         let keys = Arc::new(MasterKey::from_bytes([7; 32]).derive());
         let settings = StoreSettings {
             dedup_per_user: true,
+            // These cases are about objects of their own.
+            packs: crate::store::PackSettings {
+                below: 0,
+                ..Default::default()
+            },
             ..StoreSettings::default()
         };
         let store = ContentStore::new(keys, backend.clone(), meta.clone(), settings);

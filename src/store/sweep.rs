@@ -24,7 +24,9 @@
 //!    references, nor can reference without storing it anew first.
 //!    (Pending records are read before chunk records: a commit moves a
 //!    record from the first table to the second, so the walk cannot miss
-//!    it between the two.)
+//!    it between the two; pack records are read last for the same reason:
+//!    a pack's pending record becomes its pack record. A pack's name is
+//!    its id's, in the chunks' name space.)
 //! 3. **Candidates**: listed, unnamed, and modified before the grace
 //!    cutoff (a backend that gives no time never yields candidates).
 //! 4. **Claim** the candidates' names in the pin set ([`super::Pins`]):
@@ -101,6 +103,7 @@ type Listing = HashMap<ObjectName, (u64, bool)>;
 enum Records {
     Pending,
     Chunks,
+    Packs,
 }
 
 impl ContentStore {
@@ -235,9 +238,9 @@ impl ContentStore {
     }
 
     /// Steps 2 and 5: calls `visit` with the object name of every id a
-    /// pending record or a chunk record holds, pending records first.
+    /// pending, chunk or pack record holds, pending records first.
     async fn walk_names(&self, mut visit: impl FnMut(ObjectName)) -> Result<(), StoreError> {
-        for records in [Records::Pending, Records::Chunks] {
+        for records in [Records::Pending, Records::Chunks, Records::Packs] {
             let mut after = None;
             loop {
                 let ids = self.record_ids(records, after).await?;
@@ -271,6 +274,13 @@ impl ContentStore {
             Records::Chunks => self
                 .meta
                 .chunks_page(after, PAGE)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            Records::Packs => self
+                .meta
+                .packs_page(after, PAGE)
                 .await?
                 .into_iter()
                 .map(|(id, _)| id)

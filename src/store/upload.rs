@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::budget::{chunk_cost, BufferPermit};
 use super::metrics::Dedup;
+use super::packs::UploadCount;
 use super::pending::PendingGuard;
 use super::{ContentStore, PinGuard, StoreError};
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectKind, ObjectName, HEADER_LEN};
@@ -125,6 +126,8 @@ pub struct Upload {
     pending: Arc<Mutex<PendingGuard>>,
     /// This upload's floor of the transfer budget, once it has input.
     floor: Option<BufferPermit>,
+    /// Counts this upload as one that may still add to the open pack.
+    _counted: UploadCount,
 }
 
 /// A chunk being stored. Its buffers are counted either by the upload's
@@ -204,6 +207,7 @@ impl Upload {
         sink: Option<ByteSink>,
     ) -> Self {
         let chunker = super::Chunker::new(store.cdc.clone());
+        let counted = store.packer.count_upload();
         let pins = Arc::new(Mutex::new(PinGuard::new(store.pins.clone())));
         let pending = Arc::new(Mutex::new(PendingGuard::new(store.meta.clone())));
         Self {
@@ -219,6 +223,7 @@ impl Upload {
             pins,
             pending,
             floor: None,
+            _counted: counted,
         }
     }
 
@@ -372,6 +377,15 @@ async fn store_chunk(
     let id = cpu(inline, move || ChunkId::under(&id_key, &data)).await?;
     if store.pin_and_check(id, &pins).await? {
         store.metrics.chunk(Dedup::Hit, u64::from(len));
+        return Ok(ChunkOutcome {
+            id,
+            len,
+            stored: None,
+        });
+    }
+    if store.packs_chunk(chunk.len()) {
+        store.store_packed(id, chunk).await?;
+        store.metrics.chunk(Dedup::Miss, u64::from(len));
         return Ok(ChunkOutcome {
             id,
             len,

@@ -110,19 +110,27 @@ pub fn body_status(e: &BodyError) -> StatusCode {
     }
 }
 
+/// The status of a content-store error (a pack's error is its cause's).
+fn store_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::Backend(e) => backend_status(e),
+        StoreError::TooShort { .. } | StoreError::TooLong { .. } => StatusCode::BAD_REQUEST,
+        StoreError::Object { .. } => StatusCode::BAD_GATEWAY,
+        StoreError::Index(e) => index_status(e),
+        StoreError::Pack(cause) => store_status(cause),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl GatewayError {
     /// The HTTP status a client gets for this error.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Namespace(e) => namespace_status(e),
             Self::Upload(e) => upload_status(e),
-            Self::Store(StoreError::Backend(e)) | Self::Backend(e) => backend_status(e),
-            Self::Store(StoreError::TooShort { .. }) | Self::Store(StoreError::TooLong { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::Store(StoreError::Object { .. }) => StatusCode::BAD_GATEWAY,
-            Self::Index(e) | Self::Store(StoreError::Index(e)) => index_status(e),
-            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Backend(e) => backend_status(e),
+            Self::Store(e) => store_status(e),
+            Self::Index(e) => index_status(e),
             Self::ChecksumMismatch(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
