@@ -234,6 +234,10 @@ pub struct GcConfig {
     /// `dedupdav gc`). Meant for tests, which cannot wait a minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_seconds: Option<u64>,
+    /// A pack whose live chunks take less than this share of it (percent)
+    /// is rewritten on the collector's schedule, giving back the bytes of
+    /// deleted files (0: only empty and small packs are).
+    pub repack_below_percent: u64,
 }
 
 impl GcConfig {
@@ -436,6 +440,7 @@ impl Default for Config {
                 grace_hours: 24,
                 interval_minutes: 60,
                 interval_seconds: None,
+                repack_below_percent: 50,
             },
             scrub: ScrubConfig {
                 interval_hours: 168,

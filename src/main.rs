@@ -24,6 +24,7 @@ use dedupdav::http::admin::local::LocalAccess;
 use dedupdav::http::Gateway;
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
+use dedupdav::jobs::repack::RepackJob;
 use dedupdav::jobs::history::HistoryJob;
 use dedupdav::jobs::metadata::MetadataJob;
 use dedupdav::jobs::scrub::ScrubJob;
@@ -347,6 +348,9 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
         runner.spawn(gc);
     }
+    if let Some(repack) = RepackJob::from_config(app.store.clone(), &app.config.gc) {
+        runner.spawn(repack);
+    }
     runner.spawn(ExpireJob::new(gateway.clone()));
     runner.spawn(HistoryJob::new(app.meta.clone(), gateway.clone()));
     let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
@@ -426,9 +430,35 @@ fn collect_garbage(
         "deleted {} objects ({} bytes); {} in use by uploads kept; {} deletions failed",
         report.deleted, report.bytes_freed, report.in_use, report.delete_failures
     );
+    repack(&app, &runtime)?;
     if orphans {
         sweep_orphans(&app, &runtime, grace)?;
     }
+    Ok(())
+}
+
+/// `dedupdav gc`'s second step: sparse and small packs rewritten.
+fn repack(app: &App, runtime: &tokio::runtime::Runtime) -> Result<(), AnyError> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("rewriting sparse and small packs");
+    let below = app.config.gc.repack_below_percent.min(100);
+    let report = runtime.block_on(async {
+        let mut round = app.store.repack_round();
+        while !round.is_done() {
+            app.store.repack_batch(&mut round, below).await?;
+            bar.tick();
+        }
+        Ok::<_, dedupdav::store::StoreError>(round.report)
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "rewrote {} packs into {} ({} chunks moved), deleted {}, {} bytes freed",
+        report.packs_rewritten,
+        report.packs_written,
+        report.chunks_moved,
+        report.packs_deleted,
+        report.bytes_freed
+    );
     Ok(())
 }
 
@@ -444,7 +474,7 @@ fn collect_through(
                     --grace-hours needs it stopped"
             .into());
     }
-    let mut jobs = vec!["gc"];
+    let mut jobs = vec!["gc", "repack"];
     if orphans {
         jobs.push("sweep");
     }

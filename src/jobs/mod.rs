@@ -31,6 +31,7 @@ pub mod expire;
 pub mod gc;
 pub mod history;
 pub mod metadata;
+pub mod repack;
 pub mod scrub;
 pub mod snapshot;
 pub mod sweep;

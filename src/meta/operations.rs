@@ -342,9 +342,10 @@ operations! {
     read index fn pack(&self, pack: &[u8; 32]) -> Result<Option<PackRecord>, IndexError>;
     /// Pack records in id order after `after`, at most `limit`.
     read index fn packs_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<([u8; 32], PackRecord)>, IndexError>;
-    /// Moves the chunks still located in pack `old` to their entries in
-    /// the stored pack `new`; drops `old`'s record when that empties it.
-    write index fn relocate_pack(&self, old: &[u8; 32], new: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<Relocated, IndexError>;
+    /// Moves the chunks still located in the packs `old` to their entries
+    /// in the stored pack `new`; drops the records of the old packs that
+    /// empties.
+    write index fn relocate_pack(&self, old: &[[u8; 32]], new: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<Relocated, IndexError>;
     /// Drops a pack's record if nothing live is left in it; its size then.
     write index fn forget_empty_pack(&self, pack: &[u8; 32]) -> Result<Option<u32>, IndexError>;
 

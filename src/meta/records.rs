@@ -329,13 +329,13 @@ impl PackRecord {
 }
 
 /// What a relocation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relocated {
     /// Chunk records moved into the new pack.
     pub moved: u32,
-    /// The old pack's size when this relocation took its last live chunk
-    /// (its record is gone; the caller deletes the object).
-    pub old_emptied: Option<u32>,
+    /// The old packs this relocation took the last live chunk of, with
+    /// their sizes (their records are gone; the caller deletes them).
+    pub emptied: Vec<([u8; 32], u32)>,
 }
 
 /// What one dead property costs its owner's quota: its stored key

@@ -86,12 +86,12 @@ impl Index {
         })
     }
 
-    /// Moves the chunk records still located in pack `old` whose entries
-    /// pack `new` (`size` bytes, recorded now) holds too; entries of
-    /// chunks no longer in `old` are dead space in `new`.
+    /// Moves the chunk records still located in one of the packs `old`
+    /// whose entries pack `new` (`size` bytes, recorded now) holds too;
+    /// entries of chunks no longer there are dead space in `new`.
     pub fn relocate_pack(
         &self,
-        old: &[u8; 32],
+        old: &[[u8; 32]],
         new: &[u8; 32],
         size: u32,
         entries: &[PackedEntry],
@@ -103,9 +103,9 @@ impl Index {
                 let Some(rec) = get_chunk(&*t.chunks, &e.id.0)? else {
                     continue;
                 };
-                if rec.packed.map(|at| at.pack) != Some(*old) {
+                let Some(from) = rec.packed.map(|at| at.pack).filter(|p| old.contains(p)) else {
                     continue;
-                }
+                };
                 let moved = ChunkRecord {
                     packed: Some(PackedAt {
                         pack: *new,
@@ -115,17 +115,22 @@ impl Index {
                     ..rec
                 };
                 t.put_chunk(&e.id.0, &moved)?;
-                take_off(t, old, rec.stored)?;
+                take_off(t, &from, rec.stored)?;
                 record.live_chunks += 1;
                 record.live_bytes = record.live_bytes.saturating_add(e.len);
             }
             t.packs.insert(new.as_slice(), record.encode().as_slice())?;
             t.add_counter(KEY_STORED_BYTES, i64::from(size))?;
             t.settle_pending(std::iter::once(*new))?;
-            let old_emptied = drop_if_empty(t, old)?;
+            let mut emptied = Vec::new();
+            for pack in old {
+                if let Some(size) = drop_if_empty(t, pack)? {
+                    emptied.push((*pack, size));
+                }
+            }
             Ok(Relocated {
                 moved: record.live_chunks,
-                old_emptied,
+                emptied,
             })
         })
     }
@@ -260,12 +265,12 @@ mod tests {
         index.record_pack(&[9; 32], 400, &entries, 10).unwrap();
         index.forget_chunks(&[[2; 32]], 20).unwrap();
         let moved = [entry(1, 12, 101), entry(2, 113, 150), entry(3, 263, 30)];
-        let r = index.relocate_pack(&[9; 32], &[7; 32], 320, &moved, 30).unwrap();
+        let r = index.relocate_pack(&[[9; 32]], &[7; 32], 320, &moved, 30).unwrap();
         assert_eq!(
             r,
             Relocated {
                 moved: 2,
-                old_emptied: Some(400)
+                emptied: vec![([9; 32], 400)]
             }
         );
         let one = index.chunk(&[1; 32]).unwrap().unwrap();
