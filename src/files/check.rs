@@ -225,11 +225,11 @@ async fn look_at(
     let verdict = if read {
         store.read_object(ChunkId(id), rec.stored, keys).await
     } else {
-        store.inspect_object(ChunkId(id), rec.stored).await
+        store.inspect_object(ChunkId(id), &rec).await
     };
     Seen {
         id,
-        object: store.object_name(&ChunkId(id)).to_string(),
+        object: store.object_name_of(&ChunkId(id), &rec).to_string(),
         rec,
         read,
         verdict,

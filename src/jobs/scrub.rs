@@ -140,19 +140,19 @@ impl ScrubJob {
         pass: u64,
     ) -> Result<BatchOutcome, StoreError> {
         let mut outcome = BatchOutcome::default();
-        for (id, _) in page {
+        for (id, rec) in page {
             let verified = self.store.verify_object(ChunkId(*id), keys).await?;
             outcome.bytes += verified.bytes_read;
             self.totals.checked += 1;
             match verified.health {
                 ObjectHealth::Sound => outcome.sound.push(*id),
-                ObjectHealth::Missing => outcome.found.push(self.finding(*id, pass, None)),
+                ObjectHealth::Missing => outcome.found.push(self.finding(*id, rec, pass, None)),
                 ObjectHealth::Corrupt(cause) => {
                     let cause = Some(cause.to_string());
-                    outcome.found.push(self.finding(*id, pass, cause))
+                    outcome.found.push(self.finding(*id, rec, pass, cause))
                 }
                 ObjectHealth::Unreadable(cause) => {
-                    outcome.found.push(self.finding(*id, pass, Some(cause)))
+                    outcome.found.push(self.finding(*id, rec, pass, Some(cause)))
                 }
                 ObjectHealth::Unowned | ObjectHealth::Collected => {}
             }
@@ -163,8 +163,14 @@ impl ScrubJob {
 
     /// Logs and counts a missing (`cause` None) or corrupt object found
     /// by pass `pass`.
-    fn finding(&mut self, id: [u8; 32], pass: u64, cause: Option<String>) -> ScrubFinding {
-        let object = self.store.object_name(&ChunkId(id));
+    fn finding(
+        &mut self,
+        id: [u8; 32],
+        rec: &ChunkRecord,
+        pass: u64,
+        cause: Option<String>,
+    ) -> ScrubFinding {
+        let object = self.store.object_name_of(&ChunkId(id), rec);
         let chunk = hex::encode(id);
         let (problem, detail) = match cause {
             None => {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectName};
+use crate::meta::ChunkRecord;
 
 use super::scrub::ObjectHealth;
 use super::ContentStore;
@@ -29,14 +30,27 @@ pub enum ObjectVerdict {
 }
 
 impl ContentStore {
-    /// Asks the backend whether chunk `id`'s object is there with
-    /// `stored` bytes (a HEAD upstream, a stat locally).
-    pub async fn inspect_object(&self, id: ChunkId, stored: u32) -> ObjectVerdict {
-        let name = ObjectName::for_chunk(&self.keys, &id);
+    /// The object holding chunk `id`: its own, or the pack `rec` names.
+    pub fn object_name_of(&self, id: &ChunkId, rec: &ChunkRecord) -> ObjectName {
+        match rec.packed {
+            Some(at) => ObjectName::for_pack(&self.keys, &at.pack),
+            None => ObjectName::for_chunk(&self.keys, id),
+        }
+    }
+
+    /// Asks the backend whether chunk `id`'s object is there with the
+    /// size `rec` names (a HEAD upstream, a stat locally); for a chunk in a
+    /// pack, whether the pack is there and long enough to hold its entry.
+    pub async fn inspect_object(&self, id: ChunkId, rec: &ChunkRecord) -> ObjectVerdict {
+        let name = self.object_name_of(&id, rec);
+        let fits = |found: u64| match rec.packed {
+            Some(at) => found >= u64::from(at.offset) + u64::from(rec.stored),
+            None => found == u64::from(rec.stored),
+        };
         match self.backend.stat(&name).await {
             Ok(None) => ObjectVerdict::Missing,
             Ok(Some(stat)) => match stat.size {
-                Some(found) if found != stored as u64 => ObjectVerdict::WrongSize { found },
+                Some(found) if !fits(found) => ObjectVerdict::WrongSize { found },
                 _ => ObjectVerdict::Sound,
             },
             Err(e) => ObjectVerdict::Unanswered(e.to_string()),

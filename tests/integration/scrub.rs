@@ -142,6 +142,11 @@ fn open_store(dir: &Path) -> (Arc<ContentStore>, Meta) {
             avg: 16 << 10,
             max: 64 << 10,
         },
+        // Objects of their own: the case damages single objects.
+        packs: dedupdav::store::PackSettings {
+            below: 0,
+            ..Default::default()
+        },
         ..StoreSettings::default()
     };
     (

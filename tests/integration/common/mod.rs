@@ -38,11 +38,13 @@ pub fn wait<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Small chunks, so a few MiB make many objects.
+/// Small chunks, so a few MiB make many objects (each an object of its
+/// own: these cases are about objects, not packs).
 pub fn small_chunks(c: &mut dedupdav::config::Config) {
     c.chunking.min_size = 16 << 10;
     c.chunking.avg_size = 64 << 10;
     c.chunking.max_size = 256 << 10;
+    c.uploads.pack_below = 0;
 }
 
 /// The `dedupdav` binary, without any `DEDUPDAV_*` setting of the test
