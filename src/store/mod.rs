@@ -187,6 +187,11 @@ impl ContentStore {
         })
     }
 
+    /// The keys objects are named and sealed with.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     pub fn backend(&self) -> &SharedObjectStore {
         &self.backend
     }

@@ -51,9 +51,48 @@ fn url(base: &str, name: &str) -> String {
     format!("{base}/remote.php/dav/files/alice/{name}")
 }
 
+/// Three writers of files from 200 KB to 3.2 MB (small chunks in packs,
+/// large ones as objects of their own).
+const MIXED: Workload = Workload {
+    writers: 3,
+    small: false,
+};
+
+/// 32 writers of small files (1 to 20 KB): every file is one chunk in a
+/// pack, and packs are shared by concurrent writers.
+const SMALL_FILES: Workload = Workload {
+    writers: 32,
+    small: true,
+};
+
+/// Who uploads during a round.
+#[derive(Clone, Copy)]
+struct Workload {
+    writers: u64,
+    small: bool,
+}
+
+impl Workload {
+    fn len(&self, round: u64, w: u64, i: u64) -> usize {
+        let step = (round * 7 + i * 13 + w) % 11;
+        if self.small {
+            1_000 + step as usize * 1_900
+        } else {
+            200_000 + step as usize * 300_000
+        }
+    }
+}
+
 #[test]
 fn killed_at_any_moment_no_acknowledged_write_is_lost_and_no_file_is_mixed() {
-    kill_rounds(6, &[], |_| {});
+    kill_rounds(6, MIXED, &[], |_| {});
+}
+
+/// Strict mode with packs: a pack is acknowledged to all its writers at
+/// once, only after it is upstream and recorded.
+#[test]
+fn killed_among_32_small_file_writers_no_packed_write_is_lost() {
+    kill_rounds(8, SMALL_FILES, &[], |_| {});
 }
 
 /// Zero lag: every acknowledged write is upstream before its answer, so
@@ -64,7 +103,7 @@ fn with_zero_lag_no_acknowledged_write_is_lost_with_the_disk() {
         ("DEDUPDAV_METADATA__UPLOAD_INTERVAL_SECS", "0"),
         ("DEDUPDAV_METADATA__SNAPSHOT_INTERVAL_MINUTES", "1"),
     ];
-    kill_rounds(4, &env, |dir| {
+    kill_rounds(4, MIXED, &env, |dir| {
         std::fs::remove_file(dir.join("dedupdav-data/index.redb")).expect("index deleted");
         let out = dedupdav(dir)
             .args(["restore"])
@@ -80,9 +119,14 @@ fn with_zero_lag_no_acknowledged_write_is_lost_with_the_disk() {
     });
 }
 
-/// Rounds of: start, check what survived, upload from three writers, kill
+/// Rounds of: start, check what survived, upload from the writers of `load`, kill
 /// the process at a moment that moves each round, then `after_kill`.
-fn kill_rounds(rounds: u64, env: &[(&str, &str)], after_kill: impl Fn(&std::path::Path)) {
+fn kill_rounds(
+    rounds: u64,
+    load: Workload,
+    env: &[(&str, &str)],
+    after_kill: impl Fn(&std::path::Path),
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut add = dedupdav(dir.path())
         .args(["user", "add", "alice", "--password-stdin"])
@@ -106,14 +150,14 @@ fn kill_rounds(rounds: u64, env: &[(&str, &str)], after_kill: impl Fn(&std::path
         // Check what survived the previous crash.
         verify(&http, &base, &sent.lock().unwrap(), &acked.lock().unwrap());
 
-        let writers: Vec<_> = (0..3u64)
+        let writers: Vec<_> = (0..load.writers)
             .map(|w| {
                 let (http, base, sent, acked) =
                     (http.clone(), base.clone(), sent.clone(), acked.clone());
                 std::thread::spawn(move || {
                     for i in 0..50u64 {
                         let name = format!("w{w}-f{}.bin", i % 3);
-                        let len = 200_000 + ((round * 7 + i * 13 + w) % 11) as usize * 300_000;
+                        let len = load.len(round, w, i);
                         let data = random_bytes(len, round * 10_000 + w * 100 + i);
                         sent.lock()
                             .unwrap()

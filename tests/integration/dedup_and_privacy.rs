@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::common::gateway::{random_bytes, text_bytes, TestGateway};
-use dedupdav::crypto::{ChunkId, MasterKey, ObjectName};
+use dedupdav::crypto::{ChunkId, MasterKey};
 use dedupdav::store::{Cdc, Chunker};
 use sha2::{Digest, Sha256};
 
@@ -110,12 +110,24 @@ fn nothing_in_the_backend_reveals_the_content(gw: TestGateway) {
     for h in &plain_hashes {
         assert!(!names.contains(h), "an object is named by a plain SHA-256");
     }
-    // Every object is the keyed name of one of the file's chunks.
+    // Every object is the keyed name of one of the file's chunks, or of
+    // the pack holding it.
     let expected: HashSet<String> = chunks
         .iter()
-        .map(|c| ObjectName::for_chunk(&keys, &ChunkId::of(&keys, c)).to_string())
+        .map(|c| {
+            let (file, _) = gw.sealed_range(&ChunkId::of(&keys, c));
+            file.file_name().unwrap().to_string_lossy().into_owned()
+        })
         .collect();
     assert_eq!(names, expected);
+    // No chunk id either (a pack's list of what it holds is sealed).
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for c in &chunks {
+            let id = ChunkId::of(&keys, c).0;
+            assert!(!bytes.windows(32).any(|w| w == id), "a chunk id in {f:?}");
+        }
+    }
     // No user or file name appears in any path.
     for f in &files {
         let rel = f
@@ -139,11 +151,11 @@ fn a_flipped_byte_fails_reads_that_touch_it_only(gw: TestGateway) {
         "need several chunks, got {}",
         chunks.len()
     );
-    // Corrupt the second chunk's object.
-    let victim = ObjectName::for_chunk(&keys, &ChunkId::of(&keys, &chunks[1]));
-    let path = gw.objects_root.join(victim.relative_path());
+    // Corrupt the second chunk's sealed bytes (an object of its own, or
+    // an entry of a pack).
+    let (path, range) = gw.sealed_range(&ChunkId::of(&keys, &chunks[1]));
     let mut obj = std::fs::read(&path).unwrap();
-    let mid = obj.len() / 2;
+    let mid = (range.start + range.end) / 2;
     obj[mid] ^= 0x01;
     std::fs::write(&path, obj).unwrap();
 

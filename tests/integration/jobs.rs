@@ -84,10 +84,19 @@ fn the_collector_runs_under_serve_and_metrics_show_the_jobs() {
             .send()
             .unwrap()
     };
-    let res = metrics("admin", &password);
-    assert_eq!(res.status(), 200);
-    let text = res.text().unwrap();
-    let gc = |name: &str| series(&text, &format!("dedupdav_{name}{{job=\"gc\"}}"));
+    // The objects go within the run; it is counted once the run ends.
+    let gc_series = |text: &str, name: &str| series(text, &format!("dedupdav_{name}{{job=\"gc\"}}"));
+    let mut text = String::new();
+    for _ in 0..100 {
+        let res = metrics("admin", &password);
+        assert_eq!(res.status(), 200);
+        text = res.text().unwrap();
+        if gc_series(&text, "job_runs_total").is_some_and(|n| n >= 1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gc = |name: &str| gc_series(&text, name);
     assert!(gc("job_runs_total").is_some_and(|n| n >= 1), "{text}");
     assert!(gc("job_items_total").is_some_and(|n| n >= 1), "{text}");
     assert_eq!(gc("job_errors_total"), Some(0), "{text}");

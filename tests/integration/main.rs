@@ -30,6 +30,7 @@ mod metadata;
 mod metrics;
 mod owncloud_clients;
 mod owncloud_protocol;
+mod packs;
 mod propfind;
 mod rclone_cadaver_davfs;
 mod resource_limits;

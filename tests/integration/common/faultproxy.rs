@@ -57,6 +57,8 @@ pub struct Seen {
     pub fault: Fault,
     /// The request's `OC-Checksum` header.
     pub oc_checksum: Option<String>,
+    /// The request's `Range` header.
+    pub range: Option<String>,
 }
 
 struct Rule {
@@ -218,11 +220,17 @@ async fn handle(
         .get("oc-checksum")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     state.seen.lock().expect("seen").push(Seen {
         method: method.clone(),
         path: path.clone(),
         fault: fault.clone(),
         oc_checksum,
+        range,
     });
     match &fault {
         Fault::Status(code) | Fault::StatusRetryAfter(code, _) => {

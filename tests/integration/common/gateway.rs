@@ -170,6 +170,18 @@ impl TestGateway {
         self.data.path().join("master.key")
     }
 
+    /// Where chunk `id`'s sealed bytes lie: the object file holding them
+    /// (its own, or its pack) and their range in it.
+    pub fn sealed_range(&self, id: &dedupdav::crypto::ChunkId) -> (PathBuf, std::ops::Range<usize>) {
+        let rec = super::wait(self.meta.chunk(&id.0))
+            .expect("chunk record")
+            .expect("a known chunk");
+        let name = self.store.object_name_of(id, &rec);
+        let file = self.objects_root.join(name.relative_path());
+        let start = rec.packed.map_or(0, |at| at.offset as usize);
+        (file, start..start + rec.stored as usize)
+    }
+
     /// Every object file the backend holds.
     pub fn object_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
