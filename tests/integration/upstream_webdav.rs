@@ -661,3 +661,26 @@ async fn parallelism_bounds_requests_in_flight() {
     // 6 requests, 2 at a time, 400 ms each: at least 3 rounds.
     assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
 }
+
+/// An upstream that checks `OC-Checksum` itself (ownCloud and Nextcloud
+/// answer every PUT with `OC-FileId`) needs no HEAD after a PUT; a plain
+/// WebDAV server keeps it.
+#[tokio::test]
+async fn a_put_to_an_upstream_that_checks_the_checksum_needs_no_head() {
+    let apache = Apache::start();
+    let proxy = FaultProxy::start(&apache.origin()).await;
+    let store = via(&proxy, &apache);
+    store.put(&random_name(), random_bytes(300)).await.unwrap();
+    assert_eq!(proxy.count(&Method::HEAD), 1, "Apache's PUT is checked");
+
+    proxy.always(
+        Some(Method::PUT),
+        Fault::SetHeader("OC-FileId", "00000042ocabcdef".into()),
+    );
+    proxy.reset_seen();
+    let (name, data) = (random_name(), random_bytes(400));
+    store.put(&name, data.clone()).await.unwrap();
+    assert_eq!(proxy.count(&Method::PUT), 1);
+    assert_eq!(proxy.count(&Method::HEAD), 0, "{:?}", proxy.seen());
+    assert_eq!(store.get(&name).await.unwrap(), data);
+}

@@ -5,7 +5,10 @@
 //! Every PUT carries `OC-Checksum: ADLER32:…` of its bytes, which an
 //! ownCloud upstream verifies before it keeps them. A PUT is acknowledged
 //! only after the upstream answered 201/204 and, when `verify_puts` is on
-//! (the default), a HEAD shows the stored size equals the size sent (and the
+//! (the default) and the upstream is not one that checks `OC-Checksum`
+//! itself (ownCloud and Nextcloud do, and say who they are in their
+//! answer: see `checked_upstream`), a HEAD shows the stored size equals the
+//! size sent (and the
 //! Adler-32 too, when the upstream reports checksums): one extra round trip
 //! per *new* chunk, which catches an upstream or proxy that acknowledges a
 //! write it did not keep whole. The bytes themselves are authenticated on
@@ -41,7 +44,8 @@ impl ObjectStore for WebDavStore {
         let mut refolded = false;
         let mut reput = false;
         loop {
-            if !self.put_once(name, &data, &checksum).await? {
+            let answer = self.put_once(name, &data, &checksum).await?;
+            if answer == PutAnswer::FolderMissing {
                 if refolded {
                     return Err(self.permanent(format!(
                         "PUT {rel}: the folder is still missing after re-creating it"
@@ -53,7 +57,7 @@ impl ObjectStore for WebDavStore {
                 refolded = true;
                 continue;
             }
-            if !self.verify_puts {
+            if !self.verify_puts || answer == PutAnswer::Checked {
                 return Ok(());
             }
             let Some(mismatch) = self
@@ -135,15 +139,15 @@ impl ObjectStore for WebDavStore {
 }
 
 impl WebDavStore {
-    /// One PUT with retries; `Ok(false)` when the upstream says the folder
-    /// is missing. `OC-Checksum` lets an ownCloud upstream check the bytes it
-    /// received (it refuses a mismatch); other servers ignore it.
+    /// One PUT with retries. `OC-Checksum` lets an ownCloud upstream check
+    /// the bytes it received (it refuses a mismatch); other servers ignore
+    /// it.
     async fn put_once(
         &self,
         name: &ObjectName,
         data: &Bytes,
         checksum: &str,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<PutAnswer, BackendError> {
         let url = self.url(&name.relative_path(), false);
         let what = format!("PUT {}", name.relative_path());
         self.with_retries(Verb::Put, &what, self.retry_deadline, || async {
@@ -156,8 +160,9 @@ impl WebDavStore {
                 .await
                 .map_err(|e| self.transport_failure(&what, &e))?;
             match resp.status().as_u16() {
-                200 | 201 | 204 => Ok(true),
-                404 | 409 => Ok(false),
+                200 | 201 | 204 if checked_upstream(resp.headers()) => Ok(PutAnswer::Checked),
+                200 | 201 | 204 => Ok(PutAnswer::Stored),
+                404 | 409 => Ok(PutAnswer::FolderMissing),
                 _ => Err(self.status_failure(&what, &resp)),
             }
         })
@@ -354,6 +359,27 @@ impl WebDavStore {
         })
         .await
     }
+}
+
+/// How the upstream answered one PUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutAnswer {
+    /// Stored; nothing says the upstream checked the bytes.
+    Stored,
+    /// Stored by an upstream that checks `OC-Checksum` itself.
+    Checked,
+    /// The folder is missing upstream.
+    FolderMissing,
+}
+
+/// Whether a PUT's answer comes from an ownCloud or Nextcloud server:
+/// they answer every WebDAV PUT with `OC-FileId` (or `OC-ETag`), and they
+/// verify `OC-Checksum` before keeping the bytes, refusing a mismatch with
+/// 400. Their acknowledgement is then as good as the HEAD that would
+/// follow it, and that round trip is saved. A plain WebDAV server (Apache
+/// mod_dav) sends neither header, so its PUTs keep the HEAD.
+fn checked_upstream(headers: &HeaderMap) -> bool {
+    headers.contains_key("oc-fileid") || headers.contains_key("oc-etag")
 }
 
 /// The Content-Length header (reqwest's own `content_length()` is 0 for HEAD).
