@@ -347,7 +347,7 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     if let Some(gc) = GcJob::from_config(app.store.clone(), &app.config.gc) {
         runner.spawn(gc);
     }
-    runner.spawn(ExpireJob::new(gateway.clone()));
+    runner.spawn(ExpireJob::new(gateway.clone(), app.meta.clone()));
     runner.spawn(HistoryJob::new(app.meta.clone(), gateway.clone()));
     let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
     if let Some(scrub) = scrub.await? {
