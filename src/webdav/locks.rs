@@ -32,7 +32,7 @@ use dav_server::ls::{DavLock, DavLockSystem, LsFuture};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use percent_encoding::utf8_percent_encode;
-use xmltree::{Element, EmitterConfig};
+use xmltree::{Element, EmitterConfig, Namespace};
 
 use crate::meta::locks::{blocking, deadline_after, LockError, LockRecord, Submitted};
 use crate::meta::{split_path, Meta, NamePath, Owner};
@@ -142,8 +142,17 @@ fn dav_path_in(prefix: &str, names: &[String]) -> Option<DavPath> {
     Some(path)
 }
 
-/// The client's `<D:owner>` element as stored text.
+/// The client's `<D:owner>` element as stored text. dav-server renames
+/// its prefix to `D` without declaring it: the text declares it, so it
+/// reads back.
 fn owner_text(owner: &Element) -> Option<String> {
+    let mut owner = owner.clone();
+    if let (Some(prefix), Some(uri)) = (owner.prefix.clone(), owner.namespace.clone()) {
+        owner
+            .namespaces
+            .get_or_insert_with(Namespace::empty)
+            .force_put(prefix, uri);
+    }
     let mut out = Vec::new();
     let config = EmitterConfig::new().write_document_declaration(false);
     owner.write_with_config(&mut out, config).ok()?;
@@ -398,8 +407,13 @@ mod tests {
     }
 
     async fn take(t: &LockTable, p: &str, secs: u64) -> Result<DavLock, DavLock> {
-        let owner = Element::parse(&b"<D:owner xmlns:D=\"DAV:\"><D:href>me</D:href></D:owner>"[..])
-            .unwrap();
+        // As dav-server hands it over: renamed to the undeclared prefix D.
+        let info = b"<lockinfo xmlns='DAV:'><owner><href>me</href></owner></lockinfo>";
+        let mut owner = Element::parse(&info[..]).unwrap().children[0]
+            .as_element()
+            .unwrap()
+            .clone();
+        owner.prefix = Some("D".into());
         t.lock(
             &path(p),
             Some("u"),
