@@ -175,7 +175,7 @@ pub struct Submitted<'a> {
 
 impl Submitted<'_> {
     fn holds(&self, lock: &LockRecord) -> bool {
-        self.tokens.iter().any(|t| *t == lock.token)
+        self.tokens.contains(&lock.token)
             && (self.ignore_principal || self.principal == lock.principal.as_deref())
     }
 }

@@ -80,13 +80,23 @@ fn a_lock_is_enforced_after_a_restart(gw: TestGateway) {
 
     let gw = gw.stop().restart();
     let dav = gw.client("ann", "ann-pw");
-    assert_eq!(put_with(&dav, "report.odt", b"v2", None), 423, "still locked");
-    let res = dav.request("DELETE", &dav.url("report.odt")).send().unwrap();
+    assert_eq!(
+        put_with(&dav, "report.odt", b"v2", None),
+        423,
+        "still locked"
+    );
+    let res = dav
+        .request("DELETE", &dav.url("report.odt"))
+        .send()
+        .unwrap();
     assert_eq!(res.status(), 423);
     assert_eq!(lock(&dav, "report.odt", "0", "Second-60").status(), 423);
     let found = discovery(&dav, "report.odt");
     assert!(found.contains(&token), "{found}");
-    assert!(found.contains("mailto:ann@example.org"), "the owner: {found}");
+    assert!(
+        found.contains("mailto:ann@example.org"),
+        "the owner: {found}"
+    );
     assert_eq!(dav.get_bytes("report.odt").unwrap(), b"v1");
 
     // The holder writes with its token, refreshes, then unlocks.
@@ -101,7 +111,10 @@ fn a_lock_is_enforced_after_a_restart(gw: TestGateway) {
     assert!(refreshed.text().unwrap().contains("Second-300"));
     let wrong = dav
         .request("UNLOCK", &dav.url("report.odt"))
-        .header("Lock-Token", "<urn:uuid:00000000-0000-4000-8000-000000000000>")
+        .header(
+            "Lock-Token",
+            "<urn:uuid:00000000-0000-4000-8000-000000000000>",
+        )
         .send()
         .unwrap();
     assert_eq!(wrong.status(), 409, "a wrong token releases nothing");
@@ -140,7 +153,10 @@ fn folder_locks_cover_below_and_stay_behind_on_move(gw: TestGateway) {
     let dav = gw.client("ann", "ann-pw");
     assert!(dav.mkcol("team").status().is_success());
     assert!(dav.mkcol("team/sub").status().is_success());
-    assert!(dav.put("team/sub/a.txt", b"a".to_vec()).status().is_success());
+    assert!(dav
+        .put("team/sub/a.txt", b"a".to_vec())
+        .status()
+        .is_success());
     let token = take(&dav, "team", "infinity", "Second-600");
     assert_eq!(put_with(&dav, "team/sub/b.txt", b"b", None), 423);
     assert_eq!(dav.mkcol("team/new").status(), 423);
@@ -160,7 +176,11 @@ fn folder_locks_cover_below_and_stay_behind_on_move(gw: TestGateway) {
     assert_eq!(put_with(&dav, "moved/sub/c.txt", b"c", None), 201);
     assert!(!discovery(&dav, "moved").contains(&token));
     assert!(dav.mkcol("team").status().is_success());
-    assert_eq!(put_with(&dav, "team/d.txt", b"d", None), 201, "no lock left");
+    assert_eq!(
+        put_with(&dav, "team/d.txt", b"d", None),
+        201,
+        "no lock left"
+    );
     // DELETE drops the locks on what it removed.
     let file_token = take(&dav, "moved/sub/a.txt", "0", "Second-600");
     let res = dav
@@ -208,10 +228,7 @@ impl Mount {
         // Without `buf_size 64` davfs2 1.6 cannot list on this kernel.
         // Each mount point has a cache of its own.
         let conf = dir.join(format!("{name}.conf"));
-        let settings = format!(
-            "buf_size 64\nsecrets {}\nask_auth 0\n",
-            secrets.display()
-        );
+        let settings = format!("buf_size 64\nsecrets {}\nask_auth 0\n", secrets.display());
         std::fs::write(&conf, settings).expect("conf");
         let out = run(
             Command::new("timeout")
@@ -284,7 +301,10 @@ fn davfs2_with_locks_writes_renames_deletes_and_meets_the_other_mounts_lock() {
         let other = std::fs::OpenOptions::new()
             .write(true)
             .open(second.path("docs/final.txt"));
-        assert!(other.is_err(), "the second mount meets the first one's lock");
+        assert!(
+            other.is_err(),
+            "the second mount meets the first one's lock"
+        );
         // Reading is not refused (what it shows depends on when the
         // first mount uploads: davfs2 delays uploads).
         std::fs::read(second.path("docs/final.txt")).expect("reading is fine");
