@@ -2,9 +2,9 @@
 //! [`crate::accounts`] hashes), routes each request to its protocol adapter
 //! — WebDAV ([`crate::webdav`]) or the ownCloud endpoints (status, OCS,
 //! chunked uploads: [`crate::owncloud`]) — and keeps the request log and
-//! metrics. Failures the adapters recorded
-//! become precise replies ([`crate::wire`]). Accepting connections, their
-//! caps and timeouts: `listener`. The admin REST API under `/api/v1/`:
+//! metrics. Failures the adapters recorded become precise replies
+//! ([`crate::wire`]). Accepting connections, their caps and timeouts:
+//! `listener`. The admin REST API under `/api/v1/`:
 //! [`admin`].
 
 pub mod admin;

@@ -209,13 +209,15 @@ fn text(out: &Output) -> String {
 }
 
 /// A davfs2 mount of `url` at `dir/name`, with davfs2's defaults (locks
-/// on) but for the settings the test machine needs; unmounted on drop.
+/// on) but for the settings the test machine needs and `extra`; unmounted
+/// on drop.
 struct Mount {
     point: PathBuf,
 }
 
 impl Mount {
-    fn new(dir: &Path, name: &str, url: &str, user: &str, password: &str) -> Self {
+    fn new(dir: &Path, name: &str, url: &str, login: (&str, &str), extra: &str) -> Self {
+        let (user, password) = login;
         let point = dir.join(name);
         std::fs::create_dir_all(&point).expect("mount point");
         let secrets = dir.join(format!("{name}.secrets"));
@@ -228,7 +230,8 @@ impl Mount {
         // Without `buf_size 64` davfs2 1.6 cannot list on this kernel.
         // Each mount point has a cache of its own.
         let conf = dir.join(format!("{name}.conf"));
-        let settings = format!("buf_size 64\nsecrets {}\nask_auth 0\n", secrets.display());
+        let secrets = secrets.display();
+        let settings = format!("buf_size 64\nsecrets {secrets}\nask_auth 0\n{extra}");
         std::fs::write(&conf, settings).expect("conf");
         let out = run(
             Command::new("timeout")
@@ -273,7 +276,7 @@ fn davfs2_with_locks_writes_renames_deletes_and_meets_the_other_mounts_lock() {
     let url = format!("{}/remote.php/dav/files/dora/", gw.base);
     let dav = gw.client("dora", "dora-pw");
     {
-        let first = Mount::new(work.path(), "first", &url, "dora", "dora-pw");
+        let first = Mount::new(work.path(), "first", &url, ("dora", "dora-pw"), "");
         std::fs::create_dir(first.path("docs")).expect("mkdir");
         std::fs::write(first.path("docs/draft.txt"), b"draft\n").expect("write");
         std::fs::rename(first.path("docs/draft.txt"), first.path("docs/final.txt"))
@@ -297,7 +300,16 @@ fn davfs2_with_locks_writes_renames_deletes_and_meets_the_other_mounts_lock() {
         assert!(found.contains("activelock"), "davfs2 took a lock: {found}");
         assert_eq!(put_with(&dav, "docs/final.txt", b"over", None), 423);
 
-        let second = Mount::new(work.path(), "second", &url, "dora", "dora-pw");
+        // davfs2 takes a lock whose owner is its own `lock_owner` (by
+        // default the user name) for one it holds, so two machines of one
+        // account tell their locks apart by their lock owners.
+        let second = Mount::new(
+            work.path(),
+            "second",
+            &url,
+            ("dora", "dora-pw"),
+            "lock_owner dora-laptop\n",
+        );
         let other = std::fs::OpenOptions::new()
             .write(true)
             .open(second.path("docs/final.txt"));
