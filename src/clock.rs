@@ -1,4 +1,4 @@
-//! Wall-clock time as the index stores it: whole seconds or nanoseconds
+//! Wall-clock time as the index stores it: whole seconds, milliseconds or nanoseconds
 //! since the Unix epoch. One place, so every record and every expiry uses
 //! the same reading; a clock set before 1970 reads as 0 rather than
 //! failing a request.
@@ -11,6 +11,11 @@ pub fn unix_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch (lock deadlines).
+pub fn unix_millis() -> i64 {
+    unix_nanos() / 1_000_000
 }
 
 /// Nanoseconds since the Unix epoch (file modification times).

@@ -25,16 +25,16 @@ use crate::backend::webdav::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
 use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
 use crate::http::below_prefix;
+use crate::meta::locks::{blocking, LockRecord, Submitted};
 use crate::meta::sessions::{order_of, part_key, valid_name};
-use crate::meta::{split_path, Owner};
+use crate::meta::split_path;
 use crate::meta::{valid_user_name, UserRecord};
 use crate::owncloud::checksum;
 use crate::owncloud::uploads::{
-    if_header_etags, if_header_lock_tokens, names_below, parse_target, unquote, PathLocks, Target,
+    if_header_etags, if_header_lock_tokens, names_below, parse_target, unquote, Target,
 };
 use crate::owncloud::{format_of, ocs as ocs_reply, Format};
 use crate::webdav::propfind::props;
-use crate::webdav::LockTable;
 use crate::wire::body::{check_xml, XmlLimits};
 use crate::wire::ranges::{merge, Merged};
 use crate::wire::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
@@ -221,29 +221,35 @@ pub fn if_header(data: &[u8]) {
         assert!(!etag.contains("\"]"), "etag {etag:?}");
     }
     let _ = unquote(value);
-    let table = LockTable::new(4);
-    let granted = table
-        .lock_exclusive(USER, &[LOCKED.to_string()], true)
-        .now_or_never();
-    let Some(Some(token)) = granted else {
-        panic!("the lock table refused the first lock");
+    let token = uuid::Uuid::new_v4().urn().to_string();
+    let lock = LockRecord {
+        token: token.clone(),
+        user: 1,
+        path: vec![LOCKED.to_string()],
+        deep: true,
+        shared: false,
+        principal: Some(USER.into()),
+        owner_xml: None,
+        timeout_secs: 60,
+        deadline_ms: i64::MAX,
     };
     let value = value.replace(TOKEN_PLACEHOLDER, &token);
     let tokens = if_header_lock_tokens(&value);
     let Some(names) = names_below(path) else {
         return;
     };
-    let owner = Owner {
-        id: 1,
-        name: USER.into(),
-        root: 1,
+    // What the chunked-upload MOVE's lock check (`webdav/locks.rs`,
+    // `PathLocks`) decides over the locks the metadata finds covering it.
+    let covering: Vec<LockRecord> = Some(lock)
+        .into_iter()
+        .filter(|l| l.covers(&names))
+        .collect();
+    let submitted = Submitted {
+        principal: Some(USER),
+        ignore_principal: false,
+        tokens: &tokens,
     };
-    let Some(locked) = table
-        .locked_for(&owner, &names, Some(&value))
-        .now_or_never()
-    else {
-        panic!("the lock check did not answer at once");
-    };
+    let locked = blocking(&covering, &[], &submitted).is_some();
     if names.first().is_some_and(|n| n == LOCKED) && !locked {
         assert!(tokens.contains(&token), "{path:?} unlocked by {value:?}");
     }

@@ -351,7 +351,7 @@ async fn start_jobs(app: &App, gateway: &Arc<Gateway>) -> Result<Runner, AnyErro
     if let Some(repack) = RepackJob::from_config(app.store.clone(), &app.config.gc) {
         runner.spawn(repack);
     }
-    runner.spawn(ExpireJob::new(gateway.clone()));
+    runner.spawn(ExpireJob::new(gateway.clone(), app.meta.clone()));
     runner.spawn(HistoryJob::new(app.meta.clone(), gateway.clone()));
     let scrub = ScrubJob::from_config(app.store.clone(), app.meta.clone(), &app.config.scrub);
     if let Some(scrub) = scrub.await? {

@@ -1,10 +1,10 @@
 //! The HTTP service: one hyper service that authenticates (Basic, through
 //! [`crate::accounts`] hashes), routes each request to its protocol adapter
 //! — WebDAV ([`crate::webdav`]) or the ownCloud endpoints (status, OCS,
-//! chunked uploads: [`crate::owncloud`]) — and keeps the per-user lock
-//! tables, the request log and metrics. Failures the adapters recorded
-//! become precise replies ([`crate::wire`]). Accepting connections, their
-//! caps and timeouts: `listener`. The admin REST API under `/api/v1/`:
+//! chunked uploads: [`crate::owncloud`]) — and keeps the request log and
+//! metrics. Failures the adapters recorded become precise replies
+//! ([`crate::wire`]). Accepting connections, their caps and timeouts:
+//! `listener`. The admin REST API under `/api/v1/`:
 //! [`admin`].
 
 pub mod admin;
@@ -13,7 +13,6 @@ mod console;
 mod listener;
 mod metrics;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +51,6 @@ pub struct Gateway {
     meta: Meta,
     store: Arc<ContentStore>,
     auth: Authenticator,
-    locks: Mutex<HashMap<u64, LockTable>>,
     metrics: Metrics,
     transfers: Transfers,
     limits: LimitsConfig,
@@ -84,7 +82,6 @@ impl Gateway {
                 app.config.auth.clone(),
                 &app.config.limits,
             ),
-            locks: Mutex::new(HashMap::new()),
             metrics: Metrics::new(
                 &app.config.metrics,
                 metrics::Sources {
@@ -312,13 +309,9 @@ impl Gateway {
         }
     }
 
+    /// The WebDAV locks of user id `user` (records in the metadata).
     fn lock_table(&self, user: u64) -> LockTable {
-        let cap = self.limits.locks_per_user;
-        self.locks
-            .lock()
-            .entry(user)
-            .or_insert_with(|| LockTable::new(cap))
-            .clone()
+        LockTable::new(self.meta.clone(), user, self.limits.locks_per_user)
     }
 
     async fn dav(
@@ -377,8 +370,9 @@ impl Gateway {
             Ok(res) => return res,
             Err(req) => *req,
         };
-        let locks = self.lock_table(me.id);
-        if req.method().as_str() == "LOCK" && !req.headers().contains_key("If") && locks.is_full() {
+        let locks = self.lock_table(me.id).reporting_to(ctx.failure.clone());
+        let is_lock = req.method().as_str() == "LOCK" && !req.headers().contains_key("If");
+        if is_lock && locks.is_full().await {
             tracing::info!(user = %me.name, "lock refused: the user holds the most locks allowed");
             return error_response(
                 StatusCode::INSUFFICIENT_STORAGE,

@@ -1,7 +1,9 @@
-//! Chunked-upload expiry as a job: sessions untouched for longer than
-//! `uploads.expire_hours` are dropped, releasing the chunks they hold. This
-//! is the one place expiry is scheduled (it used to run from a timer in the
-//! HTTP service and again from the uploads endpoint).
+//! Expiry as a job: chunked-upload sessions untouched for longer than
+//! `uploads.expire_hours` are dropped, releasing the chunks they hold, and
+//! the records of WebDAV locks past their deadline are deleted. This is the
+//! one place expiry is scheduled (it used to run from a timer in the HTTP
+//! service and again from the uploads endpoint). An expired lock stops
+//! counting the moment its deadline passes; this only clears its record.
 //!
 //! The sessions live in the metadata, but the ownCloud adapter keeps running
 //! digests for them in memory; the HTTP service implements [`StaleSessions`] so
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Batch, Job, JobError};
-use crate::meta::UploadError;
+use crate::meta::{Meta, UploadError};
 use futures_util::future::BoxFuture;
 
 /// The expiry job's name in the log and metrics.
@@ -30,13 +32,16 @@ pub trait StaleSessions: Send + Sync + 'static {
 
 pub struct ExpireJob {
     sessions: Arc<dyn StaleSessions>,
+    /// Where the lock records live.
+    meta: Meta,
     every: Duration,
 }
 
 impl ExpireJob {
-    pub fn new(sessions: Arc<dyn StaleSessions>) -> Self {
+    pub fn new(sessions: Arc<dyn StaleSessions>, meta: Meta) -> Self {
         Self {
             sessions,
+            meta,
             every: SWEEP_EVERY,
         }
     }
@@ -51,7 +56,7 @@ impl Job for ExpireJob {
         self.every
     }
 
-    /// Sessions left over from before a restart go at once.
+    /// Sessions and locks left over from before a restart go at once.
     fn first_delay(&self) -> Duration {
         Duration::ZERO
     }
@@ -59,6 +64,14 @@ impl Job for ExpireJob {
     async fn step(&mut self) -> Result<Batch, JobError> {
         let now = crate::clock::unix_secs();
         let expired = self.sessions.expire_stale(now).await?;
-        Ok(Batch::done(expired as u64))
+        let locks = self
+            .meta
+            .expire_locks(crate::clock::unix_millis())
+            .await
+            .map_err(JobError::ExpireLocks)?;
+        if locks > 0 {
+            tracing::debug!(locks, "expired lock records removed");
+        }
+        Ok(Batch::done((expired + locks) as u64))
     }
 }

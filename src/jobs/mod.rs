@@ -74,6 +74,8 @@ pub enum JobError {
     Gc(#[from] crate::store::StoreError),
     #[error("expiring stale uploads failed: {0}")]
     Expire(#[from] crate::meta::UploadError),
+    #[error("expiring WebDAV locks failed: {0}")]
+    ExpireLocks(#[source] crate::meta::IndexError),
     #[error("scrub failed: {0}")]
     Scrub(#[source] crate::store::StoreError),
     #[error("orphan sweep failed: {0}")]

@@ -6,7 +6,7 @@
 //!
 //! The cases live in the submodules, one per area (tree, quota, dead
 //! properties, chunk references, pending records, upload sessions, users,
-//! app passwords, TOTP enrolments, concurrent writers). They never name an engine's types: only `Meta`,
+//! app passwords, TOTP enrolments, WebDAV locks, concurrent writers). They never name an engine's types: only `Meta`,
 //! its records and its errors. The table in `conformance_suite!` lists
 //! each case once, with the runtime it needs (`serial`: a current-thread
 //! runtime, `parallel`: a multi-thread one, for the concurrent writers).
@@ -14,6 +14,7 @@
 mod app_passwords;
 mod chunks;
 mod concurrency;
+mod locks;
 mod pending;
 mod props;
 mod quota;
@@ -230,6 +231,14 @@ macro_rules! conformance_suite {
                 serial users::disabled_users_and_updates_keep_the_rest,
                 serial totp::totp_steps_are_accepted_once_and_go_with_the_user,
                 serial totp::history_is_kept_in_order_and_trimmed,
+                serial locks::exclusive_locks_conflict_on_a_path,
+                serial locks::shared_locks_share_a_path,
+                serial locks::depth_infinity_covers_a_folder_and_below,
+                serial locks::refresh_extends_and_expiry_frees,
+                serial locks::release_needs_the_lock_token,
+                serial locks::locks_are_capped_per_user,
+                serial locks::locks_go_with_what_they_name,
+                parallel concurrency::racing_locks_grant_one,
                 parallel concurrency::writers_into_one_folder_lose_nothing,
                 parallel concurrency::writers_of_one_file_leave_one_version,
                 parallel concurrency::racing_commits_never_exceed_the_quota,

@@ -31,6 +31,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::history::HistorySample;
 use super::journal::{ChainHead, JournalBatch};
+use super::locks::{LockError, LockRecord};
 use crate::crypto::PackedEntry;
 use super::redb::tree::Namespace;
 use super::redb::Index;
@@ -238,6 +239,29 @@ operations! {
     /// only if `step` is later than the last accepted one: a code is never
     /// accepted twice.
     write index fn accept_totp_step(&self, user: u64, step: u64) -> Result<bool, IndexError>;
+
+    // ---- WebDAV locks (`webdav/locks.rs`; not journaled: a restore starts without) ----
+    /// Grants `wanted` unless a live lock on its path, a deep one above it
+    /// or (when `wanted` is deep) one below it conflicts, or its user holds
+    /// `max_per_user` live locks; checked and recorded in one transaction.
+    local index fn lock_acquire(&self, wanted: &LockRecord, now_ms: i64, max_per_user: usize) -> Result<LockRecord, LockError>;
+    /// Gives the live lock `token` covering `path` of user id `user` the
+    /// deadline `timeout_secs` after `now_ms`.
+    local index fn lock_refresh(&self, user: u64, path: &[String], token: &str, timeout_secs: u64, now_ms: i64) -> Result<LockRecord, LockError>;
+    /// Releases the live lock `token` covering `path` of user id `user`.
+    local index fn lock_release(&self, user: u64, path: &[String], token: &str, now_ms: i64) -> Result<(), LockError>;
+    /// The live locks covering `path` of user id `user`: on it, or deep on
+    /// a folder above it.
+    read index fn locks_covering(&self, user: u64, path: &[String], now_ms: i64) -> Result<Vec<LockRecord>, IndexError>;
+    /// The live locks on `path` of user id `user` or below it.
+    read index fn locks_within(&self, user: u64, path: &[String], now_ms: i64) -> Result<Vec<LockRecord>, IndexError>;
+    /// How many live locks user id `user` holds.
+    read index fn lock_count(&self, user: u64, now_ms: i64) -> Result<usize, IndexError>;
+    /// Deletes the locks on `path` of user id `user` and below it (it was
+    /// deleted or moved away); answers how many.
+    local index fn drop_locks_within(&self, user: u64, path: &[String]) -> Result<usize, IndexError>;
+    /// Deletes every lock expired at `now_ms`; answers how many.
+    local index fn expire_locks(&self, now_ms: i64) -> Result<usize, IndexError>;
 
     // ---- History (`jobs/history.rs`, the web console's charts) ----
     /// Adds a sample and drops the oldest beyond `keep`, in one

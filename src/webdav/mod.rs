@@ -14,8 +14,10 @@
 //! - **Replace by delete-then-write**: MOVE/COPY with `Overwrite: T`
 //!   deletes the destination in a step of its own; [`PendingReplace`] defers
 //!   that deletion into the move's or copy's own transaction.
-//! - **Locks that never expire** and have no per-user cap (`locks.rs`), and
-//!   the lock check the chunked-upload MOVE needs (`PathLocks`).
+//! - **Locks in memory** that never expire and have no per-user cap:
+//!   `locks.rs` is a lock system over the metadata's lock records (they
+//!   survive restarts, expire, are capped), and the lock check the
+//!   chunked-upload MOVE needs (`PathLocks`).
 //! - **Reply headers**: the node an operation answered is kept in
 //!   [`RequestCtx::target_node`] for `OC-FileId`/`OC-ETag`, so nothing
 //!   reads it again.

@@ -12,7 +12,7 @@ use http::StatusCode;
 use parking_lot::Mutex;
 
 use crate::backend::BackendError;
-use crate::meta::IndexError;
+use crate::meta::{IndexError, LockError};
 use crate::meta::{NsError, UploadError};
 use crate::store::StoreError;
 use crate::wire::body::BodyError;
@@ -30,6 +30,8 @@ pub enum GatewayError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
     #[error("bad request: {0}")]
@@ -94,6 +96,15 @@ fn upload_status(e: &UploadError) -> StatusCode {
     }
 }
 
+fn lock_status(e: &LockError) -> StatusCode {
+    match e {
+        LockError::Conflict(_) => StatusCode::LOCKED,
+        LockError::TooMany(_) => StatusCode::INSUFFICIENT_STORAGE,
+        LockError::NoSuchLock => StatusCode::CONFLICT,
+        LockError::Index(e) => index_status(e),
+    }
+}
+
 /// The status of a request body refused by the front before the WebDAV
 /// layer saw it.
 pub fn body_status(e: &BodyError) -> StatusCode {
@@ -128,6 +139,7 @@ impl GatewayError {
         match self {
             Self::Namespace(e) => namespace_status(e),
             Self::Upload(e) => upload_status(e),
+            Self::Lock(e) => lock_status(e),
             Self::Backend(e) => backend_status(e),
             Self::Store(e) => store_status(e),
             Self::Index(e) => index_status(e),

@@ -26,6 +26,7 @@ mod layout;
 mod leaks;
 mod limits;
 mod litmus;
+mod locks;
 mod metadata;
 mod metrics;
 mod owncloud_clients;

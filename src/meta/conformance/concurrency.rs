@@ -269,3 +269,40 @@ pub(super) async fn collection_racing_commits_never_dangles(meta: Meta) {
         .unwrap()
         .is_empty());
 }
+
+/// Writers racing for an exclusive lock on one file, and for deep locks on
+/// the folder above it: exactly one lock is granted, whatever the order,
+/// because each grant checks and records in one transaction.
+pub(super) async fn racing_locks_grant_one(meta: Meta) {
+    use crate::meta::{LockError, LockRecord};
+    let o = user(&meta, "ann", None).await;
+    let now = 1_700_000_000_000;
+    let tasks: Vec<JoinHandle<Result<LockRecord, LockError>>> = (0..WRITERS)
+        .map(|w| {
+            let (meta, o) = (meta.clone(), o.clone());
+            tokio::spawn(async move {
+                let deep = w % 2 == 1;
+                let wanted = LockRecord {
+                    token: format!("urn:uuid:{w}"),
+                    user: o.id,
+                    path: p(if deep { "d" } else { "d/f" }),
+                    deep,
+                    shared: false,
+                    principal: Some(o.name.clone()),
+                    owner_xml: None,
+                    timeout_secs: 60,
+                    deadline_ms: now + 60_000,
+                };
+                meta.lock_acquire(&wanted, now, 100).await
+            })
+        })
+        .collect();
+    let results = join_all(tasks).await;
+    let granted: Vec<&LockRecord> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(granted.len(), 1, "{results:?}");
+    for r in &results {
+        assert!(matches!(r, Ok(_) | Err(LockError::Conflict(_))), "{r:?}");
+    }
+    let held = meta.locks_within(o.id, &p(""), now).await.unwrap();
+    assert_eq!(held, vec![granted[0].clone()]);
+}

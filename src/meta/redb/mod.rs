@@ -10,6 +10,7 @@ pub(crate) mod check;
 pub(crate) mod durability;
 mod history;
 mod journal;
+mod locks;
 mod migrate;
 mod objects;
 pub(crate) mod packs;
@@ -142,6 +143,7 @@ impl Index {
             tx.open_table(PENDING)?;
             tx.open_table(SCRUB)?;
             tx.open_table(SCRUB_FINDINGS)?;
+            tx.open_table(LOCKS)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(JOURNAL_STATE)?;
             tx.open_table(UPSTREAM_SEGMENTS)?;

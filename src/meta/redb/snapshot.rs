@@ -222,6 +222,7 @@ impl RestoreTarget {
             }
             tx.open_table(APP_PASSWORD_SEEN)?;
             tx.open_table(HISTORY)?;
+            tx.open_table(LOCKS)?;
             tx.open_table(SCRUB)?;
             tx.open_table(JOURNAL)?;
             tx.open_table(META)?

@@ -65,6 +65,12 @@ pub(crate) const SCRUB: TableDefinition<&str, &[u8]> = TableDefinition::new("scr
 pub(crate) const SCRUB_FINDINGS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("scrub_findings");
 
+/// (user id, path key, token) → encoded [`crate::meta::locks::LockRecord`]:
+/// the WebDAV locks held, keyed so the locks on a path and below it are
+/// one key range (`meta/locks.rs`, `path_key`). Not journaled: a restore
+/// starts without locks.
+pub(crate) const LOCKS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("locks");
+
 /// Sequence number → encoded [`crate::meta::journal::JournalRow`] body:
 /// every committed change of the journaled tables not yet upstream.
 pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");

@@ -20,8 +20,8 @@ use crate::meta::IndexError;
 
 /// Every table of one write transaction. The journaled ones (see
 /// `journal.rs`) write each change into the journal as well; `pending`,
-/// the scrub's tables and the app passwords' last use are bookkeeping a
-/// restore does without.
+/// the scrub's tables, the app passwords' last use and the WebDAV locks
+/// are bookkeeping a restore does without.
 pub(crate) struct WriteTables<'t> {
     pub meta: Journaled<'t, &'static str, u64>,
     pub users: Journaled<'t, &'static str, &'static [u8]>,
@@ -41,6 +41,7 @@ pub(crate) struct WriteTables<'t> {
     pub pending: Table<'t, &'static [u8], &'static [u8]>,
     pub scrub: Table<'t, &'static str, &'static [u8]>,
     pub scrub_findings: Table<'t, &'static [u8], &'static [u8]>,
+    pub locks: Table<'t, LockKey, &'static [u8]>,
     journal: SharedSink<'t>,
 }
 
@@ -65,10 +66,13 @@ pub(crate) struct ReadTables {
     scrub: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     scrub_findings: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     audit: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    locks: OnceCell<ReadOnlyTable<LockKey, &'static [u8]>>,
 }
 
 /// Key of the `upload_parts` table: (user id, transfer, part name).
 type PartKey = (u64, &'static str, &'static str);
+/// Key of the `locks` table: (user id, path key, token).
+pub(crate) type LockKey = (u64, &'static str, &'static str);
 
 /// Opens `def` in `tx` unless `cell` already holds it.
 fn lazily<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -112,6 +116,7 @@ impl ReadTables {
             scrub: OnceCell::new(),
             scrub_findings: OnceCell::new(),
             audit: OnceCell::new(),
+            locks: OnceCell::new(),
         }
     }
 
@@ -132,6 +137,7 @@ impl ReadTables {
     read_table!(scrub, SCRUB, &'static str, &'static [u8]);
     read_table!(scrub_findings, SCRUB_FINDINGS, &'static [u8], &'static [u8]);
     read_table!(audit, AUDIT, u64, &'static [u8]);
+    read_table!(locks, LOCKS, LockKey, &'static [u8]);
 }
 
 impl<'t> WriteTables<'t> {
@@ -166,6 +172,7 @@ impl<'t> WriteTables<'t> {
             pending: tx.open_table(PENDING)?,
             scrub: tx.open_table(SCRUB)?,
             scrub_findings: tx.open_table(SCRUB_FINDINGS)?,
+            locks: tx.open_table(LOCKS)?,
             journal: sink,
         })
     }

@@ -136,6 +136,7 @@ impl Index {
             t.add_counter(KEY_FILES, -(files as i64))?;
             super::app_passwords::drop_app_passwords_of(t, user.id)?;
             t.totp.remove(user.id)?;
+            super::locks::drop_locks_of(t, user.id)?;
             t.users.remove(name)?;
             if let Some(entry) = audit {
                 append_audit(t, entry)?;
