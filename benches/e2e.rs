@@ -11,6 +11,11 @@
 //! - `E2E_SMALL_RUNS` (default 3): rounds of each small-file measurement,
 //!   each into a fresh folder, alternating Apache and gateway (the median
 //!   rate of each side is shown; Apache's own rate varies a lot run to run);
+//! - `E2E_LATENCY_MS` (default 0): delay added each way between every
+//!   client and Apache (a latency proxy in front of it, used by both the
+//!   direct client and the gateway), so Apache answers like an upstream
+//!   across a network; with it the small-file lines also give the upstream
+//!   requests per file and the objects the gateway left upstream;
 //! - `E2E_ONLY` (default all): some of `random` (PUT, GET, duplicate PUT),
 //!   `compressible` (PUT, GET), `small` (4 KiB PUTs, PROPFIND), comma-separated;
 //! - any other `DEDUPDAV_*` variable (e.g. `DEDUPDAV_CHUNKING__UPLOADS_IN_FLIGHT`)
@@ -36,6 +41,8 @@
 #[path = "../tests/integration/common/apache.rs"]
 #[allow(dead_code)]
 mod apache;
+#[path = "latency_proxy.rs"]
+mod latency_proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -79,6 +86,7 @@ struct Settings {
     parallel: usize,
     propfind_runs: usize,
     small_runs: usize,
+    latency: Duration,
 }
 
 impl Settings {
@@ -112,6 +120,7 @@ impl Settings {
             parallel: var("E2E_PARALLEL", 8).max(1) as usize,
             propfind_runs: var("E2E_PROPFIND_RUNS", 5).max(1) as usize,
             small_runs: var("E2E_SMALL_RUNS", 3).max(1) as usize,
+            latency: Duration::from_millis(var("E2E_LATENCY_MS", 0)),
         };
         assert!(s.size > 0, "E2E_SIZE_MIB must be > 0");
         assert!(s.small_files > 0, "E2E_SMALL_FILES must be > 0");
@@ -146,11 +155,26 @@ async fn run(s: Settings) {
     let apache = apache::Apache::start();
     let apache_pid = apache_pid(&apache);
     let upstream_objects = apache.data_dir().join("dedupdav");
-    let gateway = GatewayProcess::start(&apache);
+    let origin = apache.origin();
+    let proxy = latency_proxy::LatencyProxy::start(
+        origin.trim_start_matches("http://").to_string(),
+        s.latency,
+    )
+    .await;
+    let upstream = format!(
+        "http://127.0.0.1:{}{}",
+        proxy.port,
+        apache::Apache::base_path()
+    );
+    println!(
+        "# upstream reached through a proxy adding {} ms each way",
+        s.latency.as_millis()
+    );
+    let gateway = GatewayProcess::start(&apache, &upstream);
 
     let direct = Side::new(
         "apache",
-        format!("{}bench/", apache.base_url()),
+        format!("{upstream}bench/"),
         apache.user(),
         apache.password(),
     );
@@ -264,6 +288,7 @@ async fn run(s: Settings) {
         let n = s.small_files;
         let runs = s.small_runs;
         let mut rates = [Vec::new(), Vec::new()];
+        let requests_before = proxy.requests();
         for r in 0..runs {
             let folder = small_folder("small-seq", r);
             let t = on_both(&mut probe, sides, "small_put_seq", |side| {
@@ -275,10 +300,12 @@ async fn run(s: Settings) {
         }
         upstream_phase(&format!("sequential 4 KiB PUTs ({runs} rounds)"));
         let [a, g] = rates.map(median);
-        report_ops(&format!("put_4KiB_x{n}_sequential"), a, g, 0.50);
+        report_ops(&format!("put_4KiB_x{n}_sequential"), a, g, 0.80);
+        report_requests(&proxy, requests_before, n * runs, "sequential");
 
         let p = s.parallel;
         let mut rates = [Vec::new(), Vec::new()];
+        let requests_before = proxy.requests();
         for r in 0..runs {
             let folder = small_folder("small-par", r);
             let t = on_both(&mut probe, sides, &format!("small_put_par{p}"), |side| {
@@ -290,7 +317,12 @@ async fn run(s: Settings) {
         }
         upstream_phase(&format!("{p}-way parallel 4 KiB PUTs ({runs} rounds)"));
         let [a, g] = rates.map(median);
-        report_ops(&format!("put_4KiB_x{n}_parallel{p}"), a, g, 0.50);
+        report_ops(&format!("put_4KiB_x{n}_parallel{p}"), a, g, 1.0);
+        report_requests(&proxy, requests_before, n * runs, &format!("parallel{p}"));
+        println!(
+            "upstream_objects_after_small_files={}",
+            count_files(&upstream_objects.join("objects"))
+        );
 
         let mut runs = [Vec::new(), Vec::new()];
         for _ in 0..s.propfind_runs {
@@ -570,6 +602,36 @@ fn small_folder(name: &str, r: usize) -> String {
 }
 
 /// One line: median rates of both sides over the rounds.
+/// The gateway's upstream requests per small file during a phase: all
+/// requests through the proxy since `before`, less the direct client's
+/// (one PUT per file).
+fn report_requests(proxy: &latency_proxy::LatencyProxy, before: u64, files: usize, what: &str) {
+    let gateway = proxy
+        .requests()
+        .saturating_sub(before)
+        .saturating_sub(files as u64);
+    let per_file = gateway as f64 / files as f64;
+    println!(
+        "upstream_requests_per_small_file_{what}={per_file:.3} ({gateway} for {files} files; target<=0.05 in write-back mode, strict mode needs at least one pack per acknowledged flush)"
+    );
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 fn report_ops(name: &str, apache: f64, gateway: f64, at_least: f64) {
     let ratio = gateway / apache;
     println!(
@@ -814,7 +876,7 @@ impl GatewayProcess {
     }
 
     /// Creates the user, then starts `serve` and waits until it listens.
-    fn start(apache: &apache::Apache) -> Self {
+    fn start(apache: &apache::Apache, upstream: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dedupdav-e2e-")
             .tempdir()
@@ -828,7 +890,7 @@ impl GatewayProcess {
             ("DEDUPDAV_LISTEN", format!("127.0.0.1:{port}")),
             ("DEDUPDAV_LOG_LEVEL", "warn".to_string()),
             ("DEDUPDAV_BACKEND__KIND", "webdav".to_string()),
-            ("DEDUPDAV_BACKEND__URL", apache.base_url()),
+            ("DEDUPDAV_BACKEND__URL", upstream.to_string()),
             ("DEDUPDAV_BACKEND__USERNAME", apache.user().to_string()),
             ("DEDUPDAV_BACKEND__PASSWORD", apache.password().to_string()),
         ]
