@@ -55,7 +55,7 @@ pub enum TlsError {
     },
     #[error("{0} holds no PEM certificate")]
     NoCertificate(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("cannot use the key {path} with the certificate: {source}")]
     Key {
         path: PathBuf,
         source: rustls::Error,
