@@ -20,9 +20,8 @@
 //!   HTTP/1.1 or HTTP/2 as ALPN decided ([`tls`]); `tls.redirect_listen`
 //!   adds a plain address that only redirects ([`redirect`]). Every
 //!   listener shares the two caps, and a TLS handshake runs inside its
-//!   connection's slot. HTTP/2 gets the same watchdog: its streams are
-//!   requests in flight, and the server's pings keep a live client's
-//!   connection making progress.
+//!   connection's slot. HTTP/2 gets the same watchdog, its streams being
+//!   the requests in flight (see [`serve_http2`] for what differs).
 
 mod redirect;
 mod tls;
@@ -349,21 +348,23 @@ where
 }
 
 /// HTTP/2 over the watched TLS stream, beside the watchdog. hyper reads
-/// an HTTP/2 connection all the time, so a request in flight always looks
-/// like a wait for the client; the pings (a live client answers each) are
-/// the progress that keeps a slow handler's connection open.
+/// an HTTP/2 connection all along, so while a request is in flight the
+/// connection always waits for the client: `body` counts from the last
+/// byte either way, including time the gateway spends on its own work.
+/// There are no server pings, as a live client answering them would keep
+/// a stream it no longer reads (and the transfer memory it holds) open
+/// for ever. Any byte between requests (the preface, a window update)
+/// starts the header clock, so an idle HTTP/2 connection is closed after
+/// `header`, not `idle`.
 async fn serve_http2<S>(admitted: &Admitted, stream: S, peer: SocketAddr, handler: impl Handler)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let timeouts = admitted.gw.connection_limits.timeouts;
     let activity = Activity::new();
     let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_STREAMS)
-        .keep_alive_interval(timeouts.body / 4)
-        .keep_alive_timeout(timeouts.body / 4)
         .serve_connection(io, watched_service(&activity, handler));
     if let Some(Err(e)) = watched(admitted, conn, &activity, peer).await {
         tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");

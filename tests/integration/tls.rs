@@ -399,6 +399,43 @@ fn a_client_that_never_finishes_its_handshake_holds_a_slot_only_until_the_timeou
     assert_eq!(timeouts(&gw, "handshake"), 2);
 }
 
+#[test]
+fn the_watchdog_closes_an_idle_http2_connection() {
+    let pki = Pki::new();
+    let ca = pki.ca("ca");
+    let gw = https_gateway(&pki.leaf("ca", "server"), |c| {
+        c.limits.idle_timeout_secs = 1;
+        c.limits.header_timeout_secs = 1;
+    });
+    let port = gw.base.trim_start_matches("https://localhost:");
+    // A client that agrees on h2 and then sends nothing (stdin stays open).
+    let mut idle = Command::new("openssl")
+        .args(["s_client", "-alpn", "h2", "-CAfile", path_str(&ca)])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while idle.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = idle.kill();
+            panic!("the idle HTTP/2 connection was never closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    idle.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert_eq!(timeouts(&gw, "idle"), 1);
+}
+
 // ------------------------------------------------ the binary: SIGHUP etc.
 
 /// A `dedupdav serve` with `[tls]`, its addresses and its log.
