@@ -870,6 +870,28 @@ root = "dedupdav"                             # folder holding the objects
     }
 
     #[test]
+    fn the_compose_configuration_parses_as_the_container_sees_it() {
+        figment::Jail::expect_with(|jail| {
+            let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/dedupdav.toml");
+            // What deploy/compose.yaml and deploy/Containerfile set.
+            jail.set_env("DEDUPDAV_BACKEND__PASSWORD", "from-compose");
+            jail.set_env("DEDUPDAV_DATA_DIR", "/var/lib/dedupdav");
+            let c = Config::load(Some(Path::new(file))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "0.0.0.0:8443", "not the redirect's port");
+            let w = upstream(&c)?;
+            assert_eq!(w.url, "http://owncloud:8080/remote.php/dav/files/admin/");
+            assert_eq!(w.password.as_deref(), Some("from-compose"));
+            let tls = c.tls.as_ref().ok_or("[tls] is set")?;
+            assert_eq!(tls.cert, Path::new("/etc/dedupdav/tls/cert.pem"));
+            assert_eq!(
+                tls.redirect_addr().map_err(|e| e.to_string())?,
+                Some("0.0.0.0:8080".parse().unwrap())
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn metrics_are_never_open_by_default() {
         let ok = |m: &MetricsConfig| m.validate().is_ok();
         let token = Some("0123456789abcdef".to_string());
