@@ -396,6 +396,12 @@ fn a_client_that_never_finishes_its_handshake_holds_a_slot_only_until_the_timeou
     assert_eq!(res.status(), 200);
     assert!(closed_by_the_gateway(silent), "a silent client is closed");
     assert!(closed_by_the_gateway(partial), "a half handshake is closed");
+    // Counted just after the socket closes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while timeouts(&gw, "handshake") < 2 {
+        assert!(Instant::now() < deadline, "the timeouts were not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(timeouts(&gw, "handshake"), 2);
 }
 
@@ -503,6 +509,19 @@ impl Served {
         }
     }
 
+    /// Waits for `needle` in the log (its reader is a thread of its own).
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn status(&self, client: &reqwest::blocking::Client) -> reqwest::Result<u16> {
         let url = format!("{}/status.php", self.https);
         client.get(url).send().map(|r| r.status().as_u16())
@@ -595,10 +614,8 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_a_bad_one_out() 
         "dedupdav stats",
     );
     assert!(String::from_utf8_lossy(&stats.stdout).contains("users"));
-    assert!(
-        served.log.lock().unwrap().contains("/api/v1/stats"),
-        "it asked the running gateway, over HTTPS"
-    );
+    // It asked the running gateway, over HTTPS.
+    served.wait_for_log("/api/v1/stats");
 }
 
 #[test]
@@ -622,11 +639,15 @@ fn plain_http_is_refused_on_the_tls_port_and_redirected_from_the_redirect_addres
     let plain = String::from_utf8_lossy(&plain.stdout);
     assert!(plain.ends_with("\n400"), "{plain}");
     assert!(plain.contains("This port speaks HTTPS"), "{plain}");
-    assert!(served
-        .log
-        .lock()
-        .unwrap()
-        .contains("plain HTTP sent to the HTTPS port"));
+    served.wait_for_log("plain HTTP sent to the HTTPS port");
+
+    // A TLS record that is no ClientHello: closed, and logged.
+    let mut garbage = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    assert!(closed_by_the_gateway(garbage));
+    served.wait_for_log("TLS handshake failed");
 
     let redirect = format!(
         "http://localhost:{}",

@@ -138,8 +138,9 @@ impl Tls {
     }
 
     /// Completes the handshake of an accepted connection within the
-    /// handshake timeout; `None` (logged) when it failed, timed out or was
-    /// plain HTTP, which was answered.
+    /// handshake timeout, and says which HTTP version ALPN chose. A failed
+    /// handshake and plain HTTP (answered here) are logged; a timeout is
+    /// left to the caller, which counts it.
     pub async fn accept(
         &self,
         stream: TcpStream,
@@ -150,6 +151,11 @@ impl Tls {
         let first = tokio::time::timeout_at(deadline, first_byte(&stream)).await;
         match first {
             Err(_) => return Err(Refused::TimedOut),
+            // A port probe (connect, then close) is no failed handshake.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(%peer, "closed before a TLS handshake");
+                return Err(Refused::Failed);
+            }
             Ok(Err(e)) => return Err(self.failed(peer, &e)),
             Ok(Ok(b)) if b != TLS_HANDSHAKE_RECORD && b.is_ascii_alphabetic() => {
                 self.log_plain(peer);
