@@ -285,7 +285,9 @@ fn serve(config: Config) -> Result<(), AnyError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listen = config.listen.clone();
+        // The addresses and the certificate first: a mistake there stops
+        // the start before anything is created.
+        let listeners = bind(&config).await?;
         let app = App::open(config)?;
         if let Some(pw) = accounts::ensure_first_admin(&app.meta).await? {
             say(&format!(
@@ -293,7 +295,6 @@ fn serve(config: Config) -> Result<(), AnyError> {
                  (shown only now; change it with `dedupdav user passwd admin`)\n"
             ));
         }
-        let listeners = bind(&app.config, &listen).await?;
         let addr = listeners.main.local_addr()?;
         tracing::info!(%addr, tls = listeners.tls.is_some(), backend = %app.store.backend().describe(), "serving");
         let metrics_listener = match app.config.metrics.listen_addr()? {
@@ -350,7 +351,8 @@ fn serve(config: Config) -> Result<(), AnyError> {
 }
 
 /// Binds the client address, loads `[tls]` and binds its redirect address.
-async fn bind(config: &Config, listen: &str) -> Result<Listeners, AnyError> {
+async fn bind(config: &Config) -> Result<Listeners, AnyError> {
+    let listen = &config.listen;
     let main = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

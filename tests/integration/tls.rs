@@ -679,3 +679,39 @@ fn plain_http_is_refused_on_the_tls_port_and_redirected_from_the_redirect_addres
     let followed = String::from_utf8_lossy(&followed.stdout);
     assert!(followed.contains("\"installed\":true"), "{followed}");
 }
+
+#[test]
+fn a_certificate_that_does_not_load_stops_the_start_before_anything_is_created() {
+    let pki = Pki::new();
+    pki.ca("ca");
+    let mismatched = Leaf {
+        cert: pki.leaf("ca", "one").cert,
+        key: pki.leaf("ca", "two").key,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dedupdav.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            path_str(&data),
+            path_str(&mismatched.cert),
+            path_str(&mismatched.key)
+        ),
+    )
+    .unwrap();
+    let out = dedupdav_command()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .expect("dedupdav runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[tls]") && stderr.contains("two.key") && stderr.contains("KeyMismatch"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "no data directory, no key, no first admin");
+}
