@@ -362,12 +362,33 @@ where
 {
     let activity = Activity::new();
     let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
+    let handler = move |mut req: Request<Incoming>| {
+        authority_as_host(&mut req);
+        handler(req)
+    };
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_STREAMS)
         .serve_connection(io, watched_service(&activity, handler));
     if let Some(Err(e)) = watched(admitted, conn, &activity, peer).await {
         tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// An HTTP/2 request names its host in `:authority` (the URI), not in
+/// `Host`; the service reads `Host` (the console's same-origin check), so
+/// it gets one, as RFC 9113 (8.3.1) asks of a server translating to
+/// HTTP/1.1.
+fn authority_as_host<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(http::header::HOST, host);
     }
 }
 
@@ -534,6 +555,23 @@ mod tests {
         }
         assert_eq!(t.admit(start + LOG_EVERY), Some(5));
         assert_eq!(t.admit(start + LOG_EVERY), None);
+    }
+
+    #[test]
+    fn an_http2_authority_becomes_the_host() {
+        let mut req = Request::builder()
+            .uri("https://cloud.example:8443/admin/login")
+            .body(())
+            .unwrap();
+        authority_as_host(&mut req);
+        assert_eq!(req.headers()[http::header::HOST], "cloud.example:8443");
+        let mut req = Request::builder()
+            .uri("https://other.example/")
+            .header(http::header::HOST, "cloud.example")
+            .body(())
+            .unwrap();
+        authority_as_host(&mut req);
+        assert_eq!(req.headers()[http::header::HOST], "cloud.example");
     }
 
     #[test]

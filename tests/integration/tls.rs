@@ -252,6 +252,32 @@ fn curl_works_over_http1_and_http2() {
 }
 
 #[test]
+fn the_console_takes_its_own_forms_over_http2() {
+    let pki = Pki::new();
+    let ca = pki.ca("ca");
+    let gw = https_gateway(&pki.leaf("ca", "server"), |_| {});
+    // A browser sends Origin with a form, and over HTTP/2 no Host header.
+    let status = |origin: &str| {
+        let origin = format!("Origin: {origin}");
+        let url = format!("{}/admin/login", gw.base);
+        let out = run(
+            Command::new("curl")
+                .args(["-sS", "--http2", "--cacert", path_str(&ca)])
+                .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+                .args(["-H", &origin, "--data", "user=&password=", &url]),
+            "curl",
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        status(&gw.base),
+        "2 401",
+        "the same origin reaches the login (which wants a name)"
+    );
+    assert_eq!(status("https://elsewhere.example"), "2 403");
+}
+
+#[test]
 fn rclone_copies_over_https_with_the_test_ca() {
     let pki = Pki::new();
     let ca = pki.ca("ca");
