@@ -285,6 +285,8 @@ fn serve(config: Config) -> Result<(), AnyError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // From now on SIGHUP reloads (its default would end the process).
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // The addresses and the certificate first: a mistake there stops
         // the start before anything is created.
         let listeners = bind(&config).await?;
@@ -331,7 +333,7 @@ fn serve(config: Config) -> Result<(), AnyError> {
             say(&format!("  metrics: http://{}/metrics", l.local_addr()?));
         }
         let reloads = Reloads {
-            hangups: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+            hangups,
             tls: listeners.tls.clone(),
             access: access.clone(),
             data_dir: app.config.data_dir.clone(),
