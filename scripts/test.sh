@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs, from Debian, the real programs
 # the tests drive (Apache httpd with mod_dav as the upstream; litmus, rclone,
-# cadaver, owncloudcmd, nextcloudcmd, davfs2, curl as clients; headless
-# Chromium for the web console) when missing.
+# cadaver, owncloudcmd, nextcloudcmd, davfs2, curl as clients; openssl for
+# the test certificates; headless Chromium for the web console) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ have owncloudcmd || need+=(owncloud-client-cmd)
 have nextcloudcmd || need+=(nextcloud-desktop-cmd)
 have mount.davfs || need+=(davfs2)
 have curl || need+=(curl)
+have openssl || need+=(openssl)
 have chromium || need+=(chromium)
 
 if [ "${#need[@]}" -gt 0 ]; then

@@ -66,6 +66,63 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub metrics: MetricsConfig,
     pub console: ConsoleConfig,
+    /// HTTPS on `listen` (absent: plain HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: serve `listen` over HTTPS with this certificate (reloaded on
+/// SIGHUP, see `http/listener/tls.rs`), and optionally redirect plain HTTP
+/// from a second address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// An address answering every plain HTTP request with a 308 to the same
+    /// path and query on HTTPS, e.g. "0.0.0.0:80".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_listen: Option<String>,
+    /// Time a client has to complete the TLS handshake (seconds).
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+
+impl TlsConfig {
+    /// `redirect_listen` as an address (`None` when unset).
+    pub fn redirect_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.redirect_listen
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "tls.redirect_listen: {l:?} is not an address such as 0.0.0.0:80"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// The handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.redirect_addr()?;
+        if self.handshake_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "tls.handshake_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -151,9 +208,9 @@ impl MetricsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
-    /// Marks the session cookie `Secure`. The gateway itself listens in
-    /// plain HTTP; set this when it is reached through an HTTPS proxy, so
-    /// browsers never send the cookie over plain HTTP.
+    /// Marks the session cookie `Secure`. Set this when the gateway is
+    /// reached through an HTTPS proxy, so browsers never send the cookie
+    /// over plain HTTP; with `[tls]` it is always set.
     pub secure_cookies: bool,
 }
 
@@ -481,6 +538,7 @@ impl Default for Config {
             console: ConsoleConfig {
                 secure_cookies: false,
             },
+            tls: None,
         }
     }
 }
@@ -499,7 +557,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let cfg: Config = fig.merge(env).extract()?;
+        let mut cfg: Config = fig.merge(env).extract()?;
+        // Served over HTTPS, the session cookie never needs plain HTTP.
+        cfg.console.secure_cookies |= cfg.tls.is_some();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -522,6 +582,9 @@ impl Config {
         self.upload_checksums()?;
         self.validate_limits()?;
         self.metrics.validate()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
                 "chunking.zstd_level must be 1..=22".into(),
@@ -802,6 +865,51 @@ root = "dedupdav"                             # folder holding the objects
                 "{e}"
             );
 
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_parses_with_its_defaults_and_checks_the_redirect_address() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n")?;
+            let c = Config::load_with_env(Some(Path::new("c.toml")), no_env())
+                .map_err(|e| e.to_string())?;
+            assert!(c.console.secure_cookies, "HTTPS marks the cookie Secure");
+            let tls = c.tls.expect("[tls] read");
+            assert_eq!(tls.cert, Path::new("c.pem"));
+            assert_eq!(tls.handshake_timeout(), Duration::from_secs(10));
+            assert_eq!(tls.redirect_addr().map_err(|e| e.to_string())?, None);
+            jail.create_file(
+                "bad.toml",
+                "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nredirect_listen = \"port 80\"\n",
+            )?;
+            let err = Config::load_with_env(Some(Path::new("bad.toml")), no_env())
+                .expect_err("a bad redirect address stops the start");
+            assert!(err.to_string().contains("tls.redirect_listen"), "{err}");
+            Ok(())
+        });
+        assert!(Config::default().tls.is_none(), "plain HTTP by default");
+    }
+
+    #[test]
+    fn the_compose_configuration_parses_as_the_container_sees_it() {
+        figment::Jail::expect_with(|jail| {
+            let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/dedupdav.toml");
+            // What deploy/compose.yaml and deploy/Containerfile set.
+            jail.set_env("DEDUPDAV_BACKEND__PASSWORD", "from-compose");
+            jail.set_env("DEDUPDAV_DATA_DIR", "/var/lib/dedupdav");
+            let c = Config::load(Some(Path::new(file))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "0.0.0.0:8443", "not the redirect's port");
+            let w = upstream(&c)?;
+            assert_eq!(w.url, "http://owncloud:8080/remote.php/dav/files/admin/");
+            assert_eq!(w.password.as_deref(), Some("from-compose"));
+            let tls = c.tls.as_ref().ok_or("[tls] is set")?;
+            assert_eq!(tls.cert, Path::new("/etc/dedupdav/tls/cert.pem"));
+            assert_eq!(
+                tls.redirect_addr().map_err(|e| e.to_string())?,
+                Some("0.0.0.0:8080".parse().unwrap())
+            );
             Ok(())
         });
     }

@@ -21,7 +21,7 @@ use dedupdav::app::App;
 use dedupdav::config::{Config, LogFormat};
 use dedupdav::http::admin::client::{AdminClient, ClientError};
 use dedupdav::http::admin::local::LocalAccess;
-use dedupdav::http::Gateway;
+use dedupdav::http::{Gateway, Listeners, Tls};
 use dedupdav::jobs::expire::ExpireJob;
 use dedupdav::jobs::gc::GcJob;
 use dedupdav::jobs::history::HistoryJob;
@@ -286,7 +286,11 @@ fn serve(config: Config) -> Result<(), AnyError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listen = config.listen.clone();
+        // From now on SIGHUP reloads (its default would end the process).
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        // The addresses and the certificate first: a mistake there stops
+        // the start before anything is created.
+        let listeners = bind(&config).await?;
         let app = App::open(config)?;
         if let Some(pw) = accounts::ensure_first_admin(&app.meta).await? {
             say(&format!(
@@ -294,11 +298,8 @@ fn serve(config: Config) -> Result<(), AnyError> {
                  (shown only now; change it with `dedupdav user passwd admin`)\n"
             ));
         }
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, backend = %app.store.backend().describe(), "serving");
+        let addr = listeners.main.local_addr()?;
+        tracing::info!(%addr, tls = listeners.tls.is_some(), backend = %app.store.backend().describe(), "serving");
         let metrics_listener = match app.config.metrics.listen_addr()? {
             Some(at) => {
                 let l = tokio::net::TcpListener::bind(at)
@@ -313,22 +314,36 @@ fn serve(config: Config) -> Result<(), AnyError> {
         gateway.show_jobs(runner.status());
         // The command line on this machine reaches the admin API with the
         // token of this file (see http/admin/local.rs).
-        let access = LocalAccess::new(addr);
+        let mut access = LocalAccess::new(addr);
+        if let Some(tls) = &listeners.tls {
+            access = access.over_tls(tls.fingerprint());
+        }
         access.write(&app.config.data_dir)?;
         gateway.allow_local_admin(&access.token);
+        let scheme = if listeners.tls.is_some() { "https" } else { "http" };
         say(&format!(
-            "dedupdav listening on http://{addr}/\n  \
-             WebDAV: http://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)\n  \
-             admin API: http://{addr}/api/v1/ (the local command line uses {})",
+            "dedupdav listening on {scheme}://{addr}/\n  \
+             WebDAV: {scheme}://{addr}/remote.php/dav/files/<user>/  (or /remote.php/webdav/)\n  \
+             admin API: {scheme}://{addr}/api/v1/ (the local command line uses {})",
             dedupdav::http::admin::local::access_path(&app.config.data_dir).display()
         ));
+        if let Some(l) = &listeners.redirect {
+            say(&format!("  redirecting http://{}/ to HTTPS", l.local_addr()?));
+        }
         if let Some(l) = &metrics_listener {
             say(&format!("  metrics: http://{}/metrics", l.local_addr()?));
         }
+        let reloads = Reloads {
+            hangups,
+            tls: listeners.tls.clone(),
+            access: access.clone(),
+            data_dir: app.config.data_dir.clone(),
+        };
+        let reloads = Some(tokio::spawn(reloads.run()));
         let metrics = metrics_listener
             .map(|l| tokio::spawn(gateway.clone().serve_metrics(l, std::future::pending())));
-        gateway.serve(listener, shutdown_signal()).await;
-        if let Some(task) = metrics {
+        gateway.serve_listeners(listeners, shutdown_signal()).await;
+        for task in [metrics, reloads].into_iter().flatten() {
             task.abort();
         }
         access.remove(&app.config.data_dir);
@@ -336,6 +351,71 @@ fn serve(config: Config) -> Result<(), AnyError> {
         tracing::info!("stopped");
         Ok::<(), AnyError>(())
     })
+}
+
+/// Binds the client address, loads `[tls]` and binds its redirect address.
+async fn bind(config: &Config) -> Result<Listeners, AnyError> {
+    let listen = &config.listen;
+    let main = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let Some(cfg) = &config.tls else {
+        return Ok(Listeners {
+            main,
+            tls: None,
+            redirect: None,
+        });
+    };
+    let tls = Tls::load(cfg).map_err(|e| format!("[tls]: {e}"))?;
+    let redirect = match cfg.redirect_addr()? {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} (tls.redirect_listen): {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Listeners {
+        main,
+        tls: Some(tls),
+        redirect,
+    })
+}
+
+/// What SIGHUP reloads: the certificate of `[tls]`.
+struct Reloads {
+    hangups: tokio::signal::unix::Signal,
+    tls: Option<Arc<Tls>>,
+    access: LocalAccess,
+    data_dir: std::path::PathBuf,
+}
+
+impl Reloads {
+    /// On each SIGHUP, reads the certificate and key again: new handshakes
+    /// use the new pair, open connections keep theirs; a pair that does not
+    /// load is logged and the old one stays. The access file follows, so
+    /// the local command line trusts the new certificate.
+    async fn run(mut self) {
+        while self.hangups.recv().await.is_some() {
+            let Some(tls) = &self.tls else {
+                tracing::info!("SIGHUP: nothing to reload (no [tls])");
+                continue;
+            };
+            match tls.reload() {
+                Ok(sha256) => {
+                    let cert = tls.cert_path().display();
+                    tracing::info!(%cert, %sha256, "TLS certificate reloaded");
+                    let access = self.access.clone().over_tls(sha256);
+                    if let Err(e) = access.write(&self.data_dir) {
+                        tracing::warn!(error = %e, "the access file keeps the old certificate");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays in use")
+                }
+            }
+        }
+    }
 }
 
 /// Starts the background jobs: garbage collection (unless

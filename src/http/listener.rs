@@ -16,7 +16,15 @@
 //!   one line a second, with the count of those held back.
 //! - **Lingering close**: a reply sent before the request body was read
 //!   (507, 400) still reaches the client; see [`lingering_close`].
+//! - **Fronts**: the client address speaks plain HTTP/1.1, or HTTPS with
+//!   HTTP/1.1 or HTTP/2 as ALPN decided ([`tls`]); `tls.redirect_listen`
+//!   adds a plain address that only redirects ([`redirect`]). Every
+//!   listener shares the two caps, and a TLS handshake runs inside its
+//!   connection's slot. HTTP/2 gets the same watchdog, its streams being
+//!   the requests in flight (see [`serve_http2`] for what differs).
 
+mod redirect;
+mod tls;
 mod watchdog;
 
 use std::collections::HashMap;
@@ -27,14 +35,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Gateway;
 use crate::config::LimitsConfig;
+use crate::wire::reply::GwBody;
+pub use tls::{Tls, TlsError};
 pub use watchdog::Stalled;
 use watchdog::{Activity, ReplyBody, Timeouts, WatchedIo};
 
@@ -47,6 +60,8 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// How long an expired connection's handler gets to unwind after its
 /// socket started failing, before it is dropped.
 const UNWIND: Duration = Duration::from_secs(10);
+/// Requests one HTTP/2 connection may have in flight at once.
+const H2_STREAMS: u32 = 64;
 
 /// The `[limits]` the listener enforces.
 #[derive(Debug, Clone, Copy)]
@@ -70,17 +85,74 @@ impl From<&LimitsConfig> for ConnectionLimits {
     }
 }
 
+/// The addresses the gateway serves clients on.
+pub struct Listeners {
+    /// The client address (`listen`).
+    pub main: TcpListener,
+    /// HTTPS on `main` (`[tls]`); plain HTTP without it.
+    pub tls: Option<Arc<Tls>>,
+    /// `tls.redirect_listen`: plain HTTP answered with a 308 to `main`.
+    pub redirect: Option<TcpListener>,
+}
+
+/// What a listener speaks.
+#[derive(Clone)]
+enum Front {
+    Plain,
+    Tls { tls: Arc<Tls>, port: u16 },
+    Redirect { https_port: u16 },
+}
+
+/// Both caps, shared by every listener.
+struct Caps {
+    slots: Arc<Semaphore>,
+    addresses: Arc<AddressTable>,
+}
+
+/// Serves every listener until `shutdown` completes.
+pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let caps = Arc::new(Caps {
+        slots: Arc::new(Semaphore::new(gw.connection_limits.max_connections)),
+        addresses: Arc::new(AddressTable::default()),
+    });
+    let port = listeners.main.local_addr().map_or(0, |a| a.port());
+    let main_front = match listeners.tls {
+        Some(tls) => Front::Tls { tls, port },
+        None => Front::Plain,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let redirect = listeners.redirect.map(|l| {
+        let mut stopped = stopped.clone();
+        let front = Front::Redirect { https_port: port };
+        tokio::spawn(accept_loop(
+            gw.clone(),
+            caps.clone(),
+            l,
+            front,
+            async move {
+                let _ = stopped.changed().await;
+            },
+        ))
+    });
+    accept_loop(gw, caps, listeners.main, main_front, shutdown).await;
+    drop(stop);
+    if let Some(task) = redirect {
+        let _ = task.await;
+    }
+}
+
 /// Accepts connections and serves each on its own task until `shutdown`
 /// completes.
-pub async fn accept_loop(
+async fn accept_loop(
     gw: Arc<Gateway>,
+    caps: Arc<Caps>,
     listener: TcpListener,
+    front: Front,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let limits = gw.connection_limits;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let addresses = Arc::new(AddressTable::default());
+    let (slots, addresses) = (&caps.slots, &caps.addresses);
     let mut backoff = Backoff::default();
     let mut full_log = LogThrottle::default();
     let mut refused_log = LogThrottle::default();
@@ -142,7 +214,7 @@ pub async fn accept_loop(
             continue;
         };
         let admitted = Admitted::new(gw.clone(), slot, address);
-        tokio::spawn(serve_connection(admitted, stream, peer));
+        tokio::spawn(serve_connection(admitted, stream, peer, front.clone()));
     }
 }
 
@@ -183,25 +255,79 @@ impl Drop for Admitted {
     }
 }
 
-/// Serves one connection: hyper over the watched socket, beside the
-/// watchdog, then a lingering close.
-async fn serve_connection(admitted: Admitted, stream: TcpStream, peer: SocketAddr) {
+/// Serves one connection as its listener's front does.
+async fn serve_connection(admitted: Admitted, stream: TcpStream, peer: SocketAddr, front: Front) {
     let _ = stream.set_nodelay(true);
     let gw = admitted.gw.clone();
-    let timeouts = gw.connection_limits.timeouts;
+    let to_gateway = move |req: Request<Incoming>| gw.clone().handle(req, peer);
+    match front {
+        Front::Plain => serve_http1(&admitted, stream, peer, to_gateway).await,
+        Front::Redirect { https_port } => {
+            let to_https = move |req: Request<Incoming>| {
+                std::future::ready(Ok(redirect::reply(&req, https_port, peer)))
+            };
+            serve_http1(&admitted, stream, peer, to_https).await
+        }
+        Front::Tls { tls, port } => match tls.accept(stream, peer, port).await {
+            Ok((stream, tls::Protocol::Http2)) => {
+                serve_http2(&admitted, stream, peer, to_gateway).await
+            }
+            Ok((stream, tls::Protocol::Http1)) => {
+                serve_http1(&admitted, stream, peer, to_gateway).await
+            }
+            Err(tls::Refused::TimedOut) => {
+                admitted.gw.metrics.connection_timed_out(Stalled::Handshake);
+                tracing::debug!(%peer, "TLS handshake timed out; closing");
+            }
+            Err(_) => {}
+        },
+    }
+}
+
+/// What serves a request: the gateway, or the redirect.
+trait Handler: Fn(Request<Incoming>) -> Self::Reply + Clone + Send + Sync + 'static {
+    type Reply: Future<Output = Result<Response<GwBody>, Infallible>> + Send + 'static;
+}
+
+impl<F, R> Handler for F
+where
+    F: Fn(Request<Incoming>) -> R + Clone + Send + Sync + 'static,
+    R: Future<Output = Result<Response<GwBody>, Infallible>> + Send + 'static,
+{
+    type Reply = R;
+}
+
+/// `handler` as a hyper service whose requests the watchdog sees in flight
+/// until their reply body is done.
+fn watched_service(
+    activity: &Arc<Activity>,
+    handler: impl Handler,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ReplyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ReplyBody>, Infallible>> + Send,
+> + Clone {
+    let activity = activity.clone();
+    hyper::service::service_fn(move |req| {
+        let request = activity.request_started();
+        let reply = handler(req);
+        async move {
+            let res = reply.await?;
+            Ok::<_, Infallible>(res.map(|body| ReplyBody::new(body, request)))
+        }
+    })
+}
+
+/// HTTP/1.1 over the watched socket, beside the watchdog, then a
+/// lingering close.
+async fn serve_http1<S>(admitted: &Admitted, stream: S, peer: SocketAddr, handler: impl Handler)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeouts = admitted.gw.connection_limits.timeouts;
     let activity = Activity::new();
     let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
-    let svc = {
-        let (gw, activity) = (gw.clone(), activity.clone());
-        hyper::service::service_fn(move |req| {
-            let request = activity.request_started();
-            let gw = gw.clone();
-            async move {
-                let res = gw.handle(req, peer).await?;
-                Ok::<_, Infallible>(res.map(|body| ReplyBody::new(body, request)))
-            }
-        })
-    };
     let conn = http1::Builder::new()
         .keep_alive(true)
         // Without this, hyper reads ahead while a request is being handled
@@ -212,25 +338,82 @@ async fn serve_connection(admitted: Admitted, stream: TcpStream, peer: SocketAdd
         // request, which includes the keep-alive wait (watchdog.rs).
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.idle + timeouts.header)
-        .serve_connection(io, svc)
+        .serve_connection(io, watched_service(&activity, handler))
         .without_shutdown();
+    match watched(admitted, conn, &activity, peer).await {
+        Some(Ok(parts)) => lingering_close(parts.io.into_inner().into_inner()).await,
+        Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        None => {}
+    }
+}
+
+/// HTTP/2 over the watched TLS stream, beside the watchdog. hyper reads
+/// an HTTP/2 connection all along, so while a request is in flight the
+/// connection always waits for the client: `body` counts from the last
+/// byte either way, including time the gateway spends on its own work.
+/// There are no server pings, as a live client answering them would keep
+/// a stream it no longer reads (and the transfer memory it holds) open
+/// for ever. Any byte between requests (the preface, a window update)
+/// starts the header clock, so an idle HTTP/2 connection is closed after
+/// `header`, not `idle`.
+async fn serve_http2<S>(admitted: &Admitted, stream: S, peer: SocketAddr, handler: impl Handler)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
+    let handler = move |mut req: Request<Incoming>| {
+        authority_as_host(&mut req);
+        handler(req)
+    };
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS)
+        .serve_connection(io, watched_service(&activity, handler));
+    if let Some(Err(e)) = watched(admitted, conn, &activity, peer).await {
+        tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// An HTTP/2 request names its host in `:authority` (the URI), not in
+/// `Host`; the service reads `Host` (the console's same-origin check), so
+/// it gets one, as RFC 9113 (8.3.1) asks of a server translating to
+/// HTTP/1.1.
+fn authority_as_host<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
+}
+
+/// Runs a connection beside its watchdog; `None` when the watchdog closed
+/// it.
+async fn watched<C: Future>(
+    admitted: &Admitted,
+    conn: C,
+    activity: &Activity,
+    peer: SocketAddr,
+) -> Option<C::Output> {
+    let timeouts = admitted.gw.connection_limits.timeouts;
     tokio::pin!(conn);
     // The connection first: after a stall of this task, a socket that has
     // become ready counts as progress before the deadline is checked.
-    let ended = tokio::select! {
+    tokio::select! {
         biased;
-        ended = &mut conn => ended,
-        why = watchdog::watch(&activity, &timeouts) => {
-            gw.metrics.connection_timed_out(why);
+        ended = &mut conn => Some(ended),
+        why = watchdog::watch(activity, &timeouts) => {
+            admitted.gw.metrics.connection_timed_out(why);
             tracing::debug!(%peer, phase = why.phase(), "connection timed out; closing");
             activity.expire(why);
             let _ = tokio::time::timeout(UNWIND, &mut conn).await;
-            return;
+            None
         }
-    };
-    match ended {
-        Ok(parts) => lingering_close(parts.io.into_inner().into_inner()).await,
-        Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
     }
 }
 
@@ -329,7 +512,7 @@ impl LogThrottle {
 /// with unread data makes the kernel reset it, so the client sees "connection
 /// reset" instead of the 507 or 400. Sends FIN after the reply, then reads
 /// and discards what the client still sends, for a bounded time and amount.
-async fn lingering_close(mut stream: TcpStream) {
+async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const LINGER: Duration = Duration::from_secs(2);
     const LINGER_BYTES: usize = 64 << 20;
@@ -372,6 +555,23 @@ mod tests {
         }
         assert_eq!(t.admit(start + LOG_EVERY), Some(5));
         assert_eq!(t.admit(start + LOG_EVERY), None);
+    }
+
+    #[test]
+    fn an_http2_authority_becomes_the_host() {
+        let mut req = Request::builder()
+            .uri("https://cloud.example:8443/admin/login")
+            .body(())
+            .unwrap();
+        authority_as_host(&mut req);
+        assert_eq!(req.headers()[http::header::HOST], "cloud.example:8443");
+        let mut req = Request::builder()
+            .uri("https://other.example/")
+            .header(http::header::HOST, "cloud.example")
+            .body(())
+            .unwrap();
+        authority_as_host(&mut req);
+        assert_eq!(req.headers()[http::header::HOST], "cloud.example");
     }
 
     #[test]

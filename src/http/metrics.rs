@@ -179,6 +179,7 @@ fn phase_label(phase: Stalled) -> &'static str {
         Stalled::Header => "header",
         Stalled::Idle => "idle",
         Stalled::Body => "body",
+        Stalled::Handshake => "handshake",
     }
 }
 
@@ -293,7 +294,12 @@ impl Metrics {
             "Failed accepts (e.g. out of file descriptors); each backs off",
             c.accept_errors.clone(),
         );
-        for phase in [Stalled::Header, Stalled::Idle, Stalled::Body] {
+        for phase in [
+            Stalled::Header,
+            Stalled::Idle,
+            Stalled::Body,
+            Stalled::Handshake,
+        ] {
             let _ = c.timeouts.get_or_create(&PhaseLabels {
                 phase: phase_label(phase),
             });

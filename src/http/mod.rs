@@ -42,7 +42,7 @@ use crate::wire::routes::{self, destination, route, Destination, Route};
 use crate::wire::{body, ranges, reply};
 use auth::{AuthError, Authenticator};
 use listener::ConnectionLimits;
-pub use listener::Stalled;
+pub use listener::{Listeners, Stalled, Tls, TlsError};
 pub use metrics::Metrics;
 
 /// The gateway's HTTP service.
@@ -152,7 +152,22 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        listener::accept_loop(self, listener, shutdown).await;
+        let plain = Listeners {
+            main: listener,
+            tls: None,
+            redirect: None,
+        };
+        listener::serve(self, plain, shutdown).await;
+    }
+
+    /// Serves the client address (over HTTPS with `[tls]`) and the
+    /// redirect address until `shutdown` completes.
+    pub async fn serve_listeners(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        listener::serve(self, listeners, shutdown).await;
     }
 
     /// Handles one request; never fails (errors become replies).

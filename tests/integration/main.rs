@@ -38,6 +38,7 @@ mod resource_limits;
 mod restore;
 mod scrub;
 mod sweep;
+mod tls;
 mod upstream_faults;
 mod upstream_webdav;
 mod visible_ids;

@@ -27,14 +27,18 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(access: LocalAccess) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        let transport = |cause: String| ClientError::Transport {
+            url: access.url.clone(),
+            cause,
+        };
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Transport {
-                url: access.url.clone(),
-                cause: e.to_string(),
-            })?;
+            .no_proxy();
+        if let Some(sha256) = &access.cert_sha256 {
+            let tls = super::pinned::client_config(sha256).map_err(|e| transport(e.to_string()))?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(|e| transport(e.to_string()))?;
         Ok(Self { http, access })
     }
 

@@ -29,6 +29,10 @@ pub struct LocalAccess {
     pub token: String,
     /// The process id of the `serve` that wrote it.
     pub pid: u32,
+    /// With `[tls]`: the SHA-256 (hex) of the certificate served, the one
+    /// the command line trusts (`pinned.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<String>,
 }
 
 /// Errors of the access file.
@@ -74,7 +78,18 @@ impl LocalAccess {
             url: format!("http://{reach}"),
             token: hex::encode(token),
             pid: std::process::id(),
+            cert_sha256: None,
         }
+    }
+
+    /// The same access over HTTPS, trusting the certificate whose SHA-256
+    /// is `cert_sha256`.
+    pub fn over_tls(mut self, cert_sha256: String) -> Self {
+        if let Some(rest) = self.url.strip_prefix("http://") {
+            self.url = format!("https://{rest}");
+        }
+        self.cert_sha256 = Some(cert_sha256);
+        self
     }
 
     /// Writes the file (0600), replacing any earlier one in one rename.

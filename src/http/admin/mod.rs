@@ -17,6 +17,7 @@ pub mod client;
 mod error;
 mod handlers;
 pub mod local;
+mod pinned;
 
 use std::net::SocketAddr;
 

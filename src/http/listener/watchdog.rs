@@ -44,7 +44,6 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::http::GwBody;
 
@@ -61,6 +60,8 @@ pub enum Stalled {
     Idle,
     #[error("the transfer made no progress within the body timeout")]
     Body,
+    #[error("the TLS handshake did not complete within the handshake timeout")]
+    Handshake,
 }
 
 impl Stalled {
@@ -69,6 +70,7 @@ impl Stalled {
             Stalled::Header => "header",
             Stalled::Idle => "idle",
             Stalled::Body => "body",
+            Stalled::Handshake => "handshake",
         }
     }
 }
@@ -247,18 +249,19 @@ pub async fn watch(activity: &Activity, t: &Timeouts) -> Stalled {
     }
 }
 
-/// The client's socket, reporting progress and waits to its [`Activity`].
-pub struct WatchedIo {
-    stream: TcpStream,
+/// The client's socket (or the TLS stream over it, so only what the client
+/// means counts), reporting progress and waits to its [`Activity`].
+pub struct WatchedIo<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl WatchedIo {
-    pub fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+impl<S> WatchedIo<S> {
+    pub fn new(stream: S, activity: Arc<Activity>) -> Self {
         Self { stream, activity }
     }
 
-    pub fn into_inner(self) -> TcpStream {
+    pub fn into_inner(self) -> S {
         self.stream
     }
 
@@ -282,7 +285,7 @@ impl WatchedIo {
     }
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -310,7 +313,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,7 +9,7 @@ use dedupdav::app::App;
 use dedupdav::config::{BackendConfig, Config, WebDavConfig};
 
 use super::apache::Apache;
-use dedupdav::http::Gateway;
+use dedupdav::http::{Gateway, Listeners, Tls};
 use dedupdav::meta::{Meta, Stats};
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
@@ -97,6 +97,15 @@ impl TestGateway {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| Tls::load(t).expect("[tls] loads"));
+        let base = match tls {
+            // The test certificates name localhost.
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let gw = gateway.clone();
         let thread = std::thread::spawn(move || {
@@ -106,8 +115,14 @@ impl TestGateway {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                gw.serve(listener, async {
+                let tokio_listener = |l| tokio::net::TcpListener::from_std(l).expect("listener");
+                let listeners = Listeners {
+                    main: tokio_listener(std_listener),
+                    tls,
+                    // The redirect address is tested on the binary (tls.rs).
+                    redirect: None,
+                };
+                gw.serve_listeners(listeners, async {
                     let _ = rx.await;
                 })
                 .await;
@@ -115,7 +130,7 @@ impl TestGateway {
             drop(app);
         });
         Self {
-            base: format!("http://{addr}"),
+            base,
             objects_root: data.path().join("objects"),
             apache: None,
             data,
