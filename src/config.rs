@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::files::refused::RefusedNames;
 use crate::owncloud::checksum::ChecksumSet;
 use crate::store::{ChunkSizes, StoreSettings};
 
@@ -66,6 +67,20 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub metrics: MetricsConfig,
     pub console: ConsoleConfig,
+    pub files: FilesConfig,
+}
+
+/// What the gateway does with file names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Patterns (`*`, `?`; ASCII case ignored) on the last name of a path
+    /// that no write may create: PUT, MKCOL, the destination of MOVE and
+    /// COPY, a chunked upload's final MOVE. Refused with 403 and a log
+    /// line; listed in the OCS capabilities (`files.blacklisted_files`).
+    /// Empty by default; macOS Finder's litter is `["._*", ".DS_Store"]`.
+    #[serde(default)]
+    pub refuse: Vec<String>,
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -463,6 +478,7 @@ impl Default for Config {
             console: ConsoleConfig {
                 secure_cookies: false,
             },
+            files: FilesConfig::default(),
         }
     }
 }
@@ -502,6 +518,7 @@ impl Config {
             ));
         }
         self.upload_checksums()?;
+        self.refused_names()?;
         self.validate_limits()?;
         self.metrics.validate()?;
         if !(1..=22).contains(&self.chunking.zstd_level) {
@@ -510,6 +527,12 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `files.refuse`, checked.
+    pub fn refused_names(&self) -> Result<RefusedNames, ConfigError> {
+        RefusedNames::new(&self.files.refuse)
+            .map_err(|e| ConfigError::Invalid(format!("files.refuse: {e}")))
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {

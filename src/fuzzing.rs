@@ -383,7 +383,13 @@ pub fn ocs(data: &[u8]) {
     let Route::Ocs { v2, rest } = routes::route(path) else {
         return;
     };
-    let res = ocs_reply(v2, &rest, query, &ocs_user());
+    let res = ocs_reply(
+        v2,
+        &rest,
+        query,
+        &ocs_user(),
+        &crate::files::refused::RefusedNames::default(),
+    );
     assert!(
         matches!(res.status().as_u16(), 200 | 404),
         "{}",

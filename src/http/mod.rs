@@ -29,12 +29,14 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::{Config, LimitsConfig};
+use crate::files::refused::RefusedNames;
 use crate::jobs::expire::StaleSessions;
 use crate::jobs::JobStatus;
 use crate::meta::{Meta, UserRecord};
 use crate::meta::{Owner, UploadError};
 use crate::owncloud::uploads::{names_below, Transfers, UploadsCtx};
 use crate::store::ContentStore;
+use crate::webdav::propfind::Requested;
 use crate::webdav::quote_etags::QuoteEtags;
 use crate::webdav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
 pub use crate::wire::reply::GwBody;
@@ -64,6 +66,8 @@ pub struct Gateway {
     /// The token of the local command line, once `serve` has made one.
     local_admin: Mutex<Option<admin::LocalToken>>,
     console: console::Console,
+    /// `files.refuse`: names no write may create.
+    refused: RefusedNames,
 }
 
 impl StaleSessions for Gateway {
@@ -100,6 +104,11 @@ impl Gateway {
             config: app.config.clone(),
             local_admin: Mutex::new(None),
             console: console::Console::new(&app.config.console, app.keys.clone()),
+            refused: app.config.refused_names().unwrap_or_else(|e| {
+                // Loading the settings checked them already.
+                tracing::error!(error = %e, "files.refuse ignored");
+                RefusedNames::default()
+            }),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -145,6 +154,7 @@ impl Gateway {
             ids: self.fs.ids(),
             checksums: self.fs.checksums(),
             locks: Box::new(self.lock_table(user)),
+            refused: &self.refused,
         }
     }
 
@@ -198,6 +208,7 @@ impl Gateway {
         peer: SocketAddr,
     ) -> (Response<GwBody>, Option<String>) {
         match route(req.uri().path()) {
+            Route::Home if req.method() == Method::OPTIONS => (reply::root_options(), None),
             Route::Home => (home_page(), None),
             Route::NotFound => (
                 error_response(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -208,7 +219,7 @@ impl Gateway {
                 let query = req.uri().query().map(str::to_string);
                 match self.login(&req, peer).await {
                     Ok(u) => (
-                        crate::owncloud::ocs(v2, &rest, query.as_deref(), &u),
+                        crate::owncloud::ocs(v2, &rest, query.as_deref(), &u, &self.refused),
                         Some(u.name),
                     ),
                     Err(res) if res.status() == StatusCode::UNAUTHORIZED => (
@@ -334,6 +345,7 @@ impl Gateway {
             .or_else(|| refuse_infinite_depth(&req))
             .or_else(|| refuse_bad_names(&req, &prefix))
             .or_else(|| refuse_destroying_root(&req, &prefix))
+            .or_else(|| refuse_names(&req, &prefix, &self.refused))
         {
             return res;
         }
@@ -377,6 +389,7 @@ impl Gateway {
             Ok(res) => return res,
             Err(req) => *req,
         };
+        let asked = crate::webdav::propfind::requested_props(&req);
         let locks = self.lock_table(me.id);
         if req.method().as_str() == "LOCK" && !req.headers().contains_key("If") && locks.is_full() {
             tracing::info!(user = %me.name, "lock refused: the user holds the most locks allowed");
@@ -393,9 +406,15 @@ impl Gateway {
         if parts.status.is_success() {
             self.add_oc_headers(&method, &ctx, &mut parts.headers);
         }
+        if method == Method::OPTIONS {
+            reply::announce_dav(&mut parts.headers);
+        }
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
-            QuoteEtags::new(body).boxed_unsync()
+            match asked {
+                Some(props) => QuoteEtags::new(Requested::new(body, props)).boxed_unsync(),
+                None => QuoteEtags::new(body).boxed_unsync(),
+            }
         } else if method == Method::GET && parts.status.is_success() {
             match prime(body, &ctx).await {
                 Ok(body) => body,
@@ -593,6 +612,29 @@ fn refuse_destroying_root(req: &Request<Incoming>, prefix: &str) -> Option<Respo
             "your top folder cannot be deleted, moved or replaced",
         )
     })
+}
+
+/// A write that would create a name `files.refuse` matches (PUT, MKCOL,
+/// or the destination of COPY/MOVE) is refused with 403 before anything
+/// is read or changed.
+fn refuse_names(
+    req: &Request<Incoming>,
+    prefix: &str,
+    refused: &RefusedNames,
+) -> Option<Response<GwBody>> {
+    let created = match req.method().as_str() {
+        "PUT" | "MKCOL" => dav_target(req.uri(), prefix),
+        "COPY" | "MOVE" => req
+            .headers()
+            .get("Destination")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| below_prefix(d, prefix))
+            .and_then(names_below),
+        _ => None,
+    }?;
+    let e = refused.check(&created).err()?;
+    tracing::info!(method = %req.method(), error = %e, "write refused: files.refuse");
+    Some(failure_response(&e.into()))
 }
 
 /// Caps the parts of a `Range` header: overlapping and adjacent parts are

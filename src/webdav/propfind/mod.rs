@@ -6,9 +6,12 @@
 //! propname, lock properties, any node carrying dead properties, and every
 //! failure (missing path, bad name, index error), so those replies and the
 //! `GatewayError` mapping behind them are exactly what they always were.
-//! The reply is the one the WebDAV layer writes for the same request.
+//! The reply is the one the WebDAV layer writes for the same request once
+//! [`Requested`] has made that one list what is missing and leave out what
+//! was not asked for.
 
 pub(crate) mod props;
+mod requested;
 mod xml;
 
 use dav_server::davpath::DavPath;
@@ -21,6 +24,7 @@ use crate::meta::{split_path, Meta, NsError, Owner};
 use crate::wire::body::DavBody;
 use crate::wire::reply::{full, GwBody};
 use props::Want;
+pub use requested::Requested;
 
 /// Why a PROPFIND is left to the WebDAV layer.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,20 @@ pub(crate) async fn propfind(
     }
 }
 
+/// The properties a `<D:prop>` PROPFIND asks for, for the WebDAV layer's
+/// reply to be made to answer exactly them ([`Requested`]); `None` for
+/// allprop, propname and any body this reader declines (that reply then
+/// goes out as the WebDAV layer writes it).
+pub(crate) fn requested_props(req: &Request<DavBody>) -> Option<Vec<props::PropName>> {
+    if req.method().as_str() != "PROPFIND" {
+        return None;
+    }
+    match req.body() {
+        DavBody::Read(Some(data)) => props::parse(data).ok(),
+        _ => None,
+    }
+}
+
 /// `Some(false)` for Depth 0, `Some(true)` for Depth 1, `None` otherwise.
 fn fast_depth<B>(req: &Request<B>) -> Option<bool> {
     if req.method().as_str() != "PROPFIND" {
@@ -118,6 +136,7 @@ async fn answer(
         None
     };
     let reply = xml::Reply {
+        props: &props,
         wants: &wants,
         owner_name: &scope.owner.name,
         ids: scope.ids,
