@@ -27,12 +27,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::fragment::{FragmentWatch, Fragments};
 use super::Gateway;
 use crate::config::LimitsConfig;
 pub use watchdog::Stalled;
@@ -190,10 +193,15 @@ async fn serve_connection(admitted: Admitted, stream: TcpStream, peer: SocketAdd
     let gw = admitted.gw.clone();
     let timeouts = gw.connection_limits.timeouts;
     let activity = Activity::new();
-    let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
+    let fragments = Fragments::default();
+    let io = TokioIo::new(FragmentWatch::new(
+        WatchedIo::new(stream, activity.clone()),
+        fragments.clone(),
+    ));
     let svc = {
         let (gw, activity) = (gw.clone(), activity.clone());
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(fragments.clone());
             let request = activity.request_started();
             let gw = gw.clone();
             async move {
@@ -229,7 +237,7 @@ async fn serve_connection(admitted: Admitted, stream: TcpStream, peer: SocketAdd
         }
     };
     match ended {
-        Ok(parts) => lingering_close(parts.io.into_inner().into_inner()).await,
+        Ok(parts) => lingering_close(parts.io.into_inner().into_inner().into_inner()).await,
         Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
     }
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 mod console;
+mod fragment;
 mod listener;
 mod metrics;
 
@@ -207,6 +208,9 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> (Response<GwBody>, Option<String>) {
+        if let Some(res) = refuse_fragment(&req) {
+            return (res, None);
+        }
         match route(req.uri().path()) {
             Route::Home if req.method() == Method::OPTIONS => (reply::root_options(), None),
             Route::Home => (home_page(), None),
@@ -548,6 +552,21 @@ fn request_has_body(req: &Request<Incoming>) -> bool {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
+}
+
+/// A Request-URI with a `#fragment` names something other than what it
+/// reaches (`DELETE /dir/#x` would remove `/dir/`): refused with 400, for
+/// every method, before anything is looked up (see [`fragment`]).
+fn refuse_fragment(req: &Request<Incoming>) -> Option<Response<GwBody>> {
+    let fragments = req.extensions().get::<fragment::Fragments>()?;
+    if !fragments.take(req.method(), req.uri()) {
+        return None;
+    }
+    tracing::info!(method = %req.method(), path = %path_for_log(req.uri().path()), "request refused: a fragment in the Request-URI");
+    Some(error_response(
+        StatusCode::BAD_REQUEST,
+        "the Request-URI carries a #fragment, which no request may",
+    ))
 }
 
 /// Partial updates (PUT with Content-Range, Sabre's PATCH) would need a
