@@ -730,26 +730,32 @@ pub(crate) fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     Some(rest)
 }
 
-/// For MOVE (and COPY onto a file) with overwriting allowed: the destination,
-/// so the file system replaces it in the same transaction as the move
+/// For MOVE, and COPY of everything below (Depth infinity), with
+/// overwriting allowed: source and destination, so the file system
+/// replaces the destination in the same transaction as the move or copy
 /// instead of deleting it first.
 fn pending_replace(req: &Request<Incoming>, prefix: &str) -> Option<PendingReplace> {
+    let h = req.headers();
     let is_move = match req.method().as_str() {
         "MOVE" => true,
-        "COPY" => false,
+        "COPY" => h
+            .get("Depth")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|d| d.trim().eq_ignore_ascii_case("infinity"))
+            .then_some(false)?,
         _ => return None,
     };
-    let overwrite = req
-        .headers()
+    let overwrite = h
         .get("Overwrite")
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| !v.trim().eq_ignore_ascii_case("F"));
     if !overwrite {
         return None;
     }
-    let dest = req.headers().get("Destination")?.to_str().ok()?;
+    let dest = h.get("Destination")?.to_str().ok()?;
     let names = names_below(below_prefix(dest, prefix)?)?;
-    (!names.is_empty()).then(|| PendingReplace::new(names, is_move))
+    let source = dav_target(req.uri(), prefix)?;
+    (!names.is_empty()).then(|| PendingReplace::new(source, names, is_move))
 }
 
 /// `X-OC-Mtime` (Unix seconds, possibly fractional) and `OC-Checksum`.
