@@ -395,6 +395,10 @@ impl Gateway {
         };
         let asked = crate::webdav::propfind::requested_props(&req);
         let locks = self.lock_table(me.id);
+        let req = match crate::webdav::win32::proppatch(&self.meta, &locks, &ctx, req).await {
+            Ok(res) => return res,
+            Err(req) => *req,
+        };
         if req.method().as_str() == "LOCK" && !req.headers().contains_key("If") && locks.is_full() {
             tracing::info!(user = %me.name, "lock refused: the user holds the most locks allowed");
             return error_response(

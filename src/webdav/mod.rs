@@ -30,6 +30,7 @@ mod locks;
 pub(crate) mod node_meta;
 pub(crate) mod propfind;
 pub(crate) mod quote_etags;
+pub(crate) mod win32;
 
 use std::sync::Arc;
 

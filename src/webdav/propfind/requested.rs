@@ -5,7 +5,10 @@
 //! property a node carries to each entry, asked for or not. [`Requested`]
 //! rewrites the reply as it streams, one `<D:response>` at a time (dav-server
 //! flushes after each): properties not asked for are dropped, and those
-//! asked for but absent are named in a 404 propstat. An entry is held
+//! asked for but absent are named in a 404 propstat. A property listed
+//! twice keeps its first value, except a Windows one, where the stored
+//! value (appended by dav-server after its computed one) wins: that is
+//! what the client set (`webdav/win32.rs`). An entry is held
 //! only until its end tag arrives; its size is bounded by the dead
 //! properties a node may carry (`limits.props_per_node`).
 
@@ -20,6 +23,7 @@ use quick_xml::NsReader;
 
 use super::props::PropName;
 use super::xml::not_found_propstat;
+use crate::webdav::win32::NS_MS;
 
 const RESPONSE_END: &[u8] = b"</D:response>";
 
@@ -103,8 +107,10 @@ fn rewrite_entry(entry: &[u8], props: &[PropName]) -> Option<Vec<u8>> {
     let mut pos = 0;
     for (propstat, found) in &layout.propstats {
         let mut kept: Vec<&Found> = Vec::new();
-        for f in found {
-            if props.contains(&f.name) && !answered.contains(&&f.name) {
+        for (i, f) in found.iter().enumerate() {
+            let stored_later = found[i + 1..].iter().any(|g| g.name == f.name)
+                && f.name.namespace.as_deref() == Some(NS_MS);
+            if props.contains(&f.name) && !answered.contains(&&f.name) && !stored_later {
                 answered.push(&f.name);
                 kept.push(f);
             }
