@@ -277,11 +277,13 @@ fn header(res: &reqwest::blocking::Response, name: &str) -> String {
         .to_string()
 }
 
-/// (status, `{namespace}name`, text) of every property in a multistatus,
-/// per response href.
-fn responses(xml: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+/// A property as (status, `{namespace}name`, text).
+type Prop = (String, String, String);
+
+/// Every property in a multistatus, per response href.
+fn responses(xml: &str) -> Vec<(String, Vec<Prop>)> {
     let mut r = NsReader::from_str(xml);
-    let mut out: Vec<(String, Vec<(String, String, String)>)> = Vec::new();
+    let mut out: Vec<(String, Vec<Prop>)> = Vec::new();
     let mut depth = 0;
     let mut pending: Vec<(String, String)> = Vec::new();
     let mut text = String::new();
@@ -333,7 +335,7 @@ fn responses(xml: &str) -> Vec<(String, Vec<(String, String, String)>)> {
 }
 
 /// The properties of the response whose href ends with `suffix`.
-fn entry_of(xml: &str, suffix: &str) -> Vec<(String, String, String)> {
+fn entry_of(xml: &str, suffix: &str) -> Vec<Prop> {
     responses(xml)
         .into_iter()
         .find(|(href, _)| href.ends_with(suffix))
@@ -342,7 +344,7 @@ fn entry_of(xml: &str, suffix: &str) -> Vec<(String, String, String)> {
 }
 
 /// The properties of a one-response multistatus.
-fn props_by_status(xml: &str) -> Vec<(String, String, String)> {
+fn props_by_status(xml: &str) -> Vec<Prop> {
     responses(xml)
         .into_iter()
         .next()
