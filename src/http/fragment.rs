@@ -38,6 +38,11 @@ pub const MAX_NOTED: usize = 8;
 pub struct Fragments(Arc<Mutex<VecDeque<u64>>>);
 
 impl Fragments {
+    /// What is remembered (for the fuzzing property).
+    pub(crate) fn noted(&self) -> Vec<u64> {
+        self.0.lock().iter().copied().collect()
+    }
+
     fn note(&self, method: &[u8], target: &[u8]) {
         let mut noted = self.0.lock();
         if noted.len() == MAX_NOTED {
@@ -98,8 +103,13 @@ impl<IO> FragmentWatch<IO> {
         self.inner
     }
 
+    /// The unfinished line held between reads, in bytes.
+    pub(crate) fn held(&self) -> usize {
+        self.partial.len()
+    }
+
     /// Looks at the bytes just read.
-    fn scan(&mut self, data: &[u8]) {
+    pub(crate) fn scan(&mut self, data: &[u8]) {
         let first_end = data.iter().position(|&c| c == b'\n');
         let growing = self.continue_partial(data, first_end);
         // Without a `#`, no line that starts in `data` has a fragment.
@@ -156,10 +166,19 @@ impl<IO> FragmentWatch<IO> {
 }
 
 /// (method, target before `#`) of `METHOD target HTTP/1.x\r\n` whose
-/// target holds a `#`.
+/// target holds a `#`: printable ASCII, at most [`MAX_LINE`] bytes with
+/// its newline (what a line split across reads is held to as well).
 fn request_with_fragment(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    if line.len() > MAX_LINE {
+        return None;
+    }
     let line = line.strip_suffix(b"\n")?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if !line.first().is_some_and(u8::is_ascii_uppercase)
+        || !line.iter().all(|c| (0x20..0x7f).contains(c))
+    {
+        return None;
+    }
     let hash = line.iter().position(|&c| c == b'#')?;
     let mut parts = line.split(|&c| c == b' ');
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);

@@ -10,7 +10,7 @@
 pub mod admin;
 pub mod auth;
 mod console;
-mod fragment;
+pub(crate) mod fragment;
 mod listener;
 mod metrics;
 

@@ -12,9 +12,7 @@
 //! unchanged.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use xmltree::{Element, XMLNode};
 
 use super::locks::LockTable;
 use super::propfind::props::NS_DAV;
@@ -102,24 +100,13 @@ async fn apply(
 }
 
 /// A property as dav-server stores one (its XML element, self-declared).
-fn stored(name: &str, value: &str) -> StoredProp {
+pub(crate) fn stored(name: &str, value: &str) -> StoredProp {
     let xml = format!("<Z:{name} xmlns:Z=\"{NS_MS}\">{}</Z:{name}>", escape(value));
     StoredProp {
         name: name.to_string(),
         prefix: Some("Z".into()),
         namespace: Some(NS_MS.into()),
         xml: Some(xml.into_bytes()),
-    }
-}
-
-/// Whether an element named `local` in `ns` may open at `depth`.
-fn expected(depth: usize, ns: Option<&str>, local: &str) -> bool {
-    match depth {
-        0 => ns == Some(NS_DAV) && local == "propertyupdate",
-        1 => ns == Some(NS_DAV) && local == "set",
-        2 => ns == Some(NS_DAV) && local == "prop",
-        3 => ns == Some(NS_MS) && NAMES.contains(&local),
-        _ => false,
     }
 }
 
@@ -146,50 +133,41 @@ fn multistatus(href: &str, sets: &[(String, String)]) -> Response<GwBody> {
 }
 
 /// The `(name, value)` pairs of a `<D:propertyupdate>` that only sets
-/// Windows properties, each with plain text; `None` for anything else.
-fn parse(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut reader = NsReader::from_str(text);
-    let mut path: Vec<(Option<String>, String)> = Vec::new();
-    // A Windows property holds text only: any element inside it declines.
-    let mut sets: Vec<(String, String)> = Vec::new();
-    loop {
-        let (ns, event) = reader.read_resolved_event().ok()?;
-        let ns = match ns {
-            ResolveResult::Bound(n) => Some(std::str::from_utf8(n.as_ref()).ok()?.to_string()),
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(_) => return None,
-        };
-        let opens = matches!(event, Event::Start(_));
-        match event {
-            Event::Start(e) | Event::Empty(e) => {
-                let local = std::str::from_utf8(e.local_name().into_inner()).ok()?;
-                if !expected(path.len(), ns.as_deref(), local) {
+/// Windows properties, each to plain text; `None` for anything else. The
+/// body is read by dav-server's own XML parser and walked as dav-server
+/// walks it (`set`/`remove` children, their `prop` children, any
+/// namespace on those two), so this takes over exactly the PROPPATCHes
+/// dav-server would have answered with 200 for every property.
+pub(crate) fn parse(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let root = Element::parse(body).ok()?;
+    if root.name != "propertyupdate" || root.namespace.as_deref() != Some(NS_DAV) {
+        return None;
+    }
+    let mut sets = Vec::new();
+    for action in elements(&root) {
+        match action.name.as_str() {
+            "set" => {}
+            "remove" => return None,
+            _ => continue,
+        }
+        for prop in elements(action).filter(|e| e.name == "prop") {
+            for p in elements(prop) {
+                let windows =
+                    p.namespace.as_deref() == Some(NS_MS) && NAMES.contains(&p.name.as_str());
+                let value = p.get_text()?;
+                if !windows || elements(p).next().is_some() || value.len() > MAX_VALUE {
                     return None;
                 }
-                if path.len() == 3 {
-                    sets.push((local.to_string(), String::new()));
-                }
-                if opens {
-                    path.push((ns, local.to_string()));
-                }
+                sets.push((p.name.clone(), value.into_owned()));
             }
-            Event::End(_) => {
-                path.pop()?;
-            }
-            Event::Text(t) if path.len() == 4 => {
-                let value = t.unescape().ok()?;
-                let last = sets.last_mut()?;
-                last.1.push_str(&value);
-                if last.1.len() > MAX_VALUE {
-                    return None;
-                }
-            }
-            Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
-            Event::Decl(_) => {}
-            Event::Eof => break,
-            _ => return None,
         }
     }
     Some(sets)
+}
+
+fn elements(e: &Element) -> impl Iterator<Item = &Element> {
+    e.children.iter().filter_map(|c| match c {
+        XMLNode::Element(e) => Some(e),
+        _ => None,
+    })
 }
