@@ -62,7 +62,10 @@ pub(crate) async fn proppatch(
     }
     match apply(meta, ctx, &names, &sets).await {
         Ok(()) => Ok(multistatus(req.uri().path(), &sets)),
-        Err(e) => Ok(failure_response(&e)),
+        Err(e) => {
+            tracing::info!(error = %e, "Windows properties refused");
+            Ok(failure_response(&e))
+        }
     }
 }
 
