@@ -393,7 +393,7 @@ impl Gateway {
             Ok(res) => return res,
             Err(req) => *req,
         };
-        let asked = crate::webdav::propfind::requested_props(&req);
+        let asked = crate::webdav::propfind::asked(&req);
         let locks = self.lock_table(me.id);
         let req = match crate::webdav::win32::proppatch(&self.meta, &locks, &ctx, req).await {
             Ok(res) => return res,
@@ -420,7 +420,7 @@ impl Gateway {
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
             match asked {
-                Some(props) => QuoteEtags::new(Requested::new(body, props)).boxed_unsync(),
+                Some(asked) => QuoteEtags::new(Requested::new(body, asked)).boxed_unsync(),
                 None => QuoteEtags::new(body).boxed_unsync(),
             }
         } else if method == Method::GET && parts.status.is_success() {

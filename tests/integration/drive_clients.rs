@@ -131,6 +131,26 @@ fn windows_mounts_and_keeps_its_file_times(gw: TestGateway) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "each property once: {text}");
+    // allprop, as the redirector may ask: the stored values, each once.
+    let res = dav
+        .request("PROPFIND", &dav.url("docs"))
+        .header("Depth", "1")
+        .header("User-Agent", "Microsoft-WebDAV-MiniRedir/10.0.19045")
+        .body("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>")
+        .send()
+        .unwrap();
+    let all = entry_of(&res.text().unwrap(), "report.txt");
+    let attributes: Vec<&str> = all
+        .iter()
+        .filter(|(_, n, _)| *n == format!("{{{MS}}}Win32FileAttributes"))
+        .map(|(_, _, v)| v.as_str())
+        .collect();
+    assert_eq!(attributes, ["00000022"]);
+    let mut names: Vec<&str> = all.iter().map(|(_, n, _)| n.as_str()).collect();
+    let count = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), count, "each property once: {all:?}");
     // A folder Windows never patched still answers its computed values.
     let folder = entry_of(&text, "docs/");
     assert!(folder.iter().any(|(s, n, v)| s.contains("200")

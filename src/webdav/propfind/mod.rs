@@ -24,7 +24,7 @@ use crate::meta::{split_path, Meta, NsError, Owner};
 use crate::wire::body::DavBody;
 use crate::wire::reply::{full, GwBody};
 use props::Want;
-pub use requested::Requested;
+pub use requested::{Asked, Requested};
 
 /// Why a PROPFIND is left to the WebDAV layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,18 +76,38 @@ pub(crate) async fn propfind(
     }
 }
 
-/// The properties a `<D:prop>` PROPFIND asks for, for the WebDAV layer's
-/// reply to be made to answer exactly them ([`Requested`]); `None` for
-/// allprop, propname and any body this reader declines (that reply then
-/// goes out as the WebDAV layer writes it).
-pub(crate) fn requested_props(req: &Request<DavBody>) -> Option<Vec<props::PropName>> {
+/// What a PROPFIND asks for, for the WebDAV layer's reply to be made to
+/// answer exactly that ([`Requested`]): a `<D:prop>` list, or allprop
+/// (also an empty body). `None` for propname and any body neither this
+/// reader nor the WebDAV layer's parser takes (that reply then goes out
+/// as the WebDAV layer writes it).
+pub(crate) fn asked(req: &Request<DavBody>) -> Option<Asked> {
     if req.method().as_str() != "PROPFIND" {
         return None;
     }
-    match req.body() {
-        DavBody::Read(Some(data)) => props::parse(data).ok(),
-        _ => None,
+    let data = match req.body() {
+        DavBody::Read(Some(data)) => data.clone(),
+        DavBody::Read(None) => bytes::Bytes::new(),
+        _ => return None,
+    };
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Some(Asked::All);
     }
+    if let Ok(list) = props::parse(&data) {
+        return Some(Asked::Props(list));
+    }
+    // allprop, read by the WebDAV layer's own parser (the body passed the
+    // front's depth and size checks).
+    let root = xmltree::Element::parse(&data[..]).ok()?;
+    let first = root.children.iter().find_map(|c| match c {
+        xmltree::XMLNode::Element(e)
+            if matches!(e.name.as_str(), "prop" | "propname" | "allprop") =>
+        {
+            Some(e)
+        }
+        _ => None,
+    })?;
+    (root.name == "propfind" && first.name == "allprop").then_some(Asked::All)
 }
 
 /// `Some(false)` for Depth 0, `Some(true)` for Depth 1, `None` otherwise.

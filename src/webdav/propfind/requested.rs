@@ -5,7 +5,8 @@
 //! property a node carries to each entry, asked for or not. [`Requested`]
 //! rewrites the reply as it streams, one `<D:response>` at a time (dav-server
 //! flushes after each): properties not asked for are dropped, and those
-//! asked for but absent are named in a 404 propstat. A property listed
+//! asked for but absent are named in a 404 propstat; to an allprop request
+//! each property is listed once. A property listed
 //! twice keeps its first value, except a Windows one, where the stored
 //! value (appended by dav-server after its computed one) wins: that is
 //! what the client set (`webdav/win32.rs`). An entry is held
@@ -33,19 +34,28 @@ const ROOT: &str = "<w xmlns:D=\"DAV:\" xmlns:A=\"http://apache.org/dav/props/\"
 xmlns:Z=\"urn:schemas-microsoft-com:\" xmlns:nc=\"http://nextcloud.org/ns\" \
 xmlns:oc=\"http://owncloud.org/ns\">";
 
-/// A multistatus body answering only `props`.
+/// What a PROPFIND asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// A `<D:prop>` list: only these, the missing ones under 404.
+    Props(Vec<PropName>),
+    /// `allprop` (or no body): everything, each property once.
+    All,
+}
+
+/// A multistatus body answering what was asked.
 pub struct Requested<B> {
     inner: Pin<Box<B>>,
-    props: Vec<PropName>,
+    asked: Asked,
     held: Vec<u8>,
     ended: bool,
 }
 
 impl<B> Requested<B> {
-    pub(crate) fn new(inner: B, props: Vec<PropName>) -> Self {
+    pub(crate) fn new(inner: B, asked: Asked) -> Self {
         Self {
             inner: Box::pin(inner),
-            props,
+            asked,
             held: Vec::new(),
             ended: false,
         }
@@ -66,7 +76,7 @@ impl<B> Requested<B> {
             };
             out.extend_from_slice(&ready[pos..start]);
             let entry = &ready[start..stop + RESPONSE_END.len()];
-            match rewrite_entry(entry, &self.props) {
+            match rewrite_entry(entry, &self.asked) {
                 Some(fixed) => out.extend_from_slice(&fixed),
                 None => out.extend_from_slice(entry),
             }
@@ -98,9 +108,13 @@ struct Layout {
     propstats: Vec<(std::ops::Range<usize>, Vec<Found>)>,
 }
 
-/// One `<D:response>…</D:response>` answering `props`, or `None` if it is
+/// One `<D:response>…</D:response>` answering `asked`, or `None` if it is
 /// not what dav-server writes (then it passes unchanged).
-fn rewrite_entry(entry: &[u8], props: &[PropName]) -> Option<Vec<u8>> {
+fn rewrite_entry(entry: &[u8], asked: &Asked) -> Option<Vec<u8>> {
+    let wanted = |name: &PropName| match asked {
+        Asked::Props(props) => props.contains(name),
+        Asked::All => true,
+    };
     let layout = read_layout(entry)?;
     let mut out = Vec::with_capacity(entry.len() + 64);
     let mut answered: Vec<&PropName> = Vec::new();
@@ -110,7 +124,7 @@ fn rewrite_entry(entry: &[u8], props: &[PropName]) -> Option<Vec<u8>> {
         for (i, f) in found.iter().enumerate() {
             let stored_later = found[i + 1..].iter().any(|g| g.name == f.name)
                 && f.name.namespace.as_deref() == Some(NS_MS);
-            if props.contains(&f.name) && !answered.contains(&&f.name) && !stored_later {
+            if wanted(&f.name) && !answered.contains(&&f.name) && !stored_later {
                 answered.push(&f.name);
                 kept.push(f);
             }
@@ -131,6 +145,10 @@ fn rewrite_entry(entry: &[u8], props: &[PropName]) -> Option<Vec<u8>> {
     let end = entry.len() - RESPONSE_END.len();
     out.extend_from_slice(&entry[pos..end]);
     let mut missing: Vec<&PropName> = Vec::new();
+    let props = match asked {
+        Asked::Props(props) => props.as_slice(),
+        Asked::All => &[],
+    };
     for p in props {
         if !answered.contains(&p) && !missing.contains(&p) {
             missing.push(p);
@@ -276,12 +294,12 @@ mod tests {
         }
     }
 
-    fn run(parts: &[&str], props: Vec<PropName>) -> String {
+    fn run(parts: &[&str], asked: Asked) -> String {
         let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = parts
             .iter()
             .map(|p| Ok(Frame::data(Bytes::from(p.to_string()))))
             .collect();
-        let body = Requested::new(StreamBody::new(futures_util::stream::iter(frames)), props);
+        let body = Requested::new(StreamBody::new(futures_util::stream::iter(frames)), asked);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -311,14 +329,33 @@ mod tests {
 <D:propstat><D:prop><gone xmlns=\"urn:y\"/><bare xmlns=\"\"/><D:displayname/></D:prop>\
 <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response></D:multistatus>"
         );
-        assert_eq!(run(&[&doc], props.clone()), want);
+        assert_eq!(run(&[&doc], Asked::Props(props.clone())), want);
         for i in 1..doc.len() {
             assert_eq!(
-                run(&[&doc[..i], &doc[i..]], props.clone()),
+                run(&[&doc[..i], &doc[i..]], Asked::Props(props.clone())),
                 want,
                 "split at {i}"
             );
         }
+    }
+
+    #[test]
+    fn allprop_lists_a_stored_windows_property_once() {
+        let entry = "<D:response><D:href>/a</D:href><D:propstat><D:prop>\
+<D:getetag>1</D:getetag><Z:Win32FileAttributes>00000020</Z:Win32FileAttributes>\
+<x:dead xmlns:x=\"urn:x\">v</x:dead>\
+<Z:Win32FileAttributes xmlns:Z=\"urn:schemas-microsoft-com:\">00000022</Z:Win32FileAttributes>\
+</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>";
+        let head = "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:multistatus xmlns:D=\"DAV:\" \
+xmlns:Z=\"urn:schemas-microsoft-com:\">";
+        let got = run(&[&format!("{head}{entry}</D:multistatus>")], Asked::All);
+        let want = format!(
+            "{head}<D:response><D:href>/a</D:href><D:propstat><D:prop>\
+<D:getetag>1</D:getetag><x:dead xmlns:x=\"urn:x\">v</x:dead>\
+<Z:Win32FileAttributes xmlns:Z=\"urn:schemas-microsoft-com:\">00000022</Z:Win32FileAttributes>\
+</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
+        );
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -328,7 +365,7 @@ mod tests {
 <x:dead xmlns:x=\"urn:x\"/></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>\
 </D:response><D:response><D:href>/b</D:href></D:response></D:multistatus>"
         );
-        let got = run(&[&doc], vec![prop(Some("DAV:"), "getetag")]);
+        let got = run(&[&doc], Asked::Props(vec![prop(Some("DAV:"), "getetag")]));
         let nf = "<D:propstat><D:prop><D:getetag/></D:prop>\
 <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>";
         assert_eq!(
