@@ -111,6 +111,9 @@ struct Layout {
 /// One `<D:response>…</D:response>` answering `asked`, or `None` if it is
 /// not what dav-server writes (then it passes unchanged).
 fn rewrite_entry(entry: &[u8], asked: &Asked) -> Option<Vec<u8>> {
+    if !entry.starts_with(b"<D:response>") || !entry.ends_with(RESPONSE_END) {
+        return None;
+    }
     let wanted = |name: &PropName| match asked {
         Asked::Props(props) => props.contains(name),
         Asked::All => true,
@@ -194,6 +197,10 @@ fn read_layout(entry: &[u8]) -> Option<Layout> {
             }
             Event::End(e) => {
                 depth = depth.checked_sub(1)?;
+                // The entry is one element, `response`, from start to end.
+                if depth == 1 && after - shift != entry.len() {
+                    return None;
+                }
                 if depth == 4 {
                     let (start, name) = open.take()?;
                     found.push(Found {
