@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::files::refused::RefusedNames;
 use crate::owncloud::checksum::ChecksumSet;
 use crate::store::{ChunkSizes, StoreSettings};
 
@@ -69,6 +70,7 @@ pub struct Config {
     /// HTTPS on `listen` (absent: plain HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    pub files: FilesConfig,
 }
 
 /// `[tls]`: serve `listen` over HTTPS with this certificate (reloaded on
@@ -123,6 +125,19 @@ impl TlsConfig {
         }
         Ok(())
     }
+}
+
+/// What the gateway does with file names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Patterns (`*`, `?`; ASCII case ignored) on the last name of a path
+    /// that no write may create: PUT, MKCOL, the destination of MOVE and
+    /// COPY, a chunked upload's final MOVE. Refused with 403 and a log
+    /// line; listed in the OCS capabilities (`files.blacklisted_files`).
+    /// Empty by default; macOS Finder's litter is `["._*", ".DS_Store"]`.
+    #[serde(default)]
+    pub refuse: Vec<String>,
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -539,6 +554,7 @@ impl Default for Config {
                 secure_cookies: false,
             },
             tls: None,
+            files: FilesConfig::default(),
         }
     }
 }
@@ -580,6 +596,7 @@ impl Config {
             ));
         }
         self.upload_checksums()?;
+        self.refused_names()?;
         self.validate_limits()?;
         self.metrics.validate()?;
         if let Some(tls) = &self.tls {
@@ -591,6 +608,12 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `files.refuse`, checked.
+    pub fn refused_names(&self) -> Result<RefusedNames, ConfigError> {
+        RefusedNames::new(&self.files.refuse)
+            .map_err(|e| ConfigError::Invalid(format!("files.refuse: {e}")))
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {

@@ -25,6 +25,7 @@ use crate::backend::webdav::multistatus::{parse_multistatus, read_multistatus};
 use crate::config::Config;
 use crate::crypto::{ChunkId, ChunkIdKey, MasterKey, ObjectKind, ObjectName, Sealer, HEADER_LEN};
 use crate::http::below_prefix;
+use crate::http::fragment::{self, FragmentWatch, Fragments};
 use crate::meta::locks::{blocking, LockRecord, Submitted};
 use crate::meta::sessions::{order_of, part_key, valid_name};
 use crate::meta::split_path;
@@ -35,6 +36,7 @@ use crate::owncloud::uploads::{
 };
 use crate::owncloud::{format_of, ocs as ocs_reply, Format};
 use crate::webdav::propfind::props;
+use crate::webdav::win32;
 use crate::wire::body::{check_xml, XmlLimits};
 use crate::wire::ranges::{merge, Merged};
 use crate::wire::routes::{self, Route, FILES_PREFIX, WEBDAV_PREFIX};
@@ -389,7 +391,13 @@ pub fn ocs(data: &[u8]) {
     let Route::Ocs { v2, rest } = routes::route(path) else {
         return;
     };
-    let res = ocs_reply(v2, &rest, query, &ocs_user());
+    let res = ocs_reply(
+        v2,
+        &rest,
+        query,
+        &ocs_user(),
+        &crate::files::refused::RefusedNames::default(),
+    );
     assert!(
         matches!(res.status().as_u16(), 200 | 404),
         "{}",
@@ -661,6 +669,63 @@ pub fn metadata_objects(data: &[u8]) {
     }
 }
 
+/// A PROPPATCH body, as `webdav/win32.rs` reads it (after the front's
+/// check, like every body) to take over one that sets only Windows
+/// properties. Property: each value it takes is stored as XML that
+/// dav-server's parser reads back as that property, in the Windows
+/// namespace, with exactly that text.
+pub fn win32_proppatch(data: &[u8]) {
+    if check_xml(data, &xml_limits(), false).is_err() {
+        return;
+    }
+    let Some(sets) = win32::parse(data) else {
+        return;
+    };
+    for (name, value) in sets {
+        let stored = win32::stored(&name, &value);
+        let xml = stored.xml.unwrap_or_default();
+        let Ok(back) = xmltree::Element::parse(&xml[..]) else {
+            panic!("a stored Windows property does not parse: {xml:?}");
+        };
+        assert_eq!(back.name, name);
+        assert_eq!(back.namespace.as_deref(), Some(win32::NS_MS));
+        let text = back.get_text().map(|t| t.into_owned()).unwrap_or_default();
+        assert_eq!(
+            text, value,
+            "a stored Windows property reads back otherwise"
+        );
+    }
+}
+
+/// The bytes of a connection, as `http/fragment.rs` watches them for
+/// request lines with a `#fragment`; the first byte says where to split
+/// them into two reads. Properties: what is remembered stays bounded, and
+/// every such line noted when the bytes come in one read is noted when
+/// they come in two.
+pub fn request_lines(data: &[u8]) {
+    let Some((&split, bytes)) = data.split_first() else {
+        return;
+    };
+    let at = usize::from(split) * bytes.len() / 256;
+    let whole = Fragments::default();
+    FragmentWatch::new((), whole.clone()).scan(bytes);
+    let parts = Fragments::default();
+    let mut watch = FragmentWatch::new((), parts.clone());
+    watch.scan(&bytes[..at]);
+    watch.scan(&bytes[at..]);
+    assert!(watch.held() <= fragment::MAX_LINE);
+    let (whole, parts) = (whole.noted(), parts.noted());
+    assert!(whole.len() <= fragment::MAX_NOTED && parts.len() <= fragment::MAX_NOTED);
+    if parts.len() < fragment::MAX_NOTED {
+        for k in &whole {
+            assert!(
+                parts.contains(k),
+                "a request line was missed when split at {at}"
+            );
+        }
+    }
+}
+
 /// A fuzzing entry point.
 pub type EntryPoint = fn(&[u8]);
 
@@ -680,4 +745,6 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("object_tamper", object_tamper),
     ("multistatus", multistatus),
     ("metadata_objects", metadata_objects),
+    ("win32_proppatch", win32_proppatch),
+    ("request_lines", request_lines),
 ];

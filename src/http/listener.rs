@@ -44,6 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::fragment::{FragmentWatch, Fragments};
 use super::Gateway;
 use crate::config::LimitsConfig;
 use crate::wire::reply::GwBody;
@@ -327,7 +328,17 @@ where
 {
     let timeouts = admitted.gw.connection_limits.timeouts;
     let activity = Activity::new();
-    let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
+    let fragments = Fragments::default();
+    let io = TokioIo::new(FragmentWatch::new(
+        WatchedIo::new(stream, activity.clone()),
+        fragments.clone(),
+    ));
+    // The request lines' fragments, which hyper drops, as the watch saw
+    // them (`http/fragment.rs`).
+    let handler = move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(fragments.clone());
+        handler(req)
+    };
     let conn = http1::Builder::new()
         .keep_alive(true)
         // Without this, hyper reads ahead while a request is being handled
@@ -341,7 +352,7 @@ where
         .serve_connection(io, watched_service(&activity, handler))
         .without_shutdown();
     match watched(admitted, conn, &activity, peer).await {
-        Some(Ok(parts)) => lingering_close(parts.io.into_inner().into_inner()).await,
+        Some(Ok(parts)) => lingering_close(parts.io.into_inner().into_inner().into_inner()).await,
         Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
         None => {}
     }

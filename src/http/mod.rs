@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 mod console;
+pub(crate) mod fragment;
 mod listener;
 mod metrics;
 
@@ -28,12 +29,14 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::{Config, LimitsConfig};
+use crate::files::refused::RefusedNames;
 use crate::jobs::expire::StaleSessions;
 use crate::jobs::JobStatus;
 use crate::meta::{Meta, UserRecord};
 use crate::meta::{Owner, UploadError};
 use crate::owncloud::uploads::{names_below, Transfers, UploadsCtx};
 use crate::store::ContentStore;
+use crate::webdav::propfind::Requested;
 use crate::webdav::quote_etags::QuoteEtags;
 use crate::webdav::{DedupFs, LockTable, PendingReplace, RequestCtx, UploadHints};
 pub use crate::wire::reply::GwBody;
@@ -62,6 +65,8 @@ pub struct Gateway {
     /// The token of the local command line, once `serve` has made one.
     local_admin: Mutex<Option<admin::LocalToken>>,
     console: console::Console,
+    /// `files.refuse`: names no write may create.
+    refused: RefusedNames,
 }
 
 impl StaleSessions for Gateway {
@@ -97,6 +102,11 @@ impl Gateway {
             config: app.config.clone(),
             local_admin: Mutex::new(None),
             console: console::Console::new(&app.config.console, app.keys.clone()),
+            refused: app.config.refused_names().unwrap_or_else(|e| {
+                // Loading the settings checked them already.
+                tracing::error!(error = %e, "files.refuse ignored");
+                RefusedNames::default()
+            }),
         });
         gateway.set_upload_ttl(Duration::from_secs(app.config.uploads.expire_hours * 3600));
         gateway
@@ -142,6 +152,7 @@ impl Gateway {
             ids: self.fs.ids(),
             checksums: self.fs.checksums(),
             locks: Box::new(self.lock_table(user)),
+            refused: &self.refused,
         }
     }
 
@@ -209,7 +220,11 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> (Response<GwBody>, Option<String>) {
+        if let Some(res) = refuse_fragment(&req) {
+            return (res, None);
+        }
         match route(req.uri().path()) {
+            Route::Home if req.method() == Method::OPTIONS => (reply::root_options(), None),
             Route::Home => (home_page(), None),
             Route::NotFound => (
                 error_response(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -220,7 +235,7 @@ impl Gateway {
                 let query = req.uri().query().map(str::to_string);
                 match self.login(&req, peer).await {
                     Ok(u) => (
-                        crate::owncloud::ocs(v2, &rest, query.as_deref(), &u),
+                        crate::owncloud::ocs(v2, &rest, query.as_deref(), &u, &self.refused),
                         Some(u.name),
                     ),
                     Err(res) if res.status() == StatusCode::UNAUTHORIZED => (
@@ -342,6 +357,7 @@ impl Gateway {
             .or_else(|| refuse_infinite_depth(&req))
             .or_else(|| refuse_bad_names(&req, &prefix))
             .or_else(|| refuse_destroying_root(&req, &prefix))
+            .or_else(|| refuse_names(&req, &prefix, &self.refused))
         {
             return res;
         }
@@ -385,7 +401,12 @@ impl Gateway {
             Ok(res) => return res,
             Err(req) => *req,
         };
+        let asked = crate::webdav::propfind::asked(&req);
         let locks = self.lock_table(me.id).reporting_to(ctx.failure.clone());
+        let req = match crate::webdav::win32::proppatch(&self.meta, &locks, &ctx, req).await {
+            Ok(res) => return res,
+            Err(req) => *req,
+        };
         let is_lock = req.method().as_str() == "LOCK" && !req.headers().contains_key("If");
         if is_lock && locks.is_full().await {
             tracing::info!(user = %me.name, "lock refused: the user holds the most locks allowed");
@@ -402,9 +423,15 @@ impl Gateway {
         if parts.status.is_success() {
             self.add_oc_headers(&method, &ctx, &mut parts.headers);
         }
+        if method == Method::OPTIONS {
+            reply::announce_dav(&mut parts.headers);
+        }
         let body = GuardedBody::new(body, ctx.failure.clone());
         let body = if is_propfind && parts.status == StatusCode::MULTI_STATUS {
-            QuoteEtags::new(body).boxed_unsync()
+            match asked {
+                Some(asked) => QuoteEtags::new(Requested::new(body, asked)).boxed_unsync(),
+                None => QuoteEtags::new(body).boxed_unsync(),
+            }
         } else if method == Method::GET && parts.status.is_success() {
             match prime(body, &ctx).await {
                 Ok(body) => body,
@@ -540,6 +567,21 @@ fn request_has_body(req: &Request<Incoming>) -> bool {
             .is_some_and(|n| n > 0)
 }
 
+/// A Request-URI with a `#fragment` names something other than what it
+/// reaches (`DELETE /dir/#x` would remove `/dir/`): refused with 400, for
+/// every method, before anything is looked up (see [`fragment`]).
+fn refuse_fragment(req: &Request<Incoming>) -> Option<Response<GwBody>> {
+    let fragments = req.extensions().get::<fragment::Fragments>()?;
+    if !fragments.take(req.method(), req.uri()) {
+        return None;
+    }
+    tracing::info!(method = %req.method(), path = %path_for_log(req.uri().path()), "request refused: a fragment in the Request-URI");
+    Some(error_response(
+        StatusCode::BAD_REQUEST,
+        "the Request-URI carries a #fragment, which no request may",
+    ))
+}
+
 /// Partial updates (PUT with Content-Range, Sabre's PATCH) would need a
 /// read-modify-write of deduplicated content; they are refused up front so
 /// nothing is half-applied.
@@ -602,6 +644,29 @@ fn refuse_destroying_root(req: &Request<Incoming>, prefix: &str) -> Option<Respo
             "your top folder cannot be deleted, moved or replaced",
         )
     })
+}
+
+/// A write that would create a name `files.refuse` matches (PUT, MKCOL,
+/// or the destination of COPY/MOVE) is refused with 403 before anything
+/// is read or changed.
+fn refuse_names(
+    req: &Request<Incoming>,
+    prefix: &str,
+    refused: &RefusedNames,
+) -> Option<Response<GwBody>> {
+    let created = match req.method().as_str() {
+        "PUT" | "MKCOL" => dav_target(req.uri(), prefix),
+        "COPY" | "MOVE" => req
+            .headers()
+            .get("Destination")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| below_prefix(d, prefix))
+            .and_then(names_below),
+        _ => None,
+    }?;
+    let e = refused.check(&created).err()?;
+    tracing::info!(method = %req.method(), error = %e, "write refused: files.refuse");
+    Some(failure_response(&e.into()))
 }
 
 /// Caps the parts of a `Range` header: overlapping and adjacent parts are
@@ -678,26 +743,32 @@ pub(crate) fn below_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     Some(rest)
 }
 
-/// For MOVE (and COPY onto a file) with overwriting allowed: the destination,
-/// so the file system replaces it in the same transaction as the move
+/// For MOVE, and COPY of everything below (Depth infinity), with
+/// overwriting allowed: source and destination, so the file system
+/// replaces the destination in the same transaction as the move or copy
 /// instead of deleting it first.
 fn pending_replace(req: &Request<Incoming>, prefix: &str) -> Option<PendingReplace> {
+    let h = req.headers();
     let is_move = match req.method().as_str() {
         "MOVE" => true,
-        "COPY" => false,
+        "COPY" => h
+            .get("Depth")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|d| d.trim().eq_ignore_ascii_case("infinity"))
+            .then_some(false)?,
         _ => return None,
     };
-    let overwrite = req
-        .headers()
+    let overwrite = h
         .get("Overwrite")
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| !v.trim().eq_ignore_ascii_case("F"));
     if !overwrite {
         return None;
     }
-    let dest = req.headers().get("Destination")?.to_str().ok()?;
+    let dest = h.get("Destination")?.to_str().ok()?;
     let names = names_below(below_prefix(dest, prefix)?)?;
-    (!names.is_empty()).then(|| PendingReplace::new(names, is_move))
+    let source = dav_target(req.uri(), prefix)?;
+    (!names.is_empty()).then(|| PendingReplace::new(source, names, is_move))
 }
 
 /// `X-OC-Mtime` (Unix seconds, possibly fractional) and `OC-Checksum`.

@@ -186,6 +186,8 @@ macro_rules! conformance_suite {
                 serial tree::rename_refuses_what_it_cannot_do,
                 serial tree::rename_replacing_swaps_in_one_step,
                 serial tree::copy_file_shares_the_content,
+                serial tree::copy_replacing_copies_a_tree_in_one_step,
+                serial tree::a_refused_copy_leaves_the_destination_whole,
                 serial tree::set_mtime_is_a_change,
                 serial tree::etags_change_on_every_change_and_never_repeat,
                 serial tree::folder_sizes_follow_the_files_below,

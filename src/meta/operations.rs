@@ -308,6 +308,10 @@ operations! {
     /// Copies the file `from` to `to` (new or replaced): the manifest is
     /// shared, its chunks gain references.
     write tree fn copy_file(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
+    /// Copies the file or folder `from` with everything below it and its
+    /// dead properties to `to`, replacing whatever is there, in one
+    /// transaction (a refused copy leaves the old destination whole).
+    write tree fn copy_replacing(&self, owner: &Owner, from: &[String], to: &[String]) -> Result<Node, NsError>;
     /// Sets the modification time (Unix ns) of the node at `path`.
     write tree fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError>;
     /// Sets (`true`) or removes (`false`) dead properties, all or none.

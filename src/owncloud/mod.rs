@@ -15,6 +15,7 @@ use crate::xml_escape::escape;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::files::refused::RefusedNames;
 use crate::meta::UserRecord;
 use crate::owncloud::checksum::SUPPORTED;
 use crate::wire::reply::{full, GwBody};
@@ -74,7 +75,11 @@ pub fn format_of(query: Option<&str>) -> Format {
     }
 }
 
-fn capabilities() -> Value {
+/// The capabilities; `refused`: the names `files.refuse` keeps out,
+/// which clients then do not try to upload.
+fn capabilities(refused: &RefusedNames) -> Value {
+    let mut blacklisted = vec![".htaccess".to_string()];
+    blacklisted.extend(refused.patterns().iter().cloned());
     json!({
         "version": {
             "major": 10, "minor": 13, "micro": 0,
@@ -97,7 +102,7 @@ fn capabilities() -> Value {
             },
             "files": {
                 "bigfilechunking": true,
-                "blacklisted_files": [".htaccess"],
+                "blacklisted_files": blacklisted,
                 "privateLinks": false,
                 "privateLinksDetailsParam": false,
                 "undelete": false,
@@ -239,11 +244,17 @@ fn ocs_reply(format: Format, status: StatusCode, body: &Value) -> Response<GwBod
 
 /// An OCS request of an authenticated user. `rest` is the path after
 /// `/ocs/v1.php/` (or v2).
-pub fn ocs(v2: bool, rest: &str, query: Option<&str>, user: &UserRecord) -> Response<GwBody> {
+pub fn ocs(
+    v2: bool,
+    rest: &str,
+    query: Option<&str>,
+    user: &UserRecord,
+    refused: &RefusedNames,
+) -> Response<GwBody> {
     let format = format_of(query);
     let path = rest.trim_end_matches('/');
     let data = match path {
-        "cloud/capabilities" => capabilities(),
+        "cloud/capabilities" => capabilities(refused),
         "cloud/user" => user_data(user),
         _ => {
             let body = envelope(v2, false, "no such OCS endpoint", Value::Array(Vec::new()));
@@ -300,7 +311,13 @@ mod tests {
     #[tokio::test]
     async fn capabilities_json_v1_and_v2() {
         for (v2, code) in [(false, 100), (true, 200)] {
-            let res = ocs(v2, "cloud/capabilities", Some("format=json"), &user(None));
+            let res = ocs(
+                v2,
+                "cloud/capabilities",
+                Some("format=json"),
+                &user(None),
+                &RefusedNames::default(),
+            );
             assert_eq!(res.status(), StatusCode::OK);
             let v: Value = serde_json::from_str(&body(res).await).unwrap();
             assert_eq!(v["ocs"]["meta"]["statuscode"], code);
@@ -318,7 +335,13 @@ mod tests {
 
     #[tokio::test]
     async fn capabilities_xml() {
-        let res = ocs(false, "cloud/capabilities/", None, &user(None));
+        let res = ocs(
+            false,
+            "cloud/capabilities/",
+            None,
+            &user(None),
+            &RefusedNames::default(),
+        );
         assert!(res.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
@@ -343,18 +366,37 @@ mod tests {
 
     #[tokio::test]
     async fn user_endpoint() {
-        let res = ocs(true, "cloud/user", Some("format=json"), &user(Some(1000)));
+        let res = ocs(
+            true,
+            "cloud/user",
+            Some("format=json"),
+            &user(Some(1000)),
+            &RefusedNames::default(),
+        );
         let v: Value = serde_json::from_str(&body(res).await).unwrap();
         assert_eq!(v["ocs"]["data"]["id"], "alice");
         assert_eq!(v["ocs"]["data"]["display-name"], "alice");
         assert_eq!(v["ocs"]["data"]["quota"]["free"], 750);
-        let xml = body(ocs(false, "cloud/user", Some("format=xml"), &user(None))).await;
+        let xml = body(ocs(
+            false,
+            "cloud/user",
+            Some("format=xml"),
+            &user(None),
+            &RefusedNames::default(),
+        ))
+        .await;
         assert!(xml.contains("<id>alice</id>"), "{xml}");
     }
 
     #[tokio::test]
     async fn unknown_endpoint_and_unauthorized() {
-        let res = ocs(false, "apps/nothing", Some("format=json"), &user(None));
+        let res = ocs(
+            false,
+            "apps/nothing",
+            Some("format=json"),
+            &user(None),
+            &RefusedNames::default(),
+        );
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
         let res = ocs_unauthorized(true, Some("format=json"));
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -42,6 +42,7 @@ use crate::owncloud::checksum::{self, Announced, ChecksumSet, Digests, Hashers};
 use crate::store::{ByteSink, ContentStore, FileReader};
 use crate::wire::error::GatewayError;
 
+use crate::files::refused::RefusedNames;
 use crate::wire::reply::{error_response, failure_response, full, GwBody};
 use crate::wire::routes::{destination, Destination};
 
@@ -173,6 +174,8 @@ pub struct UploadsCtx<'a> {
     pub checksums: ChecksumSet,
     /// The user's WebDAV locks.
     pub locks: Box<dyn PathLocks>,
+    /// `files.refuse`: names the final MOVE may not create.
+    pub refused: &'a RefusedNames,
 }
 
 /// Drops stale sessions, releasing the chunks they hold (the `jobs`
@@ -518,6 +521,10 @@ impl UploadsCtx<'_> {
                 ))
             }
         };
+        if let Err(e) = self.refused.check(&path) {
+            tracing::info!(error = %e, "chunked upload refused: files.refuse");
+            return Err(e.into());
+        }
         if self
             .locks
             .locked_for(owner, &path, header_str(h, "If"))

@@ -14,6 +14,10 @@
 //! - **Replace by delete-then-write**: MOVE/COPY with `Overwrite: T`
 //!   deletes the destination in a step of its own; [`PendingReplace`] defers
 //!   that deletion into the move's or copy's own transaction.
+//! - **Folder COPY as a walk** of single steps: copied in one transaction
+//!   instead (`PendingReplace` again).
+//! - **PROPFIND replies** that leave out what they cannot find and add
+//!   what was not asked for (`propfind/requested.rs`).
 //! - **Locks in memory** that never expire and have no per-user cap:
 //!   `locks.rs` is a lock system over the metadata's lock records (they
 //!   survive restarts, expire, are capped), and the lock check the
@@ -28,6 +32,7 @@ mod locks;
 pub(crate) mod node_meta;
 pub(crate) mod propfind;
 pub(crate) mod quote_etags;
+pub(crate) mod win32;
 
 use std::sync::Arc;
 
@@ -85,35 +90,52 @@ pub struct RequestCtx {
 /// dav-server deletes an existing destination before it moves or copies
 /// onto it, in separate steps: a crash in between would lose the old
 /// destination. Instead, those deletions are only noted here, and the move
-/// (or the file copy) replaces the destination in its own transaction. If
-/// the move fails, the destination is untouched.
+/// (or the copy) replaces the destination in its own transaction. If the
+/// move or copy fails, the destination is untouched.
+///
+/// A folder COPY is, in dav-server, a walk: create the destination folder,
+/// then copy each entry one by one. Here the first step of that walk copies
+/// the whole tree in one transaction (`Meta::copy_replacing`) and the
+/// walk's later steps below the destination find their work done.
 #[derive(Debug, Clone)]
 pub struct PendingReplace {
     dest: NamePath,
+    /// The request's own path: what a COPY copies.
+    source: NamePath,
     is_move: bool,
     deferred: Arc<Mutex<bool>>,
+    /// Set once a COPY has copied the whole tree.
+    copied: Arc<Mutex<bool>>,
+}
+
+/// Where a step of dav-server's COPY walk stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyStep {
+    /// The destination itself, not yet copied: copy the whole tree now.
+    Whole,
+    /// Below a destination already copied: nothing left to do.
+    Done,
+    /// Not part of a tree copy.
+    Other,
 }
 
 impl PendingReplace {
-    pub fn new(dest: NamePath, is_move: bool) -> Self {
+    /// A MOVE (`is_move`) or a COPY of everything below `source` (Depth
+    /// infinity) onto `dest`, overwriting allowed.
+    pub fn new(source: NamePath, dest: NamePath, is_move: bool) -> Self {
         Self {
             dest,
+            source,
             is_move,
             deferred: Arc::default(),
+            copied: Arc::default(),
         }
     }
 
     /// Whether removing `names` is part of replacing the destination, and so
     /// left to the move or copy that follows.
-    fn defer_removal(&self, names: &[String], is_file: bool) -> bool {
-        let covered = if self.is_move {
-            names.starts_with(&self.dest)
-        } else {
-            // A copy replaces a destination file in its own commit; a
-            // destination folder is deleted first (dav-server then creates
-            // it anew).
-            is_file && names == self.dest.as_slice()
-        };
+    fn defer_removal(&self, names: &[String]) -> bool {
+        let covered = names.starts_with(&self.dest);
         if covered {
             *self.deferred.lock() = true;
         }
@@ -122,6 +144,21 @@ impl PendingReplace {
 
     fn replaces(&self, names: &[String]) -> bool {
         *self.deferred.lock() && names == self.dest.as_slice()
+    }
+
+    fn copy_step(&self, names: &[String]) -> CopyStep {
+        if self.is_move || !names.starts_with(&self.dest) {
+            return CopyStep::Other;
+        }
+        match (*self.copied.lock(), names == self.dest.as_slice()) {
+            (true, _) => CopyStep::Done,
+            (false, true) => CopyStep::Whole,
+            (false, false) => CopyStep::Other,
+        }
+    }
+
+    fn mark_copied(&self) {
+        *self.copied.lock() = true;
     }
 }
 
@@ -243,18 +280,13 @@ impl DedupFs {
             .map_err(|e| ctx.fail(e))
     }
 
-    fn remove<'a>(
-        &'a self,
-        path: &'a DavPath,
-        ctx: &'a RequestCtx,
-        is_file: bool,
-    ) -> FsFuture<'a, ()> {
+    fn remove<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
         async move {
             let names = self.names(path, ctx)?;
             if ctx
                 .replace
                 .as_ref()
-                .is_some_and(|r| r.defer_removal(&names, is_file))
+                .is_some_and(|r| r.defer_removal(&names))
             {
                 return Ok(());
             }
@@ -264,6 +296,34 @@ impl DedupFs {
                 .map_err(|e| ctx.fail(e))
         }
         .boxed()
+    }
+
+    /// Copies `from` onto the destination `to` in one transaction (see
+    /// [`PendingReplace`]).
+    async fn copy_tree(
+        &self,
+        replace: &PendingReplace,
+        from: &[String],
+        to: &[String],
+        ctx: &RequestCtx,
+    ) -> Result<(), FsError> {
+        let node = self
+            .meta
+            .copy_replacing(&ctx.owner, from, to)
+            .await
+            .map_err(|e| ctx.fail(e))?;
+        replace.mark_copied();
+        ctx.note_target(to, &node);
+        Ok(())
+    }
+
+    /// Whether a folder is at `names` (a file or nothing: false).
+    async fn is_folder(&self, names: &[String], ctx: &RequestCtx) -> Result<bool, FsError> {
+        match self.meta.lookup(&ctx.owner, names).await {
+            Ok(n) => Ok(n.is_dir()),
+            Err(NsError::NotFound) => Ok(false),
+            Err(e) => Err(ctx.fail(e)),
+        }
     }
 
     async fn node_at(&self, names: &[String], ctx: &RequestCtx) -> Result<Node, NsError> {
@@ -381,6 +441,15 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
             if names.is_empty() {
                 return Err(FsError::Exists);
             }
+            if let Some(replace) = &ctx.replace {
+                match replace.copy_step(&names) {
+                    CopyStep::Whole => {
+                        return self.copy_tree(replace, &replace.source, &names, ctx).await
+                    }
+                    CopyStep::Done => return Ok(()),
+                    CopyStep::Other => {}
+                }
+            }
             let node = self
                 .meta
                 .mkdir(&ctx.owner, &names)
@@ -393,11 +462,11 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     }
 
     fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
-        self.remove(path, ctx, false)
+        self.remove(path, ctx)
     }
 
     fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a RequestCtx) -> FsFuture<'a, ()> {
-        self.remove(path, ctx, true)
+        self.remove(path, ctx)
     }
 
     fn rename<'a>(
@@ -429,6 +498,15 @@ impl GuardedFileSystem<RequestCtx> for DedupFs {
     ) -> FsFuture<'a, ()> {
         async move {
             let (f, t) = (self.names(from, ctx)?, self.names(to, ctx)?);
+            if let Some(replace) = &ctx.replace {
+                match replace.copy_step(&t) {
+                    CopyStep::Done => return Ok(()),
+                    CopyStep::Whole if self.is_folder(&t, ctx).await? => {
+                        return self.copy_tree(replace, &f, &t, ctx).await
+                    }
+                    _ => {}
+                }
+            }
             let node = self
                 .meta
                 .copy_file(&ctx.owner, &f, &t)

@@ -12,6 +12,7 @@ use http::StatusCode;
 use parking_lot::Mutex;
 
 use crate::backend::BackendError;
+use crate::files::refused::RefusedName;
 use crate::meta::{IndexError, LockError};
 use crate::meta::{NsError, UploadError};
 use crate::store::StoreError;
@@ -38,6 +39,8 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("{0}")]
     NotImplemented(&'static str),
+    #[error(transparent)]
+    RefusedName(#[from] RefusedName),
 }
 
 fn backend_status(e: &BackendError) -> StatusCode {
@@ -145,6 +148,7 @@ impl GatewayError {
             Self::Index(e) => index_status(e),
             Self::ChecksumMismatch(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::RefusedName(_) => StatusCode::FORBIDDEN,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Building responses: Sabre-style XML errors (what ownCloud clients parse),
-//! the page a person sees at `/`, and the body wrapper that turns a failure
+//! the page a person sees at `/`, the headers that announce WebDAV, and the body wrapper that turns a failure
 //! recorded during streaming into a broken transfer instead of a short or
 //! empty reply.
 
@@ -126,6 +126,46 @@ pub fn home_page() -> Response<GwBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    res
+}
+
+/// The WebDAV compliance classes the gateway claims: 1 and 2 (locks).
+/// dav-server also announces 3 and Sabre's partial updates, which the
+/// gateway refuses (PATCH), so its header is replaced.
+pub const DAV_CLASSES: &str = "1, 2";
+
+/// Sets the headers by which WebDAV clients recognise a WebDAV server:
+/// `DAV` and `MS-Author-Via` (Windows' redirector looks for both), and
+/// takes PATCH out of `Allow` (partial updates are refused).
+pub fn announce_dav(headers: &mut http::HeaderMap) {
+    headers.insert("DAV", HeaderValue::from_static(DAV_CLASSES));
+    headers.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
+    let allow = headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("PATCH"))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+    if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::ALLOW, v);
+    }
+}
+
+/// `OPTIONS /`, which Windows' WebDAV redirector sends before anything
+/// else and without credentials: a server that does not answer it as a
+/// WebDAV server is not mounted.
+pub fn root_options() -> Response<GwBody> {
+    let mut res = Response::new(full(Bytes::new()));
+    let h = res.headers_mut();
+    h.insert(
+        header::ALLOW,
+        HeaderValue::from_static("OPTIONS,GET,HEAD,PROPFIND"),
+    );
+    announce_dav(h);
     res
 }
 

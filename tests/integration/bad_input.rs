@@ -257,6 +257,56 @@ fn move_and_copy_onto_existing_targets_replace_them_whole() {
     assert_eq!(gw.stats().files, 2);
 }
 
+/// COPY of a folder onto an existing folder replaces it in one transaction:
+/// one refused (here over the quota) leaves the old destination whole,
+/// where deleting it first and then copying entry by entry lost it.
+#[test]
+fn a_refused_folder_copy_leaves_the_destination_whole() {
+    let gw = TestGateway::start();
+    gw.add_user_with_quota("alice", "pw", 3 * MIB as u64 / 2);
+    let alice = gw.client("alice", "pw");
+    assert_eq!(alice.mkcol("src").status(), 201);
+    for (name, seed) in [("src/a.bin", 1), ("src/b.bin", 2)] {
+        assert_eq!(
+            alice.put(name, random_bytes(MIB * 6 / 10, seed)).status(),
+            201
+        );
+    }
+    assert_eq!(alice.mkcol("dst").status(), 201);
+    assert_eq!(alice.mkcol("dst/keep").status(), 201);
+    let small = random_bytes(MIB / 10, 3);
+    assert_eq!(alice.put("dst/keep/small.bin", small.clone()).status(), 201);
+    let before = gw.stats();
+    // 1.3 MiB held; replacing 0.1 by 1.2 would hold 2.4 > 1.5.
+    let res = alice
+        .request("COPY", &alice.url("src"))
+        .header("Destination", "/remote.php/dav/files/alice/dst")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 507);
+    assert_eq!(alice.get_bytes("dst/keep/small.bin").unwrap(), small);
+    assert_eq!(alice.get("dst/a.bin").status(), 404);
+    let after = gw.stats();
+    assert_eq!(
+        (after.files, after.logical_bytes),
+        (before.files, before.logical_bytes)
+    );
+    // With room, the folder is replaced by the copy, whole.
+    crate::common::wait(gw.meta.set_quota("alice", None)).unwrap();
+    let res = alice
+        .request("COPY", &alice.url("src"))
+        .header("Destination", "/remote.php/dav/files/alice/dst")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(alice.get("dst/keep/small.bin").status(), 404);
+    assert_eq!(
+        alice.get_bytes("dst/b.bin").unwrap(),
+        random_bytes(MIB * 6 / 10, 2)
+    );
+    assert_eq!(gw.stats().files, 4);
+}
+
 /// A client that sends its whole body before reading the reply still gets
 /// the early 507 (the gateway reads and drops the rest of the body before
 /// it closes), not a connection reset.

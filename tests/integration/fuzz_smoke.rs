@@ -254,6 +254,8 @@ smoke_tests!(
     object_tamper,
     multistatus,
     metadata_objects,
+    win32_proppatch,
+    request_lines,
 );
 
 /// Both runners cover every entry point: each has a test here, a libFuzzer

@@ -38,7 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("files", &["store", "meta", "crypto"]),
     (
         "config",
-        &["owncloud", "store", "meta", "backend", "crypto"],
+        &["owncloud", "files", "store", "meta", "backend", "crypto"],
     ),
     ("store", &["meta", "backend", "crypto"]),
     ("meta", &["crypto"]),

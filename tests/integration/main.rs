@@ -17,6 +17,7 @@ mod console;
 mod crash;
 mod dedup_and_privacy;
 mod dedup_scope;
+mod drive_clients;
 mod fuzz_smoke;
 mod gc;
 mod hostile;

@@ -193,6 +193,17 @@ fn without_lockdiscovery(entries: Vec<Entry>) -> Vec<Entry> {
         .collect()
 }
 
+/// The properties the entry lists as not found.
+fn missing(entry: &Entry) -> Vec<&str> {
+    entry
+        .propstats
+        .iter()
+        .filter(|(status, _)| status == "HTTP/1.1 404 Not Found")
+        .flat_map(|(_, p)| p.iter())
+        .map(|p| p.trim_end_matches("()"))
+        .collect()
+}
+
 /// Asks both ways and checks that the answers agree.
 fn assert_same(dav: &Dav, path: &str, depth: &str, props: &str) -> Vec<Entry> {
     let fast = propfind(dav, path, depth, &body(props));
@@ -219,10 +230,12 @@ fn assert_same(dav: &Dav, path: &str, depth: &str, props: &str) -> Vec<Entry> {
     fast.entries
 }
 
+/// A property's value, if the entry has it (in a 200 propstat).
 fn prop<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
     entry
         .propstats
         .iter()
+        .filter(|(status, _)| status == "HTTP/1.1 200 OK")
         .flat_map(|(_, p)| p.iter())
         .find(|p| p.starts_with(&format!("{name}(")))
         .map(|p| &p[name.len() + 1..p.len() - 1])
@@ -294,9 +307,30 @@ fn front_answers_like_the_webdav_layer() {
         prop(&listing[0], "{http://owncloud.org/ns}permissions"),
         Some("RGDNVCK")
     );
-    // Nothing asked for that exists: an entry with no propstat.
+    // What does not exist is listed as not found (RFC 4918, 9.1).
+    assert_eq!(
+        missing(notes),
+        [
+            "{DAV:}displayname",
+            "{DAV:}getcontentlanguage",
+            "{http://owncloud.org/ns}favorite",
+            "{urn:example}unknown",
+            "{}bare"
+        ]
+    );
+    // A folder has no length.
+    assert!(missing(&listing[4]).contains(&"{DAV:}getcontentlength"));
+    // Nothing asked for that exists: only a 404 propstat.
     let none = assert_same(&dav, "a%20dir", "1", "<x:unknown/>");
-    assert!(none.iter().all(|e| e.propstats.is_empty()));
+    for e in &none {
+        assert_eq!(
+            e.propstats,
+            [(
+                "HTTP/1.1 404 Not Found".to_string(),
+                vec!["{urn:example}unknown()".to_string()]
+            )]
+        );
+    }
 }
 
 #[test]
@@ -396,7 +430,7 @@ fn dead_properties_go_to_the_webdav_layer() {
         .send()
         .unwrap();
     assert_eq!(res.status().as_u16(), 207);
-    for props in ["<x:colour/><d:getetag/>", "<d:getetag/>"] {
+    for (props, asked) in [("<x:colour/><d:getetag/>", true), ("<d:getetag/>", false)] {
         let r = propfind(&dav, "a%20dir", "1", &body(props));
         assert_eq!(r.status, 207);
         assert!(!r.fast, "a listed node has a dead property");
@@ -405,9 +439,20 @@ fn dead_properties_go_to_the_webdav_layer() {
             .iter()
             .find(|e| e.href.ends_with("/notes.txt"))
             .expect("notes listed");
-        assert_eq!(prop(notes, "{urn:example}colour"), Some("blue"));
+        // Only what was asked for (RFC 4918, 9.1): the WebDAV layer adds
+        // every dead property, the front takes the others out.
+        let colour = asked.then_some("blue");
+        assert_eq!(prop(notes, "{urn:example}colour"), colour, "{props}");
         assert!(prop(notes, "{DAV:}getetag").is_some_and(|e| e.starts_with('"')));
+        assert!(missing(notes).is_empty());
         assert_eq!(r.entries.len(), 6);
+        let sub = r
+            .entries
+            .iter()
+            .find(|e| e.href.ends_with("/sub/"))
+            .unwrap();
+        let absent: &[&str] = if asked { &["{urn:example}colour"] } else { &[] };
+        assert_eq!(missing(sub), absent);
     }
     // Elsewhere the front still answers.
     assert!(propfind(&dav, "a%20dir/sub", "1", &body(PROPS)).fast);

@@ -233,6 +233,98 @@ pub(super) async fn copy_file_shares_the_content(meta: Meta) {
     );
 }
 
+pub(super) async fn copy_replacing_copies_a_tree_in_one_step(meta: Meta) {
+    let o = user(&meta, "ann", None).await;
+    meta.mkdir(&o, &p("src")).await.unwrap();
+    meta.mkdir(&o, &p("src/sub")).await.unwrap();
+    meta.commit_file(&o, &p("src/a"), &file(10, 1))
+        .await
+        .unwrap();
+    meta.commit_file(&o, &p("src/sub/b"), &file(20, 2))
+        .await
+        .unwrap();
+    let before_prop = used(&meta, &o).await;
+    let colour = prop("colour", b"blue");
+    meta.patch_props(&o, &p("src/sub/b"), &[(true, colour.clone())])
+        .await
+        .unwrap();
+    let prop_bytes = used(&meta, &o).await - before_prop;
+    meta.mkdir(&o, &p("dst")).await.unwrap();
+    meta.mkdir(&o, &p("dst/x")).await.unwrap();
+    meta.commit_file(&o, &p("dst/old"), &file(30, 3))
+        .await
+        .unwrap();
+    let src = meta.lookup(&o, &p("src")).await.unwrap();
+    let copy = meta.copy_replacing(&o, &p("src"), &p("dst")).await.unwrap();
+    assert!(copy.is_dir());
+    assert_ne!(copy.id, src.id);
+    assert_eq!(copy.size, 30);
+    assert_eq!(
+        names(&meta.list(&o, &p("dst")).await.unwrap()),
+        ["a", "sub"]
+    );
+    let b = meta.lookup(&o, &p("dst/sub/b")).await.unwrap();
+    assert_eq!(b.size, 20);
+    assert_eq!(meta.props(&o, &p("dst/sub/b")).await.unwrap(), [colour]);
+    assert_eq!((refs(&meta, 1).await, refs(&meta, 2).await), (2, 2));
+    assert_eq!(refs(&meta, 3).await, 0, "the old destination is gone");
+    assert_eq!(used(&meta, &o).await, 60 + 2 * prop_bytes);
+    assert_eq!(meta.stats().await.unwrap().files, 4);
+    assert_eq!(meta.lookup(&o, &[]).await.unwrap().size, 60);
+    // A file over a folder, and onto nothing.
+    meta.copy_replacing(&o, &p("src/a"), &p("dst"))
+        .await
+        .unwrap();
+    assert_eq!(meta.lookup(&o, &p("dst")).await.unwrap().size, 10);
+    meta.copy_replacing(&o, &p("src"), &p("new")).await.unwrap();
+    assert_eq!(meta.lookup(&o, &p("new/sub/b")).await.unwrap().size, 20);
+    // Into itself, or over a folder holding the source: refused.
+    assert_err!(
+        meta.copy_replacing(&o, &p("src"), &p("src/sub/in")).await,
+        NsError::IntoItself
+    );
+    assert_err!(
+        meta.copy_replacing(&o, &p("src/sub"), &p("src")).await,
+        NsError::IntoItself
+    );
+    assert_err!(
+        meta.copy_replacing(&o, &p("nope"), &p("x")).await,
+        NsError::NotFound
+    );
+    assert_eq!(
+        names(&meta.list(&o, &p("src")).await.unwrap()),
+        ["a", "sub"]
+    );
+}
+
+pub(super) async fn a_refused_copy_leaves_the_destination_whole(meta: Meta) {
+    let o = user(&meta, "bob", Some(50)).await;
+    meta.mkdir(&o, &p("s")).await.unwrap();
+    meta.commit_file(&o, &p("s/big"), &file(30, 1))
+        .await
+        .unwrap();
+    meta.mkdir(&o, &p("d")).await.unwrap();
+    let (old, _) = meta
+        .commit_file(&o, &p("d/old"), &file(5, 2))
+        .await
+        .unwrap();
+    let d = meta.lookup(&o, &p("d")).await.unwrap();
+    // 35 held; replacing 5 by 30 would hold 60 > 50.
+    assert_err!(
+        meta.copy_replacing(&o, &p("s"), &p("d")).await,
+        NsError::QuotaExceeded { .. }
+    );
+    let still = |n: Node| (n.id, n.version, n.size);
+    assert_eq!(still(meta.lookup(&o, &p("d")).await.unwrap()), still(d));
+    assert_eq!(
+        still(meta.lookup(&o, &p("d/old")).await.unwrap()),
+        still(old)
+    );
+    assert_eq!((refs(&meta, 1).await, refs(&meta, 2).await), (1, 1));
+    assert_eq!(used(&meta, &o).await, 35);
+    assert_eq!(meta.stats().await.unwrap().files, 2);
+}
+
 pub(super) async fn set_mtime_is_a_change(meta: Meta) {
     let o = user(&meta, "ann", None).await;
     meta.mkdir(&o, &p("d")).await.unwrap();

@@ -271,6 +271,19 @@ impl Namespace {
         self.commit_file(owner, to, &commit).map(|(n, _)| n)
     }
 
+    /// Copies the file or folder `from` (everything below it, dead
+    /// properties included) to `to`, replacing whatever is there, in one
+    /// transaction: a refusal (quota, a copy into itself) or a crash leaves
+    /// the old destination whole. Files share the source's chunks.
+    pub fn copy_replacing(
+        &self,
+        owner: &Owner,
+        from: &[String],
+        to: &[String],
+    ) -> Result<Node, NsError> {
+        self.index.write(|t| copy_replacing_in(t, owner, from, to))
+    }
+
     /// Sets a node's modification time (Unix ns). Like every change, it
     /// takes a new version for the node and its ancestors (new etags).
     pub fn set_mtime(&self, owner: &Owner, path: &[String], mtime: i64) -> Result<Node, NsError> {
@@ -501,6 +514,110 @@ fn rename_in(
     t.touch_up_sized(src_parent.id, version, -bytes)?;
     t.touch_up_sized(dst_parent.id, version, bytes)?;
     Ok(node)
+}
+
+fn copy_replacing_in(
+    t: &mut WriteTables<'_>,
+    owner: &Owner,
+    from: &[String],
+    to: &[String],
+) -> Result<Node, NsError> {
+    let (to_name, to_parent) = to.split_last().ok_or(NsError::Root)?;
+    let src = resolve_in(&*t.dirents, owner.root, from)?;
+    let dst_parent = parent_dir(t, owner, to_parent)?;
+    // Neither tree may hold the other: the copy would copy itself, or
+    // replacing the destination would delete the source.
+    if is_below(t, dst_parent.id, src)? {
+        return Err(NsError::IntoItself);
+    }
+    let version = t.next_change()?;
+    let (mut old_bytes, mut old_size) = (0, 0);
+    if let Some(old) = get_child(&*t.dirents, dst_parent.id, to_name)? {
+        if is_below(t, src, old)? {
+            return Err(NsError::IntoItself);
+        }
+        old_size = t.node(old)?.map_or(0, |n| n.size);
+        let now = (crate::clock::unix_nanos() / 1_000_000_000) as u64;
+        let (files, bytes) = t.remove_subtree(old, now)?;
+        t.add_counter(KEY_FILES, -(files as i64))?;
+        t.dirents.remove((dst_parent.id, to_name.as_str()))?;
+        old_bytes = bytes;
+    }
+    let (top, new_bytes) = copy_subtree(t, src, dst_parent.id, to_name, version)?;
+    super::quota::charge(t, owner, old_bytes, new_bytes, None)?;
+    t.touch_up_sized(dst_parent.id, version, top.size as i64 - old_size as i64)?;
+    Ok(top)
+}
+
+/// Whether `id` is `ancestor` or lies below it.
+fn is_below(t: &WriteTables<'_>, mut id: u64, ancestor: u64) -> Result<bool, NsError> {
+    while id != 0 {
+        if id == ancestor {
+            return Ok(true);
+        }
+        id = t.node(id)?.map_or(0, |n| n.parent);
+    }
+    Ok(false)
+}
+
+/// Copies the node `src` and everything below it as `name` in the folder
+/// `parent`, every copy at `version`: files reference the same chunks,
+/// dead properties are copied. Returns the new top node and the bytes the
+/// copies count in the quota (files and properties).
+fn copy_subtree(
+    t: &mut WriteTables<'_>,
+    src: u64,
+    parent: u64,
+    name: &str,
+    version: u64,
+) -> Result<(Node, u64), NsError> {
+    let mut bytes = 0;
+    let mut top = None;
+    let mut stack = vec![(src, parent, name.to_string())];
+    while let Some((old_id, new_parent, name)) = stack.pop() {
+        let old = t.node(old_id)?.ok_or(NsError::NotFound)?;
+        let node = Node {
+            id: t.next_id()?,
+            parent: new_parent,
+            created: crate::clock::unix_nanos() / 1_000_000_000,
+            version,
+            ..old
+        };
+        t.put_node(&node)?;
+        t.dirents.insert((new_parent, name.as_str()), node.id)?;
+        if node.is_dir() {
+            for row in t.dirents.range((old_id, "")..(old_id + 1, ""))? {
+                let (k, v) = row.map_err(IndexError::from)?;
+                stack.push((v.value(), node.id, k.value().1.to_string()));
+            }
+        } else {
+            let m = get_manifest(&*t.manifests, old_id)?;
+            take_chunks(t, &m, &[])?;
+            t.manifests
+                .insert(node.id, encode_manifest(&m).as_slice())?;
+            t.add_counter(KEY_FILES, 1)?;
+            bytes += node.size;
+        }
+        bytes += copy_node_props(t, old_id, node.id)?;
+        top.get_or_insert(node);
+    }
+    Ok((top.ok_or(NsError::NotFound)?, bytes))
+}
+
+/// Copies one node's dead properties; returns what they cost.
+fn copy_node_props(t: &mut WriteTables<'_>, from: u64, to: u64) -> Result<u64, NsError> {
+    let rows: Vec<(String, Vec<u8>)> = t
+        .props
+        .range((from, "")..(from + 1, ""))?
+        .map(|r| r.map(|(k, v)| (k.value().1.to_string(), v.value().to_vec())))
+        .collect::<Result<_, _>>()
+        .map_err(IndexError::from)?;
+    let mut cost = 0;
+    for (key, value) in rows {
+        cost += prop_cost(&key, &value);
+        t.props.insert((to, key.as_str()), value.as_slice())?;
+    }
+    Ok(cost)
 }
 
 /// Deletes a node and everything below it (not its own dirent): files

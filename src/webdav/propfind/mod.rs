@@ -6,9 +6,12 @@
 //! propname, lock properties, any node carrying dead properties, and every
 //! failure (missing path, bad name, index error), so those replies and the
 //! `GatewayError` mapping behind them are exactly what they always were.
-//! The reply is the one the WebDAV layer writes for the same request.
+//! The reply is the one the WebDAV layer writes for the same request once
+//! [`Requested`] has made that one list what is missing and leave out what
+//! was not asked for.
 
 pub(crate) mod props;
+mod requested;
 mod xml;
 
 use dav_server::davpath::DavPath;
@@ -21,6 +24,7 @@ use crate::meta::{split_path, Meta, NsError, Owner};
 use crate::wire::body::DavBody;
 use crate::wire::reply::{full, GwBody};
 use props::Want;
+pub use requested::{Asked, Requested};
 
 /// Why a PROPFIND is left to the WebDAV layer.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,40 @@ pub(crate) async fn propfind(
     }
 }
 
+/// What a PROPFIND asks for, for the WebDAV layer's reply to be made to
+/// answer exactly that ([`Requested`]): a `<D:prop>` list, or allprop
+/// (also an empty body). `None` for propname and any body neither this
+/// reader nor the WebDAV layer's parser takes (that reply then goes out
+/// as the WebDAV layer writes it).
+pub(crate) fn asked(req: &Request<DavBody>) -> Option<Asked> {
+    if req.method().as_str() != "PROPFIND" {
+        return None;
+    }
+    let data = match req.body() {
+        DavBody::Read(Some(data)) => data.clone(),
+        DavBody::Read(None) => bytes::Bytes::new(),
+        _ => return None,
+    };
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Some(Asked::All);
+    }
+    if let Ok(list) = props::parse(&data) {
+        return Some(Asked::Props(list));
+    }
+    // allprop, read by the WebDAV layer's own parser (the body passed the
+    // front's depth and size checks).
+    let root = xmltree::Element::parse(&data[..]).ok()?;
+    let first = root.children.iter().find_map(|c| match c {
+        xmltree::XMLNode::Element(e)
+            if matches!(e.name.as_str(), "prop" | "propname" | "allprop") =>
+        {
+            Some(e)
+        }
+        _ => None,
+    })?;
+    (root.name == "propfind" && first.name == "allprop").then_some(Asked::All)
+}
+
 /// `Some(false)` for Depth 0, `Some(true)` for Depth 1, `None` otherwise.
 fn fast_depth<B>(req: &Request<B>) -> Option<bool> {
     if req.method().as_str() != "PROPFIND" {
@@ -118,6 +156,7 @@ async fn answer(
         None
     };
     let reply = xml::Reply {
+        props: &props,
         wants: &wants,
         owner_name: &scope.owner.name,
         ids: scope.ids,

@@ -36,8 +36,8 @@ pub enum Want<'a> {
     SupportedLock,
     /// An `oc:`/`nc:` property made from the node.
     Synthesized(&'a str, &'a str),
-    /// Nothing answers it (no node has dead properties): left out, as the
-    /// WebDAV layer leaves out every property it cannot find.
+    /// Nothing answers it (no node has dead properties): listed as not
+    /// found.
     Absent,
 }
 
@@ -56,9 +56,7 @@ pub fn classify(prop: &PropName) -> Result<Want<'_>, Decline> {
             "quota-used-bytes" => Want::QuotaUsed,
             "quota-available-bytes" => Want::QuotaAvailable,
             "supportedlock" => Want::SupportedLock,
-            "lockdiscovery" | "current-user-principal" => {
-                return Err(Decline::Unsupported("a property of the lock system"))
-            }
+            "lockdiscovery" => return Err(Decline::Unsupported("a property of the lock system")),
             _ => Want::Absent,
         },
         Some(NS_MS) => return Err(Decline::Unsupported("a Windows property")),

@@ -1,7 +1,8 @@
 //! The 207 body, written the way the WebDAV layer writes it: the same
 //! hrefs (its percent-encoding, a slash after folders), one 200 propstat
-//! per entry with the properties in request order, missing ones left out
-//! (an entry with none has no propstat), etags quoted. Property values are
+//! per entry with the properties in request order, etags quoted. What an
+//! entry does not have is named in a 404 propstat after it (RFC 4918,
+//! 9.1: every property asked for is listed under some status). Property values are
 //! numbers, dates, MIME types and hrefs, none of which need escaping; the
 //! `oc:`/`nc:` values come escaped from [`ocprops`].
 
@@ -9,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::props::Want;
+use super::props::{PropName, Want, NS_DAV};
 use super::{Decline, Found};
 use crate::crypto::VisibleIds;
 use crate::meta::Node;
@@ -37,6 +38,8 @@ const HTTP_DATE_END: u64 = 253_402_300_800;
 
 /// How every entry of one reply is answered.
 pub(super) struct Reply<'a> {
+    /// The properties asked for, and how each is answered (same order).
+    pub props: &'a [PropName],
     pub wants: &'a [Want<'a>],
     pub owner_name: &'a str,
     /// How ids and etags are shown to clients.
@@ -115,14 +118,20 @@ impl Reply<'_> {
         let start = out.len();
         out.extend_from_slice(b"<D:propstat><D:prop>");
         let props_start = out.len();
-        for want in self.wants {
+        let mut missing = Vec::new();
+        for (want, name) in self.wants.iter().zip(self.props) {
+            let before = out.len();
             self.prop(out, *want, at)?;
+            if out.len() == before {
+                missing.push(name);
+            }
         }
         if out.len() == props_start {
             out.truncate(start);
         } else {
             out.extend_from_slice(b"</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
         }
+        not_found_propstat(out, &missing);
         out.extend_from_slice(b"</D:response>");
         Ok(())
     }
@@ -183,6 +192,34 @@ impl Reply<'_> {
             }
         }
     }
+}
+
+/// A `404 Not Found` propstat naming `missing` (nothing if it is empty).
+/// `D:` is declared on the reply's root; any other namespace is declared
+/// on the element itself, and a property in no namespace undeclares the
+/// default one, so the names read back exactly as they were asked for.
+pub(crate) fn not_found_propstat(out: &mut Vec<u8>, missing: &[&PropName]) {
+    if missing.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"<D:propstat><D:prop>");
+    for p in missing {
+        match p.namespace.as_deref() {
+            Some(NS_DAV) => {
+                out.extend_from_slice(b"<D:");
+                out.extend_from_slice(p.name.as_bytes());
+            }
+            ns => {
+                out.push(b'<');
+                out.extend_from_slice(p.name.as_bytes());
+                out.extend_from_slice(b" xmlns=\"");
+                out.extend_from_slice(crate::xml_escape::escape(ns.unwrap_or("")).as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b"/>");
+    }
+    out.extend_from_slice(b"</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>");
 }
 
 fn dav_text(out: &mut Vec<u8>, name: &str, value: &str) {
