@@ -731,6 +731,56 @@ pub type EntryPoint = fn(&[u8]);
 
 /// Every entry point by name (the names of the libFuzzer targets and of the
 /// seed folders).
+/// Packs. The first byte picks the case: (even) `data` read as a whole
+/// pack object, which must be refused or listed without a panic; (odd)
+/// the rest cut into chunks, packed, then one byte of one entry flipped.
+/// Property: the trailer lists exactly the entries; every entry opens to
+/// its chunk by its range, except the damaged one, which does not.
+pub fn pack(data: &[u8]) {
+    use crate::crypto::PackBuilder;
+    let (s, _, _) = sealer();
+    let pack = [7u8; 32];
+    let name = ObjectName::for_pack(s.keys(), &pack);
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        if let Ok(entries) = s.read_trailer(&pack, &name, rest) {
+            for e in entries {
+                assert!((e.offset as usize + e.len as usize) <= rest.len());
+            }
+        }
+        return;
+    }
+    let keys = id_keys(&s);
+    let pieces: Vec<&[u8]> = rest.chunks(usize::from(mode).max(1)).take(64).collect();
+    let mut builder = PackBuilder::new(&s, pack, name.clone());
+    for p in &pieces {
+        let id = ChunkId::under(&keys[1], p);
+        let Ok(sealed) = s.seal_packed(&id, &name, p) else {
+            panic!("sealing failed");
+        };
+        builder.push(id, &sealed);
+    }
+    let Ok((mut bytes, entries)) = builder.finish(&s) else {
+        panic!("finishing a pack failed");
+    };
+    assert_eq!(s.read_trailer(&pack, &name, &bytes).ok().as_ref(), Some(&entries));
+    let victim = usize::from(mode) % entries.len().max(1);
+    if let Some(e) = entries.get(victim) {
+        bytes[e.offset as usize + (e.len as usize / 2)] ^= 1;
+    }
+    for (i, (e, p)) in entries.iter().zip(&pieces).enumerate() {
+        let range = Bytes::copy_from_slice(&bytes[e.offset as usize..(e.offset + e.len) as usize]);
+        let opened = s.open_packed(&e.id, &name, range, &keys);
+        if i == victim {
+            assert!(opened.is_err(), "a damaged entry opens");
+        } else {
+            assert_eq!(opened.ok().as_deref(), Some(*p), "entry {i}");
+        }
+    }
+}
+
 pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("xml_body", xml_body),
     ("propfind_body", propfind_body),
@@ -747,4 +797,5 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("metadata_objects", metadata_objects),
     ("win32_proppatch", win32_proppatch),
     ("request_lines", request_lines),
+    ("pack", pack),
 ];

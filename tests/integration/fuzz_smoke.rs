@@ -256,6 +256,7 @@ smoke_tests!(
     metadata_objects,
     win32_proppatch,
     request_lines,
+    pack,
 );
 
 /// Both runners cover every entry point: each has a test here, a libFuzzer
