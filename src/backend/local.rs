@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{fanout_name, BackendError, MAX_RANGE, ObjectInfo, ObjectStat, ObjectStore};
+use super::{fanout_name, BackendError, ObjectInfo, ObjectStat, ObjectStore, MAX_RANGE};
 use crate::crypto::{ObjectName, Place, METADATA_FOLDER};
 
 pub struct LocalDirStore {

@@ -245,9 +245,12 @@ impl Sealer {
     ) -> Result<Vec<PackedEntry>, CryptoError> {
         let header = self.check_pack_header(object)?;
         let end = object.len() - 4;
-        let trailer_len =
-            u32::from_le_bytes([object[end], object[end + 1], object[end + 2], object[end + 3]])
-                as usize;
+        let trailer_len = u32::from_le_bytes([
+            object[end],
+            object[end + 1],
+            object[end + 2],
+            object[end + 3],
+        ]) as usize;
         if trailer_len < 4 + TAG_LEN || trailer_len > end - PACK_HEADER_LEN {
             return Err(CryptoError::NotAnObject);
         }
@@ -405,7 +408,10 @@ mod tests {
         for e in &entries {
             assert_ne!(&bytes[e.offset as usize..e.offset as usize + 4], b"DDAV");
             let hay = &bytes[..];
-            assert!(!hay.windows(32).any(|w| w == e.id.0), "a chunk id in the clear");
+            assert!(
+                !hay.windows(32).any(|w| w == e.id.0),
+                "a chunk id in the clear"
+            );
         }
         assert!(!bytes.windows(10).any(|w| w == &plain[0][2..12]));
     }

@@ -152,7 +152,9 @@ impl ScrubJob {
                     outcome.found.push(self.finding(*id, rec, pass, cause))
                 }
                 ObjectHealth::Unreadable(cause) => {
-                    outcome.found.push(self.finding(*id, rec, pass, Some(cause)))
+                    outcome
+                        .found
+                        .push(self.finding(*id, rec, pass, Some(cause)))
                 }
                 ObjectHealth::Unowned | ObjectHealth::Collected => {}
             }

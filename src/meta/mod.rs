@@ -32,8 +32,9 @@ pub use operations::Meta;
 pub use path::{split_path, NamePath};
 pub use quota::{Holdings, REFUSED_BODY_DRAIN};
 pub use records::{
-    manifest_digest, prop_cost, valid_user_name, ChunkRecord, PackRecord, PackedAt, Relocated, ExpiredPending, ManifestEntry,
-    NewUser, Node, NodeKind, PendingRecord, Stats, StoredProp, UserRecord, UserUpdate,
+    manifest_digest, prop_cost, valid_user_name, ChunkRecord, ExpiredPending, ManifestEntry,
+    NewUser, Node, NodeKind, PackRecord, PackedAt, PendingRecord, Relocated, Stats, StoredProp,
+    UserRecord, UserUpdate,
 };
 pub use scrub::{ScrubFinding, ScrubProblem, ScrubState};
 pub use sessions::{

@@ -31,7 +31,6 @@ use std::sync::{Arc, OnceLock};
 
 use super::history::HistorySample;
 use super::journal::{ChainHead, JournalBatch};
-use crate::crypto::PackedEntry;
 use super::redb::tree::Namespace;
 use super::redb::Index;
 use super::snapshot::{SnapshotDump, SnapshotHead};
@@ -41,11 +40,11 @@ use super::Consistency;
 use super::{
     AppPasswordInfo, AppPasswordVerifier, AssembleCheck, AssembleMeta, Assembled, AuditEntry,
     AuditRecord, ChunkRecord, ExpiredPending, FileCommit, Holdings, IndexError, ManifestEntry,
-    NewAppPassword, NewPart, NewUser, Node, NsError, Owner, PackRecord, PartInfo, Relocated, PendingRecord,
-    PropLimits,
-    ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession, UserRecord,
-    UserUpdate, WriteTarget,
+    NewAppPassword, NewPart, NewUser, Node, NsError, Owner, PackRecord, PartInfo, PendingRecord,
+    PropLimits, Relocated, ScrubFinding, ScrubState, Stats, StoredProp, UploadError, UploadSession,
+    UserRecord, UserUpdate, WriteTarget,
 };
+use crate::crypto::PackedEntry;
 
 /// The metadata of one installation. Cheap to clone: clones share the
 /// engine.

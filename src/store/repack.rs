@@ -125,7 +125,8 @@ impl ContentStore {
             if page.len() < PAGE {
                 round.done = true;
                 // One small pack alone gains nothing from a rewrite.
-                let single_small = picked.len() == 1 && picked[0].1.live_chunks > 0
+                let single_small = picked.len() == 1
+                    && picked[0].1.live_chunks > 0
                     && picked[0].1.live_percent() >= below_percent;
                 if single_small {
                     picked.clear();
@@ -181,7 +182,9 @@ impl ContentStore {
                     report.bytes_freed += i64::from(size);
                 }
                 // Left for the orphan sweep: no record names it any more.
-                Err(e) => tracing::warn!(object = %name, error = %e, "could not delete an emptied pack"),
+                Err(e) => {
+                    tracing::warn!(object = %name, error = %e, "could not delete an emptied pack")
+                }
             }
         }
         Ok(())
@@ -202,13 +205,14 @@ impl ContentStore {
             Err(BackendError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let entries = self.sealer.read_trailer(pack, &name, &object).map_err(|source| {
-            StoreError::Object {
+        let entries = self
+            .sealer
+            .read_trailer(pack, &name, &object)
+            .map_err(|source| StoreError::Object {
                 id: ChunkId(*pack),
                 name: name.to_string(),
                 source,
-            }
-        })?;
+            })?;
         let users: Vec<u64> = self.meta.users().await?.iter().map(|u| u.id).collect();
         let keys = self.keys_of_every_scope(&users);
         for e in entries {
@@ -216,7 +220,10 @@ impl ContentStore {
                 continue;
             }
             let range = object.slice(e.offset as usize..(e.offset + e.len) as usize);
-            match self.open_packed(e.id, name.clone(), range, keys.clone()).await {
+            match self
+                .open_packed(e.id, name.clone(), range, keys.clone())
+                .await
+            {
                 Ok(plain) => carried.push(Carried { id: e.id, plain }),
                 Err(StoreError::Object { .. }) => report.damaged_entries += 1,
                 Err(other) => return Err(other),

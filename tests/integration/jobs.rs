@@ -85,7 +85,8 @@ fn the_collector_runs_under_serve_and_metrics_show_the_jobs() {
             .unwrap()
     };
     // The objects go within the run; it is counted once the run ends.
-    let gc_series = |text: &str, name: &str| series(text, &format!("dedupdav_{name}{{job=\"gc\"}}"));
+    let gc_series =
+        |text: &str, name: &str| series(text, &format!("dedupdav_{name}{{job=\"gc\"}}"));
     let mut text = String::new();
     for _ in 0..100 {
         let res = metrics("admin", &password);

@@ -166,7 +166,9 @@ fn packed_at(gw: &TestGateway, path: &str) -> ([u8; 32], u32, u32) {
     let path = dedupdav::meta::split_path(path.as_bytes()).unwrap();
     let manifest = common::wait(gw.meta.open_file(&owner, &path)).unwrap().1;
     assert_eq!(manifest.len(), 1, "one chunk");
-    let rec = common::wait(gw.meta.chunk(&manifest[0].id.0)).unwrap().unwrap();
+    let rec = common::wait(gw.meta.chunk(&manifest[0].id.0))
+        .unwrap()
+        .unwrap();
     let at = rec.packed.expect("a small file's chunk lies in a pack");
     (at.pack, at.offset, rec.stored)
 }

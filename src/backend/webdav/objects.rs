@@ -320,10 +320,7 @@ impl WebDavStore {
                 return Err(Failure::Retry(
                     BackendError::Corrupt {
                         name: label.to_string(),
-                        cause: format!(
-                            "a range of {want} bytes came back as {} bytes",
-                            body.len()
-                        ),
+                        cause: format!("a range of {want} bytes came back as {} bytes", body.len()),
                     },
                     None,
                 ));

@@ -20,10 +20,10 @@
 
 use redb::ReadableTable;
 
+use super::tables::KEY_STORED_BYTES;
 use super::tx::{get_chunk, WriteTables};
 use super::Index;
 use crate::crypto::PackedEntry;
-use super::tables::KEY_STORED_BYTES;
 use crate::meta::{ChunkRecord, IndexError, PackRecord, PackedAt, Relocated};
 
 impl Index {
@@ -47,7 +47,8 @@ impl Index {
                 record.live_chunks += 1;
                 record.live_bytes = record.live_bytes.saturating_add(e.len);
             }
-            t.packs.insert(pack.as_slice(), record.encode().as_slice())?;
+            t.packs
+                .insert(pack.as_slice(), record.encode().as_slice())?;
             t.add_counter(KEY_STORED_BYTES, i64::from(size))?;
             t.settle_pending(std::iter::once(*pack))?;
             Ok(record.live_chunks)
@@ -234,7 +235,10 @@ mod tests {
             })
         );
         let pack = index.pack(&[9; 32]).unwrap().unwrap();
-        assert_eq!((pack.size, pack.live_chunks, pack.live_bytes), (300, 2, 250));
+        assert_eq!(
+            (pack.size, pack.live_chunks, pack.live_bytes),
+            (300, 2, 250)
+        );
         assert!(index.pending(&[9; 32]).unwrap().is_none(), "settled");
         assert_eq!(index.stats().unwrap().stored_bytes, 300);
         // A second pack with chunk 1 again and a new chunk 3.
@@ -265,7 +269,9 @@ mod tests {
         index.record_pack(&[9; 32], 400, &entries, 10).unwrap();
         index.forget_chunks(&[[2; 32]], 20).unwrap();
         let moved = [entry(1, 12, 101), entry(2, 113, 150), entry(3, 263, 30)];
-        let r = index.relocate_pack(&[[9; 32]], &[7; 32], 320, &moved, 30).unwrap();
+        let r = index
+            .relocate_pack(&[[9; 32]], &[7; 32], 320, &moved, 30)
+            .unwrap();
         assert_eq!(
             r,
             Relocated {
@@ -275,7 +281,11 @@ mod tests {
         );
         let one = index.chunk(&[1; 32]).unwrap().unwrap();
         assert_eq!(
-            (one.packed.unwrap().pack, one.packed.unwrap().offset, one.stored),
+            (
+                one.packed.unwrap().pack,
+                one.packed.unwrap().offset,
+                one.stored
+            ),
             ([7; 32], 12, 101)
         );
         assert!(index.chunk(&[2; 32]).unwrap().is_none(), "stays dropped");
@@ -287,8 +297,12 @@ mod tests {
     #[test]
     fn a_pack_with_nothing_live_can_be_forgotten_and_one_with_can_not() {
         let (_d, index) = open();
-        index.record_pack(&[9; 32], 300, &[entry(1, 12, 100)], 10).unwrap();
-        index.record_pack(&[8; 32], 200, &[entry(1, 12, 100)], 10).unwrap();
+        index
+            .record_pack(&[9; 32], 300, &[entry(1, 12, 100)], 10)
+            .unwrap();
+        index
+            .record_pack(&[8; 32], 200, &[entry(1, 12, 100)], 10)
+            .unwrap();
         assert_eq!(index.forget_empty_pack(&[9; 32]).unwrap(), None);
         assert_eq!(index.forget_empty_pack(&[8; 32]).unwrap(), Some(200));
         let page = index.packs_page(None, 10).unwrap();

@@ -167,12 +167,7 @@ mod tests {
         assert_eq!(index.expired_pending(60, 10).unwrap().len(), 2);
         // Chunk 3 was committed by another upload meanwhile.
         index
-            .write(|t| {
-                t.put_chunk(
-                    &[3; 32],
-                    &ChunkRecord::object(1, 300, 0),
-                )
-            })
+            .write(|t| t.put_chunk(&[3; 32], &ChunkRecord::object(1, 300, 0)))
             .unwrap();
         let gone = index
             .forget_pending(&[[1; 32], [2; 32], [3; 32]], 60)

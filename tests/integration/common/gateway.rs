@@ -172,7 +172,10 @@ impl TestGateway {
 
     /// Where chunk `id`'s sealed bytes lie: the object file holding them
     /// (its own, or its pack) and their range in it.
-    pub fn sealed_range(&self, id: &dedupdav::crypto::ChunkId) -> (PathBuf, std::ops::Range<usize>) {
+    pub fn sealed_range(
+        &self,
+        id: &dedupdav::crypto::ChunkId,
+    ) -> (PathBuf, std::ops::Range<usize>) {
         let rec = super::wait(self.meta.chunk(&id.0))
             .expect("chunk record")
             .expect("a known chunk");
