@@ -62,10 +62,40 @@ pub struct Config {
     pub sweep: SweepConfig,
     pub metadata: MetadataConfig,
     pub backend: BackendConfig,
+    pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
     pub metrics: MetricsConfig,
     pub console: ConsoleConfig,
+}
+
+/// The local object cache (`backend/cache.rs`): recently read or written
+/// objects kept on the gateway's disk in front of the backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The cache's directory; unset (the default) means no cache. It is
+    /// never turned on by itself: it takes up to `max_bytes` of disk, and
+    /// in front of a local backend it would only copy files on one disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// The most bytes the cache's entries take on disk.
+    pub max_bytes: u64,
+}
+
+/// The smallest `cache.max_bytes` accepted.
+pub const CACHE_MIN_BYTES: u64 = 1 << 20;
+
+impl CacheConfig {
+    /// The cache's settings, when there is one.
+    pub fn settings(&self) -> Option<crate::backend::cache::CacheSettings> {
+        self.dir
+            .as_ref()
+            .map(|dir| crate::backend::cache::CacheSettings {
+                dir: dir.clone(),
+                max_bytes: self.max_bytes,
+            })
+    }
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -457,6 +487,10 @@ impl Default for Config {
                 snapshot_interval_minutes: 60,
             },
             backend: BackendConfig::default(),
+            cache: CacheConfig {
+                dir: None,
+                max_bytes: 1 << 30,
+            },
             limits: LimitsConfig {
                 max_connections: 4096,
                 max_connections_per_address: 256,
@@ -522,6 +556,11 @@ impl Config {
         self.upload_checksums()?;
         self.validate_limits()?;
         self.metrics.validate()?;
+        if self.cache.max_bytes < CACHE_MIN_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "cache.max_bytes must be at least {CACHE_MIN_BYTES} bytes"
+            )));
+        }
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
                 "chunking.zstd_level must be 1..=22".into(),
