@@ -143,6 +143,14 @@ fn small_files_read_again_cost_no_upstream_request_even_after_a_restart() {
     assert_eq!(c.upstream_gets(), 0, "{:?}", c.proxy.seen());
     assert!(c.lookups(Lookup::Hit) >= FILES as u64);
     assert_eq!(c.lookups(Lookup::Miss), 0);
+    // The same figures, as /metrics shows them.
+    let text = c.gw.gateway.metrics().render(None);
+    let hits = format!(
+        "dedupdav_object_cache_lookups_total{{outcome=\"hit\"}} {}",
+        c.lookups(Lookup::Hit)
+    );
+    assert!(text.contains(&hits), "{text}");
+    assert!(text.contains("dedupdav_object_cache_stored_bytes "), "{text}");
 }
 
 #[test]
