@@ -688,6 +688,25 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_is_off_unless_its_dir_is_set() {
+        let c = Config::load_with_env(None, no_env()).unwrap();
+        assert!(c.cache.settings().is_none());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[cache]\ndir = \"/var/cache/d\"\n")?;
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            let settings = c.cache.settings().ok_or("a cache")?;
+            assert_eq!(settings.dir, Path::new("/var/cache/d"));
+            assert_eq!(settings.max_bytes, 1 << 30);
+            jail.set_env("DEDUPDAV_CACHE__MAX_BYTES", "1000");
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cache.max_bytes"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_key_and_bad_value_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[backend]\nkindd = \"local\"\n")?;

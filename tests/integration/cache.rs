@@ -150,7 +150,10 @@ fn small_files_read_again_cost_no_upstream_request_even_after_a_restart() {
         c.lookups(Lookup::Hit)
     );
     assert!(text.contains(&hits), "{text}");
-    assert!(text.contains("dedupdav_object_cache_stored_bytes "), "{text}");
+    assert!(
+        text.contains("dedupdav_object_cache_stored_bytes "),
+        "{text}"
+    );
 }
 
 #[test]
