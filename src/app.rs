@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::backend::cache::{CacheError, CachedStore};
 use crate::backend::webdav::WebDavStore;
 use crate::backend::BackendError;
 use crate::config::{BackendConfig, Config};
@@ -27,6 +28,8 @@ pub enum StartError {
     Index(#[from] IndexError),
     #[error("object backend: {0}")]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("{0}")]
     Unsupported(String),
     #[error(transparent)]
@@ -57,7 +60,10 @@ impl App {
             path: config.index_path().display().to_string(),
             source,
         })?;
-        let backend = crate::backend::open(&config.backend, &config.data_dir)?;
+        let mut backend = crate::backend::open(&config.backend, &config.data_dir)?;
+        if let Some(cache) = config.cache.settings() {
+            backend = Arc::new(CachedStore::open(backend, &cache)?);
+        }
         let store = ContentStore::new(keys.clone(), backend, meta.clone(), config.store_settings());
         let ids = VisibleIds::new(&keys, meta.instance_id());
         let fs = DedupFs::new(

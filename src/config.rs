@@ -63,6 +63,7 @@ pub struct Config {
     pub sweep: SweepConfig,
     pub metadata: MetadataConfig,
     pub backend: BackendConfig,
+    pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub dedup: DedupConfig,
     pub metrics: MetricsConfig,
@@ -138,6 +139,35 @@ pub struct FilesConfig {
     /// Empty by default; macOS Finder's litter is `["._*", ".DS_Store"]`.
     #[serde(default)]
     pub refuse: Vec<String>,
+}
+
+/// The local object cache (`backend/cache.rs`): recently read or written
+/// objects kept on the gateway's disk in front of the backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The cache's directory; unset (the default) means no cache. It is
+    /// never turned on by itself: it takes up to `max_bytes` of disk, and
+    /// in front of a local backend it would only copy files on one disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// The most bytes the cache's entries take on disk.
+    pub max_bytes: u64,
+}
+
+/// The smallest `cache.max_bytes` accepted.
+pub const CACHE_MIN_BYTES: u64 = 1 << 20;
+
+impl CacheConfig {
+    /// The cache's settings, when there is one.
+    pub fn settings(&self) -> Option<crate::backend::cache::CacheSettings> {
+        self.dir
+            .as_ref()
+            .map(|dir| crate::backend::cache::CacheSettings {
+                dir: dir.clone(),
+                max_bytes: self.max_bytes,
+            })
+    }
 }
 
 /// Who may scrape `/metrics`, and where. On the main address an admin's
@@ -529,6 +559,10 @@ impl Default for Config {
                 snapshot_interval_minutes: 60,
             },
             backend: BackendConfig::default(),
+            cache: CacheConfig {
+                dir: None,
+                max_bytes: 1 << 30,
+            },
             limits: LimitsConfig {
                 max_connections: 4096,
                 max_connections_per_address: 256,
@@ -601,6 +635,11 @@ impl Config {
         self.metrics.validate()?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
+        }
+        if self.cache.max_bytes < CACHE_MIN_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "cache.max_bytes must be at least {CACHE_MIN_BYTES} bytes"
+            )));
         }
         if !(1..=22).contains(&self.chunking.zstd_level) {
             return Err(ConfigError::Invalid(
@@ -730,6 +769,25 @@ mod tests {
                 panic!("kind from the file: {:?}", c.backend)
             };
             assert_eq!(w.root, "x");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_cache_is_off_unless_its_dir_is_set() {
+        let c = Config::load_with_env(None, no_env()).unwrap();
+        assert!(c.cache.settings().is_none());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[cache]\ndir = \"/var/cache/d\"\n")?;
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            let settings = c.cache.settings().ok_or("a cache")?;
+            assert_eq!(settings.dir, Path::new("/var/cache/d"));
+            assert_eq!(settings.max_bytes, 1 << 30);
+            jail.set_env("DEDUPDAV_CACHE__MAX_BYTES", "1000");
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cache.max_bytes"), "{e}");
             Ok(())
         });
     }

@@ -765,7 +765,10 @@ pub fn pack(data: &[u8]) {
     let Ok((mut bytes, entries)) = builder.finish(&s) else {
         panic!("finishing a pack failed");
     };
-    assert_eq!(s.read_trailer(&pack, &name, &bytes).ok().as_ref(), Some(&entries));
+    assert_eq!(
+        s.read_trailer(&pack, &name, &bytes).ok().as_ref(),
+        Some(&entries)
+    );
     let victim = usize::from(mode) % entries.len().max(1);
     if let Some(e) = entries.get(victim) {
         bytes[e.offset as usize + (e.len as usize / 2)] ^= 1;

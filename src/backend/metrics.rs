@@ -1,5 +1,6 @@
-//! What the upstream backend counts for `/metrics`: every attempt it sends,
-//! by verb and outcome, each attempt's latency, and the retries.
+//! What the backend counts for `/metrics`: every attempt the upstream
+//! store sends, by verb and outcome, each attempt's latency, and the
+//! retries; and what the local object cache (`cache.rs`) answers.
 //!
 //! The handle is made of prometheus-client's metric types (atomics behind
 //! an `Arc`, usable without a registry). The store that sends the requests
@@ -14,6 +15,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 /// The request methods the backend sends upstream.
@@ -159,6 +161,56 @@ impl UpstreamMetrics {
     pub fn attempts(&self, verb: Verb, outcome: Outcome) -> u64 {
         self.attempts
             .get(&AttemptLabels { verb, outcome })
+            .map_or(0, |c| c.get())
+    }
+}
+
+/// How a read asked of the local object cache ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Lookup {
+    /// Served from a cache entry.
+    Hit,
+    /// No entry: read from the store behind the cache.
+    Miss,
+    /// An entry failed its check: dropped, and read from the store behind.
+    Damaged,
+}
+
+impl EncodeLabelValue for Lookup {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Damaged => "damaged",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    pub outcome: Lookup,
+}
+
+/// The local object cache's series (cheap to clone: clones share the
+/// values).
+#[derive(Debug, Clone, Default)]
+pub struct CacheMetrics {
+    /// Reads of objects asked of the cache, by outcome.
+    pub lookups: Family<LookupLabels, Counter>,
+    /// Bytes the cache's entries take on disk now.
+    pub stored_bytes: Gauge,
+}
+
+impl CacheMetrics {
+    /// Counts one read that ended in `outcome`.
+    pub fn lookup(&self, outcome: Lookup) {
+        self.lookups.get_or_create(&LookupLabels { outcome }).inc();
+    }
+
+    /// Reads that ended in `outcome` so far.
+    pub fn lookups(&self, outcome: Lookup) -> u64 {
+        self.lookups
+            .get(&LookupLabels { outcome })
             .map_or(0, |c| c.get())
     }
 }

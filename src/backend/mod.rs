@@ -5,8 +5,10 @@
 //! a local directory (the embedded default) and an upstream ownCloud account
 //! reached over WebDAV. [`open`] builds the one the `[backend]` section
 //! ([`config::BackendConfig`]) names. An upstream counts its requests in
-//! its own [`metrics::UpstreamMetrics`].
+//! its own [`metrics::UpstreamMetrics`]. [`cache::CachedStore`] keeps
+//! recently used objects on local disk in front of either.
 
+pub mod cache;
 pub mod config;
 pub mod local;
 pub mod metrics;
@@ -122,6 +124,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// What this backend counts of its requests for `/metrics`, if it
     /// sends any (an upstream does; a local directory has none to count).
     fn upstream_metrics(&self) -> Option<&metrics::UpstreamMetrics> {
+        None
+    }
+    /// What the local object cache counts, if this store is one.
+    fn cache_metrics(&self) -> Option<&metrics::CacheMetrics> {
+        None
+    }
+    /// The store behind a cache, for reads that must see what the backend
+    /// itself holds (the scrub, `check --read-data`); `None` when this
+    /// store caches nothing.
+    fn behind_cache(&self) -> Option<SharedObjectStore> {
         None
     }
 }

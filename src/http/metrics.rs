@@ -17,8 +17,8 @@
 //!   accept loop and watchdog saw (`listener.rs`);
 //! - the layers below each own a handle of prometheus-client metrics and
 //!   record into it; [`Metrics::new`] registers clones, so no lower layer
-//!   names this one (the layer rule, `src/lib.rs`): upstream requests
-//!   (`backend::metrics`), dedup hits and misses (`store::metrics`), index
+//!   names this one (the layer rule, `src/lib.rs`): upstream requests and
+//!   the local object cache's hits and misses (`backend::metrics`), dedup hits and misses (`store::metrics`), index
 //!   commit latency (`meta::metrics`);
 //! - read at each scrape ([`Snapshot`], a collector): the usage gauges
 //!   (`meta::Stats`) and every job's status and own counters
@@ -60,7 +60,7 @@ use prometheus_client::registry::{Registry, Unit};
 use sha2::{Digest, Sha256};
 
 use super::listener::Stalled;
-use crate::backend::metrics::UpstreamMetrics;
+use crate::backend::metrics::{CacheMetrics, UpstreamMetrics};
 use crate::config::MetricsConfig;
 use crate::jobs::JobState;
 use crate::meta::metrics::IndexMetrics;
@@ -187,6 +187,7 @@ fn phase_label(phase: Stalled) -> &'static str {
 #[derive(Default)]
 pub struct Sources {
     pub upstream: Option<UpstreamMetrics>,
+    pub cache: Option<CacheMetrics>,
     pub store: Option<StoreMetrics>,
     pub index: Option<IndexMetrics>,
 }
@@ -329,6 +330,19 @@ impl Metrics {
                 "upstream_retries",
                 "Upstream attempts repeated after a transient failure, by verb",
                 u.retries,
+            );
+        }
+        if let Some(c) = sources.cache {
+            r.register(
+                "object_cache_lookups",
+                "Object reads asked of the local object cache, by outcome (damaged: an entry failed its hash and was dropped)",
+                c.lookups,
+            );
+            r.register_with_unit(
+                "object_cache_stored",
+                "Bytes the local object cache's entries take on disk",
+                Unit::Bytes,
+                c.stored_bytes,
             );
         }
         if let Some(s) = sources.store {

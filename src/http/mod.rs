@@ -91,6 +91,7 @@ impl Gateway {
                 &app.config.metrics,
                 metrics::Sources {
                     upstream: app.store.backend().upstream_metrics().cloned(),
+                    cache: app.store.backend().cache_metrics().cloned(),
                     store: Some(app.store.metrics().clone()),
                     index: Some(app.meta.index_metrics().clone()),
                 },

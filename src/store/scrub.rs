@@ -116,16 +116,19 @@ impl ContentStore {
         record: &ChunkRecord,
         keys: &Arc<[ChunkIdKey]>,
     ) -> Result<Verified, StoreError> {
+        // What the backend holds, not a local cache's copy of it.
+        let backend = self.backend.behind_cache();
+        let backend = backend.as_ref().unwrap_or(&self.backend);
         let (name, fetched) = match record.packed {
             Some(at) => {
                 let name = ObjectName::for_pack(&self.keys, &at.pack);
                 let range = (u64::from(at.offset), u64::from(record.stored));
-                let fetched = self.backend.get_range(&name, range.0, range.1).await;
+                let fetched = backend.get_range(&name, range.0, range.1).await;
                 (name, fetched)
             }
             None => {
                 let name = ObjectName::for_chunk(&self.keys, &id);
-                let fetched = self.backend.get(&name).await;
+                let fetched = backend.get(&name).await;
                 (name, fetched)
             }
         };

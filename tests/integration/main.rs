@@ -11,6 +11,7 @@ mod admin_api;
 mod app_passwords;
 mod bad_input;
 mod browser;
+mod cache;
 mod check;
 mod cli;
 mod console;

@@ -81,7 +81,6 @@ fn repack(gw: &TestGateway) -> dedupdav::store::RepackReport {
 fn assert_clean(gw: &TestGateway) {
     let options = CheckOptions {
         read_percent: Some(100.0),
-        ..CheckOptions::default()
     };
     let report = common::wait(check(&gw.meta, &gw.store, options, |_| {}, |_| {})).unwrap();
     assert!(report.clean, "{}", render_text(&report));
