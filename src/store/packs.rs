@@ -10,8 +10,10 @@
 //! The flush protocol (strict mode: a write is acknowledged only once its
 //! bytes are upstream):
 //! 1. A pack opens at its first entry with a random id; its pending record
-//!    is written at once (durably, while the pack fills), so a pack put
-//!    but never recorded is collected like any abandoned object.
+//!    is written at once (durably, while the pack fills and is put), so a
+//!    pack put but never recorded is collected like any abandoned object
+//!    (or, if the crash came before that record was durable, by the orphan
+//!    sweep).
 //! 2. Each entry is sealed for this pack (its name is in the entry's
 //!    associated data) and appended; its writer then waits for the pack.
 //! 3. The pack is flushed when it reaches `pack_size`, when every upload
@@ -130,13 +132,15 @@ impl ContentStore {
     ) -> Result<(), StoreError> {
         loop {
             let (pack, name) = self.open_pack();
-            let store = self.clone();
-            let (plain, seal_name) = (chunk.clone(), name.clone());
-            let sealed = tokio::task::spawn_blocking(move || {
-                store.sealer.seal_packed(&id, &seal_name, &plain)
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+            let sealed = if chunk.len() <= INLINE_SEAL_MAX {
+                self.sealer.seal_packed(&id, &name, &chunk)?
+            } else {
+                let store = self.clone();
+                let plain = chunk.clone();
+                tokio::task::spawn_blocking(move || store.sealer.seal_packed(&id, &name, &plain))
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))??
+            };
             match self.add_to_pack(pack, id, &sealed) {
                 Added::Stale => continue,
                 Added::Waiting(mut done) => return wait_for(&mut done).await,
@@ -229,19 +233,27 @@ impl ContentStore {
         });
     }
 
-    /// Puts a pack upstream and records it.
+    /// Puts a pack upstream and records it. The put does not wait for the
+    /// pack's pending record (a lone writer's pack is flushed at once, and
+    /// the two round trips would add up); the record waits for both. A
+    /// crash in between leaves an object that no record names, younger
+    /// than the sweep's grace period: the orphan sweep deletes it later.
     async fn flush(
         self: &Arc<Self>,
         builder: PackBuilder,
         pending: JoinHandle<Result<(), StoreError>>,
     ) -> Result<(), StoreError> {
-        pending
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
         let (pack, name) = (builder.pack(), builder.name().clone());
         let (bytes, entries) = builder.finish(&self.sealer)?;
         let size = bytes.len() as u32;
-        self.backend.put(&name, Bytes::from(bytes)).await?;
+        let pending = async {
+            pending
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        let (pending, put) = tokio::join!(pending, self.backend.put(&name, Bytes::from(bytes)));
+        pending?;
+        put?;
         self.meta
             .record_pack(&pack, size, &entries, now_secs())
             .await?;
@@ -306,6 +318,11 @@ impl ContentStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
+
+/// Entries up to this size are sealed on the writer's own task: handing
+/// them to the blocking pool would cost more than the work (as for single
+/// objects, `store/upload.rs`).
+const INLINE_SEAL_MAX: usize = 64 << 10;
 
 /// Waits for a pack's outcome.
 async fn wait_for(done: &mut watch::Receiver<Outcome>) -> Result<(), StoreError> {

@@ -18,7 +18,10 @@
 //! 1. **List** the shard's objects with their modification times.
 //! 2. **Read every name the metadata knows** (pending records, then chunk
 //!    records). An object in the listing was put, and every put is preceded
-//!    by a durable pending record (`store/pending.rs`) that stays until a
+//!    (a pack's put: accompanied, see `store/packs.rs`; a pack listed
+//!    before its record is durable is far younger than the grace period,
+//!    so never a candidate) by a durable pending record
+//!    (`store/pending.rs`) that stays until a
 //!    commit turns it into a chunk record or the collector deletes the
 //!    object. So a listed object that no record names here is one nobody
 //!    references, nor can reference without storing it anew first.
