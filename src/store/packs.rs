@@ -246,11 +246,7 @@ impl ContentStore {
         let (pack, name) = (builder.pack(), builder.name().clone());
         let (bytes, entries) = builder.finish(&self.sealer)?;
         let size = bytes.len() as u32;
-        let pending = async {
-            pending
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
-        };
+        let pending = async { pending.await.map_err(|e| StoreError::Task(e.to_string()))? };
         let (pending, put) = tokio::join!(pending, self.backend.put(&name, Bytes::from(bytes)));
         pending?;
         put?;
