@@ -211,12 +211,18 @@ fn text(out: &Output) -> String {
 /// A davfs2 mount of `url` at `dir/name`, with davfs2's defaults (locks
 /// on) but for the settings the test machine needs and `extra`; unmounted
 /// on drop.
-struct Mount {
+pub(crate) struct Mount {
     point: PathBuf,
 }
 
 impl Mount {
-    fn new(dir: &Path, name: &str, url: &str, login: (&str, &str), extra: &str) -> Self {
+    pub(crate) fn new(
+        dir: &Path,
+        name: &str,
+        url: &str,
+        login: (&str, &str),
+        extra: &str,
+    ) -> Self {
         let (user, password) = login;
         let point = dir.join(name);
         std::fs::create_dir_all(&point).expect("mount point");
@@ -245,7 +251,7 @@ impl Mount {
         Self { point }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.point.join(rel)
     }
 }

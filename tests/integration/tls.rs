@@ -311,6 +311,38 @@ fn rclone_copies_over_https_with_the_test_ca() {
     );
 }
 
+/// The Linux mount of README's client section, over HTTPS: davfs2 with
+/// its defaults (locks on), trusting the test CA (`trust_ca_cert`).
+#[test]
+fn davfs2_mounts_over_https_with_the_test_ca() {
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("SKIPPED: /dev/fuse is missing, so davfs2 cannot mount here");
+        return;
+    }
+    let pki = Pki::new();
+    let ca = pki.ca("ca");
+    let gw = https_gateway(&pki.leaf("ca", "server"), |_| {});
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("{}/remote.php/dav/files/{USER}/", gw.base);
+    assert!(url.starts_with("https://"), "{url}");
+    let trust = format!("trust_ca_cert {}\n", path_str(&ca));
+    {
+        let mount = crate::locks::Mount::new(work.path(), "m", &url, (USER, PASSWORD), &trust);
+        std::fs::create_dir(mount.path("notes")).expect("mkdir");
+        std::fs::write(mount.path("notes/a.txt"), b"over https\n").expect("write");
+        std::fs::rename(mount.path("notes/a.txt"), mount.path("notes/b.txt")).expect("rename");
+        assert_eq!(std::fs::read(mount.path("notes/b.txt")).unwrap(), b"over https\n");
+    }
+    // Unmounted: the file is on the gateway, read over HTTPS.
+    let got = client_trusting(&ca)
+        .get(format!("{url}notes/b.txt"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().unwrap().as_ref(), b"over https\n");
+}
+
 #[test]
 fn owncloudcmd_syncs_over_https() {
     let pki = Pki::new();
