@@ -216,13 +216,7 @@ pub(crate) struct Mount {
 }
 
 impl Mount {
-    pub(crate) fn new(
-        dir: &Path,
-        name: &str,
-        url: &str,
-        login: (&str, &str),
-        extra: &str,
-    ) -> Self {
+    pub(crate) fn new(dir: &Path, name: &str, url: &str, login: (&str, &str), extra: &str) -> Self {
         let (user, password) = login;
         let point = dir.join(name);
         std::fs::create_dir_all(&point).expect("mount point");

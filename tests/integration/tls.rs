@@ -331,7 +331,10 @@ fn davfs2_mounts_over_https_with_the_test_ca() {
         std::fs::create_dir(mount.path("notes")).expect("mkdir");
         std::fs::write(mount.path("notes/a.txt"), b"over https\n").expect("write");
         std::fs::rename(mount.path("notes/a.txt"), mount.path("notes/b.txt")).expect("rename");
-        assert_eq!(std::fs::read(mount.path("notes/b.txt")).unwrap(), b"over https\n");
+        assert_eq!(
+            std::fs::read(mount.path("notes/b.txt")).unwrap(),
+            b"over https\n"
+        );
     }
     // Unmounted: the file is on the gateway, read over HTTPS.
     let got = client_trusting(&ca)
