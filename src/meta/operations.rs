@@ -21,7 +21,12 @@
 //! - **Each operation says what it does to the journal**: `read` never
 //!   changes anything; `write` may change journaled tables, so in zero-lag
 //!   mode it answers only once its change is upstream
-//!   (`meta/upstream_gate.rs`); `local` changes only tables a restore does
+//!   (`meta/upstream_gate.rs`); `staged` changes journaled tables but
+//!   never waits, because a `write` always follows it on the path that
+//!   answers a client (a pack's record, then its files' commits) and that
+//!   write waits for every change before it (the journal is one sequence):
+//!   so each small file waits for the upstream once, not twice; `local`
+//!   changes only tables a restore does
 //!   without (pending records, the scrub's, the journal's own state) and
 //!   never waits.
 
@@ -135,8 +140,8 @@ impl Meta {
 /// Generates one async method of [`Meta`] per operation, dispatching to
 /// the engine. `tree` operations are answered by the redb engine's tree,
 /// `index` ones by its installation-wide tables. The first word says what
-/// the operation does to the journal (`read`, `write`, `local`: see the
-/// module's header); only `write` may wait for the upstream.
+/// the operation does to the journal (`read`, `write`, `staged`, `local`:
+/// see the module's header); only `write` may wait for the upstream.
 macro_rules! operations {
     ($(
         $(#[doc = $doc:literal])*
@@ -153,6 +158,7 @@ macro_rules! operations {
     };
     (@read $s:ident, $call:expr) => { $call };
     (@local $s:ident, $call:expr) => { $call };
+    (@staged $s:ident, $call:expr) => { $call };
     (@write $s:ident, $call:expr) => {{
         let before = $s.committed_seq();
         let result = $call;
@@ -364,7 +370,7 @@ operations! {
     /// Records a stored pack: its chunks the metadata did not know become
     /// known (unreferenced since `now`) and located in it, and its pending
     /// record goes. Answers how many of its entries became live.
-    write index fn record_pack(&self, pack: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<u32, IndexError>;
+    staged index fn record_pack(&self, pack: &[u8; 32], size: u32, entries: &[PackedEntry], now: u64) -> Result<u32, IndexError>;
     /// What the metadata knows of a pack.
     read index fn pack(&self, pack: &[u8; 32]) -> Result<Option<PackRecord>, IndexError>;
     /// Pack records in id order after `after`, at most `limit`.
