@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::pending::now_secs;
-use super::{ChunkKeys, ContentStore, StoreError};
+use super::{ChunkKeys, ContentStore, PinGuard, StoreError};
 use crate::backend::BackendError;
 use crate::crypto::{ChunkId, ChunkIdKey, ObjectName, PackBuilder, PackId};
 use crate::meta::PackedAt;
@@ -82,6 +82,10 @@ struct OpenPack {
     done: watch::Sender<Outcome>,
     /// The pack's pending record, being written.
     pending: JoinHandle<Result<(), StoreError>>,
+    /// The pack's id, pinned until the pack is recorded (or has failed):
+    /// the collector never takes a pending record whose id is pinned, so
+    /// it cannot delete a pack on its way up (see [`pin_pack`]).
+    pin: PinGuard,
 }
 
 /// The shared open pack and who might still add to it.
@@ -156,6 +160,7 @@ impl ContentStore {
             return (p.builder.pack(), p.builder.name().clone());
         }
         let pack: PackId = rand::random();
+        let pin = pin_pack(&self.pins, pack);
         let name = ObjectName::for_pack(&self.keys, &pack);
         let bound = (self.settings.packs.size + self.settings.packs.below) as u32;
         let meta = self.meta.clone();
@@ -170,6 +175,7 @@ impl ContentStore {
             waiters: 0,
             done,
             pending,
+            pin,
         });
         let store = self.clone();
         let delay = self.settings.packs.delay;
@@ -219,6 +225,7 @@ impl ContentStore {
                 builder,
                 done,
                 pending,
+                pin,
                 ..
             } = pack;
             let id = builder.pack();
@@ -230,6 +237,7 @@ impl ContentStore {
                 let _ = meta.abandon_pending(&[(id, None)], now_secs()).await;
             }
             done.send_replace(Some(outcome.map_err(Arc::new)));
+            drop(pin);
         });
     }
 
@@ -313,6 +321,20 @@ impl ContentStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+/// Pins the id of a new pack (random, so no collector or sweep can be
+/// deleting it). A pack's pending record is written before or while it
+/// is put and dropped when it is recorded; with the id pinned meanwhile,
+/// the collector (which claims only unpinned ids) and the orphan sweep
+/// (which skips the names of pinned ids) leave the pack alone however
+/// short their grace period.
+pub(super) fn pin_pack(pins: &super::Pins, pack: PackId) -> PinGuard {
+    let mut guard = PinGuard::new(pins.clone());
+    if pins.pin(ChunkId(pack)) {
+        guard.add(ChunkId(pack));
+    }
+    guard
 }
 
 /// Entries up to this size are sealed on the writer's own task: handing

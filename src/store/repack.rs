@@ -32,7 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::pending::now_secs;
-use super::{ContentStore, StoreError};
+use super::{ContentStore, PinGuard, StoreError};
 use crate::backend::BackendError;
 use crate::crypto::{ChunkId, ObjectName, PackBuilder, PackId, PackedEntry};
 use crate::meta::PackRecord;
@@ -163,7 +163,8 @@ impl ContentStore {
                 }
             }
         } else {
-            let (new, size, entries) = self.write_pack(&carried).await?;
+            // The new pack stays pinned until it is recorded.
+            let (new, size, entries, _pin) = self.write_pack(&carried).await?;
             let relocated = self
                 .meta
                 .relocate_pack(&readable, &new, size, &entries, now_secs())
@@ -241,11 +242,11 @@ impl ContentStore {
     }
 
     /// Seals `carried` into a new pack and puts it upstream, after its
-    /// pending record.
+    /// pending record; the pack's id stays pinned while the guard lives.
     async fn write_pack(
         self: &Arc<Self>,
         carried: &[Carried],
-    ) -> Result<(PackId, u32, Vec<PackedEntry>), StoreError> {
+    ) -> Result<(PackId, u32, Vec<PackedEntry>, PinGuard), StoreError> {
         let pack: PackId = rand::random();
         let name = ObjectName::for_pack(&self.keys, &pack);
         let store = self.clone();
@@ -264,8 +265,9 @@ impl ContentStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
         let size = bytes.len() as u32;
+        let pin = super::packs::pin_pack(&self.pins, pack);
         self.meta.add_pending(&[(pack, size)], now_secs()).await?;
         self.backend.put(&name, Bytes::from(bytes)).await?;
-        Ok((pack, size, entries))
+        Ok((pack, size, entries, pin))
     }
 }
