@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use dedupdav::backend::metrics::Lookup;
 use http::Method;
 
-use crate::common::apache::Apache;
 use crate::common::faultproxy::FaultProxy;
 use crate::common::gateway::{files_below, random_bytes, text_bytes, Dav, TestGateway};
 
@@ -28,29 +27,11 @@ impl Cached {
     }
 
     fn start_with(tweak: impl FnOnce(&mut dedupdav::config::Config)) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut proxy = None;
-        let gw = TestGateway::start_on_apache_via(
-            |apache| {
-                let p = rt.block_on(FaultProxy::start(&apache.origin()));
-                let url = format!("{}{}", p.origin(), Apache::base_path());
-                proxy = Some(p);
-                url
-            },
-            |c| {
-                c.cache.dir = Some(c.data_dir.join("cache"));
-                tweak(c);
-            },
-        );
-        Self {
-            gw,
-            proxy: proxy.expect("proxy"),
-            _rt: rt,
-        }
+        let (gw, proxy, rt) = TestGateway::start_behind_proxy(|c| {
+            c.cache.dir = Some(c.data_dir.join("cache"));
+            tweak(c);
+        });
+        Self { gw, proxy, _rt: rt }
     }
 
     fn cache_dir(&self) -> PathBuf {

@@ -12,8 +12,6 @@ use std::time::Duration;
 use dedupdav::files::check::{check, render_text, CheckOptions};
 use http::Method;
 
-use crate::common::apache::Apache;
-use crate::common::faultproxy::FaultProxy;
 use crate::common::gateway::{text_bytes, Dav, TestGateway};
 
 on_both_backends!(
@@ -174,22 +172,9 @@ fn packed_at(gw: &TestGateway, path: &str) -> ([u8; 32], u32, u32) {
 
 #[test]
 fn a_range_read_inside_a_packed_file_fetches_only_its_bytes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut proxy = None;
-    let gw = TestGateway::start_on_apache_via(
-        |apache| {
-            let p = rt.block_on(FaultProxy::start(&apache.origin()));
-            let url = format!("{}{}", p.origin(), Apache::base_path());
-            proxy = Some(p);
-            url
-        },
-        |_| {},
-    );
-    let proxy = proxy.expect("proxy");
+    // One value: the gateway, the proxy, then its runtime drop in order.
+    let rig = TestGateway::start_behind_proxy(|_| {});
+    let (gw, proxy) = (&rig.0, &rig.1);
     gw.add_user("alice", "pw");
     let dav = Arc::new(gw.client("alice", "pw"));
     put_tree(&dav, 0..40);

@@ -19,32 +19,14 @@ struct Rig {
 }
 
 fn rig(retry_deadline_secs: u64) -> Rig {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut proxy = None;
-    let gw = TestGateway::start_on_apache_via(
-        |apache| {
-            let p = rt.block_on(FaultProxy::start(&apache.origin()));
-            let url = format!("{}{}", p.origin(), Apache::base_path());
-            proxy = Some(p);
-            url
-        },
-        |c| {
-            let upstream = TestGateway::upstream_of(c);
-            upstream.retry_deadline_secs = retry_deadline_secs;
-            upstream.request_timeout_secs = 5;
-            upstream.connect_timeout_secs = 2;
-        },
-    );
+    let (gw, proxy, rt) = TestGateway::start_behind_proxy(|c| {
+        let upstream = TestGateway::upstream_of(c);
+        upstream.retry_deadline_secs = retry_deadline_secs;
+        upstream.request_timeout_secs = 5;
+        upstream.connect_timeout_secs = 2;
+    });
     gw.add_user("alice", "pw");
-    Rig {
-        gw,
-        proxy: proxy.unwrap(),
-        _rt: rt,
-    }
+    Rig { gw, proxy, _rt: rt }
 }
 
 #[test]

@@ -68,6 +68,30 @@ impl TestGateway {
         gw
     }
 
+    /// A gateway on Apache reached through a recording, fault-injecting
+    /// proxy, and the runtime serving that proxy. Kept as one value, they
+    /// drop in this order: the gateway, the proxy, then the runtime.
+    pub fn start_behind_proxy(
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Self, super::faultproxy::FaultProxy, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut proxy = None;
+        let gw = Self::start_on_apache_via(
+            |apache| {
+                let p = rt.block_on(super::faultproxy::FaultProxy::start(&apache.origin()));
+                let url = format!("{}{}", p.origin(), Apache::base_path());
+                proxy = Some(p);
+                url
+            },
+            tweak,
+        );
+        (gw, proxy.expect("proxy"), rt)
+    }
+
     /// The upstream settings of a configuration `start_on_apache*` made.
     pub fn upstream_of(c: &mut Config) -> &mut WebDavConfig {
         match &mut c.backend {
