@@ -178,8 +178,8 @@ fn a_range_read_inside_a_packed_file_fetches_only_its_bytes() {
     gw.add_user("alice", "pw");
     let dav = Arc::new(gw.client("alice", "pw"));
     put_tree(&dav, 0..40);
-    repack(&gw);
-    let (pack, offset, len) = packed_at(&gw, "d0/f7.txt");
+    repack(gw);
+    let (pack, offset, len) = packed_at(gw, "d0/f7.txt");
     let pack_size = common::wait(gw.meta.pack(&pack)).unwrap().unwrap().size;
     assert!(len * 10 < pack_size, "one entry of a bigger pack");
     proxy.reset_seen();
